@@ -1,0 +1,83 @@
+"""The ``liccs`` command: one small function per subcommand, each calling the API and nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from liccs.errors import LiccsError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from liccs.doctor import format_checks, run_checks
+
+    checks = run_checks()
+    print(format_checks(checks))
+    return 0 if all(c.ok or not c.required for c in checks) else 1
+
+
+def cmd_zoo_list(args: argparse.Namespace) -> int:
+    from liccs.zoo import CODECS, codec_names, list_classifiers
+
+    if args.kind in ("codecs", "all"):
+        for arch in CODECS.names():
+            e = CODECS.get(arch)
+            print(f"{arch:<28} q{min(e.qualities)}..q{max(e.qualities)}  metrics {','.join(e.metrics)}  {e.description}")
+        if args.verbose:
+            print(" ".join(codec_names()))
+    if args.kind in ("classifiers", "all"):
+        print(" ".join(list_classifiers()))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from liccs.run import QuickConfig, quick_run
+
+    result = quick_run(QuickConfig(codec=args.codec, classifier=args.classifier, weights=args.weights,
+                                   images=args.images, out=args.out))
+    print(json.dumps({k: v for k, v in result.items() if k != "pipeline"}, indent=2))
+    print(f"wrote {args.out}/result.json and {args.out}/manifest.json")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="liccs", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("doctor", help="what this machine can run")
+    s.set_defaults(func=cmd_doctor)
+
+    s = sub.add_parser("zoo", help="the model zoo")
+    zsub = s.add_subparsers(dest="zoo_command", required=True)
+    z = zsub.add_parser("list", help="registered codecs and classifiers")
+    z.add_argument("kind", nargs="?", choices=("codecs", "classifiers", "all"), default="all")
+    z.set_defaults(func=cmd_zoo_list)
+
+    s = sub.add_parser("run", help="the main job")
+    s.add_argument("--codec", default="bmshj2018-hyperprior@q3")
+    s.add_argument("--classifier", default="resnet18")
+    s.add_argument("--weights", default="pretrained", help="pretrained | random | PATH")
+    s.add_argument("--images", type=int, default=8)
+    s.add_argument("--out", default="runs/quick")
+    s.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except LiccsError as e:
+        print(f"liccs: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

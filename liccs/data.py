@@ -1,0 +1,321 @@
+"""Image sources (folder, ImageNet-style CSV, Kodak, CIFAR-10 zip) and pixel conversions.
+
+Images are uint8 ``[3, H, W]`` RGB tensors as read; :func:`to_float` maps them to [0, 1] and
+:func:`to_uint8` rounds back (never truncates). Codecs need sides that are multiples of 64:
+:func:`pad_to_multiple` pads and :func:`crop_to` takes the exact original back.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from liccs.errors import ImageReadError, InputError
+from liccs.paths import data_dir
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+# --- pixels -------------------------------------------------------------------------------------
+
+
+def pil_to_tensor(img: Image.Image) -> Tensor:
+    """Any PIL image (L, LA, P, RGBA, CMYK, I;16, ...) → uint8 RGB ``[3, H, W]``."""
+    if img.mode != "RGB":
+        if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+            # alpha composited over white, the way viewers show it
+            rgba = img.convert("RGBA")
+            bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(bg, rgba)
+        img = img.convert("RGB")
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+def read_image(path: str | Path) -> Tensor:
+    """Read an image file as uint8 RGB ``[3, H, W]``; unreadable files raise :class:`ImageReadError`."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return pil_to_tensor(img)
+    except FileNotFoundError:
+        raise ImageReadError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise ImageReadError(f"image {path} cannot be read: {e}") from None
+
+
+def to_float(x: Tensor) -> Tensor:
+    """uint8 → float32 in [0, 1]."""
+    if x.dtype != torch.uint8:
+        raise InputError(f"to_float expects a uint8 tensor, got {x.dtype}")
+    return x.float().div_(255.0)
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """float in [0, 1] → uint8, rounded to nearest (not truncated); values are clamped first."""
+    if not x.is_floating_point():
+        raise InputError(f"to_uint8 expects a float tensor, got {x.dtype}")
+    return x.detach().clamp(0, 1).mul(255.0).round().to(torch.uint8)
+
+
+def check_unit_range(x: Tensor, name: str = "images") -> None:
+    """Raise unless ``x`` is a float tensor with every value in [0, 1] (no NaN)."""
+    if not x.is_floating_point():
+        raise InputError(f"{name} must be float in [0, 1], got dtype {x.dtype}")
+    if x.numel() and (torch.isnan(x).any() or x.min() < 0 or x.max() > 1):
+        raise InputError(f"{name} must lie in [0, 1]; got min {x.min().item():.4g}, max {x.max().item():.4g}")
+
+
+def pad_to_multiple(x: Tensor, multiple: int = 64, mode: str = "replicate") -> tuple[Tensor, tuple[int, int]]:
+    """Pad ``[..., H, W]`` at the bottom and right to multiples of ``multiple``; returns (padded, (H, W))."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x, (h, w)
+    squeeze = x.dim() == 3
+    y = x.unsqueeze(0) if squeeze else x
+    y = F.pad(y.float() if not y.is_floating_point() else y, (0, pw, 0, ph), mode=mode)
+    if not x.is_floating_point():
+        y = y.to(x.dtype)
+    return (y.squeeze(0) if squeeze else y), (h, w)
+
+
+def crop_to(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Undo :func:`pad_to_multiple`: the top-left ``H × W`` of ``x``."""
+    return x[..., : size[0], : size[1]]
+
+
+def prepare(image: Tensor, resize: int | None, crop: int | None) -> Tensor:
+    """uint8 or float image → float [0, 1] at a classifier's input geometry (shorter side, centre crop)."""
+    from liccs.zoo.classifiers import resize_center_crop
+
+    x = to_float(image) if image.dtype == torch.uint8 else image
+    if crop is None:
+        return x
+    return resize_center_crop(x.unsqueeze(0), resize or crop, crop).squeeze(0)
+
+
+# --- sources ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a source: a name (file stem, unique within the source), the pixels, the label."""
+
+    name: str
+    image: Tensor
+    label: int | None
+
+
+class ImageSource:
+    """A sequence of images addressed by index; ``load(i)`` reads pixels, ``describe(i)`` does not."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def describe(self, i: int) -> tuple[str, str, int | None]:
+        """(name, location, label) of image ``i`` without reading it."""
+        raise NotImplementedError
+
+    def read(self, i: int) -> Tensor:
+        raise NotImplementedError
+
+    def load(self, i: int) -> Sample:
+        name, _, label = self.describe(i)
+        return Sample(name, self.read(i), label)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self)):
+            yield self.load(i)
+
+
+class FolderSource(ImageSource):
+    """Every image file directly in a folder (sorted); labels come from ``labels`` if given."""
+
+    def __init__(self, root: str | Path, labels: dict[str, int] | None = None) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ImageReadError(f"image folder {self.root} does not exist")
+        self.files = sorted(p for p in self.root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.labels = labels or {}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def describe(self, i: int) -> tuple[str, str, int | None]:
+        p = self.files[i]
+        return p.stem, str(p), self.labels.get(p.stem)
+
+    def read(self, i: int) -> Tensor:
+        return read_image(self.files[i])
+
+
+class CsvSource(ImageSource):
+    """ImageNet-style CSV with columns ``file, class_index`` (and optionally ``wnid, name``)."""
+
+    def __init__(self, csv_path: str | Path, root: str | Path | None = None) -> None:
+        self.csv_path = Path(csv_path)
+        if not self.csv_path.is_file():
+            raise ImageReadError(f"CSV {self.csv_path} does not exist")
+        self.root = Path(root) if root else self.csv_path.with_suffix("")
+        with open(self.csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        missing = {"file", "class_index"} - set(rows[0] if rows else {})
+        if missing:
+            raise InputError(f"CSV {self.csv_path} lacks column(s) {sorted(missing)}")
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def describe(self, i: int) -> tuple[str, str, int | None]:
+        r = self.rows[i]
+        return Path(r["file"]).stem, str(self.root / r["file"]), int(r["class_index"])
+
+    def read(self, i: int) -> Tensor:
+        return read_image(self.root / self.rows[i]["file"])
+
+
+class CifarZipSource(ImageSource):
+    """CIFAR-10 read straight from its zip: members ``<split>/<class>/NNNN.jpg``, labels by sorted class."""
+
+    def __init__(self, zip_path: str | Path, split: str | None = None, limit_per_class: int | None = None) -> None:
+        self.zip_path = Path(zip_path)
+        if not self.zip_path.is_file():
+            raise ImageReadError(f"CIFAR zip {self.zip_path} does not exist")
+        self._zip: zipfile.ZipFile | None = None
+        members = [n for n in self._open().namelist() if n.lower().endswith((".jpg", ".jpeg", ".png"))]
+        entries: list[tuple[str, int]] = []
+        counts: dict[int, int] = {}
+        for n in sorted(members):
+            parts = n.split("/")
+            if len(parts) < 3 or (split and parts[-3] != split):
+                continue
+            if parts[-2] not in CIFAR10_CLASSES:
+                raise InputError(f"{self.zip_path}: member {n} is in unknown class folder {parts[-2]!r}")
+            label = CIFAR10_CLASSES.index(parts[-2])
+            if limit_per_class is not None and counts.get(label, 0) >= limit_per_class:
+                continue
+            counts[label] = counts.get(label, 0) + 1
+            entries.append((n, label))
+        self.entries = entries
+
+    def _open(self) -> zipfile.ZipFile:
+        if self._zip is None:
+            self._zip = zipfile.ZipFile(self.zip_path)
+        return self._zip
+
+    def __getstate__(self) -> dict:  # zip handles do not pickle (DataLoader workers)
+        return {**self.__dict__, "_zip": None}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def describe(self, i: int) -> tuple[str, str, int | None]:
+        n, label = self.entries[i]
+        return n.rsplit(".", 1)[0].replace("/", "_"), f"{self.zip_path}!{n}", label
+
+    def read(self, i: int) -> Tensor:
+        n, _ = self.entries[i]
+        try:
+            with Image.open(io.BytesIO(self._open().read(n))) as img:
+                img.load()
+                return pil_to_tensor(img)
+        except (UnidentifiedImageError, OSError, ValueError, zipfile.BadZipFile) as e:
+            raise ImageReadError(f"image {self.zip_path}!{n} cannot be read: {e}") from None
+
+
+def kodak(root: str | Path | None = None) -> FolderSource:
+    """The 24 Kodak images (``$LICCS_DATA/kodak``)."""
+    return FolderSource(Path(root) if root else data_dir() / "kodak")
+
+
+def imagenet_samples(root: str | Path | None = None) -> CsvSource:
+    """One image per ImageNet-1k class, labels from the CSV's ``class_index``."""
+    base = Path(root) if root else data_dir()
+    return CsvSource(base / "imagenet-samples.csv", base / "imagenet-samples")
+
+
+def cifar10(split: str = "test", root: str | Path | None = None, limit_per_class: int | None = None) -> CifarZipSource:
+    """CIFAR-10 ``train`` or ``test`` split from ``cifar10-<split>.zip``."""
+    if split not in ("train", "test"):
+        raise InputError(f"CIFAR-10 split must be 'train' or 'test', got {split!r}")
+    base = Path(root) if root else data_dir()
+    return CifarZipSource(base / f"cifar10-{split}.zip", split, limit_per_class)
+
+
+SOURCES = {"kodak": kodak, "imagenet-samples": imagenet_samples, "cifar10-test": lambda: cifar10("test"),
+           "cifar10-train": lambda: cifar10("train")}
+
+
+def open_source(spec: str | Path) -> ImageSource:
+    """A source by name (``kodak``, ``imagenet-samples``, ``cifar10-test``...), CSV path, or folder path."""
+    if isinstance(spec, str) and spec in SOURCES:
+        return SOURCES[spec]()
+    path = Path(spec)
+    if path.suffix.lower() == ".csv":
+        return CsvSource(path)
+    if path.is_dir():
+        return FolderSource(path)
+    raise InputError(f"image source {str(spec)!r} is neither a folder, a CSV, nor one of {sorted(SOURCES)}")
+
+
+@dataclass
+class Batch:
+    """Images that loaded (a stacked float tensor when they share a size, else a list) and failures."""
+
+    images: Tensor | list[Tensor]
+    names: list[str]
+    labels: list[int | None]
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def label_tensor(self) -> Tensor:
+        if any(v is None for v in self.labels):
+            raise InputError("some images of this batch have no label")
+        return torch.tensor(self.labels, dtype=torch.long)
+
+
+def load_batch(
+    source: ImageSource,
+    indices: Sequence[int] | None = None,
+    *,
+    resize: int | None = None,
+    crop: int | None = None,
+    progress: bool = False,
+) -> Batch:
+    """Load images as float [0, 1]; unreadable ones are skipped and counted in ``failures``.
+
+    With ``crop`` the images are resized (shorter side ``resize``) and centre-cropped to one size
+    and stacked into ``[N, 3, crop, crop]``; otherwise they are stacked only if they share a size.
+    """
+    from tqdm.auto import tqdm
+
+    idx = list(range(len(source))) if indices is None else list(indices)
+    images: list[Tensor] = []
+    names: list[str] = []
+    labels: list[int | None] = []
+    failures: list[tuple[str, str]] = []
+    for i in tqdm(idx, desc="loading images", disable=not progress, leave=False):
+        name, where, label = source.describe(i)
+        try:
+            img = source.read(i)
+        except ImageReadError as e:
+            failures.append((where, str(e)))
+            continue
+        images.append(prepare(img, resize, crop))
+        names.append(name)
+        labels.append(label)
+    same = len({tuple(x.shape) for x in images}) == 1
+    return Batch(torch.stack(images) if images and same else images, names, labels, failures)

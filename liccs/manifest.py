@@ -1,0 +1,81 @@
+"""The environment a result came from: versions, device, commit. Written beside every table."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata as md
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from liccs.paths import PROJECT_ROOT
+
+PACKAGES = ("liccs", "torch", "torchvision", "compressai", "onnx", "onnxruntime", "onnxruntime-gpu",
+            "tensorrt", "numpy", "pandas")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed version of each package that shapes a result (None when absent)."""
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit(root: Path = PROJECT_ROOT) -> str | None:
+    """The checkout's commit (with ``-dirty`` when tracked files changed), or None outside git."""
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_info() -> dict[str, Any]:
+    """CPU, core count and (when present) the GPU, driver-side CUDA version and compute capability."""
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        info.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1),
+                    compute_capability=f"{p.major}.{p.minor}", cuda=torch.version.cuda)
+    return info
+
+
+def manifest(config: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """Everything needed to know where a number came from."""
+    return {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "device": device_info(),
+        "config": config or {},
+        **extra,
+    }
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write JSON atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,57 @@
+"""Shared fixtures: real images from ../shared/data (or $LICCS_DATA), small and cached per session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from liccs.data import kodak, to_float
+from liccs.paths import data_dir
+
+os.environ.setdefault("LICCS_OFFLINE", "1")  # tests never download
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    cuda = torch.cuda.is_available()
+    try:
+        import tensorrt  # noqa: F401
+
+        trt = hasattr(tensorrt, "Builder")
+    except ImportError:
+        trt = False
+    for item in items:
+        if "gpu" in item.keywords and not cuda:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU; none is visible on this machine"))
+        if "tensorrt" in item.keywords and not trt:
+            item.add_marker(pytest.mark.skip(
+                reason="needs TensorRT with its builder (pip install 'liccs[tensorrt]' from NVIDIA's index); "
+                       "not installable on this machine"))
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    d = data_dir()
+    if not (d / "kodak").is_dir():
+        pytest.skip(f"shared data not found at {d} (set LICCS_DATA)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def kodak_crop(shared_data) -> torch.Tensor:
+    """A real Kodak crop, [1, 3, 75, 117]: sides that are not multiples of 64."""
+    img = to_float(kodak(shared_data / "kodak").read(0))
+    return img[None, :, 200:275, 300:417].contiguous()
+
+
+@pytest.fixture()
+def tmp_cache(tmp_path, monkeypatch):
+    """An empty liccs cache and torch hub folder for one test."""
+    monkeypatch.setenv("LICCS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    import torch.hub
+
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    return tmp_path

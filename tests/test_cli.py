@@ -1,0 +1,30 @@
+import json
+
+from liccs.cli import main
+
+
+def test_doctor_is_healthy_on_a_cpu_machine(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "entropy coder" in out and "onnxruntime" in out and "tensorrt" in out
+
+
+def test_zoo_list(capsys):
+    assert main(["zoo", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "cheng2020-attn" in out and "vit_b_16" in out
+
+
+def test_bad_codec_name_is_a_clear_error_not_a_traceback(capsys, tmp_path):
+    assert main(["run", "--codec", "mbt2018@q9", "--out", str(tmp_path)]) == 2
+    assert "Valid quality of mbt2018s" in capsys.readouterr().err
+
+
+def test_quick_run_writes_result_and_manifest(tmp_path, shared_data):
+    out = tmp_path / "run"
+    assert main(["run", "--weights", "random", "--images", "2", "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert result["images"] == 2 and result["bpp_real"] > 0
+    assert result["pipeline"]["rounding"] == "hard" and result["pipeline"]["codec_weights"]["source"] == "random"
+    assert manifest["packages"]["torch"] and manifest["config"]["codec"] == "bmshj2018-hyperprior@q3"
