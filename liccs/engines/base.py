@@ -1,0 +1,189 @@
+"""The Runner interface (after Polygraphy's BaseRunner) and the registry of engine names.
+
+A backend writes only the ``*_impl`` methods; the base class checks names, dtypes, ranks and static
+dimensions of every feed once, against ``input_metadata()``, so every backend gives the same clear error.
+Optional libraries (tensorrt, onnxruntime-gpu, ...) are imported inside their backend only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from liccs.errors import InputError, LiccsError
+from liccs.zoo.registry import Registry
+
+Array = np.ndarray | torch.Tensor
+
+
+class EngineUnavailable(LiccsError):
+    """An engine this machine cannot run; the message says why and what to install."""
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """One input or output: dtype (numpy name, e.g. ``float32``) and shape (None = dynamic).
+
+    ``min_shape``/``max_shape`` bound the dynamic dimensions where the engine has a shape profile
+    (TensorRT); an input outside them is refused with the tensor's name.
+    """
+
+    dtype: str
+    shape: tuple[int | None, ...]
+    min_shape: tuple[int, ...] | None = None
+    max_shape: tuple[int, ...] | None = None
+
+
+def _dtype_name(x: Array) -> str:
+    if isinstance(x, torch.Tensor):
+        return str(x.dtype).removeprefix("torch.")
+    return np.dtype(x.dtype).name
+
+
+class Runner(ABC):
+    """Runs one model on one engine: ``with runner: outputs = runner.infer({"x": array})``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.is_active = False
+        self._input_meta: dict[str, TensorMeta] | None = None
+        self.inference_time: float | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def activate(self) -> None:
+        if self.is_active:
+            return
+        self.activate_impl()
+        self.is_active = True
+        self._input_meta = dict(self.get_input_metadata_impl())
+
+    def deactivate(self) -> None:
+        if self.is_active:
+            self.deactivate_impl()
+            self.is_active = False
+
+    def __enter__(self) -> Runner:
+        self.activate()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.deactivate()
+
+    # --- inference ---------------------------------------------------------------------------------
+    def input_metadata(self) -> dict[str, TensorMeta]:
+        if not self.is_active:
+            self.activate()
+        assert self._input_meta is not None
+        return self._input_meta
+
+    def check_feed(self, feed: Mapping[str, Array]) -> None:
+        """Raise :class:`InputError` naming the tensor when a feed does not fit the inputs."""
+        meta = self.input_metadata()
+        missing, extra = set(meta) - set(feed), set(feed) - set(meta)
+        if missing or extra:
+            raise InputError(f"{self.name}: inputs must be {sorted(meta)}; missing {sorted(missing)}, "
+                             f"unexpected {sorted(extra)}")
+        for key, value in feed.items():
+            m = meta[key]
+            if _dtype_name(value) != m.dtype:
+                raise InputError(f"{self.name}: input {key!r} must be {m.dtype}, got {_dtype_name(value)}")
+            shape = tuple(value.shape)
+            if len(shape) != len(m.shape):
+                raise InputError(f"{self.name}: input {key!r} must have rank {len(m.shape)} "
+                                 f"(shape {m.shape}), got shape {shape}")
+            for i, (got, want) in enumerate(zip(shape, m.shape)):
+                if want is not None and want >= 0 and got != want:
+                    raise InputError(f"{self.name}: input {key!r} dimension {i} must be {want}, got shape {shape}")
+            if m.min_shape is not None and m.max_shape is not None:
+                if any(g < lo or g > hi for g, lo, hi in zip(shape, m.min_shape, m.max_shape)):
+                    raise InputError(f"{self.name}: input {key!r} shape {shape} is outside the engine's "
+                                     f"profile {m.min_shape}..{m.max_shape}")
+
+    def infer(self, feed: Mapping[str, Array], check: bool = True) -> dict[str, Array]:
+        """Run once; outputs by name. The wall time of the call is kept in ``inference_time``."""
+        if not self.is_active:
+            self.activate()
+        if check:
+            self.check_feed(feed)
+        t = time.perf_counter()
+        out = self.infer_impl(dict(feed))
+        self.inference_time = time.perf_counter() - t
+        return out
+
+    # --- for backends ------------------------------------------------------------------------------
+    @abstractmethod
+    def activate_impl(self) -> None: ...
+
+    @abstractmethod
+    def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]: ...
+
+    @abstractmethod
+    def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]: ...
+
+    def deactivate_impl(self) -> None:
+        """Release what ``activate_impl`` acquired (default: nothing)."""
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """An engine name: its backend, precision and device, and what it needs to run.
+
+    ``requires``: importable modules; ``needs_cuda``: a visible CUDA GPU; ``providers``: ONNX Runtime
+    execution providers that must be available. ``make_runner(artifact, **kw)`` builds a :class:`Runner`.
+    """
+
+    name: str
+    backend: str  # "torch" | "onnxruntime" | "tensorrt"
+    precision: str  # "fp32" | "fp16" | "bf16" | "int8"
+    device: str  # "cpu" | "cuda"
+    make_runner: Callable[..., Runner]
+    requires: tuple[str, ...] = ()
+    needs_cuda: bool = False
+    providers: tuple[str, ...] = ()
+    install_hint: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def unavailable_reason(self) -> str | None:
+        """None when this machine can run the engine, else why not and what to install."""
+        for mod in self.requires:
+            if importlib.util.find_spec(mod) is None:
+                return f"engine {self.name} needs the Python package {mod!r}; {self.install_hint}".rstrip("; ")
+        if self.needs_cuda and not torch.cuda.is_available():
+            return f"engine {self.name} needs a CUDA GPU; none is visible (torch.cuda.is_available() is False)"
+        if self.providers:
+            import onnxruntime as ort
+
+            have = set(ort.get_available_providers())
+            lacking = [p for p in self.providers if p not in have]
+            if lacking:
+                return (f"engine {self.name} needs ONNX Runtime's {', '.join(lacking)} (this onnxruntime has "
+                        f"{', '.join(sorted(have))}); {self.install_hint}").rstrip("; ")
+        return None
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable_reason() is None
+
+
+ENGINES: Registry[EngineSpec] = Registry("engine")
+
+
+def get_engine(name: str) -> EngineSpec:
+    """The engine of ``name``; raises :class:`EngineUnavailable` (why, what to install) if it cannot run here."""
+    spec = ENGINES.get(name)
+    reason = spec.unavailable_reason()
+    if reason:
+        raise EngineUnavailable(reason)
+    return spec
+
+
+def available_engines() -> list[str]:
+    """Registered engine names this machine can run."""
+    return [n for n in ENGINES.names() if ENGINES.get(n).available]
