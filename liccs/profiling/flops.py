@@ -1,0 +1,76 @@
+"""FLOPs of a stage and this machine's dense matmul ceiling, for achieved-rate / ceiling per stage.
+
+FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode`: matrix multiplications and
+convolutions (transposed ones included, GDN's 1×1 convolution included), 2 FLOPs per multiply-add.
+Element-wise work (activations, GDN's square root, rounding) is not counted, so the achieved rate
+is that of the dense arithmetic only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pandas as pd
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from liccs.errors import InputError
+from liccs.profiling.timer import TimerConfig, measure
+
+
+@torch.no_grad()
+def count_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+    """FLOPs of one call ``fn(*args, **kwargs)`` (a torch module or function)."""
+    with FlopCounterMode(display=False) as counter:
+        fn(*args, **kwargs)
+    return int(counter.get_total_flops())
+
+
+@torch.no_grad()
+def flops_by_op(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, int]:
+    """FLOPs of one call, per aten operator (e.g. ``convolution``, ``mm``)."""
+    with FlopCounterMode(display=False) as counter:
+        fn(*args, **kwargs)
+    totals: dict[str, int] = {}
+    for op, n in counter.get_flop_counts().get("Global", {}).items():
+        name = str(op).split(".")[-1] if "." in str(op) else str(op)
+        totals[name] = totals.get(name, 0) + int(n)
+    return totals
+
+
+def matmul_ceiling(n: int = 1024, dtype: torch.dtype = torch.float32, device: str = "cpu",
+                   config: TimerConfig | None = None) -> dict[str, Any]:
+    """This machine's dense matmul rate: ``2·n³`` FLOPs over the p50 of an ``n×n @ n×n`` product.
+
+    Returns ``gflops`` (from the p50), ``gflops_best`` (from the fastest run), ``n``, ``dtype``, ``device``,
+    ``threads`` and ``p50_ms``.
+    """
+    if n < 16:
+        raise InputError(f"matmul_ceiling: n must be >= 16, got {n}")
+    cfg = config or TimerConfig(warmup=3, min_iters=10, min_duration_s=1.0, device=device)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
+    res = measure(lambda: torch.mm(a, b), cfg, name=f"matmul{n}")
+    flop = 2.0 * n**3
+    return {"gflops": flop / res.latency.p50 / 1e9, "gflops_best": flop / res.latency.min / 1e9, "n": n,
+            "dtype": str(dtype).removeprefix("torch."), "device": device, "threads": torch.get_num_threads(),
+            "p50_ms": res.latency.p50 * 1e3}
+
+
+def add_rates(table: pd.DataFrame, flops: Mapping[str, int], ceiling_gflops: float, *, stage_col: str = "stage",
+              time_col: str = "p50_ms") -> pd.DataFrame:
+    """Add ``gflop``, ``achieved_gflops`` and ``fraction_of_ceiling`` to stage rows whose stage has a count.
+
+    ``flops`` maps a stage name to the FLOPs of one call at the row's shape (count at the same batch and
+    resolution as the timing); stages without a count get NaN.
+    """
+    if ceiling_gflops <= 0:
+        raise InputError(f"add_rates: ceiling_gflops must be positive, got {ceiling_gflops}")
+    out = table.copy()
+    g = out[stage_col].map(lambda s: flops.get(s)).astype("float64") / 1e9
+    out["gflop"] = g
+    out["achieved_gflops"] = g / (out[time_col] / 1e3)
+    out["fraction_of_ceiling"] = out["achieved_gflops"] / ceiling_gflops
+    return out

@@ -1,0 +1,179 @@
+"""Per-stage and end-to-end latency tables, batch × resolution sweeps, power-law growth, the dominant stage.
+
+A *stage* is a zero-argument callable, or a :class:`~liccs.engines.base.Runner` with its feed
+(``(runner, feed)``): the runner is activated and its feed checked once, then timed as
+``runner.infer(feed, check=False)``. So any engine registered in :data:`liccs.engines.ENGINES` can be
+profiled stage by stage::
+
+    stages = {"g_a": (ga_runner, {"x": x}), "g_s": (gs_runner, {"y_hat": y_hat})}
+    table = profile_stages(stages, TimerConfig(), batch_size=1, image_shape=(256, 256), meta={"engine": "ort-cpu"})
+    summary = dominant_stages(table)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from liccs.engines.base import Array, Runner
+from liccs.errors import InputError
+from liccs.profiling.timer import TimerConfig, measure
+
+StageLike = Callable[[], Any] | tuple[Runner, Mapping[str, Array]]
+END_TO_END = "end-to-end"
+
+
+def as_callable(stage: StageLike, name: str = "stage") -> Callable[[], Any]:
+    """A zero-argument callable for a stage; a ``(runner, feed)`` pair is activated and checked once."""
+    if isinstance(stage, tuple):
+        if len(stage) != 2 or not isinstance(stage[0], Runner):
+            raise InputError(f"stage {name!r}: expected (Runner, feed), got a tuple of {len(stage)} items")
+        runner, feed = stage
+        runner.activate()
+        runner.check_feed(feed)
+        feed = dict(feed)
+        return lambda: runner.infer(feed, check=False)
+    if isinstance(stage, Runner):
+        raise InputError(f"stage {name!r}: a Runner needs its feed; pass (runner, feed)")
+    if not callable(stage):
+        raise InputError(f"stage {name!r}: expected a callable or (Runner, feed), got {type(stage).__name__}")
+    return stage
+
+
+def profile_stages(stages: Mapping[str, StageLike], config: TimerConfig = TimerConfig(), *, batch_size: int = 1,
+                   image_shape: tuple[int, int] | None = None, end_to_end: StageLike | None = None,
+                   meta: Mapping[str, Any] | None = None, env: bool = True, progress: bool = True) -> pd.DataFrame:
+    """Time every stage (and the end-to-end callable, if given) one after the other.
+
+    Returns one row per stage (:meth:`TimingResult.to_dict` plus ``stage``), and ``share``: the stage's
+    p50 over the sum of the stages' p50 (the end-to-end row's share is its p50 over that sum, which
+    shows the overhead between stages when above 1).
+    """
+    if not stages:
+        raise InputError("profile_stages: no stages given")
+    items = list(stages.items()) + ([(END_TO_END, end_to_end)] if end_to_end is not None else [])
+    rows = []
+    for name, stage in tqdm(items, desc="stages", disable=not progress, leave=False):
+        fn = as_callable(stage, name)
+        res = measure(fn, config, name=name, batch_size=batch_size, image_shape=image_shape,
+                      meta={**(meta or {}), "stage": name})
+        rows.append(res.to_dict(env=env))
+    df = pd.DataFrame(rows)
+    stage_sum = df.loc[df["stage"] != END_TO_END, "p50_ms"].sum()
+    df["share"] = df["p50_ms"] / stage_sum if stage_sum > 0 else math.nan
+    return df
+
+
+def dominant_stages(table: pd.DataFrame, by: Sequence[str] = ("engine",), metric: str = "p50_ms") -> pd.DataFrame:
+    """Which stage dominates each group of ``table`` (rows of :func:`profile_stages` or :func:`sweep`).
+
+    Returns one row per group: ``dominant_stage``, its time, the sum over stages, its ``share``, the
+    end-to-end time where measured, and ``summary``, a sentence saying so.
+    """
+    for col in ("stage", metric):
+        if col not in table.columns:
+            raise InputError(f"dominant_stages: column {col!r} missing (have {list(table.columns)})")
+    keys = [k for k in by if k in table.columns]
+    groups = table.groupby(keys, dropna=False, sort=False) if keys else [((), table)]
+    out = []
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        stages = g[g["stage"] != END_TO_END]
+        if stages.empty:
+            continue
+        top = stages.loc[stages[metric].idxmax()]
+        total = float(stages[metric].sum())
+        e2e = g.loc[g["stage"] == END_TO_END, metric]
+        label = ", ".join(f"{k}={v}" for k, v in zip(keys, key))
+        share = float(top[metric]) / total if total > 0 else math.nan
+        out.append({**dict(zip(keys, key)), "dominant_stage": top["stage"], metric: float(top[metric]),
+                    f"sum_{metric}": total, "share": share,
+                    f"end_to_end_{metric}": float(e2e.iloc[0]) if len(e2e) else math.nan,
+                    "summary": f"{label + ': ' if label else ''}{top['stage']} dominates with {share:.0%} of the "
+                               f"summed stage {metric.removesuffix('_ms')} ({top[metric]:.3g} of {total:.3g} ms)"})
+    return pd.DataFrame(out)
+
+
+def sweep(make_stages: Callable[[int, tuple[int, int]], Mapping[str, StageLike]], batch_sizes: Iterable[int],
+          resolutions: Iterable[tuple[int, int]], config: TimerConfig = TimerConfig(), *,
+          make_end_to_end: Callable[[int, tuple[int, int]], StageLike] | None = None,
+          meta: Mapping[str, Any] | None = None, env: bool = False, progress: bool = True) -> pd.DataFrame:
+    """:func:`profile_stages` at every (batch size, (H, W)); ``make_stages(batch, (h, w))`` builds the stages.
+
+    A CUDA out-of-memory at one point is recorded in the ``error`` column and the sweep goes on.
+    """
+    points = list(itertools.product(list(batch_sizes), [tuple(r) for r in resolutions]))
+    if not points:
+        raise InputError("sweep: no batch sizes or resolutions given")
+    frames = []
+    for b, hw in tqdm(points, desc="sweep", disable=not progress):
+        try:
+            stages = make_stages(b, hw)
+            e2e = make_end_to_end(b, hw) if make_end_to_end else None
+            df = profile_stages(stages, config, batch_size=b, image_shape=hw, end_to_end=e2e, meta=meta,
+                                env=env, progress=False)
+            df["error"] = None
+        except torch.cuda.OutOfMemoryError as e:
+            df = pd.DataFrame([{**(meta or {}), "batch_size": b, "height": hw[0], "width": hw[1],
+                                "pixels": b * hw[0] * hw[1], "error": f"CUDA out of memory: {e}"}])
+            torch.cuda.empty_cache()
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """``time ≈ a · pixels^b``, fitted by least squares on log time against log pixels."""
+
+    a: float
+    b: float
+    r2: float
+    n: int
+
+    def __call__(self, pixels: float | np.ndarray) -> float | np.ndarray:
+        return self.a * np.power(pixels, self.b)
+
+
+def fit_power_law(pixels: Sequence[float] | np.ndarray, times: Sequence[float] | np.ndarray) -> PowerLaw:
+    """Fit ``times ≈ a · pixels^b`` (both positive; at least two distinct pixel counts)."""
+    x, y = np.asarray(pixels, dtype=np.float64), np.asarray(times, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise InputError(f"fit_power_law: pixels and times must be 1-D of one length, got {x.shape} and {y.shape}")
+    if np.any(x <= 0) or np.any(y <= 0) or not np.all(np.isfinite(x) & np.isfinite(y)):
+        raise InputError("fit_power_law: pixels and times must be positive and finite")
+    if np.unique(x).size < 2:
+        raise InputError("fit_power_law: needs at least two distinct pixel counts")
+    lx, ly = np.log(x), np.log(y)
+    b, log_a = np.polyfit(lx, ly, 1)
+    resid = ly - (log_a + b * lx)
+    ss_tot = float(((ly - ly.mean()) ** 2).sum())
+    r2 = 1.0 - float((resid**2).sum()) / ss_tot if ss_tot > 0 else 1.0
+    return PowerLaw(float(math.exp(log_a)), float(b), r2, int(x.size))
+
+
+def growth_table(table: pd.DataFrame, by: Sequence[str] = ("engine", "stage", "batch_size"), x: str = "pixels",
+                 y: str = "p50_ms") -> pd.DataFrame:
+    """Per group of a sweep: the power-law exponent ``b`` of ``y`` against ``x`` (1 = linear in pixels)."""
+    for col in (x, y):
+        if col not in table.columns:
+            raise InputError(f"growth_table: column {col!r} missing (have {list(table.columns)})")
+    ok = table[table[y].notna() & table[x].notna()] if "error" not in table else \
+        table[table["error"].isna() & table[y].notna()]
+    keys = [k for k in by if k in ok.columns]
+    rows = []
+    for key, g in (ok.groupby(keys, dropna=False, sort=False) if keys else [((), ok)]):
+        key = key if isinstance(key, tuple) else (key,)
+        if g[x].nunique() < 2:
+            continue
+        fit = fit_power_law(g[x].to_numpy(), g[y].to_numpy())
+        rows.append({**dict(zip(keys, key)), "a": fit.a, "b": fit.b, "r2": fit.r2, "points": fit.n,
+                     f"min_{x}": int(g[x].min()), f"max_{x}": int(g[x].max())})
+    return pd.DataFrame(rows)

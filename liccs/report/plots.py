@@ -1,0 +1,133 @@
+"""Figures as PNG bytes, drawn with matplotlib's Agg canvas (no pyplot, no global backend switch).
+
+Each function takes a table with the column names liccs's measurements write (overridable) and returns
+PNG bytes, ready to embed as base64 or to write to a file.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from liccs.errors import InputError
+
+DPI = 110
+
+
+def _require(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise InputError(f"{what}: table lacks column(s) {missing} (has {list(df.columns)})")
+    if df.empty:
+        raise InputError(f"{what}: the table is empty")
+
+
+def to_png(fig: Figure) -> bytes:
+    """Render a figure to PNG bytes."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def asr_heatmaps(table: pd.DataFrame, *, value: str = "asr", panel: str = "engine", row: str = "source",
+                 col: str = "target", title: str = "Attack success rate") -> bytes:
+    """One heatmap per ``panel`` value (engine): ``row`` (source) × ``col`` (target), cells annotated."""
+    _require(table, [value, panel, row, col], "asr_heatmaps")
+    panels = list(dict.fromkeys(table[panel]))
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    sources, targets = list(dict.fromkeys(table[row])), list(dict.fromkeys(table[col]))
+    fig = Figure(figsize=(1.2 + 0.75 * len(targets) * ncols + 1.2 * ncols, 0.9 + 0.55 * len(sources) * nrows + 0.9 * nrows))
+    image = None
+    for i, p in enumerate(panels):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        m = (table[table[panel] == p].pivot_table(index=row, columns=col, values=value, aggfunc="mean")
+             .reindex(index=sources, columns=targets))
+        image = ax.imshow(m.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(targets)), [str(t) for t in targets], rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(sources)), [str(s) for s in sources], fontsize=7)
+        ax.set_title(str(p), fontsize=9)
+        ax.set_xlabel(col, fontsize=8)
+        ax.set_ylabel(row, fontsize=8)
+        for (r, c), v in np.ndenumerate(m.to_numpy(dtype=float)):
+            if np.isfinite(v):
+                ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if v < 0.6 else "k")
+    if image is not None:
+        fig.colorbar(image, ax=fig.axes, shrink=0.8, label=value)
+    fig.suptitle(title, fontsize=10)
+    return to_png(fig)
+
+
+def rd_curves(table: pd.DataFrame, *, x: str = "bpp", y: str = "psnr", series: str = "codec",
+              style: str | None = None, title: str = "Rate-distortion") -> bytes:
+    """One line per ``series`` (and ``style``, e.g. engine or defense) of ``y`` against ``x``, sorted by ``x``."""
+    _require(table, [x, y, series] + ([style] if style else []), "rd_curves")
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    keys = [series] + ([style] if style else [])
+    for key, g in table.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        g = g.sort_values(x)
+        ax.plot(g[x], g[y], marker="o", markersize=3, label=" / ".join(map(str, key)))
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    return to_png(fig)
+
+
+def latency_bars(table: pd.DataFrame, *, label: Sequence[str] = ("engine", "stage"), center: str = "p50_ms",
+                 whiskers: Sequence[str] = ("p90_ms", "p99_ms"), low: str | None = "min_ms",
+                 title: str = "Latency (bar: p50; whiskers: p90, p99; dot: min)") -> bytes:
+    """Horizontal bars at ``center`` with whiskers to each of ``whiskers`` (thinner for higher ones)."""
+    label = [c for c in label if c in table.columns]
+    _require(table, [center, *whiskers] + ([low] if low else []), "latency_bars")
+    if not label:
+        raise InputError(f"latency_bars: none of the label columns is in the table ({list(table.columns)})")
+    names = table[label].astype(str).agg(" / ".join, axis=1).tolist()
+    ypos = np.arange(len(names))
+    fig = Figure(figsize=(7, 0.8 + 0.32 * len(names)))
+    ax = fig.add_subplot()
+    ax.barh(ypos, table[center], color="#4c78a8", label=center)
+    for k, w in enumerate(whiskers):
+        err = np.clip(table[w].to_numpy(float) - table[center].to_numpy(float), 0, None)
+        ax.errorbar(table[center], ypos, xerr=[np.zeros_like(err), err], fmt="none", ecolor="k",
+                    elinewidth=2.0 / (k + 1), capsize=4 - k, label=w)
+    if low:
+        ax.plot(table[low], ypos, "o", color="#f58518", markersize=3, label=low)
+    ax.set_yticks(ypos, names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("milliseconds")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=10)
+    return to_png(fig)
+
+
+def throughput_vs_batch(table: pd.DataFrame, *, x: str = "batch_size", y: str = "images_per_s",
+                        series: Sequence[str] = ("engine", "stage"), title: str = "Throughput against batch size") -> bytes:
+    """Lines of ``y`` against ``x`` (log2 axis), one per ``series`` combination."""
+    series = [c for c in series if c in table.columns]
+    _require(table, [x, y], "throughput_vs_batch")
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    groups = table.groupby(series, sort=False) if series else [((), table)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        g = g.groupby(x, as_index=False)[y].mean().sort_values(x)
+        ax.plot(g[x], g[y], marker="o", markersize=3, label=" / ".join(map(str, key)) or y)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    return to_png(fig)

@@ -1,0 +1,71 @@
+"""Tables to files: CSV, JSON, Parquet (where pyarrow is installed) and Markdown text."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from liccs.errors import InputError
+
+_SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def slug(name: str) -> str:
+    """A file-name-safe version of ``name``."""
+    s = _SLUG.sub("-", name).strip("-.")
+    if not s:
+        raise InputError(f"name {name!r} has no character usable in a file name")
+    return s
+
+
+def parquet_available() -> bool:
+    return importlib.util.find_spec("pyarrow") is not None
+
+
+def _atomic(path: Path, write: Any) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def write_table(df: pd.DataFrame, folder: Path, name: str) -> list[Path]:
+    """``name.csv``, ``name.json`` (records) and, with pyarrow, ``name.parquet`` under ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = slug(name)
+    paths = [_atomic(folder / f"{stem}.csv", lambda p: df.to_csv(p, index=False)),
+             _atomic(folder / f"{stem}.json", lambda p: df.to_json(p, orient="records", indent=1, default_handler=str))]
+    if parquet_available():
+        # object columns of mixed types (None next to str) are stored as text
+        safe = df.copy()
+        for col in safe.columns[safe.dtypes == object]:
+            safe[col] = safe[col].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+        paths.append(_atomic(folder / f"{stem}.parquet", lambda p: safe.to_parquet(p, index=False)))
+    return paths
+
+
+def _cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(df: pd.DataFrame, max_rows: int = 60) -> str:
+    """A GitHub-flavoured Markdown table (floats to 4 significant digits; at most ``max_rows`` rows)."""
+    if df.empty:
+        return "*(empty table)*"
+    head = df.head(max_rows)
+    cols = [str(c) for c in head.columns]
+    lines = ["| " + " | ".join(_cell(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in head.itertuples(index=False)]
+    if len(df) > max_rows:
+        lines.append(f"\n*({len(df) - max_rows} more rows in the CSV)*")
+    return "\n".join(lines)
