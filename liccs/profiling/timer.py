@@ -71,7 +71,7 @@ class TimerConfig:
             raise InputError(f"TimerConfig.max_iters ({self.max_iters}) < min_iters ({self.min_iters})")
         if not (isinstance(self.min_duration_s, (int, float)) and self.min_duration_s >= 0):
             raise InputError(f"TimerConfig.min_duration_s must be a number >= 0, got {self.min_duration_s!r}")
-        kind = torch.device(self.device).type
+        kind = str(self.device).partition(":")[0]
         if kind not in ("cpu", "cuda"):
             raise InputError(f"TimerConfig.device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
         if self.cuda_graph and kind != "cuda":

@@ -44,7 +44,8 @@ def asr_heatmaps(table: pd.DataFrame, *, value: str = "asr", panel: str = "engin
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     sources, targets = list(dict.fromkeys(table[row])), list(dict.fromkeys(table[col]))
-    fig = Figure(figsize=(1.2 + 0.75 * len(targets) * ncols + 1.2 * ncols, 0.9 + 0.55 * len(sources) * nrows + 0.9 * nrows))
+    fig = Figure(figsize=(1.2 + 0.75 * len(targets) * ncols + 1.2 * ncols, 0.9 + 0.55 * len(sources) * nrows + 0.9 * nrows),
+                 layout="constrained")
     image = None
     for i, p in enumerate(panels):
         ax = fig.add_subplot(nrows, ncols, i + 1)
@@ -55,7 +56,8 @@ def asr_heatmaps(table: pd.DataFrame, *, value: str = "asr", panel: str = "engin
         ax.set_yticks(range(len(sources)), [str(s) for s in sources], fontsize=7)
         ax.set_title(str(p), fontsize=9)
         ax.set_xlabel(col, fontsize=8)
-        ax.set_ylabel(row, fontsize=8)
+        if i % ncols == 0:
+            ax.set_ylabel(row, fontsize=8)
         for (r, c), v in np.ndenumerate(m.to_numpy(dtype=float)):
             if np.isfinite(v):
                 ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if v < 0.6 else "k")
@@ -107,7 +109,7 @@ def latency_bars(table: pd.DataFrame, *, label: Sequence[str] = ("engine", "stag
     ax.invert_yaxis()
     ax.set_xlabel("milliseconds")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.6 / len(names)), ncol=4)
     ax.set_title(title, fontsize=10)
     return to_png(fig)
 
@@ -125,6 +127,9 @@ def throughput_vs_batch(table: pd.DataFrame, *, x: str = "batch_size", y: str = 
         g = g.groupby(x, as_index=False)[y].mean().sort_values(x)
         ax.plot(g[x], g[y], marker="o", markersize=3, label=" / ".join(map(str, key)) or y)
     ax.set_xscale("log", base=2)
+    ticks = sorted(table[x].dropna().unique())
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.grid(alpha=0.3)

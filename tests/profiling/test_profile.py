@@ -1,0 +1,117 @@
+"""Stage profiles over callables and Runners, sweeps, power-law growth, FLOPs and achieved rates."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from liccs.engines.base import Runner, TensorMeta
+from liccs.errors import InputError
+from liccs.profiling.flops import add_rates, count_flops, flops_by_op, matmul_ceiling
+from liccs.profiling.profile import (
+    END_TO_END,
+    as_callable,
+    dominant_stages,
+    fit_power_law,
+    growth_table,
+    profile_stages,
+    sweep,
+)
+from liccs.profiling.timer import TimerConfig
+
+FAST = TimerConfig(warmup=1, min_iters=4, min_duration_s=0.0)
+
+
+class SleepRunner(Runner):
+    """A Runner whose inference sleeps a fixed time and doubles its input."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__("sleep")
+        self.seconds = seconds
+        self.calls = 0
+
+    def activate_impl(self) -> None:
+        pass
+
+    def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]:
+        return {"x": TensorMeta("float32", (None, 3, None, None))}
+
+    def infer_impl(self, feed):
+        self.calls += 1
+        time.sleep(self.seconds)
+        return {"y": feed["x"] * 2}
+
+
+def test_stage_table_and_dominant_stage_over_runners_and_callables():
+    runner = SleepRunner(0.012)
+    stages = {"small": lambda: time.sleep(0.002), "big": (runner, {"x": torch.zeros(1, 3, 8, 8)})}
+    df = profile_stages(stages, FAST, batch_size=1, image_shape=(8, 8), meta={"engine": "fake"},
+                        end_to_end=lambda: time.sleep(0.016), progress=False)
+    assert list(df["stage"]) == ["small", "big", END_TO_END]
+    assert (df["engine"] == "fake").all() and runner.calls == FAST.warmup + df.loc[1, "n"]
+    big = df.set_index("stage").loc["big"]
+    assert big["p50_ms"] >= 12 and big["share"] > 0.6
+    summary = dominant_stages(df)
+    assert summary.loc[0, "dominant_stage"] == "big"
+    assert summary.loc[0, "end_to_end_p50_ms"] >= 16
+    assert "big dominates" in summary.loc[0, "summary"]
+
+
+def test_runner_feed_is_checked_once_before_timing():
+    runner = SleepRunner(0)
+    with pytest.raises(InputError, match="'x'"):
+        as_callable((runner, {"x": torch.zeros(1, 3, 8, 8, dtype=torch.float64)}), "g_a")
+    with pytest.raises(InputError, match="needs its feed"):
+        as_callable(runner, "g_a")
+    with pytest.raises(InputError, match="callable"):
+        as_callable(3, "g_a")
+
+
+def test_power_law_fit_recovers_exponent():
+    px = np.array([256**2, 512**2, 1024**2, 2048**2], dtype=float)
+    fit = fit_power_law(px, 3e-6 * px**1.3)
+    assert fit.b == pytest.approx(1.3) and fit.a == pytest.approx(3e-6) and fit.r2 == pytest.approx(1.0)
+    noisy = 2e-6 * px * np.array([1.05, 0.95, 1.02, 0.99])
+    assert fit_power_law(px, noisy).b == pytest.approx(1.0, abs=0.05)
+    for bad in ((px, -px), ([4, 4], [1, 2]), (px, px[:2])):
+        with pytest.raises(InputError):
+            fit_power_law(*bad)
+
+
+def test_sweep_growth_linear_and_constant_stages():
+    k = 0.001 / 32**2  # 1 ms at 32×32
+
+    def make(b, hw):
+        return {"linear": lambda: time.sleep(k * b * hw[0] * hw[1]), "constant": lambda: time.sleep(0.002)}
+
+    df = sweep(make, [1], [(32, 32), (64, 64), (128, 128)], TimerConfig(warmup=1, min_iters=3, min_duration_s=0),
+               meta={"engine": "fake"}, progress=False)
+    assert len(df) == 6 and set(df["pixels"]) == {32**2, 64**2, 128**2} and df["error"].isna().all()
+    growth = growth_table(df).set_index("stage")
+    assert growth.loc["linear", "b"] == pytest.approx(1.0, abs=0.2)
+    assert growth.loc["constant", "b"] == pytest.approx(0.0, abs=0.2)
+    assert growth.loc["linear", "points"] == 3
+
+
+def test_conv_flops_and_achieved_rate():
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    x = torch.zeros(2, 3, 16, 16)
+    expected = 2 * 3 * 8 * 9 * 16 * 16 * 2  # 2 · Cin · Cout · k² · H · W · B
+    assert count_flops(conv, x) == expected
+    assert flops_by_op(conv, x) == {"convolution": expected}
+    table = pd.DataFrame({"stage": ["conv", "other"], "p50_ms": [2.0, 1.0]})
+    rated = add_rates(table, {"conv": 4_000_000_000}, ceiling_gflops=4000.0)
+    assert rated.loc[0, "achieved_gflops"] == pytest.approx(2000.0)
+    assert rated.loc[0, "fraction_of_ceiling"] == pytest.approx(0.5)
+    assert np.isnan(rated.loc[1, "achieved_gflops"])
+
+
+def test_matmul_ceiling_is_measured():
+    c = matmul_ceiling(128, config=TimerConfig(warmup=1, min_iters=3, min_duration_s=0))
+    assert c["n"] == 128 and 0 < c["gflops"] <= c["gflops_best"]
+    assert c["gflops"] == pytest.approx(2 * 128**3 / (c["p50_ms"] / 1e3) / 1e9)
