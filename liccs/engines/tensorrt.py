@@ -3,8 +3,9 @@
 Follows the name-based I/O API of TensorRT 10.x, unchanged in 11.x: ``num_io_tensors``, ``get_tensor_name``,
 ``get_tensor_mode``, ``get_tensor_dtype``, ``get_tensor_profile_shape``; per call ``set_input_shape``, then
 ``get_tensor_shape`` for the outputs, ``set_tensor_address(name, tensor.data_ptr())`` and
-``execute_async_v3(torch.cuda.current_stream().cuda_stream)``. Importing this module does not import
-tensorrt. None of it has run against a real TensorRT on the machine it was written on.
+``execute_async_v3(torch.cuda.current_stream().cuda_stream)`` (a side stream when the current one is the
+legacy default stream). Importing this module does not import tensorrt. None of it has run against a real
+TensorRT on the machine it was written on.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class TrtRunner(Runner):
         self._engine_source = engine
         self._engine: Any = None
         self._context: Any = None
+        self._stream: torch.cuda.Stream | None = None
 
     def _load(self) -> bytes:
         src = self._engine_source
@@ -120,36 +122,53 @@ class TrtRunner(Runner):
 
     def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]:
         device = torch.device("cuda", torch.cuda.current_device())
-        stream = torch.cuda.current_stream(device)
+        caller = torch.cuda.current_stream(device)
+        # TensorRT warns about, and synchronizes extra on, the legacy default stream: use our own stream then,
+        # ordered after the caller's work.
+        stream = caller if caller.cuda_stream != 0 else self._side_stream(device)
+        if stream is not caller:
+            stream.wait_stream(caller)
         collector = self._logger.collector
         collector.clear()
         held: list[torch.Tensor] = []  # keeps the inputs alive until the stream is done
-        for n in self._inputs:
-            t = _to_device(feed[n], device)
-            if not self._context.set_input_shape(n, tuple(t.shape)):
-                raise InputError(f"{self.name}: TensorRT refused shape {tuple(t.shape)} for input {n!r} of engine "
-                                 f"{self.source}: {collector.summary()}")
-            self._context.set_tensor_address(n, t.data_ptr())
-            held.append(t)
         outputs: dict[str, torch.Tensor] = {}
-        for n in self._outputs:
-            shape = tuple(int(d) for d in self._context.get_tensor_shape(n))
-            if any(d < 0 for d in shape):
-                raise TensorRTError(f"{self.name}: output {n!r} of engine {self.source} has a data-dependent shape "
-                                    f"{shape}; this runner does not support such outputs")
-            outputs[n] = torch.empty(shape, dtype=self._dtypes[n], device=device)
-            self._context.set_tensor_address(n, outputs[n].data_ptr())
-        if not self._context.execute_async_v3(stream.cuda_stream):
-            raise TensorRTError(f"{self.name}: TensorRT failed to run engine {self.source}: {collector.summary()}")
+        with torch.cuda.stream(stream):
+            for n in self._inputs:
+                t = _to_device(feed[n], device)
+                if t.dtype != self._dtypes[n]:  # check=False skips the base checks; never hand TensorRT wrong bytes
+                    raise InputError(f"{self.name}: input {n!r} must be {self._dtypes[n]}, got {t.dtype}")
+                if not self._context.set_input_shape(n, tuple(t.shape)):
+                    raise InputError(f"{self.name}: TensorRT refused shape {tuple(t.shape)} for input {n!r} of "
+                                     f"engine {self.source}: {collector.summary()}")
+                self._context.set_tensor_address(n, t.data_ptr())
+                held.append(t)
+            for n in self._outputs:
+                shape = tuple(int(d) for d in self._context.get_tensor_shape(n))
+                if any(d < 0 for d in shape):
+                    raise TensorRTError(f"{self.name}: output {n!r} of engine {self.source} has a data-dependent "
+                                        f"shape {shape}; this runner does not support such outputs")
+                outputs[n] = torch.empty(shape, dtype=self._dtypes[n], device=device)
+                self._context.set_tensor_address(n, outputs[n].data_ptr())
+            if not self._context.execute_async_v3(torch.cuda.current_stream(device).cuda_stream):
+                raise TensorRTError(f"{self.name}: TensorRT failed to run engine {self.source}: {collector.summary()}")
         stream.synchronize()
         if any(isinstance(v, np.ndarray) for v in feed.values()):
             return {n: (o.float() if o.dtype == torch.bfloat16 else o).cpu().numpy() for n, o in outputs.items()}
+        if stream is not caller:
+            for o in outputs.values():
+                o.record_stream(caller)  # the caller's later work on them must finish before their memory is reused
         return dict(outputs)
+
+    def _side_stream(self, device: torch.device) -> torch.cuda.Stream:
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(device)
+        return self._stream
 
     def deactivate_impl(self) -> None:
         self._context = None  # the context before the engine, the engine before the runtime
         self._engine = None
         self._runtime = None
+        self._stream = None
 
 
 def _runner_factory(precision: str) -> Callable[..., TrtRunner]:

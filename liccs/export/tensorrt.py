@@ -407,7 +407,8 @@ def read_cached_engine(engine_path: Path, key: str) -> EngineBytes | None:
         log.warning("engine cache sidecar %s is unreadable; rebuilding", side)
         return None
     data = engine_path.read_bytes()
-    if meta.get("key") != key or meta.get("size") != len(data) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
+    intact = meta.get("size") == len(data) and meta.get("sha256") == hashlib.sha256(data).hexdigest()
+    if meta.get("key") != key or not intact:
         log.warning("cached engine %s does not match its sidecar or key; rebuilding", engine_path)
         return None
     return EngineBytes(data, str(engine_path), meta)
@@ -717,19 +718,22 @@ class EngineFromOnnx:
                                     f"{logger.collector.summary()}")
         if plan.calibrate:
             assert batches is not None
-            if dynamic:
-                cal_profile = builder.create_optimization_profile()
-                for name in dynamic:
-                    cal_profile.set_shape(name, profile[name].opt, profile[name].opt, profile[name].opt)
-                config.set_calibration_profile(cal_profile)
-            with warnings.catch_warnings():  # the calibrator API is deprecated since 10.1; we said so in the route
+            with warnings.catch_warnings():  # the calibration API is deprecated since 10.1; the route says so
                 warnings.simplefilter("ignore", DeprecationWarning)
-                config.int8_calibrator = make_entropy_calibrator(
-                    trt, batches, engine_path.with_name(engine_path.stem + ".calib"))
+                if dynamic:  # calibration runs at one shape: the profile's opt shape, the batches' shape
+                    cal_profile = builder.create_optimization_profile()
+                    for name in dynamic:
+                        cal_profile.set_shape(name, profile[name].opt, profile[name].opt, profile[name].opt)
+                    config.set_calibration_profile(cal_profile)
+                calibrator = make_entropy_calibrator(trt, batches, engine_path.with_name(engine_path.stem + ".calib"))
+                config.int8_calibrator = calibrator  # `calibrator` stays referenced here until the build is done
+        else:
+            calibrator = None
         timing_path = self.timing_cache_path(trt.__version__, *device)
         if timing_path is not None:
             self._attach_timing_cache(config, timing_path)
         serialized = builder.build_serialized_network(network, config)
+        del calibrator
         if serialized is None:
             raise TensorRTError(f"TensorRT could not build an engine from {where} ({plan.route}): "
                                 f"{logger.collector.summary()}")

@@ -158,7 +158,8 @@ def make_fake_trt(version: str = "10.8.0.43", *, weak: bool = True, calibrators:
         def build_serialized_network(self, network, config):
             trt.last_config = config
             if not build_ok:
-                self.logger.log(ILogger.Severity.ERROR, "Error Code 10: Could not find any implementation for node Conv")
+                self.logger.log(ILogger.Severity.ERROR,
+                                "Error Code 10: Could not find any implementation for node Conv")
                 return None
             return b"FAKEPLAN|" + json.dumps(trt.calls, default=str).encode()
 
