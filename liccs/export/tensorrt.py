@@ -11,7 +11,8 @@ and the 10.x → 11.x migration guide (11.0–11.4): 11.x makes every network st
 - ``int8``: a QDQ ONNX (explicit quantization, symmetric int8, e.g. onnxruntime's ``quantize_static`` with
   ``ActivationSymmetric``/``WeightSymmetric``) is built strongly typed, the route documented for 10.x and the
   only one in 11.x. Without Q/DQ nodes, 10.x calibrates with an ``IInt8EntropyCalibrator2`` over a folder
-  of images (implicit quantization, deprecated since 10.1); 11.x refuses with a clear error.
+  of images (implicit quantization, deprecated since 10.1; layers without int8 kernels stay fp32); 11.x
+  refuses with a clear error.
 
 Engines are cached under :func:`liccs.paths.cache_dir` / ``tensorrt`` keyed by the ONNX hash, precision,
 shape profile, build options, TensorRT version, GPU name and compute capability; a JSON sidecar holds the
@@ -181,7 +182,7 @@ class OnnxInfo:
 
     path: Path
     inputs: dict[str, tuple[int | None, ...]]
-    float_types: frozenset[str]  # float element types of initializers, inputs, constants and Casts
+    float_types: frozenset[str]  # float element types of initializers, constants and inputs
     qdq_nodes: int  # QuantizeLinear + DequantizeLinear nodes
     qdq_problems: tuple[str, ...]  # why TensorRT would refuse those Q/DQ nodes (empty: fine)
 
@@ -216,8 +217,8 @@ def inspect_onnx(path: str | Path) -> OnnxInfo:
     inputs = {i.name: tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
                             for d in i.type.tensor_type.shape.dim)
               for i in g.input if i.name not in inits}
+    # weights and inputs decide (a stray Cast to fp16 does not make an fp32 model an fp16 one)
     types = {t.data_type for t in inits.values()} | {i.type.tensor_type.elem_type for i in g.input}
-    types |= {a.i for n in g.node if n.op_type == "Cast" for a in n.attribute if a.name == "to"}
     problems: list[str] = []
     qdq = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     for n in qdq:
