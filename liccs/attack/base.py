@@ -1,0 +1,225 @@
+"""The attack base class: ``attack(images, labels) -> adv_images``, images in [0, 1].
+
+An attack holds a target (one model or an :class:`~liccs.attack.ensemble.Ensemble`, possibly inside
+:class:`~liccs.attack.eot.EoT`), a threat model (L∞ or L2 ball of radius ``eps``), a step size and a step
+count, an objective to maximize (:mod:`liccs.attack.objectives`), and a seed. Every argument is checked
+before any work starts. With the same seed a run repeats bit for bit on the CPU: the attack's own draws
+come from a local ``torch.Generator``; the ``noise`` surrogate's draws from the global RNG run inside
+``torch.random.fork_rng`` seeded from the same seed, so the caller's RNG state is left untouched.
+
+The step loop keeps everything on the device: the per-step loss is kept as a tensor (no ``.item()``),
+and the work per step does not grow with the batch in Python.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from liccs.attack.diversity import InputDiversity
+from liccs.attack.ensemble import as_ensemble
+from liccs.attack.objectives import Objective, parse_objective, target_members, target_names
+from liccs.attack.randomness import bind_generators
+from liccs.attack.threat import ThreatModel
+from liccs.data import check_unit_range
+from liccs.errors import InputError
+from liccs.zoo.registry import Registry
+
+MAX_STEPS = 100_000
+
+
+def parse_eps(value: str | float) -> float:
+    """``"8/255"``, ``"0.03"`` or a number → float (for the CLI and configs)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(Fraction(value.strip())) if "/" in value else float(value)
+    except (ValueError, ZeroDivisionError):
+        raise InputError(f"{value!r} is not a number or a fraction like 8/255") from None
+
+
+class Attack:
+    """Base class of every attack; subclasses implement :meth:`perturb` and set the class attributes.
+
+    Args:
+        model: classifier, LICCS pipeline, ensemble, or EoT wrapper (see :mod:`liccs.attack.ensemble`).
+        eps: radius of the threat model in [0, 1] pixel units (L∞) or L2 norm of the whole image.
+        norm: ``"linf"`` or ``"l2"``.
+        steps: number of gradient steps (≥ 1).
+        alpha: step size, in (0, eps]; default :meth:`default_alpha`.
+        random_start: start from a uniform draw in the ball (default: the attack's own convention).
+        targeted: ``labels`` are target classes to reach instead of true classes to leave.
+        objective: an :class:`Objective` or its spec (``"ce"``, ``"margin"``, ``"rate"``, ``"ce+10*distortion"``).
+        seed: seeds the random start, input diversity, EoT draws and the ``noise`` surrogate.
+        diversity: input diversity (DI) applied to the input of every gradient evaluation.
+        progress: show a tqdm bar over the steps.
+    """
+
+    name: ClassVar[str] = "attack"
+    paper: ClassVar[str] = ""
+    default_random_start: ClassVar[bool] = False
+    one_step: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        eps: float = 8 / 255,
+        norm: str = "linf",
+        steps: int = 10,
+        alpha: float | None = None,
+        random_start: bool | None = None,
+        targeted: bool = False,
+        objective: str | Objective = "ce",
+        seed: int = 0,
+        diversity: InputDiversity | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.threat = ThreatModel(norm, eps)
+        if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
+            raise InputError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps!r}")
+        self.steps = steps
+        self.alpha = float(alpha) if alpha is not None else self.default_alpha(self.threat.eps, steps)
+        if not math.isfinite(self.alpha) or not 0 < self.alpha <= self.threat.eps * (1 + 1e-9):
+            raise InputError(f"step size alpha must be in (0, eps={self.threat.eps:g}], got {alpha!r}")
+        self.random_start = self.default_random_start if random_start is None else bool(random_start)
+        self.targeted = bool(targeted)
+        self.objective = parse_objective(objective)
+        if self.targeted and not self.objective.supports_targeted:
+            raise InputError(f"objective {self.objective.name!r} has no targeted mode")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise InputError(f"seed must be an integer, got {seed!r}")
+        self.seed = seed
+        self.diversity = diversity
+        self.progress = progress
+        self.target = as_ensemble(model)
+        self.samples = int(getattr(self.target, "samples", 1))
+        self._check_target()
+        self.losses: Tensor | None = None  #: mean objective over the batch at each step, after a call
+
+    @staticmethod
+    def default_alpha(eps: float, steps: int) -> float:
+        """Step size when none is given: ``eps / steps`` (reaches the boundary exactly; Kurakin et al.)."""
+        return eps / steps
+
+    def _check_target(self) -> None:
+        for name, m in zip(target_names(self.target), target_members(self.target), strict=True):
+            if getattr(m, "rounding", None) == "hard":
+                raise InputError(f"member {name!r} uses rounding 'hard', which has no gradient; "
+                                 "attack through a surrogate (ste, noise, identity, cubic)")
+        self.objective.check(self.target)
+
+    def _check_inputs(self, images: Tensor, labels: Tensor | None) -> Tensor:
+        if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3 or images.shape[0] == 0:
+            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+            raise InputError(f"images must be a float tensor [B, 3, H, W] with B ≥ 1, got {shape}")
+        check_unit_range(images)
+        self.threat.check_images(images)
+        b = images.shape[0]
+        if labels is None:
+            if self.objective.needs_logits:
+                raise InputError(f"objective {self.objective.name!r} needs labels")
+            return torch.zeros(b, dtype=torch.long, device=images.device)
+        if not isinstance(labels, Tensor) or labels.dtype.is_floating_point or labels.dtype.is_complex \
+                or labels.dtype == torch.bool:
+            raise InputError(f"labels must be an integer tensor [B], got {getattr(labels, 'dtype', type(labels))}")
+        if tuple(labels.shape) != (b,):
+            raise InputError(f"labels must have shape [{b}] (one per image), got {tuple(labels.shape)}")
+        n = getattr(self.target, "num_classes", None)
+        if b and (labels.min() < 0 or (n is not None and labels.max() >= n)):
+            raise InputError(f"labels must lie in [0, {n if n is not None else 'num_classes'}), "
+                             f"got min {labels.min().item()}, max {labels.max().item()}")
+        return labels.to(device=images.device, dtype=torch.long)
+
+    def __call__(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Adversarial images in [0, 1], inside the eps ball around ``images``."""
+        labels = self._check_inputs(images, labels)
+        modes = [(m, m.training) for m in self.target.modules()]
+        self.target.eval()
+        devices = [images.device] if images.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices), torch.enable_grad():
+                torch.manual_seed(self.seed)
+                gen = torch.Generator().manual_seed(self.seed)
+                bind_generators(self.target, gen)
+                x = images.detach()
+                self.objective.prepare(self.target, x, labels)
+                adv = self.perturb(x, labels, gen)
+        finally:
+            for m, training in modes:
+                m.training = training
+        return adv.detach()
+
+    def perturb(self, x: Tensor, labels: Tensor, gen: torch.Generator) -> Tensor:
+        """The attack proper, on checked inputs, with the attack's generator."""
+        raise NotImplementedError
+
+    def gradient(self, x_adv: Tensor, labels: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """(∇_x Σ_b loss_b, Σ_b loss_b), averaged over the target's EoT draws; DI applied per draw."""
+        grad: Tensor | None = None
+        total: Tensor | None = None
+        for _ in range(self.samples):
+            xa = x_adv.detach().requires_grad_(True)
+            xin = self.diversity(xa, gen) if self.diversity is not None else xa
+            out = self.target.forward_all(xin, logits=self.objective.needs_logits)
+            loss = self.objective(out, labels, self.targeted).sum()
+            (g,) = torch.autograd.grad(loss, xa)
+            grad = g if grad is None else grad.add_(g)
+            total = loss.detach() if total is None else total + loss.detach()
+        if self.samples > 1:
+            grad.div_(self.samples)
+            total = total / self.samples
+        return grad, total
+
+    @torch.no_grad()
+    def loss(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The objective per image ``[B]`` at ``images`` (one draw of any randomness, no DI), seeded."""
+        labels = self._check_inputs(images, labels)
+        with torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
+            torch.manual_seed(self.seed)
+            bind_generators(self.target, torch.Generator().manual_seed(self.seed))
+            self.objective.prepare(self.target, images, labels)
+            out = self.target.forward_all(images, logits=self.objective.needs_logits)
+            return self.objective(out, labels, self.targeted)
+
+    def describe(self) -> dict[str, Any]:
+        """Everything a result records about this attack: the sidecar's ``attack`` entry."""
+        members = target_members(self.target)
+        return {
+            "attack": self.name,
+            "paper": self.paper,
+            "norm": self.threat.norm,
+            "eps": self.threat.eps,
+            "alpha": self.alpha,
+            "steps": self.steps,
+            "random_start": self.random_start,
+            "targeted": self.targeted,
+            "seed": self.seed,
+            "objective": self.objective.describe(),
+            "diversity": self.diversity.describe() if self.diversity is not None else None,
+            "eot_samples": self.samples,
+            "source_models": target_names(self.target),
+            "surrogates": sorted({str(getattr(m, "rounding", "none")) for m in members}),
+            "target": self.target.describe() if hasattr(self.target, "describe") else None,
+        }
+
+
+ATTACKS: Registry[type[Attack]] = Registry("attack")
+
+
+def register_attack(name: str):
+    """Class decorator: register an :class:`Attack` subclass under ``name`` (its ``name`` attribute)."""
+    def deco(cls: type[Attack]) -> type[Attack]:
+        cls.name = name
+        ATTACKS.register(name, cls)
+        return cls
+    return deco
+
+
+def create_attack(name: str, model: nn.Module, **kwargs: Any) -> Attack:
+    """``ATTACKS.get(name)(model, **kwargs)``; an unknown name lists the valid ones."""
+    return ATTACKS.get(name)(model, **kwargs)

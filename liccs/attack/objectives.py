@@ -1,0 +1,208 @@
+"""What an attack maximizes: per-image losses ``[B]`` over one model or an ensemble.
+
+- :class:`ClassificationLoss`: cross-entropy or margin through LICCS; untargeted (raise the true class's
+  loss) or targeted (lower the target's). Over an ensemble: mean of member losses or loss of mean logits.
+- :class:`DistortionLoss`: MSE of the codec's reconstruction x̂ against its input (the attacked image
+  itself, ``reference="input"``, as in Chen & Ma, "Towards robust neural image compression", 2023) or
+  against the clean image's reconstruction (``reference="clean"``); mean over members.
+- :class:`RateLoss`: estimated bits per pixel ``Σ -log2 p(ŷ, ẑ) / (H·W)`` from the likelihoods; mean over members.
+- :class:`Weighted`: ``Σ w_i · objective_i``; :func:`parse_objective` reads ``"ce+100*distortion"``.
+
+Every objective is maximized; targeted mode is meaningful for the classification loss only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from liccs.attack.ensemble import EnsembleOutput, member_parts
+from liccs.errors import InputError
+from liccs.zoo.registry import Registry
+
+
+class Objective:
+    """Base class: ``objective(out, labels, targeted) -> [B]`` losses to maximize."""
+
+    name = "objective"
+    needs_logits = False
+    needs_codec = False
+    supports_targeted = False
+
+    def check(self, target: nn.Module) -> None:
+        """Raise :class:`InputError` when ``target`` cannot serve this objective (before any work)."""
+        if self.needs_codec:
+            for name, m in zip(target_names(target), target_members(target), strict=True):
+                if member_parts(m)[0] is None or getattr(m, "codec", None) is None:
+                    raise InputError(f"objective {self.name!r} needs a codec, but member {name!r} has none")
+
+    def prepare(self, target: nn.Module, x: Tensor, labels: Tensor) -> None:
+        """Compute references from the clean images (once per attack call)."""
+
+    def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"objective": self.name}
+
+
+def target_members(target: nn.Module) -> list[nn.Module]:
+    """The members of an ensemble (through an EoT wrapper)."""
+    inner = getattr(target, "target", target)
+    return list(getattr(inner, "members", [inner]))
+
+
+def target_names(target: nn.Module) -> list[str]:
+    inner = getattr(target, "target", target)
+    return list(getattr(inner, "names", [type(inner).__name__]))
+
+
+def _true_and_best_other(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """(z_y, max_{j≠y} z_j) per row."""
+    z_y = logits.gather(1, labels[:, None]).squeeze(1)
+    other = logits.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return z_y, other
+
+
+class ClassificationLoss(Objective):
+    """Classification loss through the pipeline.
+
+    ``kind="ce"``: untargeted ``CE(z, y)``, targeted ``-CE(z, t)``. ``kind="margin"`` (Carlini & Wagner,
+    S&P 2017): untargeted ``max_{j≠y} z_j - z_y``, targeted ``z_t - max_{j≠t} z_j``.
+    """
+
+    needs_logits = True
+    supports_targeted = True
+
+    def __init__(self, kind: str = "ce") -> None:
+        if kind not in ("ce", "margin"):
+            raise InputError(f"classification loss must be 'ce' or 'margin', got {kind!r}")
+        self.kind = kind
+        self.name = kind
+
+    def check(self, target: nn.Module) -> None:
+        for name, m in zip(target_names(target), target_members(target), strict=True):
+            if member_parts(m)[1] is None:
+                raise InputError(f"objective {self.name!r} needs a classifier, but member {name!r} is a bare codec")
+
+    def _loss(self, logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
+        if self.kind == "ce":
+            ce = F.cross_entropy(logits, labels, reduction="none")
+            return -ce if targeted else ce
+        z_y, other = _true_and_best_other(logits, labels)
+        return z_y - other if targeted else other - z_y
+
+    def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        z = out.logits
+        if out.reduce == "logits":
+            return self._loss(z.mean(0), labels, targeted)
+        m, b = z.shape[:2]
+        return self._loss(z.flatten(0, 1), labels.repeat(m), targeted).view(m, b).mean(0)
+
+    def describe(self) -> dict[str, Any]:
+        return {"objective": "classification", "loss": self.kind}
+
+
+class DistortionLoss(Objective):
+    """Mean squared error of the reconstruction, against its input or the clean reconstruction."""
+
+    needs_codec = True
+
+    def __init__(self, reference: str = "input") -> None:
+        if reference not in ("input", "clean"):
+            raise InputError(f"distortion reference must be 'input' or 'clean', got {reference!r}")
+        self.reference = reference
+        self.name = "distortion" if reference == "input" else "distortion-clean"
+        self._clean: list[Tensor] | None = None
+
+    def prepare(self, target: nn.Module, x: Tensor, labels: Tensor) -> None:
+        if self.reference == "clean":
+            with torch.no_grad():
+                self._clean = [r.x_hat.detach() for r in target.forward_all(x, logits=False).recs]
+
+    def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        refs = self._clean if self.reference == "clean" else [out.inputs] * len(out.recs)
+        if refs is None:
+            raise InputError("DistortionLoss(reference='clean') used before prepare()")
+        terms = [(r.x_hat - ref).pow(2).flatten(1).mean(1) for r, ref in zip(out.recs, refs, strict=True)]
+        return torch.stack(terms).mean(0)
+
+    def describe(self) -> dict[str, Any]:
+        return {"objective": "distortion", "reference": self.reference, "metric": "mse"}
+
+
+class RateLoss(Objective):
+    """Estimated bits per pixel of each image from the codec's likelihoods (maximize the rate)."""
+
+    needs_codec = True
+    name = "rate"
+
+    def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        if any(not r.likelihoods for r in out.recs):
+            raise InputError("rate objective: a member gives no likelihoods (hard rounding of an autoregressive codec?)")
+        return torch.stack([r.bpp() for r in out.recs]).mean(0)
+
+    def describe(self) -> dict[str, Any]:
+        return {"objective": "rate", "estimate": "likelihood bpp"}
+
+
+class Weighted(Objective):
+    """``Σ w_i · objective_i`` over (weight, objective) terms."""
+
+    def __init__(self, terms: Sequence[tuple[float, Objective]]) -> None:
+        if not terms:
+            raise InputError("a weighted objective needs at least one term")
+        self.terms = [(float(w), o) for w, o in terms]
+        self.needs_logits = any(o.needs_logits for _, o in self.terms)
+        self.needs_codec = any(o.needs_codec for _, o in self.terms)
+        self.supports_targeted = any(o.supports_targeted for _, o in self.terms)
+        self.name = "+".join(f"{w:g}*{o.name}" for w, o in self.terms)
+
+    def check(self, target: nn.Module) -> None:
+        for _, o in self.terms:
+            o.check(target)
+
+    def prepare(self, target: nn.Module, x: Tensor, labels: Tensor) -> None:
+        for _, o in self.terms:
+            o.prepare(target, x, labels)
+
+    def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        return sum(w * o(out, labels, targeted) for w, o in self.terms)
+
+    def describe(self) -> dict[str, Any]:
+        return {"objective": "weighted", "terms": [{"weight": w, **o.describe()} for w, o in self.terms]}
+
+
+OBJECTIVES: Registry[type[Objective] | Any] = Registry("objective")
+OBJECTIVES.register("ce", lambda: ClassificationLoss("ce"))
+OBJECTIVES.register("margin", lambda: ClassificationLoss("margin"))
+OBJECTIVES.register("distortion", lambda: DistortionLoss("input"))
+OBJECTIVES.register("distortion-clean", lambda: DistortionLoss("clean"))
+OBJECTIVES.register("rate", RateLoss)
+
+_TERM = re.compile(r"^\s*(?:(?P<w>[0-9.eE+-]+)\s*\*)?\s*(?P<name>[a-z\-]+)\s*$")
+
+
+def parse_objective(spec: str | Objective) -> Objective:
+    """An objective from a name (``ce``, ``margin``, ``distortion``, ``distortion-clean``, ``rate``) or a sum
+    of weighted names (``"ce+100*distortion"``)."""
+    if isinstance(spec, Objective):
+        return spec
+    # split at a '+' that ends a name (two letters before it), not at the one of an exponent like 1e+2
+    parts = [p for p in re.split(r"(?<=[a-z]{2})\s*\+", spec) if p.strip()]
+    terms: list[tuple[float, Objective]] = []
+    for p in parts:
+        m = _TERM.match(p)
+        if not m:
+            raise InputError(f"objective term {p!r} is not of the form [WEIGHT*]NAME")
+        try:
+            w = float(m["w"]) if m["w"] else 1.0
+        except ValueError:
+            raise InputError(f"objective weight {m['w']!r} is not a number") from None
+        terms.append((w, OBJECTIVES.get(m["name"])()))
+    return terms[0][1] if len(terms) == 1 and terms[0][0] == 1.0 else Weighted(terms)
