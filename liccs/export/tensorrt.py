@@ -738,8 +738,9 @@ class EngineFromOnnx:
         if serialized is None:
             raise TensorRTError(f"TensorRT could not build an engine from {where} ({plan.route}): "
                                 f"{logger.collector.summary()}")
-        if timing_path is not None:
-            atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
+        timing = config.get_timing_cache() if timing_path is not None else None
+        if timing is not None:
+            atomic_write_bytes(timing_path, bytes(timing.serialize()))
         if batches is not None and batches.failures:
             log.warning("calibration skipped %d unreadable image(s), e.g. %s", len(batches.failures),
                         batches.failures[0][0])
@@ -749,12 +750,12 @@ class EngineFromOnnx:
     def _attach_timing_cache(config: Any, path: Path) -> None:
         """Load ``path`` into the config (``create_timing_cache`` / ``set_timing_cache``); corrupt → start empty."""
         data = path.read_bytes() if path.is_file() else b""
-        cache = config.create_timing_cache(data)
-        if cache is None and data:
-            log.warning("timing cache %s was not accepted by TensorRT; starting an empty one", path)
-            cache = config.create_timing_cache(b"")
-        if config.set_timing_cache(cache, ignore_mismatch=False) is False:
-            log.warning("timing cache %s does not match this TensorRT or GPU; it will be rewritten", path)
+        cache = config.create_timing_cache(data) if data else None
+        if data and (cache is None or config.set_timing_cache(cache, ignore_mismatch=False) is False):
+            log.warning("timing cache %s is corrupt or from another TensorRT/GPU; starting an empty one", path)
+            cache = None
+        if cache is None:
+            config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
 
 
 class EngineFromPath:

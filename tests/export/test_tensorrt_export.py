@@ -134,6 +134,8 @@ def make_fake_trt(version: str = "10.8.0.43", *, weak: bool = True, calibrators:
             return Timing(data)
 
         def set_timing_cache(self, cache, ignore_mismatch):
+            if cache.data == b"junk":  # what TensorRT does with a cache from another version or GPU
+                return False
             self.timing = cache
             return True
 
@@ -447,6 +449,13 @@ def test_fp32_build_makes_the_expected_calls_and_caches(fake_trt, tiny, tmp_path
     assert not fp16.cache_hit and fp16.key != step.key and trt.builders == 2
     assert ("set_flag", "FP16") in trt.calls
     assert ("create_timing_cache", b"|timed") in trt.calls  # the first build's timing cache was reused
+
+
+def test_unusable_timing_cache_is_replaced(fake_trt, tiny, tmp_path):
+    timing = tmp_path / "timing.cache"
+    timing.write_bytes(b"junk")
+    tx.EngineFromOnnx(tiny, "fp32", PROFILE, cache_root=tmp_path / "c", timing_cache=timing)()
+    assert ("create_timing_cache", b"") in fake_trt.default.calls and timing.read_bytes() == b"|timed"
 
 
 def test_changed_onnx_rebuilds(fake_trt, tmp_path):
