@@ -157,7 +157,8 @@ class Tracker:
 
     def _book(self) -> None:
         if self.use_events:
-            self._pending[-1][2].synchronize()  # the total's end event is recorded last
+            for _, _, end in self._pending:  # regions may sit on other streams than the total's
+                end.synchronize()
         per_iter: dict[str, float] = {}
         for name, start, end in self._pending:
             dt = start.elapsed_time(end) / 1e3 if self.use_events else end - start
@@ -170,7 +171,10 @@ class Tracker:
 
 @dataclass
 class TimingResult:
-    """One measurement: statistics per region (``total`` always), throughput, memory, config, environment."""
+    """One measurement: statistics per region (``total`` always), throughput, memory, config, environment.
+
+    ``samples`` keeps the raw per-iteration times (seconds) by region; :meth:`to_dict` leaves them out.
+    """
 
     name: str
     device: str
@@ -185,6 +189,7 @@ class TimingResult:
     config: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, list[float]] = field(default_factory=dict, repr=False)  # seconds, per region
 
     @property
     def latency(self) -> Stats:
@@ -272,7 +277,7 @@ def measure_step(step: Callable[[Tracker], Any], config: TimerConfig = TimerConf
                         warmup=config.warmup, duration_s=duration,
                         regions={k: Stats.from_samples(v) for k, v in tracker.samples.items()},
                         memory=watch.stop(), config=asdict(config), meta=dict(meta or {}),
-                        environment=environment())
+                        environment=environment(), samples=tracker.samples)
 
 
 def measure(fn: Callable[[], Any], config: TimerConfig = TimerConfig(), **kwargs: Any) -> TimingResult:
