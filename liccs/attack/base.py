@@ -176,13 +176,16 @@ class Attack:
         return grad, total
 
     @torch.no_grad()
-    def loss(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
-        """The objective per image ``[B]`` at ``images`` (one draw of any randomness, no DI), seeded."""
+    def loss(self, images: Tensor, labels: Tensor | None = None, *, clean: Tensor | None = None) -> Tensor:
+        """The objective per image ``[B]`` at ``images`` (one draw of any randomness, no DI), seeded.
+
+        ``clean``: the clean images the references are computed from (``distortion-clean``); default ``images``.
+        """
         labels = self._check_inputs(images, labels)
         with torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
             torch.manual_seed(self.seed)
             bind_generators(self.target, torch.Generator().manual_seed(self.seed))
-            self.objective.prepare(self.target, images, labels)
+            self.objective.prepare(self.target, images if clean is None else clean, labels)
             out = self.target.forward_all(images, logits=self.objective.needs_logits)
             return self.objective(out, labels, self.targeted)
 
