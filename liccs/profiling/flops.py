@@ -19,19 +19,21 @@ from liccs.errors import InputError
 from liccs.profiling.timer import TimerConfig, measure
 
 
-@torch.no_grad()
+def _counted(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> FlopCounterMode:
+    # FlopCounterMode's module tracker breaks under inference_mode: count outside it, without autograd
+    with torch.inference_mode(False), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn(*args, **kwargs)
+    return counter
+
+
 def count_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     """FLOPs of one call ``fn(*args, **kwargs)`` (a torch module or function)."""
-    with FlopCounterMode(display=False) as counter:
-        fn(*args, **kwargs)
-    return int(counter.get_total_flops())
+    return int(_counted(fn, args, kwargs).get_total_flops())
 
 
-@torch.no_grad()
 def flops_by_op(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, int]:
     """FLOPs of one call, per aten operator (e.g. ``convolution``, ``mm``)."""
-    with FlopCounterMode(display=False) as counter:
-        fn(*args, **kwargs)
+    counter = _counted(fn, args, kwargs)
     totals: dict[str, int] = {}
     for op, n in counter.get_flop_counts().get("Global", {}).items():
         name = str(op).split(".")[-1] if "." in str(op) else str(op)

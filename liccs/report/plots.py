@@ -127,6 +127,9 @@ def throughput_vs_batch(table: pd.DataFrame, *, x: str = "batch_size", y: str = 
         g = g.groupby(x, as_index=False)[y].mean().sort_values(x)
         ax.plot(g[x], g[y], marker="o", markersize=3, label=" / ".join(map(str, key)) or y)
     ax.set_xscale("log", base=2)
+    ys = table[y][table[y] > 0]
+    if len(ys) and ys.max() / ys.min() > 20:  # stages an order of magnitude apart
+        ax.set_yscale("log")
     ticks = sorted(table[x].dropna().unique())
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.minorticks_off()

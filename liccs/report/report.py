@@ -99,13 +99,16 @@ class Report:
                 title = f"Rate-distortion ({t.name})"
                 self.add_figure(title, plots.rd_curves(df, series=series, style=style, title=title))
                 added.append(title)
+            varying = [c for c in ("batch_size", "height", "width") if c in cols and df[c].nunique() > 1]
             if {"p50_ms", "p90_ms", "p99_ms", "min_ms"} <= cols and ({"engine", "stage"} & cols) and len(df) <= 40:
                 title = f"Latency ({t.name})"
-                self.add_figure(title, plots.latency_bars(df, title=f"{title}: bar p50, whiskers p90/p99, dot min"))
+                self.add_figure(title, plots.latency_bars(df, label=["engine", "stage", *varying],
+                                                          title=f"{title}: bar p50, whiskers p90/p99, dot min"))
                 added.append(title)
             if {"batch_size", "images_per_s"} <= cols and df["batch_size"].nunique() > 1:
                 title = f"Throughput against batch size ({t.name})"
-                self.add_figure(title, plots.throughput_vs_batch(df, title=title))
+                series = ["engine", "stage", *[c for c in varying if c != "batch_size"]]
+                self.add_figure(title, plots.throughput_vs_batch(df, series=series, title=title))
                 added.append(title)
         return added
 

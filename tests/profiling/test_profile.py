@@ -104,6 +104,8 @@ def test_conv_flops_and_achieved_rate():
     expected = 2 * 3 * 8 * 9 * 16 * 16 * 2  # 2 · Cin · Cout · k² · H · W · B
     assert count_flops(conv, x) == expected
     assert flops_by_op(conv, x) == {"convolution": expected}
+    with torch.inference_mode():  # as a profiling run would call it
+        assert count_flops(conv, torch.zeros(2, 3, 16, 16)) == expected
     table = pd.DataFrame({"stage": ["conv", "other"], "p50_ms": [2.0, 1.0]})
     rated = add_rates(table, {"conv": 4_000_000_000}, ceiling_gflops=4000.0)
     assert rated.loc[0, "achieved_gflops"] == pytest.approx(2000.0)
