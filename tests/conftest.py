@@ -23,9 +23,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     except ImportError:
         trt = False
     for item in items:
-        if "gpu" in item.keywords and not cuda:
+        if item.get_closest_marker("gpu") and not cuda:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU; none is visible on this machine"))
-        if "tensorrt" in item.keywords and not trt:
+        if item.get_closest_marker("tensorrt") and not trt:
             item.add_marker(pytest.mark.skip(
                 reason="needs TensorRT with its builder (pip install 'liccs[tensorrt]' from NVIDIA's index); "
                        "not installable on this machine"))
