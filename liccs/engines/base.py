@@ -32,19 +32,32 @@ class TensorMeta:
     """One input or output: dtype (numpy name, e.g. ``float32``) and shape (None = dynamic).
 
     ``min_shape``/``max_shape`` bound the dynamic dimensions where the engine has a shape profile
-    (TensorRT); an input outside them is refused with the tensor's name.
+    (TensorRT); an input outside them is refused with the tensor's name. ``value_range`` (lo, hi), where
+    set (images: (0, 1)), refuses values outside it and NaN: an image in [0, 255] would otherwise run and
+    give a silently wrong output.
     """
 
     dtype: str
     shape: tuple[int | None, ...]
     min_shape: tuple[int, ...] | None = None
     max_shape: tuple[int, ...] | None = None
+    value_range: tuple[float, float] | None = None
 
 
 def _dtype_name(x: Array) -> str:
     if isinstance(x, torch.Tensor):
         return str(x.dtype).removeprefix("torch.")
     return np.dtype(x.dtype).name
+
+
+def _check_range(runner: str, key: str, x: Array, bounds: tuple[float, float]) -> None:
+    t = torch.as_tensor(x) if isinstance(x, np.ndarray) else x
+    if not t.numel():
+        return
+    lo, hi = float(t.min()), float(t.max())
+    if torch.isnan(t).any() or lo < bounds[0] or hi > bounds[1]:
+        raise InputError(f"{runner}: input {key!r} must lie in [{bounds[0]}, {bounds[1]}]; got min {lo:.4g}, "
+                         f"max {hi:.4g}" + (" and NaN" if torch.isnan(t).any() else ""))
 
 
 class Runner(ABC):
@@ -105,6 +118,8 @@ class Runner(ABC):
                 if any(g < lo or g > hi for g, lo, hi in zip(shape, m.min_shape, m.max_shape)):
                     raise InputError(f"{self.name}: input {key!r} shape {shape} is outside the engine's "
                                      f"profile {m.min_shape}..{m.max_shape}")
+            if m.value_range is not None:
+                _check_range(self.name, key, value, m.value_range)
 
     def infer(self, feed: Mapping[str, Array], check: bool = True) -> dict[str, Array]:
         """Run once; outputs by name. The wall time of the call is kept in ``inference_time``."""

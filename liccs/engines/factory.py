@@ -1,0 +1,51 @@
+"""One call from a graph to a runner on any engine: :func:`runner_for`.
+
+liccs's own engines take the :class:`~liccs.export.graphs.GraphSpec` and build what they need (module,
+ONNX, int8 ONNX, AOTInductor package) through the artifact cache; TensorRT engines get the exported ONNX
+file and a shape profile derived from the graph (:func:`trt_profile`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from liccs.engines.base import Runner, get_engine
+from liccs.export.cache import ArtifactCache
+
+#: Image sides a TensorRT profile covers by default: (min, opt, max), multiples of 64.
+TRT_IMAGE_SIDES = (64, 512, 1024)
+TRT_BATCH = (1, 1, 8)
+
+
+def trt_profile(graph: Any, batch: tuple[int, int, int] = TRT_BATCH,
+                sides: tuple[int, int, int] = TRT_IMAGE_SIDES) -> dict[str, list[tuple[int, ...]]]:
+    """(min, opt, max) shapes of each input of ``graph``: ``batch``, and image ``sides`` divided by the stride."""
+    prof = {}
+    for t in graph.inputs:
+        hw = [t.fixed_hw or (max(1, s // t.stride), max(1, s // t.stride)) for s in sides]
+        prof[t.name] = [(b, t.channels, *s) for b, s in zip(batch, hw)]
+    return prof
+
+
+def runner_for(engine: str, graph: Any, cache: ArtifactCache | None = None, *, exporter: str = "auto",
+               calibration: Sequence[Mapping[str, np.ndarray]] | None = None, **kw: Any) -> Runner:
+    """A runner of ``graph`` on ``engine`` (raises EngineUnavailable saying why, and what to install).
+
+    Args:
+        engine: a registered engine name (``liccs.engines.ENGINES``).
+        graph: a :class:`~liccs.export.graphs.GraphSpec`.
+        cache: the artifact cache (default ``$LICCS_CACHE/artifacts``).
+        exporter: ONNX exporter preference for ONNX-based engines.
+        calibration: int8 calibration feeds (real-image inputs of this graph).
+    """
+    spec = get_engine(engine)
+    name = f"{engine}:{graph.label}"
+    if spec.backend == "tensorrt":
+        from liccs.export.onnx import OnnxFromTorch
+
+        onnx_path = OnnxFromTorch(graph, cache, exporter)().path
+        return spec.make_runner(onnx_path, name=name, profile=kw.pop("profile", None) or trt_profile(graph), **kw)
+    return spec.make_runner(graph, name=name, cache=cache, exporter=exporter, calibration=calibration, **kw)

@@ -1,0 +1,80 @@
+"""PyTorch engines: ``torch`` (eager fp32), ``torch-fp16``/``torch-bf16`` (autocast, GPU),
+``torch-compile`` (``torch.compile``, inductor, dynamic shapes).
+
+Each runs a :class:`~liccs.export.graphs.GraphSpec`'s module (the inference form of the model, the same
+module that is exported). Runs on the GPU when one is visible, else on the CPU; outputs are float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from liccs.engines.arrays import graph_meta, like_feed, to_torch
+from liccs.engines.base import ENGINES, Array, EngineSpec, Runner, TensorMeta
+from liccs.errors import InputError
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+_AUTOCAST = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class TorchRunner(Runner):
+    """A GraphSpec's module in PyTorch, eager or compiled, fp32 or autocast fp16/bf16.
+
+    Args:
+        graph: a :class:`~liccs.export.graphs.GraphSpec` (module + input metadata).
+        precision: ``fp32``, ``fp16`` or ``bf16`` (autocast; CUDA only).
+        device: ``cpu`` or ``cuda``.
+        compile: wrap the module in ``torch.compile(dynamic=True)``.
+    """
+
+    def __init__(self, graph: Any, precision: str = "fp32", device: str = DEVICE, compile: bool = False,
+                 name: str | None = None) -> None:
+        if precision not in _AUTOCAST:
+            raise InputError(f"torch precision must be one of {sorted(_AUTOCAST)}, got {precision!r}")
+        if precision != "fp32" and device != "cuda":
+            raise InputError(f"torch autocast {precision} runs on a CUDA GPU here, not on {device}")
+        super().__init__(name or f"torch-{precision}")
+        self.graph, self.precision, self.device, self.compile = graph, precision, torch.device(device), compile
+        self._fn: Any = None
+
+    def activate_impl(self) -> None:
+        module = self.graph.module.to(self.device).eval()
+        self._fn = torch.compile(module, dynamic=True) if self.compile else module
+
+    def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]:
+        return graph_meta(self.graph)
+
+    def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]:
+        args = [to_torch(feed[t.name], self.device) for t in self.graph.inputs]
+        dtype = _AUTOCAST[self.precision]
+        ctx = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
+        with torch.inference_mode(), ctx:
+            out = self._fn(*args)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        return like_feed({n: o.float() for n, o in zip(self.graph.outputs, outs)}, feed)
+
+    def deactivate_impl(self) -> None:
+        self._fn = None
+
+
+def _factory(precision: str, compile: bool = False, device: str = DEVICE):
+    def make_runner(artifact: Any, *, name: str | None = None, **_: Any) -> TorchRunner:
+        """``artifact``: a GraphSpec. Extra keywords (cache, calibration, ...) are for other engines."""
+        return TorchRunner(artifact, precision, device, compile, name or ("torch-compile" if compile else None))
+
+    return make_runner
+
+
+_CUDA_HINT = "install the CUDA build of torch on a machine with an NVIDIA GPU"
+ENGINES.register("torch", EngineSpec("torch", "torch", "fp32", DEVICE, _factory("fp32"),
+                                     extra={"artifact": "graph"}))
+ENGINES.register("torch-fp16", EngineSpec("torch-fp16", "torch", "fp16", "cuda", _factory("fp16", device="cuda"),
+                                          needs_cuda=True, install_hint=_CUDA_HINT, extra={"artifact": "graph"}))
+ENGINES.register("torch-bf16", EngineSpec("torch-bf16", "torch", "bf16", "cuda", _factory("bf16", device="cuda"),
+                                          needs_cuda=True, install_hint=_CUDA_HINT, extra={"artifact": "graph"}))
+ENGINES.register("torch-compile", EngineSpec("torch-compile", "torch", "fp32", DEVICE, _factory("fp32", True),
+                                             extra={"artifact": "graph", "compiler": "inductor"}))

@@ -1,0 +1,267 @@
+"""What gets exported: each graph of a codec (its stages, ``reconstruct``), of a classifier, and of LICCS.
+
+A :class:`GraphSpec` is a torch module in inference form plus the names, dtypes and dynamic axes of its
+tensors, and a ``source_hash`` over its weights and the code that defines it (the artifact cache key).
+Stage I/O (paper notation; every tensor is NCHW float32):
+
+=======================  ================================  ======================================
+graph                    input                             output
+=======================  ================================  ======================================
+``g_a``                  ``x`` padded image (/1)           ``y`` (/16)
+``h_a``                  ``y`` (/16; ``|y|`` for bmshj)    ``z`` (/64)
+``h_s``                  ``z_hat`` (/64)                   ``params`` (/16)
+``g_s``                  ``y_hat`` (/16)                   ``x_hat`` (/1, not clamped)
+``context_prediction``   ``y_hat`` (/16)                   ``ctx_params`` (/16)
+``entropy_parameters``   ``params_ctx`` (/16)              ``gaussian_params`` (/16)
+``reconstruct``          ``x`` image, any size             ``x_hat`` (hard rounding, clamped)
+``liccs``                ``x`` at the classifier's crop    ``logits``
+``classifier``           ``x`` at the classifier's crop    ``logits``
+=======================  ================================  ======================================
+
+Autoregressive models (mbt2018, cheng2020) have no ``reconstruct``/``liccs`` graph: their deployed decoder
+is a sequential loop over latent positions around ``context_prediction`` and ``entropy_parameters``
+(:mod:`liccs.engines.codec` runs it), which is not one graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from liccs.errors import InputError
+from liccs.export.inference import inference_form
+from liccs.pipeline import PAD_MULTIPLE, codec_family, codec_forward
+
+STAGES = {
+    "factorized": ("g_a", "g_s"),
+    "scale-hyperprior": ("g_a", "h_a", "h_s", "g_s"),
+    "mean-scale": ("g_a", "h_a", "h_s", "g_s"),
+    "autoregressive": ("g_a", "h_a", "h_s", "g_s", "context_prediction", "entropy_parameters"),
+}
+_IO = {  # stage: (input name, input stride, output name)
+    "g_a": ("x", 1, "y"),
+    "h_a": ("y", 16, "z"),
+    "h_s": ("z_hat", 64, "params"),
+    "g_s": ("y_hat", 16, "x_hat"),
+    "context_prediction": ("y_hat", 16, "ctx_params"),
+    "entropy_parameters": ("params_ctx", 16, "gaussian_params"),
+}
+SEQUENTIAL_REASON = ("the deployed decoder of an autoregressive model is a sequential loop over latent positions "
+                     "(context_prediction → entropy_parameters → entropy decode, one position at a time); it "
+                     "cannot be one graph. Its stages are exported and liccs.engines.codec runs the loop.")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input: name, channels, spatial stride relative to the padded image, value range."""
+
+    name: str
+    channels: int
+    stride: int = 1
+    dtype: str = "float32"
+    value_range: tuple[float, float] | None = None
+    fixed_hw: tuple[int, int] | None = None  # spatial size when it is not dynamic
+
+    def shape(self) -> tuple[int | None, ...]:
+        """(batch, C, H, W) with None where dynamic."""
+        h, w = self.fixed_hw or (None, None)
+        return (None, self.channels, h, w)
+
+
+@dataclass
+class GraphSpec:
+    """A module to export and what its tensors are. ``model`` is e.g. ``bmshj2018-hyperprior@q3``."""
+
+    model: str
+    name: str
+    module: nn.Module
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[str, ...]
+    source_hash: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}.{self.name}"
+
+    def example(self, image_hw: tuple[int, int] = (75, 117), batch: int = 2) -> dict[str, Tensor]:
+        """Random inputs for an image of ``image_hw`` (padded to 64 for the stages); sides of at least 2."""
+        g = torch.Generator().manual_seed(0)
+        out = {}
+        for t in self.inputs:
+            if t.fixed_hw:
+                hw = t.fixed_hw
+            elif t.stride == 1 and self.name in ("reconstruct",):
+                hw = image_hw
+            else:
+                ph, pw = (-(-s // PAD_MULTIPLE) * PAD_MULTIPLE for s in image_hw)
+                hw = (max(2, ph // t.stride), max(2, pw // t.stride))
+            out[t.name] = torch.rand(batch, t.channels, *hw, generator=g)
+        return out
+
+
+_CODE_FILES = ("liccs/export/inference.py", "liccs/export/graphs.py", "liccs/pipeline.py")
+
+
+def code_hash() -> str:
+    """sha256 over the source of the code that defines the exported graphs (a change rebuilds artifacts)."""
+    root = Path(sys.modules["liccs"].__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for rel in _CODE_FILES:
+        h.update((root / rel).read_bytes())
+    return h.hexdigest()
+
+
+def module_hash(module: nn.Module, *extra: str) -> str:
+    """sha256 over a module's class, parameters and buffers (names, dtypes, shapes, bytes) and ``extra``."""
+    h = hashlib.sha256(type(module).__qualname__.encode())
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    for e in extra:
+        h.update(e.encode())
+    return h.hexdigest()
+
+
+class _Stage(nn.Module):
+    """One submodule as a graph with a named input (exporters name inputs after forward's arguments)."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+class Reconstruct(nn.Module):
+    """image (any size) → pad to 64 → codec with hard rounding (no entropy coding) → clamp → crop."""
+
+    def __init__(self, codec: nn.Module) -> None:
+        super().__init__()
+        self.codec = codec
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        xp = F.pad(x, (0, (-w) % PAD_MULTIPLE, 0, (-h) % PAD_MULTIPLE), mode="replicate")
+        x_hat = codec_forward(self.codec, xp, "hard").x_hat.clamp(0, 1)
+        return x_hat[..., :h, :w]
+
+
+class LiccsGraph(nn.Module):
+    """image at the classifier's crop → reconstruct → classifier (normalization inside) → logits."""
+
+    def __init__(self, codec: nn.Module, classifier: nn.Module) -> None:
+        super().__init__()
+        self.reconstruct = Reconstruct(codec)
+        self.classifier = classifier
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.reconstruct(x))
+
+
+def _stage_channels(codec: nn.Module, stage: str) -> int:
+    first = next(m for m in getattr(codec, stage).modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+    return first.in_channels
+
+
+def codec_graphs(codec: nn.Module, with_reconstruct: bool = True) -> tuple[dict[str, GraphSpec], dict[str, str]]:
+    """(graphs, not exportable: graph → reason) of a CompressAI model (``liccs_name`` names it)."""
+    family = codec_family(codec)
+    model = getattr(codec, "liccs_name", type(codec).__name__)
+    inf = inference_form(codec)
+    code = code_hash()
+    graphs: dict[str, GraphSpec] = {}
+    for stage in STAGES[family]:
+        in_name, stride, out_name = _IO[stage]
+        body = getattr(inf, stage)
+        rng = (0.0, 1.0) if stage == "g_a" else None
+        spec = TensorSpec(in_name, _stage_channels(inf, stage), stride, value_range=rng)
+        graphs[stage] = GraphSpec(model, stage, _Stage(body).eval(), (spec,), (out_name,),
+                                  module_hash(body, stage, code))
+    skipped: dict[str, str] = {}
+    if family == "autoregressive":
+        skipped["reconstruct"] = SEQUENTIAL_REASON
+    elif with_reconstruct:
+        graphs["reconstruct"] = GraphSpec(model, "reconstruct", Reconstruct(inf).eval(),
+                                          (TensorSpec("x", 3, value_range=(0.0, 1.0)),), ("x_hat",),
+                                          module_hash(inf, "reconstruct", code))
+    return graphs, skipped
+
+
+def classifier_graph(classifier: nn.Module) -> GraphSpec:
+    """The classifier alone, at its crop size (dynamic batch); normalization is inside the graph."""
+    name = getattr(classifier, "liccs_name", type(classifier).__name__)
+    hw = _crop_hw(classifier)
+    return GraphSpec(name, "classifier", classifier.eval(),
+                     (TensorSpec("x", 3, value_range=(0.0, 1.0), fixed_hw=hw),), ("logits",),
+                     module_hash(classifier, "classifier", code_hash()), notes=_CROP_NOTE)
+
+
+_CROP_NOTE = ["spatial size fixed at the classifier's crop; resize + centre crop run on the host "
+              "(liccs.data.prepare): a shape-dependent resize does not export to one dynamic graph"]
+
+
+def _crop_hw(classifier: nn.Module) -> tuple[int, int]:
+    crop = getattr(getattr(getattr(classifier, "preprocess", None), "cfg", None), "crop", None)
+    if crop is None:
+        raise InputError(f"classifier {type(classifier).__name__} has no preprocess.cfg.crop: its input size is unknown")
+    return (int(crop), int(crop))
+
+
+def liccs_graph(codec: nn.Module, classifier: nn.Module) -> GraphSpec | str:
+    """codec → classifier as one graph, or the reason it cannot be one (autoregressive codecs)."""
+    if codec_family(codec) == "autoregressive":
+        return SEQUENTIAL_REASON
+    inf = inference_form(codec)
+    model = f"{getattr(codec, 'liccs_name', type(codec).__name__)}+{getattr(classifier, 'liccs_name', 'classifier')}"
+    module = LiccsGraph(inf, classifier).eval()
+    return GraphSpec(model, "liccs", module,
+                     (TensorSpec("x", 3, value_range=(0.0, 1.0), fixed_hw=_crop_hw(classifier)),), ("logits",),
+                     module_hash(module, "liccs", code_hash()), notes=list(_CROP_NOTE))
+
+
+@torch.no_grad()
+def stage_feeds(codec: nn.Module, images: Tensor) -> dict[str, dict[str, Tensor]]:
+    """The input of every graph when ``codec`` encodes ``images`` [B, 3, H, W] in [0, 1], as its coder does.
+
+    ``ŷ`` follows CompressAI's entropy coder: ``Q(y − m) + m`` (factorized, m = medians), ``Q(y)`` (scale
+    hyperprior), ``Q(y − μ) + μ`` (mean-scale); for autoregressive models the context and entropy-parameter
+    inputs are those of CompressAI's forward (``ŷ = Q(y)``), which have the statistics of the real ones.
+    """
+    from liccs.data import pad_to_multiple
+
+    family = codec_family(codec)
+    xp, _ = pad_to_multiple(images, PAD_MULTIPLE)
+    feeds: dict[str, dict[str, Tensor]] = {"g_a": {"x": xp}, "reconstruct": {"x": images}}
+    y = codec.g_a(xp)
+    eb = codec.entropy_bottleneck
+    medians = lambda c: eb.quantiles[:c, 0, 1].view(1, -1, 1, 1)  # noqa: E731
+    if family == "factorized":
+        feeds["g_s"] = {"y_hat": torch.round(y - medians(y.shape[1])) + medians(y.shape[1])}
+        return feeds
+    h_in = torch.abs(y) if family == "scale-hyperprior" else y
+    feeds["h_a"] = {"y": h_in}
+    z = codec.h_a(h_in)
+    z_hat = torch.round(z - medians(z.shape[1])) + medians(z.shape[1])
+    feeds["h_s"] = {"z_hat": z_hat}
+    params = codec.h_s(z_hat)
+    if family == "mean-scale":
+        means = params.chunk(2, 1)[1]
+        y_hat = torch.round(y - means) + means
+    else:
+        y_hat = torch.round(y)
+    feeds["g_s"] = {"y_hat": y_hat}
+    if family == "autoregressive":
+        cp = codec.context_prediction
+        ctx = F.conv2d(y_hat, cp.weight * cp.mask, cp.bias, padding=cp.padding)
+        feeds["context_prediction"] = {"y_hat": y_hat}
+        feeds["entropy_parameters"] = {"params_ctx": torch.cat((params, ctx), dim=1)}
+    return feeds

@@ -1,0 +1,130 @@
+"""ONNX → ONNX variants for ONNX Runtime: int8 (static QDQ, calibrated on real inputs) and fp16.
+
+:class:`Int8OnnxFromOnnx` runs onnxruntime's pre-processing (shape inference, graph optimization) and
+``quantize_static`` in QDQ format (int8 weights per channel, uint8 activations, MinMax calibration by
+default) over calibration feeds the caller computes from real images (:func:`liccs.export.graphs.stage_feeds`).
+:class:`Fp16OnnxFromOnnx` converts weights and compute to float16 and keeps float32 inputs and outputs.
+Both are cached like every artifact (key: source file sha256, settings, calibration data, onnxruntime version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import logging
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liccs.export.cache import Artifact, ArtifactCache, file_sha256
+from liccs.export.errors import ExportError
+from liccs.export.onnx import load_onnx
+
+log = logging.getLogger(__name__)
+
+Feed = Mapping[str, np.ndarray]
+OnnxSource = Path | str | Callable[[], Artifact]
+
+
+def _resolve(source: OnnxSource) -> tuple[Path, str]:
+    """(path, label) of an ONNX source: a file, or a build step returning an :class:`Artifact`."""
+    if callable(source):
+        art = source()
+        return art.path, art.key.get("graph", art.path.stem)
+    path = Path(source)
+    load_onnx(path, check=False)  # clear error on a missing/corrupt file
+    return path, path.stem
+
+
+def feeds_digest(feeds: Sequence[Feed]) -> str:
+    h = hashlib.sha256()
+    for feed in feeds:
+        for k in sorted(feed):
+            a = np.ascontiguousarray(feed[k])
+            h.update(f"{k}|{a.dtype}|{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over a list of feeds."""
+
+    def __init__(self, feeds: Sequence[Feed]) -> None:
+        self._it = iter([{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in f.items()} for f in feeds])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+    def rewind(self) -> None:  # onnxruntime calls it with some calibrators
+        pass
+
+
+class Int8OnnxFromOnnx:
+    """Build step: fp32 ONNX → static QDQ int8 ONNX, calibrated on ``feeds`` (real-image inputs).
+
+    Args:
+        source: an ONNX path or a step returning one (e.g. :class:`~liccs.export.onnx.OnnxFromTorch`).
+        feeds: calibration inputs, one dict per batch (name → float32 array).
+        cache: the artifact cache.
+        per_channel: per-output-channel weight scales (recommended for convolutions).
+        method: ``minmax``, ``entropy`` or ``percentile`` (onnxruntime's calibration methods).
+    """
+
+    def __init__(self, source: OnnxSource, feeds: Sequence[Feed], cache: ArtifactCache | None = None, *,
+                 per_channel: bool = True, method: str = "minmax") -> None:
+        if not feeds:
+            raise ExportError("int8 calibration needs at least one feed of real inputs")
+        self.source, self.feeds, self.cache = source, list(feeds), cache or ArtifactCache()
+        self.per_channel, self.method = per_channel, method
+
+    def __call__(self) -> Artifact:
+        path, label = _resolve(self.source)
+        key = {"kind": "ort-int8", "onnx_sha256": file_sha256(path), "per_channel": self.per_channel,
+               "method": self.method, "format": "QDQ", "activations": "QUInt8", "weights": "QInt8",
+               "calibration": feeds_digest(self.feeds), "onnxruntime": md.version("onnxruntime"), "device": "cpu"}
+        return self.cache.get_or_build("ort-int8", label + ".int8", key, ".onnx",
+                                       lambda tmp: self._build(path, tmp))
+
+    def _build(self, src: Path, dst: Path) -> dict[str, Any]:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                   "percentile": CalibrationMethod.Percentile}
+        if self.method not in methods:
+            raise ExportError(f"int8 calibration method {self.method!r} is not one of {sorted(methods)}")
+        with tempfile.TemporaryDirectory() as d:
+            pre = Path(d) / "pre.onnx"
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            quantize_static(str(pre), str(dst), _Reader(self.feeds), quant_format=QuantFormat.QDQ,
+                            per_channel=self.per_channel, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=methods[self.method])
+        load_onnx(dst)
+        return {"source": str(src), "calibration_batches": len(self.feeds), "method": self.method,
+                "per_channel": self.per_channel}
+
+
+class Fp16OnnxFromOnnx:
+    """Build step: fp32 ONNX → float16 weights and compute, float32 inputs/outputs (for ``ort-cuda-fp16``)."""
+
+    def __init__(self, source: OnnxSource, cache: ArtifactCache | None = None) -> None:
+        self.source, self.cache = source, cache or ArtifactCache()
+
+    def __call__(self) -> Artifact:
+        path, label = _resolve(self.source)
+        key = {"kind": "ort-fp16", "onnx_sha256": file_sha256(path), "keep_io_types": True,
+               "onnxruntime": md.version("onnxruntime")}
+        return self.cache.get_or_build("ort-fp16", label + ".fp16", key, ".onnx", lambda tmp: self._build(path, tmp))
+
+    @staticmethod
+    def _build(src: Path, dst: Path) -> dict[str, Any]:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = convert_float_to_float16(load_onnx(src), keep_io_types=True)
+        onnx.save(model, str(dst))
+        load_onnx(dst)
+        return {"source": str(src)}
