@@ -226,3 +226,8 @@ def register_attack(name: str):
 def create_attack(name: str, model: nn.Module, **kwargs: Any) -> Attack:
     """``ATTACKS.get(name)(model, **kwargs)``; an unknown name lists the valid ones."""
     return ATTACKS.get(name)(model, **kwargs)
+
+
+# The families register themselves when imported; importing them here makes ATTACKS complete whichever
+# module of this package a caller imports first (they import this module's names, defined above).
+from liccs.attack import fgsm as _fgsm, mifgsm as _mifgsm, pgd as _pgd  # noqa: E402,F401

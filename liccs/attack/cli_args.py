@@ -1,0 +1,90 @@
+"""Arguments of ``liccs attack`` and ``liccs defend`` (kept here so that ``liccs/cli.py`` stays thin):
+each ``add_*`` fills a subparser, each ``*_job`` turns the parsed namespace into the API's job.
+
+Importing this module imports neither torch nor the attacks, so building the CLI's parser stays fast;
+names and ranges are checked by the API when the job runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from liccs.attack.job_attack import AttackJob
+    from liccs.attack.job_defend import DefendJob
+
+
+def _cli_name(transform: str) -> str:
+    """``shift:DY,DX`` → ``shift=DY:DX`` (commas separate the list on the command line)."""
+    return transform.replace("shift:", "shift=").replace(",", ":") if transform.startswith("shift:") else transform
+
+
+def _api_name(transform: str) -> str:
+    return transform.replace("shift=", "shift:").replace(":", ",").replace("shift,", "shift:", 1) \
+        if transform.startswith("shift=") else transform
+
+
+def add_attack_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--codec", required=True, help="ARCH@qN[,ARCH@qN...] (an ensemble), or 'none' for the classifier alone")
+    s.add_argument("--classifier", required=True, help="a registered classifier, or 'none' to attack the codecs alone")
+    s.add_argument("--weights", default="random", help="random | pretrained | PATH (codecs, and classifier unless --classifier-weights)")
+    s.add_argument("--classifier-weights", default=None, help="random | pretrained | PATH for the classifier")
+    s.add_argument("--attack", default="pgd", help="fgsm | ifgsm | pgd | mifgsm (the ATTACKS registry)")
+    s.add_argument("--eps", default="8/255", help="radius, a number or a fraction like 8/255")
+    s.add_argument("--norm", default="linf", help="linf | l2")
+    s.add_argument("--steps", type=int, default=None, help="gradient steps (default: the attack's own; FGSM is 1)")
+    s.add_argument("--alpha", default=None, help="step size (default: the attack's own rule)")
+    s.add_argument("--objective", default="ce", help="ce | margin | distortion | distortion-clean | rate | sums like ce+10*rate")
+    s.add_argument("--rounding", default="ste", help="surrogate through the quantizers: ste | noise | identity | cubic")
+    s.add_argument("--reduce", default="loss", choices=("loss", "logits"), help="ensemble: average losses or logits")
+    s.add_argument("--target", type=int, default=None, help="targeted attack toward this class index")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--di", type=float, default=0.0, metavar="PROB", help="input diversity probability (0: off)")
+    s.add_argument("--eot", type=int, default=1, metavar="N", help="EoT draws per step (for random surrogates)")
+    s.add_argument("--images", required=True, help="a folder, an ImageNet-style CSV, or kodak | imagenet-samples | cifar10-test")
+    s.add_argument("--limit", type=int, default=None, help="attack only the first N images")
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--out", required=True, help="folder for the PNGs, adversarial.pt and attack.json")
+
+
+def attack_job(a: argparse.Namespace) -> AttackJob:
+    from liccs.attack.job_attack import AttackJob
+
+    return AttackJob(codec=a.codec, classifier=a.classifier, images=a.images, out=a.out, weights=a.weights,
+                     classifier_weights=a.classifier_weights, attack=a.attack, eps=a.eps, norm=a.norm, steps=a.steps,
+                     alpha=a.alpha, objective=a.objective, rounding=a.rounding, reduce=a.reduce, target=a.target,
+                     seed=a.seed, di=a.di, eot=a.eot, limit=a.limit, batch_size=a.batch_size)
+
+
+def add_defend_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--codec", required=True, help="ARCH@qN")
+    s.add_argument("--weights", default="random", help="random | pretrained | PATH")
+    s.add_argument("--images", required=True, help="clean images: a folder, a CSV, or kodak | ...")
+    s.add_argument("--adv", default=None, help="folder of attacked PNGs with the same stems (default: craft them here)")
+    s.add_argument("--k", default="2,4", help="comma-separated K values of the K-way defense")
+    s.add_argument("--lmbda", type=float, default=None, help="λ of R + λ·255²·MSE (default: CompressAI's for the quality)")
+    s.add_argument("--rate", default="bytes", choices=("bytes", "likelihood"))
+    s.add_argument("--transforms", default=None,
+                   help="pool of transforms, comma-separated: hflip,vflip,rot90,rot180,rot270,transpose,"
+                        "antitranspose,shift=DY:DX (default: the 7 flips/rotations and 8 shifts of 1-2 px)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--attack", default="pgd")
+    s.add_argument("--objective", default="distortion", help="distortion | distortion-clean | rate | sums")
+    s.add_argument("--eps", default="4/255")
+    s.add_argument("--steps", type=int, default=10)
+    s.add_argument("--rounding", default="ste")
+    s.add_argument("--eot", type=int, default=0, metavar="N", help="adaptive EoT attack with N draws per step (0: off)")
+    s.add_argument("--limit", type=int, default=None)
+    s.add_argument("--out", required=True, help="folder for defense.json")
+
+
+def defend_job(a: argparse.Namespace) -> DefendJob:
+    from liccs.attack.job_defend import DefendJob
+
+    extra = {} if a.transforms is None else {
+        "transforms": tuple(_api_name(t.strip()) for t in a.transforms.split(",") if t.strip())}
+    return DefendJob(codec=a.codec, images=a.images, out=a.out, weights=a.weights, adv=a.adv,
+                     k=tuple(int(v) for v in a.k.split(",") if v.strip()), lmbda=a.lmbda, rate=a.rate,
+                     seed=a.seed, attack=a.attack, objective=a.objective, eps=a.eps,
+                     steps=a.steps, rounding=a.rounding, eot=a.eot, limit=a.limit, **extra)
