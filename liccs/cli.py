@@ -35,6 +35,24 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zoo_train(args: argparse.Namespace) -> int:
+    from liccs.zoo.mini_report import write_report
+    from liccs.zoo.mini_train import export_committed, select, train_zoo
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    members = select(args.only, args.seed)
+    walls = train_zoo(members, device=args.device, progress=not args.no_progress)
+    if args.export_weights:
+        export_committed([m for m in members if m.name in args.export_weights.split(",")])
+    if args.report:
+        write_report(members, args.report, walls, eval_images=args.eval_images, progress=not args.no_progress)
+        print(f"wrote {args.report}/report.md and {args.report}/manifest.json")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from liccs.run import QuickConfig, quick_run
 
@@ -58,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     z = zsub.add_parser("list", help="registered codecs and classifiers")
     z.add_argument("kind", nargs="?", choices=("codecs", "classifiers", "all"), default="all")
     z.set_defaults(func=cmd_zoo_list)
+    z = zsub.add_parser("train", help="train the offline mini zoo (mini-…) into the cache, and report on it")
+    z.add_argument("--only", nargs="+", metavar="NAME", help="mini-zoo models to train (default: the full zoo)")
+    z.add_argument("--seed", type=int, default=None, help="replace the configs' seed (changes the cache keys)")
+    z.add_argument("--device", default="cpu", help="cpu | cuda")
+    z.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    z.add_argument("--report", metavar="DIR", help="evaluate the trained models and write a report here")
+    z.add_argument("--eval-images", type=int, default=2000,
+                   help="class-balanced CIFAR-10 test images for the codec ladders (the classifier uses all 10k)")
+    z.add_argument("--export-weights", metavar="NAMES",
+                   help="comma-separated models to write as committed fp16 weights (liccs/zoo/weights)")
+    z.add_argument("--no-progress", action="store_true")
+    z.set_defaults(func=cmd_zoo_train)
 
     s = sub.add_parser("run", help="the main job")
     s.add_argument("--codec", default="bmshj2018-hyperprior@q3")

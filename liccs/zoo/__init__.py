@@ -17,6 +17,7 @@ from liccs.errors import WeightsError
 from liccs.zoo.classifiers import CLASSIFIERS, Classifier, ClassifierEntry, PreprocessConfig
 from liccs.zoo.codecs import CODECS, CodecEntry, CodecSpec, convert_compressai_state, parse_codec
 from liccs.zoo.weights import WeightsInfo, load_checkpoint, load_state, sha256_of
+from liccs.zoo import mini as _mini  # noqa: F401,E402  (registers the offline mini zoo: mini-…)
 
 Weights = str | os.PathLike[str]
 

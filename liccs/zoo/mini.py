@@ -1,0 +1,228 @@
+"""The offline mini zoo: models liccs trains itself on the shared data, registered as ``mini-…`` entries.
+
+- ``mini-cifar-resnet``: a ResNet-9-style CIFAR-10 classifier (32×32 input; larger inputs, such as a
+  64×64 codec reconstruction, are resized back to 32×32 by its preprocessing).
+- ``mini-bmshj2018-factorized``, ``mini-bmshj2018-hyperprior``, ``mini-mbt2018-mean``: CIFAR-scale codec
+  ladders (Ballé et al., ICLR 2018; Minnen et al., NeurIPS 2018) on CIFAR-10 upsampled to 64×64. CIFAR
+  images are 32×32 but every CompressAI hyperprior model needs sides that are multiples of 64; padding a
+  32×32 image to 64×64 would spend three quarters of the codec on padding and make bpp meaningless, while
+  2× bilinear upsampling keeps every pixel meaningful (bpp is counted over the 64×64 codec input).
+- ``mini-nat-bmshj2018-hyperprior``, ``mini-nat-mbt2018-mean``: natural-image ladders trained on 128×128
+  crops of ``imagenet-samples`` for Kodak experiments (Kodak itself is never trained on).
+- ``mini-tiny-…``: the same code at toy sizes, trained in seconds, for tests and CI.
+
+Weights resolve as: liccs cache (sha256-verified) → committed fp16 weights (``liccs/zoo/weights``) →
+training on demand with a message and a progress bar. ``load_codec(name, PATH)`` takes an explicit
+checkpoint as for every entry. Quality ``qN`` uses CompressAI's λ for ``qN`` (:data:`LAMBDAS`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from liccs.data import CIFAR10_CLASSES
+from liccs.zoo import mini_store as store
+from liccs.zoo.classifiers import CLASSIFIERS, ClassifierEntry, PreprocessConfig
+from liccs.zoo.codecs import CODECS, CodecEntry
+from liccs.zoo.train_classifier import CIFAR_MEAN, CIFAR_STD, ClassifierTrainConfig, ResNet9, train_classifier
+from liccs.zoo.train_codec import ARCHS, LAMBDAS, LadderConfig, build_codec, train_ladder
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_SOURCE = {"weights_source": "mini-zoo"}
+
+
+@dataclass(frozen=True)
+class MiniClassifier:
+    """A mini-zoo classifier: registry name and training config."""
+
+    name: str
+    config: ClassifierTrainConfig
+    description: str
+
+    @property
+    def key(self) -> str:
+        return store.config_key("classifier", self.config)
+
+
+@dataclass(frozen=True)
+class MiniLadder:
+    """A mini-zoo codec ladder: registry name (the architecture of ``ARCH@qN``) and training config."""
+
+    name: str
+    config: LadderConfig
+    description: str
+
+    @property
+    def key(self) -> str:
+        return store.config_key("ladder", self.config)
+
+    def entry_name(self, quality: int) -> str:
+        return f"{self.name}@q{quality}"
+
+
+CLASSIFIER_CONFIGS: dict[str, MiniClassifier] = {
+    c.name: c
+    for c in (
+        MiniClassifier("mini-cifar-resnet", ClassifierTrainConfig(),
+                       "ResNet-9-style CIFAR-10 classifier (width 16), trained by liccs on cifar10-train"),
+        MiniClassifier("mini-tiny-cifar-resnet",
+                       ClassifierTrainConfig(width=8, epochs=4, batch_size=64, lr=0.4, train_per_class=50,
+                                             bf16=False),
+                       "toy CIFAR-10 classifier for tests (500 training images, seconds)"),
+    )
+}
+
+_CIFAR_Q = (2, 3, 4, 5, 6, 7)
+_NAT_Q = (1, 2, 3, 4)
+
+
+def _cifar(arch: str) -> LadderConfig:
+    return LadderConfig(arch, N=32, M=48, data="cifar10-64", qualities=_CIFAR_Q, base_steps=500,
+                        finetune_steps=150, batch_size=16, lr=2e-3)
+
+
+def _nat(arch: str) -> LadderConfig:
+    return LadderConfig(arch, N=48, M=64, data="imagenet-crops-128", qualities=_NAT_Q, base_steps=800,
+                        finetune_steps=250, batch_size=8, train_limit=4)
+
+
+LADDER_CONFIGS: dict[str, MiniLadder] = {
+    lad.name: lad
+    for lad in (
+        *(MiniLadder(f"mini-{a}", _cifar(a), f"{ARCHS[a][0].__name__} at CIFAR scale (64×64), trained by liccs")
+          for a in ARCHS),
+        *(MiniLadder(f"mini-nat-{a}", _nat(a), f"{ARCHS[a][0].__name__} for natural images, trained by liccs "
+                     "on imagenet-samples crops") for a in ("bmshj2018-hyperprior", "mbt2018-mean")),
+        MiniLadder("mini-tiny-bmshj2018-hyperprior",
+                   LadderConfig("bmshj2018-hyperprior", N=8, M=8, data="cifar10-64", qualities=(1, 6),
+                                base_steps=6, finetune_steps=3, batch_size=4, train_limit=20),
+                   "toy scale hyperprior for tests (seconds)"),
+    )
+}
+
+
+# --- training into the cache ----------------------------------------------------------------------
+
+
+def _load_train_images(cfg: LadderConfig | ClassifierTrainConfig, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    from liccs.zoo.train_data import cifar10_tensors, natural_crops
+
+    if isinstance(cfg, LadderConfig) and cfg.data == "imagenet-crops-128":
+        imgs = natural_crops(128, cfg.train_limit or 4, cfg.seed, progress)
+        return imgs, torch.zeros(len(imgs), dtype=torch.long)
+    limit = cfg.train_limit if isinstance(cfg, LadderConfig) else cfg.train_per_class
+    return cifar10_tensors("train", limit, progress)
+
+
+def train_mini_classifier(mc: MiniClassifier, device: str = "cpu", progress: bool = True) -> Path:
+    """Train ``mc`` and store it in the cache; returns the weights path."""
+    images, labels = _load_train_images(mc.config, progress)
+    t, c = time.perf_counter(), time.process_time()
+    model, steps = train_classifier(mc.config, images, labels, device=device, progress=progress)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    state = {k: v for k, v in model.state_dict().items()}
+    return store.save(mc.name, mc.key, state, {"kind": "classifier", "config": asdict(mc.config), "device": device,
+                                                "wall_s": wall, "cpu_s": cpu, "threads": torch.get_num_threads(),
+                                                "log": steps})
+
+
+def train_mini_ladder(ml: MiniLadder, device: str = "cpu", progress: bool = True,
+                      upto: int | None = None) -> dict[int, Path]:
+    """Train the ladder ``ml`` (qualities ≥ ``upto``, all by default) into the cache, resuming from cached ones."""
+    cfg = ml.config
+    paths: dict[int, Path] = {}
+    start = None
+    for q in sorted(cfg.qualities, reverse=True):  # the longest cached prefix of the chain
+        p = store.cached(ml.entry_name(q), ml.key)
+        if p is None:
+            break
+        paths[q] = p
+        model = build_codec(cfg.arch, cfg.N, cfg.M)
+        model.load_state_dict(torch.load(p, weights_only=True))
+        start = (q, model)
+    todo = [q for q in cfg.qualities if q not in paths and (upto is None or q >= upto)]
+    if not todo:
+        return paths
+    images, _ = _load_train_images(cfg, progress)
+    stop_at = min(todo)
+
+    cpu0 = [time.process_time()]
+
+    def done(q: int, model: nn.Module, steps: list[dict[str, float]], wall: float) -> None:
+        cpu, cpu0[0] = time.process_time() - cpu0[0], time.process_time()
+        paths[q] = store.save(ml.entry_name(q), ml.key, model.state_dict(),
+                              {"kind": "codec", "config": asdict(cfg), "quality": q, "lambda": LAMBDAS[q],
+                               "device": device, "wall_s": wall, "cpu_s": cpu, "threads": torch.get_num_threads(),
+                               "log": steps})
+
+    cut = LadderConfig(**{**asdict(cfg), "qualities": tuple(q for q in cfg.qualities if q >= stop_at)})
+    train_ladder(cut, images, device, progress, ml.name, on_done=done, start=start)
+    return paths
+
+
+# --- resolution: cache → committed fp16 → train on demand -----------------------------------------
+
+
+def _on_demand(what: str, minutes: str) -> None:
+    log.warning("mini-zoo: %s is not in the liccs cache and has no committed weights; training it now "
+                "(about %s on a 2-core CPU; `liccs zoo train` trains the whole zoo ahead of time)", what, minutes)
+
+
+def resolve_classifier(name: str) -> Path:
+    """Weights of a mini-zoo classifier: cache → committed → train now."""
+    mc = CLASSIFIER_CONFIGS[name]
+    path = store.cached(name, mc.key) or store.committed(name, mc.key)
+    if path is not None:
+        return path
+    _on_demand(name, "seconds" if "tiny" in name else "25 minutes")
+    return train_mini_classifier(mc)
+
+
+def resolve_codec(name: str, quality: int) -> Path:
+    """Weights of ``name@qN``: cache → committed → train now (with the upper qualities of its chain)."""
+    ml = LADDER_CONFIGS[name]
+    entry = ml.entry_name(quality)
+    path = store.cached(entry, ml.key) or store.committed(entry, ml.key)
+    if path is not None:
+        return path
+    _on_demand(entry, "seconds" if "tiny" in name else "10-20 minutes")
+    return train_mini_ladder(ml, upto=quality)[quality]
+
+
+def _register() -> None:
+    for mc in CLASSIFIER_CONFIGS.values():
+        CLASSIFIERS.register(mc.name, ClassifierEntry(
+            name=mc.name,
+            build=lambda w=mc.config.width: ResNet9(w),
+            preprocess=PreprocessConfig(resize=32, crop=32, mean=CIFAR_MEAN, std=CIFAR_STD),
+            num_classes=10,
+            pretrained=lambda n=mc.name: resolve_classifier(n),
+            dataset="cifar10",
+            description=mc.description,
+            extra={**WEIGHTS_SOURCE, "categories": list(CIFAR10_CLASSES)},
+        ))
+    for ml in LADDER_CONFIGS.values():
+        c = ml.config
+
+        def build(quality: int, c: LadderConfig = c) -> nn.Module:
+            return build_codec(c.arch, c.N, c.M)
+
+        def pretrained(quality: int, metric: str, n: str = ml.name) -> Path:
+            return resolve_codec(n, quality)
+
+        CODECS.register(ml.name, CodecEntry(
+            arch=ml.name, family=ARCHS[c.arch][1], qualities=c.qualities, build=build, pretrained=pretrained,
+            description=ml.description,
+            extra={**WEIGHTS_SOURCE, "base_arch": c.arch, "image_size": 64 if c.data == "cifar10-64" else None,
+                   "lambdas": {q: LAMBDAS[q] for q in c.qualities}},
+        ))
+
+
+_register()

@@ -1,0 +1,162 @@
+"""The mini zoo's training report: loss curves, rate-distortion points (real entropy coding), accuracy.
+
+Every number comes from the cached models evaluated here: CIFAR-10 test for the classifier and the
+CIFAR-scale ladders (through the real ``compress``/``decompress``), Kodak for the natural-image ladders
+against Pillow JPEG on the same images. Models missing from the cache are listed, never trained here.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from liccs.data import kodak, to_float
+from liccs.manifest import manifest, write_json
+from liccs.pipeline import codec_forward, psnr
+from liccs.zoo import load_classifier, load_codec
+from liccs.zoo import mini_store as store
+from liccs.zoo.mini import MiniClassifier, MiniLadder
+from liccs.zoo.train_classifier import accuracy
+from liccs.zoo.train_codec import LAMBDAS, cifar_to_codec_input, evaluate_roundtrip
+from liccs.zoo.train_data import cifar10_tensors
+
+JPEG_QUALITIES = (5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 95)
+
+
+def balanced_subset(n_total: int, n: int) -> torch.Tensor:
+    """Evenly spaced indices (the CIFAR test zip is sorted by class, so this keeps classes balanced)."""
+    n = min(n, n_total)
+    return torch.linspace(0, n_total - 1, n).round().long()
+
+
+def jpeg_curve(images: list[torch.Tensor]) -> list[dict[str, float]]:
+    """Pillow JPEG (default 4:2:0) at :data:`JPEG_QUALITIES`: mean bpp and mean PSNR over ``images`` (uint8)."""
+    rows = []
+    for q in JPEG_QUALITIES:
+        bpps, ps = [], []
+        for img in images:
+            buf = io.BytesIO()
+            Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=q)
+            dec = torch.from_numpy(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))).permute(2, 0, 1)
+            bpps.append(8 * buf.tell() / (img.shape[1] * img.shape[2]))
+            ps.append(psnr(to_float(dec)[None], to_float(img)[None]).item())
+        rows.append({"quality": q, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(ps))})
+    return rows
+
+
+def compare_to_jpeg(codec: list[dict[str, float]], jpeg: list[dict[str, float]]) -> dict[str, float | None]:
+    """PSNR(codec) − PSNR(JPEG) at equal bpp, both curves interpolated linearly over their overlapping range."""
+    cb, cp = np.array([r["bpp"] for r in codec]), np.array([r["psnr"] for r in codec])
+    jb, jp = np.array([r["bpp"] for r in jpeg]), np.array([r["psnr"] for r in jpeg])
+    oc, jo = np.argsort(cb), np.argsort(jb)
+    lo, hi = max(cb.min(), jb.min()), min(cb.max(), jb.max())
+    if lo >= hi:
+        return {"overlap_lo": None, "overlap_hi": None, "min_diff_db": None, "mean_diff_db": None}
+    grid = np.linspace(lo, hi, 64)
+    diff = np.interp(grid, cb[oc], cp[oc]) - np.interp(grid, jb[jo], jp[jo])
+    return {"overlap_lo": float(lo), "overlap_hi": float(hi), "min_diff_db": float(diff.min()),
+            "mean_diff_db": float(diff.mean())}
+
+
+def _curve_log(meta: dict[str, Any]) -> list[dict[str, float]]:
+    return list(meta.get("log", []))
+
+
+def evaluate_classifier(mc: MiniClassifier, x: torch.Tensor, y: torch.Tensor, progress: bool) -> dict[str, Any]:
+    """Clean top-1 on all of ``x``; also at the CIFAR-LICCS geometry (64×64 up, the classifier's own resize down)."""
+    meta = store.read_meta(mc.name, mc.key) or {}
+    clf = load_classifier(mc.name)
+    acc = accuracy(clf, x, y, progress=progress, desc="classifier on cifar10-test")
+    acc64 = accuracy(lambda t: clf(cifar_to_codec_input((t * 255).round().to(torch.uint8))), x, y)
+    return {"name": mc.name, "top1": acc, "top1_at_64": acc64, "train_wall_s": meta.get("wall_s"),
+            "weights": str(clf.liccs_weights), "config": meta.get("config"), "log": _curve_log(meta)}
+
+
+def evaluate_cifar_ladder(ml: MiniLadder, clf: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                          progress: bool) -> dict[str, Any]:
+    """bpp, PSNR (real entropy coding, 64×64) and LICCS accuracy per quality on the images ``x``."""
+    xin = cifar_to_codec_input(x)
+    rows, walls, logs = [], 0.0, {}
+    for q in tqdm(ml.config.qualities, desc=f"evaluating {ml.name}", disable=not progress, leave=False):
+        if store.cached(ml.entry_name(q), ml.key) is None:
+            rows.append({"quality": q, "trained": False})
+            continue
+        meta = store.read_meta(ml.entry_name(q), ml.key) or {}
+        walls += meta.get("wall_s", 0.0)
+        logs[q] = _curve_log(meta)
+        codec = load_codec(ml.entry_name(q))
+        r = evaluate_roundtrip(codec, xin, 200, classify=clf)
+        with torch.no_grad():
+            est = torch.cat([codec_forward(codec, xin[i : i + 200], "hard").bpp() for i in range(0, len(xin), 200)])
+        rows.append({"quality": q, "trained": True, "lambda": LAMBDAS[q], "bpp": r["bpp"],
+                     "bpp_likelihood_estimate": est.mean().item(), "psnr": r["psnr"],
+                     "liccs_top1": (r["pred"] == y).float().mean().item(), "train_wall_s": meta.get("wall_s")})
+    return {"name": ml.name, "rows": rows, "train_wall_s": walls, "logs": logs}
+
+
+def evaluate_natural_ladder(ml: MiniLadder, images: list[torch.Tensor], progress: bool) -> dict[str, Any]:
+    """bpp and PSNR per quality on Kodak (real entropy coding), each image coded on its own."""
+    rows, walls, logs = [], 0.0, {}
+    for q in tqdm(ml.config.qualities, desc=f"evaluating {ml.name} on Kodak", disable=not progress, leave=False):
+        if store.cached(ml.entry_name(q), ml.key) is None:
+            rows.append({"quality": q, "trained": False})
+            continue
+        meta = store.read_meta(ml.entry_name(q), ml.key) or {}
+        walls += meta.get("wall_s", 0.0)
+        logs[q] = _curve_log(meta)
+        codec = load_codec(ml.entry_name(q))
+        res = [evaluate_roundtrip(codec, to_float(img)[None], 1) for img in images]
+        rows.append({"quality": q, "trained": True, "lambda": LAMBDAS[q],
+                     "bpp": float(np.mean([r["bpp"] for r in res])), "psnr": float(np.mean([r["psnr"] for r in res])),
+                     "train_wall_s": meta.get("wall_s")})
+    return {"name": ml.name, "rows": rows, "train_wall_s": walls, "logs": logs}
+
+
+def write_report(members: list[MiniClassifier | MiniLadder], out_dir: str | Path, walls: dict[str, float],
+                 eval_images: int = 2000, progress: bool = True) -> dict[str, Any]:
+    """Evaluate ``members`` from the cache and write report.md, results.json, rd.csv, plots and manifest.json."""
+    from liccs.zoo.mini_report_render import render
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    x, y = cifar10_tensors("test", progress=progress)
+    sub = balanced_subset(len(x), eval_images)
+    results: dict[str, Any] = {"classifiers": [], "cifar_ladders": [], "natural_ladders": [],
+                               "eval_images_cifar": len(sub), "walls_this_run_s": walls}
+    clf_mod = None
+    for m in members:
+        if isinstance(m, MiniClassifier) and store.cached(m.name, m.key) is not None:
+            results["classifiers"].append(evaluate_classifier(m, x, y, progress))
+            if m.name == "mini-cifar-resnet":
+                clf_mod = load_classifier(m.name)
+                results["classifier_on_subset"] = accuracy(clf_mod, x[sub], y[sub])
+    kodak_imgs = None
+    for m in members:
+        if isinstance(m, MiniLadder) and m.config.data == "cifar10-64":
+            if clf_mod is None:
+                continue
+            results["cifar_ladders"].append(evaluate_cifar_ladder(m, clf_mod, x[sub], y[sub], progress))
+        elif isinstance(m, MiniLadder):
+            if kodak_imgs is None:
+                src = kodak()
+                kodak_imgs = [src.read(i) for i in range(len(src))]
+                results["jpeg_kodak"] = jpeg_curve(kodak_imgs)
+            lad = evaluate_natural_ladder(m, kodak_imgs, progress)
+            trained = [r for r in lad["rows"] if r["trained"]]
+            lad["vs_jpeg"] = compare_to_jpeg(trained, results["jpeg_kodak"]) if len(trained) >= 2 else None
+            results["natural_ladders"].append(lad)
+    results["eval_wall_s"] = time.perf_counter() - t0
+    render(results, out)
+    config = {"members": [{"name": m.name, "key": m.key, "config": m.config} for m in members],
+              "eval_images_cifar": len(sub), "code_version": store.CODE_VERSION}
+    write_json(out / "results.json", results)
+    write_json(out / "manifest.json", manifest(config, report="mini-zoo training report"))
+    return results

@@ -1,0 +1,174 @@
+"""Render the mini zoo's evaluation (``results``) as plots, CSV and a Markdown report with the quality bars."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+ACC_TOLERANCE = 0.03  # LICCS at the top quality within 3 points of the classifier alone
+CLASSIFIER_BAR = 0.85
+JPEG_MARGIN_DB = -1.0
+
+
+def _plots(results: dict[str, Any], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for c in results["classifiers"]:
+        axes[0].plot([r["step"] for r in c["log"]], [r["loss"] for r in c["log"]], label=c["name"], lw=0.8)
+    axes[0].set(title="classifier training loss", xlabel="step", ylabel="cross-entropy (label smoothing)")
+    axes[0].legend()
+    for lad in results["cifar_ladders"] + results["natural_ladders"]:
+        offset = 0
+        for q in sorted(lad["logs"], key=int, reverse=True):
+            lg = lad["logs"][q]
+            if not lg:
+                continue
+            axes[1].plot([offset + r["step"] for r in lg], [r["loss"] for r in lg], lw=0.8,
+                         label=lad["name"] if offset == 0 else None,
+                         color=f"C{(results['cifar_ladders'] + results['natural_ladders']).index(lad)}")
+            offset += lg[-1]["step"]
+    axes[1].set(title="codec training loss (λ·255²·MSE + bpp), qualities from high to low", xlabel="step",
+                ylabel="loss", yscale="log")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "loss_curves.png", dpi=110)
+    plt.close(fig)
+    files.append("loss_curves.png")
+
+    if results["cifar_ladders"]:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for lad in results["cifar_ladders"]:
+            rows = [r for r in lad["rows"] if r["trained"]]
+            axes[0].plot([r["bpp"] for r in rows], [r["psnr"] for r in rows], "o-", label=lad["name"])
+            axes[1].plot([r["bpp"] for r in rows], [100 * r["liccs_top1"] for r in rows], "o-", label=lad["name"])
+        if "classifier_on_subset" in results:
+            axes[1].axhline(100 * results["classifier_on_subset"], color="k", ls="--", label="classifier alone")
+        axes[0].set(title="CIFAR-10 test, 64×64, real entropy coding", xlabel="bpp", ylabel="PSNR (dB)")
+        axes[1].set(title="LICCS top-1 (codec → mini-cifar-resnet)", xlabel="bpp", ylabel="top-1 (%)")
+        for a in axes:
+            a.legend(fontsize=7)
+            a.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / "rd_cifar.png", dpi=110)
+        plt.close(fig)
+        files.append("rd_cifar.png")
+
+    if results["natural_ladders"]:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        j = results["jpeg_kodak"]
+        ax.plot([r["bpp"] for r in j], [r["psnr"] for r in j], "s--", color="gray", label="Pillow JPEG")
+        for lad in results["natural_ladders"]:
+            rows = [r for r in lad["rows"] if r["trained"]]
+            ax.plot([r["bpp"] for r in rows], [r["psnr"] for r in rows], "o-", label=lad["name"])
+        ax.set(title="Kodak (24 images), real entropy coding", xlabel="bpp", ylabel="PSNR (dB)", xlim=(0, 2.0))
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / "rd_kodak.png", dpi=110)
+        plt.close(fig)
+        files.append("rd_kodak.png")
+    return files
+
+
+def _strictly_rising(vals: list[float]) -> bool:
+    return all(b > a for a, b in zip(vals, vals[1:]))
+
+
+def _ok(flag: bool | None) -> str:
+    return "n/a" if flag is None else ("PASS" if flag else "FAIL")
+
+
+def render(results: dict[str, Any], out: Path) -> None:
+    """Write ``rd.csv``, the plots and ``report.md`` (with a PASS/FAIL line per quality bar) into ``out``."""
+    files = _plots(results, out)
+    with open(out / "rd.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "dataset", "quality", "lambda", "bpp", "bpp_likelihood_estimate", "psnr_db",
+                    "liccs_top1", "train_wall_s"])
+        for lad in results["cifar_ladders"]:
+            for r in lad["rows"]:
+                if r["trained"]:
+                    w.writerow([lad["name"], "cifar10-test@64", r["quality"], r["lambda"], f"{r['bpp']:.4f}",
+                                f"{r['bpp_likelihood_estimate']:.4f}", f"{r['psnr']:.3f}", f"{r['liccs_top1']:.4f}",
+                                f"{r['train_wall_s']:.0f}"])
+        for lad in results["natural_ladders"]:
+            for r in lad["rows"]:
+                if r["trained"]:
+                    w.writerow([lad["name"], "kodak", r["quality"], r["lambda"], f"{r['bpp']:.4f}", "",
+                                f"{r['psnr']:.3f}", "", f"{r['train_wall_s']:.0f}"])
+        for r in results.get("jpeg_kodak", []):
+            w.writerow(["pillow-jpeg", "kodak", r["quality"], "", f"{r['bpp']:.4f}", "", f"{r['psnr']:.3f}", "", ""])
+
+    md = ["# Mini zoo training report", "",
+          "Models trained by `liccs zoo train` on the shared data (CIFAR-10 train, imagenet-samples crops); "
+          "evaluated on CIFAR-10 test and Kodak through the real entropy coder (`compress`/`decompress`). "
+          "Written by `liccs.zoo.mini_report`; numbers come from the run recorded in `manifest.json`.", ""]
+    total = 0.0
+    md += ["## Classifier", "", "| model | clean top-1 (10k test) | top-1 at 64×64 LICCS geometry | train wall (s) | bar ≥ 85% |",
+           "|---|---|---|---|---|"]
+    for c in results["classifiers"]:
+        total += c["train_wall_s"] or 0
+        md.append(f"| {c['name']} | {100 * c['top1']:.2f}% | {100 * c['top1_at_64']:.2f}% | "
+                  f"{c['train_wall_s']:.0f} | {_ok(c['top1'] >= CLASSIFIER_BAR)} |")
+    md += [""]
+    if results["cifar_ladders"]:
+        base = results.get("classifier_on_subset")
+        md += ["## CIFAR-scale codec ladders (64×64, CIFAR-10 test)", "",
+               f"{results['eval_images_cifar']} class-balanced test images upsampled to 64×64; bpp over the 64×64 "
+               f"codec input from the real bitstream; LICCS = codec → mini-cifar-resnet. Classifier alone on the "
+               f"same images: {100 * base:.2f}%." if base is not None else "", "",
+               "| model | q | λ | bpp (real) | bpp (likelihood est.) | PSNR (dB) | LICCS top-1 | train wall (s) |",
+               "|---|---|---|---|---|---|---|---|"]
+        bars = []
+        for lad in results["cifar_ladders"]:
+            total += lad["train_wall_s"]
+            rows = [r for r in lad["rows"] if r["trained"]]
+            for r in lad["rows"]:
+                if not r["trained"]:
+                    md.append(f"| {lad['name']} | {r['quality']} | not trained | | | | | |")
+                    continue
+                md.append(f"| {lad['name']} | {r['quality']} | {r['lambda']} | {r['bpp']:.4f} | "
+                          f"{r['bpp_likelihood_estimate']:.4f} | {r['psnr']:.2f} | {100 * r['liccs_top1']:.2f}% | "
+                          f"{r['train_wall_s']:.0f} |")
+            if len(rows) >= 2 and base is not None:
+                rising = _strictly_rising([r["bpp"] for r in rows]) and _strictly_rising([r["psnr"] for r in rows])
+                top, low = rows[-1]["liccs_top1"], rows[0]["liccs_top1"]
+                bars.append(f"- {lad['name']}: bpp and PSNR strictly rise with quality: {_ok(rising)}; "
+                            f"top quality LICCS {100 * top:.2f}% vs classifier {100 * base:.2f}% "
+                            f"(gap {100 * (base - top):.2f} points, bar ≤ 3): {_ok(base - top <= ACC_TOLERANCE)}; "
+                            f"lowest quality {100 * low:.2f}% (lower than the top by {100 * (top - low):.2f} points)")
+        md += ["", "Quality bars:", "", *bars, ""]
+    if results["natural_ladders"]:
+        md += ["## Natural-image ladders on Kodak (24 images) against Pillow JPEG", "",
+               "| model | q | λ | bpp | PSNR (dB) | train wall (s) |", "|---|---|---|---|---|---|"]
+        for lad in results["natural_ladders"]:
+            total += lad["train_wall_s"]
+            for r in lad["rows"]:
+                md.append(f"| {lad['name']} | {r['quality']} | not trained | | | |" if not r["trained"] else
+                          f"| {lad['name']} | {r['quality']} | {r['lambda']} | {r['bpp']:.4f} | {r['psnr']:.2f} | "
+                          f"{r['train_wall_s']:.0f} |")
+        md += ["", "| Pillow JPEG quality | bpp | PSNR (dB) |", "|---|---|---|"]
+        md += [f"| {r['quality']} | {r['bpp']:.4f} | {r['psnr']:.2f} |" for r in results["jpeg_kodak"]]
+        md += ["", "PSNR(codec) − PSNR(JPEG) at equal bpp, both curves linearly interpolated over the overlapping "
+               "bpp range (bar: the minimum ≥ −1 dB):", ""]
+        for lad in results["natural_ladders"]:
+            v = lad.get("vs_jpeg")
+            if not v or v["min_diff_db"] is None:
+                md.append(f"- {lad['name']}: no overlap / not enough trained qualities")
+                continue
+            md.append(f"- {lad['name']}: overlap {v['overlap_lo']:.3f}–{v['overlap_hi']:.3f} bpp, min "
+                      f"{v['min_diff_db']:+.2f} dB, mean {v['mean_diff_db']:+.2f} dB: "
+                      f"{_ok(v['min_diff_db'] >= JPEG_MARGIN_DB)}")
+        md += [""]
+    md += ["## Training cost", "",
+           f"Sum of the recorded training wall times of the models above: {total:.0f} s ({total / 60:.1f} min) on "
+           "the machine in `manifest.json` (shared with other jobs while it ran; niced). "
+           f"Evaluation for this report: {results['eval_wall_s']:.0f} s.", ""]
+    md += [f"![{f}]({f})" for f in files]
+    (out / "report.md").write_text("\n".join(md) + "\n")

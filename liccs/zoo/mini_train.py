@@ -1,0 +1,84 @@
+"""``liccs zoo train``: train the mini zoo into the cache, then evaluate it into a report.
+
+Every model is trained only when its cache entry (config + code version) is missing, so the command
+resumes where an interrupted run stopped, and a second run only rewrites the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from liccs.errors import InputError
+from liccs.zoo import mini_store as store
+from liccs.zoo.mini import (
+    CLASSIFIER_CONFIGS,
+    LADDER_CONFIGS,
+    MiniClassifier,
+    MiniLadder,
+    train_mini_classifier,
+    train_mini_ladder,
+)
+
+log = logging.getLogger(__name__)
+
+#: What ``liccs zoo train`` does without ``--only``: the full zoo, in priority order.
+DEFAULT_ORDER = (
+    "mini-cifar-resnet",
+    "mini-bmshj2018-hyperprior",
+    "mini-mbt2018-mean",
+    "mini-bmshj2018-factorized",
+    "mini-nat-bmshj2018-hyperprior",
+    "mini-nat-mbt2018-mean",
+)
+#: What the default ``liccs run`` config needs, committed as fp16 weights.
+COMMITTED = ("mini-cifar-resnet", "mini-bmshj2018-hyperprior")
+
+
+def select(names: list[str] | None, seed: int | None = None) -> list[MiniClassifier | MiniLadder]:
+    """The zoo members to train (all non-tiny ones by default), with their seed replaced if ``seed`` is given."""
+    out: list[MiniClassifier | MiniLadder] = []
+    for n in names or list(DEFAULT_ORDER):
+        if n in CLASSIFIER_CONFIGS:
+            m: MiniClassifier | MiniLadder = CLASSIFIER_CONFIGS[n]
+        elif n in LADDER_CONFIGS:
+            m = LADDER_CONFIGS[n]
+        else:
+            raise InputError(f"unknown mini-zoo model {n!r}; valid: {', '.join([*CLASSIFIER_CONFIGS, *LADDER_CONFIGS])}")
+        if seed is not None and seed != m.config.seed:
+            m = replace(m, config=replace(m.config, seed=seed))
+        out.append(m)
+    return out
+
+
+def train_zoo(members: list[MiniClassifier | MiniLadder], device: str = "cpu", progress: bool = True) -> dict[str, float]:
+    """Train every member missing from the cache; returns the wall seconds each took in this call."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA GPU is visible")
+    walls: dict[str, float] = {}
+    for m in members:
+        t = time.perf_counter()
+        if isinstance(m, MiniClassifier):
+            if store.cached(m.name, m.key) is None:
+                log.warning("training %s", m.name)
+                train_mini_classifier(m, device, progress)
+        else:
+            train_mini_ladder(m, device, progress)
+        walls[m.name] = time.perf_counter() - t
+        print(f"{m.name}: ready ({walls[m.name]:.0f} s in this run)", flush=True)
+    return walls
+
+
+def export_committed(members: list[MiniClassifier | MiniLadder], out_dir: Path = store.COMMITTED_DIR) -> dict:
+    """Write the fp16 weights of ``members`` (every quality of a ladder) to ``out_dir`` with its index."""
+    pairs: list[tuple[str, str]] = []
+    for m in members:
+        if isinstance(m, MiniClassifier):
+            pairs.append((m.name, m.key))
+        else:
+            pairs += [(m.entry_name(q), m.key) for q in m.config.qualities]
+    return store.export_fp16(pairs, out_dir)

@@ -1,0 +1,223 @@
+"""Training and evaluation of the mini zoo's codec quality ladders.
+
+The architectures are CompressAI's (Ballé et al., ICLR 2018: factorized prior and scale hyperprior;
+Minnen et al., NeurIPS 2018: mean-scale hyperprior) with fewer channels. The loss is CompressAI's
+rate-distortion objective ``λ·255²·MSE + bpp`` on its λ ladder.
+
+Quantization in training is *mixed*: the rate term sees additive uniform noise (Ballé et al., 2017),
+while the synthesis transform sees latents rounded with a straight-through gradient, exactly as the
+real decoder will see them. Pure noise training for a few minutes decodes far worse than it trains,
+because rounding erases the small latents the decoder learned to use; the evaluation below therefore
+runs the real ``compress``/``decompress`` (:func:`liccs.pipeline.codec_roundtrip`), not the loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from compressai.models import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from liccs.zoo.classifiers import resize_center_crop
+
+#: CompressAI's λ per quality for MSE (q1..q8).
+LAMBDAS: dict[int, float] = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
+
+ARCHS: dict[str, tuple[type[nn.Module], str]] = {
+    "bmshj2018-factorized": (FactorizedPrior, "factorized"),
+    "bmshj2018-hyperprior": (ScaleHyperprior, "scale-hyperprior"),
+    "mbt2018-mean": (MeanScaleHyperprior, "mean-scale"),
+}
+
+
+@dataclass(frozen=True)
+class LadderConfig:
+    """One codec quality ladder: architecture, width, data and schedule (every field enters the cache key).
+
+    ``data``: ``"cifar10-64"`` (CIFAR-10 train, 32×32 upsampled to 64×64) or ``"imagenet-crops-128"``
+    (128×128 crops of imagenet-samples). The highest quality trains from scratch for ``base_steps``; each
+    lower quality is fine-tuned from its upper neighbour for ``finetune_steps``.
+    """
+
+    arch: str
+    N: int
+    M: int
+    data: str
+    qualities: tuple[int, ...]
+    base_steps: int
+    finetune_steps: int
+    batch_size: int
+    lr: float = 1e-3
+    aux_lr: float = 1e-3
+    train_limit: int | None = None  # cifar: images per class; crops: crops per image
+    seed: int = 0
+
+
+def build_codec(arch: str, N: int, M: int) -> nn.Module:
+    """A CompressAI model of ``arch`` with ``N``/``M`` channels (random init)."""
+    return ARCHS[arch][0](N, M)
+
+
+def _ste(v: Tensor) -> Tensor:
+    return v + (torch.round(v) - v).detach()
+
+
+def _medians(eb: nn.Module) -> Tensor:
+    return eb.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
+
+
+def train_forward(model: nn.Module, x: Tensor, family: str) -> tuple[Tensor, Tensor]:
+    """(x̂, estimated bpp per image) with mixed quantization: noisy likelihoods, rounded decoder input."""
+    n_pix = x.shape[-2] * x.shape[-1]
+    y = model.g_a(x)
+    eb = model.entropy_bottleneck
+    if family == "factorized":
+        _, y_lik = eb(y)
+        m = _medians(eb)
+        x_hat = model.g_s(_ste(y - m) + m)
+        liks = [y_lik]
+    else:
+        z = model.h_a(torch.abs(y) if family == "scale-hyperprior" else y)
+        _, z_lik = eb(z)
+        m = _medians(eb)
+        params = model.h_s(_ste(z - m) + m)
+        if family == "scale-hyperprior":
+            _, y_lik = model.gaussian_conditional(y, params)
+            y_dec = _ste(y)
+        else:
+            scales, means = params.chunk(2, 1)
+            _, y_lik = model.gaussian_conditional(y, scales, means=means)
+            y_dec = _ste(y - means) + means
+        x_hat = model.g_s(y_dec)
+        liks = [y_lik, z_lik]
+    bpp = sum(-torch.log2(lik).flatten(1).sum(1) for lik in liks) / n_pix
+    return x_hat, bpp
+
+
+def cifar_to_codec_input(images: Tensor, size: int = 64) -> Tensor:
+    """uint8 CIFAR ``[N, 3, 32, 32]`` → float [0, 1] at ``size × size``, as ``load_batch(resize=64, crop=64)`` does."""
+    return resize_center_crop(images.float().div(255), size, size)
+
+
+def batches(images: Tensor, cfg: LadderConfig, g: torch.Generator) -> Iterator[Tensor]:
+    """Endless random batches (with horizontal flips) as float codec inputs."""
+    while True:
+        idx = torch.randint(0, len(images), (cfg.batch_size,), generator=g)
+        x = images[idx]
+        flip = torch.rand(cfg.batch_size, generator=g) < 0.5
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        yield cifar_to_codec_input(x) if cfg.data == "cifar10-64" else x.float().div(255)
+
+
+def train_quality(
+    model: nn.Module,
+    cfg: LadderConfig,
+    quality: int,
+    steps: int,
+    data: Iterator[Tensor],
+    device: str = "cpu",
+    progress: bool = True,
+    desc: str = "",
+) -> list[dict[str, float]]:
+    """Train ``model`` (in place) at ``LAMBDAS[quality]`` for ``steps``; the lr drops 10× for the last 20%."""
+    family = ARCHS[cfg.arch][1]
+    lmbda = LAMBDAS[quality]
+    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    opt = torch.optim.Adam(main_params, lr=cfg.lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
+    model.train()
+    log: list[dict[str, float]] = []
+    t0 = time.perf_counter()
+    for step in tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=False):
+        if step == int(0.8 * steps) + 1:
+            for grp in opt.param_groups:
+                grp["lr"] = cfg.lr / 10
+        x = next(data).to(device)
+        x_hat, bpp = train_forward(model, x, family)
+        mse = F.mse_loss(x_hat, x)
+        loss = lmbda * 255**2 * mse + bpp.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(main_params, 1.0)
+        opt.step()
+        aux = model.aux_loss()
+        aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_opt.step()
+        if step % 10 == 0 or step == steps:
+            log.append({"step": step, "loss": loss.item(), "bpp_est": bpp.mean().item(), "mse": mse.item(),
+                        "aux": aux.item(), "time_s": time.perf_counter() - t0})
+    return log
+
+
+def train_ladder(
+    cfg: LadderConfig,
+    images: Tensor,
+    device: str = "cpu",
+    progress: bool = True,
+    name: str = "",
+    on_done: Callable[[int, nn.Module, list[dict[str, float]], float], None] | None = None,
+    start: tuple[int, nn.Module] | None = None,
+) -> dict[int, nn.Module]:
+    """Train the qualities of ``cfg`` from the highest down, each from its upper neighbour.
+
+    ``on_done(quality, model, log, wall_s)`` is called after each quality (the caller caches it);
+    ``start=(q, model)`` resumes the chain below an already trained quality ``q``.
+    """
+    order = sorted(cfg.qualities, reverse=True)
+    models: dict[int, nn.Module] = {}
+    prev: nn.Module | None = None
+    if start is not None:
+        q0, prev = start
+        order = [q for q in order if q < q0]
+    for q in order:
+        # seeded per quality, so that resuming a chain gives what an uninterrupted run gives
+        torch.manual_seed(cfg.seed * 1000 + q)
+        data = batches(images, cfg, torch.Generator().manual_seed(cfg.seed * 1000 + q))
+        t = time.perf_counter()
+        model = build_codec(cfg.arch, cfg.N, cfg.M) if prev is None else copy.deepcopy(prev)
+        model = model.to(device)
+        steps = cfg.base_steps if prev is None else cfg.finetune_steps
+        log = train_quality(model, cfg, q, steps, data, device, progress, desc=f"training {name}@q{q}")
+        model = model.eval().cpu()
+        model.update(force=True)
+        models[q] = model
+        if on_done is not None:
+            on_done(q, model, log, time.perf_counter() - t)
+        prev = model
+    return models
+
+
+@torch.no_grad()
+def evaluate_roundtrip(
+    codec: nn.Module, images: Tensor, batch_size: int = 100, classify: Callable[[Tensor], Tensor] | None = None,
+) -> dict[str, float]:
+    """The REAL entropy-coded path on float ``images``: mean bpp, mean PSNR, and accuracy logits if asked.
+
+    Returns ``bpp``, ``psnr`` (mean over images, reconstruction clamped to [0, 1]) and, with ``classify``,
+    the predictions under key ``pred`` are summarized by the caller (see :func:`liccs.zoo.mini_report`).
+    """
+    from liccs.pipeline import codec_roundtrip, psnr  # lazily: liccs.pipeline imports liccs.zoo
+
+    codec = codec.eval()
+    codec.update(force=True)
+    bits, ps, preds = [], [], []
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size]
+        x_hat, nbytes = codec_roundtrip(codec, x)
+        x_hat = x_hat.clamp(0, 1)
+        bits += [8 * b / (x.shape[-2] * x.shape[-1]) for b in nbytes]
+        ps.append(psnr(x_hat, x))
+        if classify is not None:
+            preds.append(classify(x_hat).argmax(1))
+    out = {"bpp": sum(bits) / len(bits), "psnr": torch.cat(ps).mean().item()}
+    if classify is not None:
+        out["pred"] = torch.cat(preds)  # type: ignore[assignment]
+    return out

@@ -1,0 +1,119 @@
+"""The offline mini zoo on its tiny variant: deterministic training, cache reuse, corruption handling."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+
+from liccs.zoo import load_classifier, load_codec
+from liccs.zoo import mini as mini_mod
+from liccs.zoo import mini_store as store
+from liccs.zoo.mini import CLASSIFIER_CONFIGS, LADDER_CONFIGS
+from liccs.zoo.train_classifier import ClassifierTrainConfig, accuracy, train_classifier
+from liccs.zoo.train_codec import LadderConfig, batches, build_codec, train_quality
+from liccs.zoo.weights import sha256_of
+
+TINY_CLF = "mini-tiny-cifar-resnet"
+TINY_CODEC = "mini-tiny-bmshj2018-hyperprior"
+
+
+@pytest.fixture(scope="module")
+def zoo_cache(tmp_path_factory, shared_data):
+    """One liccs cache for the module, so the tiny models train once."""
+    mp = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("mini-cache")
+    mp.setenv("LICCS_CACHE", str(path))
+    mp.setattr(store, "COMMITTED_DIR", path / "no-committed-weights")
+    yield path
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def cifar_small(zoo_cache):
+    from liccs.zoo.train_data import cifar10_tensors
+
+    return cifar10_tensors("train", 20, progress=False)
+
+
+def test_classifier_training_is_deterministic_with_a_seed(cifar_small):
+    x, y = cifar_small
+    cfg = ClassifierTrainConfig(width=4, epochs=1, batch_size=50, train_per_class=20, bf16=False, seed=3)
+    _, a = train_classifier(cfg, x, y, progress=False, max_steps=3)
+    _, b = train_classifier(cfg, x, y, progress=False, max_steps=3)
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+
+
+def test_codec_training_is_deterministic_with_a_seed(cifar_small):
+    x, _ = cifar_small
+    cfg = LadderConfig("mbt2018-mean", N=8, M=8, data="cifar10-64", qualities=(3,), base_steps=10,
+                       finetune_steps=1, batch_size=2)
+
+    def run() -> list[float]:
+        torch.manual_seed(0)
+        model = build_codec(cfg.arch, cfg.N, cfg.M)
+        log = train_quality(model, cfg, 3, 10, batches(x, cfg, torch.Generator().manual_seed(0)), progress=False)
+        return [r["loss"] for r in log]
+
+    assert run() == run()
+
+
+def test_tiny_classifier_trains_on_demand_and_beats_chance(zoo_cache):
+    from liccs.zoo.mini_report import balanced_subset
+    from liccs.zoo.train_data import cifar10_tensors
+
+    clf = load_classifier(TINY_CLF)
+    assert clf.liccs_weights.source == "mini-zoo"
+    x, y = cifar10_tensors("test", progress=False)
+    idx = balanced_subset(len(x), 500)
+    assert accuracy(clf, x[idx], y[idx]) > 0.15  # chance is 0.10
+
+
+def test_trained_entries_reload_from_the_cache_without_training(zoo_cache, monkeypatch):
+    first = load_codec(f"{TINY_CODEC}@q1")
+    load_classifier(TINY_CLF)
+
+    def fail(*a, **k):
+        raise AssertionError("the cache was not used")
+
+    monkeypatch.setattr(mini_mod, "train_mini_ladder", fail)
+    monkeypatch.setattr(mini_mod, "train_mini_classifier", fail)
+    again = load_codec(f"{TINY_CODEC}@q1")
+    assert again.liccs_weights == first.liccs_weights and again.liccs_weights.source == "mini-zoo"
+    assert load_codec(f"{TINY_CODEC}@q6").liccs_weights.source == "mini-zoo"  # the chain trained both
+    assert load_classifier(TINY_CLF).liccs_weights.source == "mini-zoo"
+
+
+def test_corrupt_cache_entry_is_detected_and_retrained_with_a_warning(zoo_cache):
+    ml = LADDER_CONFIGS[TINY_CODEC]
+    name = ml.entry_name(1)
+    good = load_codec(f"{TINY_CODEC}@q1").liccs_weights
+    path = store.entry_dir(name, ml.key) / "weights.pt"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: still a readable zip, wrong weights
+    path.write_bytes(bytes(data))
+    with pytest.warns(store.MiniZooWarning, match="corrupt"):
+        retrained = load_codec(f"{TINY_CODEC}@q1")
+    meta = json.loads((path.parent / "meta.json").read_text())
+    assert meta["sha256"] == sha256_of(path) == retrained.liccs_weights.sha256
+    assert retrained.liccs_weights.sha256 == good.sha256  # seeded CPU training reproduces the same file
+
+
+def test_committed_fp16_weights_are_verified(zoo_cache, monkeypatch, tmp_path):
+    mc = CLASSIFIER_CONFIGS[TINY_CLF]
+    load_classifier(TINY_CLF)
+    index = store.export_fp16([(TINY_CLF, mc.key)], tmp_path)
+    monkeypatch.setattr(store, "COMMITTED_DIR", tmp_path)
+    monkeypatch.setattr(store, "cached", lambda name, key: None)  # as on a fresh machine
+    clf = load_classifier(TINY_CLF)
+    assert clf.liccs_weights.path == str(tmp_path / index[TINY_CLF]["file"])
+    assert any(v.dtype == torch.float16 for v in torch.load(clf.liccs_weights.path, weights_only=True).values())
+    (tmp_path / index[TINY_CLF]["file"]).write_bytes(b"not the committed file")
+    monkeypatch.setattr(mini_mod, "train_mini_classifier", lambda *a, **k: pytest.skip("reached training"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(pytest.skip.Exception):
+            load_classifier(TINY_CLF)
+    assert any(issubclass(w.category, store.MiniZooWarning) for w in caught)
