@@ -44,7 +44,8 @@ def jpeg_curve(images: list[torch.Tensor]) -> list[dict[str, float]]:
         for img in images:
             buf = io.BytesIO()
             Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=q)
-            dec = torch.from_numpy(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))).permute(2, 0, 1)
+            with Image.open(io.BytesIO(buf.getvalue())) as im:
+                dec = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
             bpps.append(8 * buf.tell() / (img.shape[1] * img.shape[2]))
             ps.append(psnr(to_float(dec)[None], to_float(img)[None]).item())
         rows.append({"quality": q, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(ps))})
@@ -135,8 +136,9 @@ def write_report(members: list[MiniClassifier | MiniLadder], out_dir: str | Path
     for m in members:
         if isinstance(m, MiniClassifier) and store.cached(m.name, m.key) is not None:
             results["classifiers"].append(evaluate_classifier(m, x, y, progress))
-            if m.name == "mini-cifar-resnet":
+            if clf_mod is None or m.name == "mini-cifar-resnet":  # the LICCS classifier of the ladders
                 clf_mod = load_classifier(m.name)
+                results["liccs_classifier"] = m.name
                 results["classifier_on_subset"] = accuracy(clf_mod, x[sub], y[sub])
     kodak_imgs = None
     for m in members:

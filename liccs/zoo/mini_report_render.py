@@ -50,7 +50,7 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
         if "classifier_on_subset" in results:
             axes[1].axhline(100 * results["classifier_on_subset"], color="k", ls="--", label="classifier alone")
         axes[0].set(title="CIFAR-10 test, 64×64, real entropy coding", xlabel="bpp", ylabel="PSNR (dB)")
-        axes[1].set(title="LICCS top-1 (codec → mini-cifar-resnet)", xlabel="bpp", ylabel="top-1 (%)")
+        axes[1].set(title=f"LICCS top-1 (codec → {results.get('liccs_classifier')})", xlabel="bpp", ylabel="top-1 (%)")
         for a in axes:
             a.legend(fontsize=7)
             a.grid(alpha=0.3)
@@ -121,8 +121,8 @@ def render(results: dict[str, Any], out: Path) -> None:
         base = results.get("classifier_on_subset")
         md += ["## CIFAR-scale codec ladders (64×64, CIFAR-10 test)", "",
                f"{results['eval_images_cifar']} class-balanced test images upsampled to 64×64; bpp over the 64×64 "
-               f"codec input from the real bitstream; LICCS = codec → mini-cifar-resnet. Classifier alone on the "
-               f"same images: {100 * base:.2f}%." if base is not None else "", "",
+               f"codec input from the real bitstream; LICCS = codec → {results.get('liccs_classifier')}. Classifier "
+               f"alone on the same images: {100 * base:.2f}%." if base is not None else "", "",
                "| model | q | λ | bpp (real) | bpp (likelihood est.) | PSNR (dB) | LICCS top-1 | train wall (s) |",
                "|---|---|---|---|---|---|---|---|"]
         bars = []

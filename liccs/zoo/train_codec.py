@@ -40,8 +40,8 @@ ARCHS: dict[str, tuple[type[nn.Module], str]] = {
 class LadderConfig:
     """One codec quality ladder: architecture, width, data and schedule (every field enters the cache key).
 
-    ``data``: ``"cifar10-64"`` (CIFAR-10 train, 32×32 upsampled to 64×64) or ``"imagenet-crops-128"``
-    (128×128 crops of imagenet-samples). The highest quality trains from scratch for ``base_steps``; each
+    ``data``: ``"cifar10-64"`` (CIFAR-10 train, 32×32 upsampled to 64×64) or ``"imagenet-crops-S"``
+    (S×S crops of imagenet-samples). The highest quality trains from scratch for ``base_steps``; each
     lower quality is fine-tuned from its upper neighbour for ``finetune_steps``.
     """
 
