@@ -37,6 +37,7 @@ __all__ = sorted(_WHERE)
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'liccs.attack' has no attribute {name!r}")
+    importlib.import_module("liccs.attack.base").load_families()  # ATTACKS is complete once seen
     value = getattr(importlib.import_module(_WHERE[name]), name)
     globals()[name] = value
     return value

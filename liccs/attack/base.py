@@ -25,7 +25,6 @@ from liccs.attack.ensemble import as_ensemble
 from liccs.attack.objectives import Objective, parse_objective, target_members, target_names
 from liccs.attack.randomness import bind_generators
 from liccs.attack.threat import ThreatModel
-from liccs.data import check_unit_range
 from liccs.errors import InputError
 from liccs.zoo.registry import Registry
 
@@ -40,6 +39,17 @@ def parse_eps(value: str | float) -> float:
         return float(Fraction(value.strip())) if "/" in value else float(value)
     except (ValueError, ZeroDivisionError):
         raise InputError(f"{value!r} is not a number or a fraction like 8/255") from None
+
+
+def _seed_global(seed: int, device: torch.device) -> None:
+    """Seed the global generator of ``device`` (inside ``fork_rng``), for the ``noise`` surrogate's draws.
+
+    Not ``torch.manual_seed``: that also queues seeds for every accelerator backend, which costs more
+    than a small attack step.
+    """
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
 
 
 class Attack:
@@ -117,7 +127,12 @@ class Attack:
         if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3 or images.shape[0] == 0:
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise InputError(f"images must be a float tensor [B, 3, H, W] with B ≥ 1, got {shape}")
-        check_unit_range(images)
+        if not images.is_floating_point():
+            raise InputError(f"images must be float in [0, 1], got dtype {images.dtype}")
+        lo, hi = torch.aminmax(images.detach())  # one pass; NaN propagates and fails both comparisons
+        lo, hi = float(lo), float(hi)
+        if not (lo >= 0 and hi <= 1):
+            raise InputError(f"images must lie in [0, 1] (no NaN); got min {lo:.4g}, max {hi:.4g}")
         self.threat.check_images(images)
         b = images.shape[0]
         if labels is None:
@@ -130,28 +145,29 @@ class Attack:
         if tuple(labels.shape) != (b,):
             raise InputError(f"labels must have shape [{b}] (one per image), got {tuple(labels.shape)}")
         n = getattr(self.target, "num_classes", None)
-        if b and (labels.min() < 0 or (n is not None and labels.max() >= n)):
-            raise InputError(f"labels must lie in [0, {n if n is not None else 'num_classes'}), "
-                             f"got min {labels.min().item()}, max {labels.max().item()}")
+        lo, hi = (int(v) for v in torch.aminmax(labels))
+        if lo < 0 or (n is not None and hi >= n):
+            raise InputError(f"labels must lie in [0, {n if n is not None else 'num_classes'}), got min {lo}, max {hi}")
         return labels.to(device=images.device, dtype=torch.long)
 
     def __call__(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
         """Adversarial images in [0, 1], inside the eps ball around ``images``."""
         labels = self._check_inputs(images, labels)
-        modes = [(m, m.training) for m in self.target.modules()]
-        self.target.eval()
+        training = [m for m in self.target.modules() if m.training]
+        for m in training:  # eval mode for the attack (BatchNorm statistics, dropout), restored after
+            m.training = False
         devices = [images.device] if images.device.type == "cuda" else []
         try:
             with torch.random.fork_rng(devices=devices), torch.enable_grad():
-                torch.manual_seed(self.seed)
+                _seed_global(self.seed, images.device)
                 gen = torch.Generator().manual_seed(self.seed)
                 bind_generators(self.target, gen)
                 x = images.detach()
                 self.objective.prepare(self.target, x, labels)
                 adv = self.perturb(x, labels, gen)
         finally:
-            for m, training in modes:
-                m.training = training
+            for m in training:
+                m.training = True
         return adv.detach()
 
     def perturb(self, x: Tensor, labels: Tensor, gen: torch.Generator) -> Tensor:
@@ -166,7 +182,7 @@ class Attack:
             xa = x_adv.detach().requires_grad_(True)
             xin = self.diversity(xa, gen) if self.diversity is not None else xa
             out = self.target.forward_all(xin, logits=self.objective.needs_logits)
-            loss = self.objective(out, labels, self.targeted).sum()
+            loss = self.objective.total(out, labels, self.targeted)
             (g,) = torch.autograd.grad(loss, xa)
             grad = g if grad is None else grad.add_(g)
             total = loss.detach() if total is None else total + loss.detach()
@@ -183,7 +199,7 @@ class Attack:
         """
         labels = self._check_inputs(images, labels)
         with torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
-            torch.manual_seed(self.seed)
+            _seed_global(self.seed, images.device)
             bind_generators(self.target, torch.Generator().manual_seed(self.seed))
             self.objective.prepare(self.target, images if clean is None else clean, labels)
             out = self.target.forward_all(images, logits=self.objective.needs_logits)
@@ -211,7 +227,19 @@ class Attack:
         }
 
 
+#: Every attack family, by name. Import it from :mod:`liccs.attack` (which loads the family modules, as
+#: :func:`load_families` does): the families register themselves when their module is imported.
 ATTACKS: Registry[type[Attack]] = Registry("attack")
+FAMILY_MODULES = ("liccs.attack.fgsm", "liccs.attack.pgd", "liccs.attack.mifgsm")
+
+
+def load_families() -> Registry[type[Attack]]:
+    """Import every family module (registering its attacks) and return :data:`ATTACKS`."""
+    import importlib
+
+    for name in FAMILY_MODULES:
+        importlib.import_module(name)
+    return ATTACKS
 
 
 def register_attack(name: str):
@@ -225,9 +253,5 @@ def register_attack(name: str):
 
 def create_attack(name: str, model: nn.Module, **kwargs: Any) -> Attack:
     """``ATTACKS.get(name)(model, **kwargs)``; an unknown name lists the valid ones."""
-    return ATTACKS.get(name)(model, **kwargs)
+    return load_families().get(name)(model, **kwargs)
 
-
-# The families register themselves when imported; importing them here makes ATTACKS complete whichever
-# module of this package a caller imports first (they import this module's names, defined above).
-from liccs.attack import fgsm as _fgsm, mifgsm as _mifgsm, pgd as _pgd  # noqa: E402,F401

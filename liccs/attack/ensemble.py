@@ -51,12 +51,20 @@ class CodecOnly(nn.Module):
 
 @dataclass
 class EnsembleOutput:
-    """One forward of every member: logits ``[M, B, C]`` (None if not asked for), codec outputs, the input."""
+    """One forward of every member: logits ``[M, B, C]`` (None if not asked for), codec outputs, the input.
 
-    logits: Tensor | None
+    With one member its ``[B, C]`` logits are kept as ``single`` (no extra view on the gradient path).
+    """
+
+    stacked: Tensor | None
     recs: list[CodecOutput | None]
     inputs: Tensor
     reduce: str = "loss"
+    single: Tensor | None = None
+
+    @property
+    def logits(self) -> Tensor | None:
+        return self.single.unsqueeze(0) if self.single is not None else self.stacked
 
 
 def member_parts(m: nn.Module) -> tuple[Any, nn.Module | None]:
@@ -100,10 +108,8 @@ class Ensemble(nn.Module):
         clfs = {id(c) for _, c in self._parts}
         # a bool, not the module itself: assigning a module attribute would register it a second time
         self._share = len(clfs) == 1 and self._parts[0][1] is not None
+        self.has_classifier = all(c is not None for _, c in self._parts)  #: every member gives logits
 
-    @property
-    def has_classifier(self) -> bool:
-        return all(c is not None for _, c in self._parts)
 
     @property
     def num_classes(self) -> int | None:
@@ -115,15 +121,18 @@ class Ensemble(nn.Module):
         """Every member on ``x``: codec outputs, and logits ``[M, B, C]`` when ``logits``."""
         recs = [rec(x) if rec is not None else None for rec, _ in self._parts]
         out: Tensor | None = None
+        single: Tensor | None = None
         if logits:
             if not self.has_classifier:
                 raise InputError("a classification objective needs a classifier in every ensemble member")
             views = [r.x_hat if r is not None else x for r in recs]
-            if self._share and len(views) > 1 and len({v.shape for v in views}) == 1:
+            if len(views) == 1:
+                single = self._parts[0][1](views[0])
+            elif self._share and len({v.shape for v in views}) == 1:
                 out = self._parts[0][1](torch.cat(views)).unflatten(0, (len(views), x.shape[0]))
             else:
                 out = torch.stack([c(v) for (_, c), v in zip(self._parts, views, strict=True)])
-        return EnsembleOutput(out, recs, x, self.reduce)
+        return EnsembleOutput(out, recs, x, self.reduce, single)
 
     def forward(self, x: Tensor) -> Tensor:
         """Mean logits over members (what an evaluation of the ensemble as one classifier sees)."""

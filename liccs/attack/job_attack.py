@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from liccs.attack.base import ATTACKS, create_attack, parse_eps
+from liccs.attack.base import create_attack, load_families, parse_eps
 from liccs.attack.diversity import InputDiversity
 from liccs.attack.ensemble import Ensemble, build_ensemble
 from liccs.attack.eot import EoT
@@ -57,7 +57,7 @@ class AttackJob:
 
 def _check(job: AttackJob) -> list[str]:
     """Every name and number, before anything is loaded; returns the codec names."""
-    ATTACKS.get(job.attack)
+    load_families().get(job.attack)
     parse_eps(job.eps)
     obj = parse_objective(job.objective)
     codecs = [] if job.codec == "none" else [c.strip() for c in job.codec.split(",") if c.strip()]

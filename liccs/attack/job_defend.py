@@ -20,7 +20,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from liccs.attack.adaptive import RandomTransformLICCS
-from liccs.attack.base import ATTACKS, create_attack, parse_eps
+from liccs.attack.base import create_attack, load_families, parse_eps
 from liccs.attack.defense import KWayDefense
 from liccs.attack.ensemble import CodecOnly
 from liccs.attack.eot import EoT
@@ -61,7 +61,7 @@ class DefendJob:
 
 def _check(job: DefendJob) -> None:
     parse_codec(job.codec)
-    ATTACKS.get(job.attack)
+    load_families().get(job.attack)
     parse_eps(job.eps)
     get_transforms(job.transforms)
     if parse_objective(job.objective).needs_logits:
@@ -97,7 +97,7 @@ def run_defend(job: DefendJob) -> dict[str, Any]:
     defenses = {k: KWayDefense(codec, k, transforms=job.transforms, lmbda=job.lmbda, rate=job.rate, seed=job.seed)
                 for k in job.k}
     kw = dict(eps=parse_eps(job.eps), objective=job.objective, seed=job.seed)
-    if not ATTACKS.get(job.attack).one_step:
+    if not load_families().get(job.attack).one_step:
         kw["steps"] = job.steps
     plain_attack = create_attack(job.attack, CodecOnly(codec, job.rounding), **kw) if job.adv is None else None
     adaptive = {k: create_attack(job.attack, EoT(RandomTransformLICCS.from_defense(d, None, job.rounding),

@@ -47,6 +47,10 @@ class Objective:
     def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
         raise NotImplementedError
 
+    def total(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        """``Σ_b loss_b``, what the attack differentiates (an objective may compute it more directly)."""
+        return self(out, labels, targeted).sum()
+
     def describe(self) -> dict[str, Any]:
         return {"objective": self.name}
 
@@ -98,11 +102,19 @@ class ClassificationLoss(Objective):
         return z_y - other if targeted else other - z_y
 
     def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        if out.single is not None:
+            return self._loss(out.single, labels, targeted)
         z = out.logits
         if out.reduce == "logits":
             return self._loss(z.mean(0), labels, targeted)
         m, b = z.shape[:2]
         return self._loss(z.flatten(0, 1), labels.repeat(m), targeted).view(m, b).mean(0)
+
+    def total(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        if out.single is not None and self.kind == "ce":  # one fused kernel on the common path
+            ce = F.cross_entropy(out.single, labels, reduction="sum")
+            return -ce if targeted else ce
+        return self(out, labels, targeted).sum()
 
     def describe(self) -> dict[str, Any]:
         return {"objective": "classification", "loss": self.kind}

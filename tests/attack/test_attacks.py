@@ -21,7 +21,7 @@ def make(name: str, model, **kw):
 
 
 @pytest.mark.parametrize("norm", NORMS)
-@pytest.mark.parametrize("name", ATTACKS.names())
+@pytest.mark.parametrize("name", sorted(ATTACKS.names()))
 def test_attack_stays_in_ball_and_box_and_raises_the_loss(name, norm, trained_cnn, batch):
     x, y = batch
     eps = NORMS[norm]
@@ -39,7 +39,7 @@ def test_attack_stays_in_ball_and_box_and_raises_the_loss(name, norm, trained_cn
         assert atk.losses.shape == (5,) and atk.losses[-1] > atk.losses[0]
 
 
-@pytest.mark.parametrize("name", ATTACKS.names())
+@pytest.mark.parametrize("name", sorted(ATTACKS.names()))
 def test_same_seed_is_bit_identical_and_leaves_global_rng_alone(name, trained_cnn, batch):
     x, y = batch
     model = EoT(LICCS(tiny_codec(), trained_cnn, rounding="noise"), samples=2)
@@ -62,7 +62,7 @@ def test_pgd_one_step_without_random_start_equals_fgsm(norm, trained_cnn, batch)
     assert torch.equal(pgd, fgsm)
 
 
-@pytest.mark.parametrize("name", [n for n in ATTACKS.names() if not ATTACKS.get(n).one_step])
+@pytest.mark.parametrize("name", [n for n in sorted(ATTACKS.names()) if not ATTACKS.get(n).one_step])
 def test_targeted_mode_reaches_the_target(name, trained_cnn, batch):
     x, y = batch
     target = (y + 1) % 4
@@ -74,7 +74,7 @@ def test_targeted_mode_reaches_the_target(name, trained_cnn, batch):
     assert atk.losses[-1] > atk.losses[0]  # -CE(target) rises
 
 
-@pytest.mark.parametrize("name", ATTACKS.names())
+@pytest.mark.parametrize("name", sorted(ATTACKS.names()))
 def test_attack_through_the_codec_raises_the_loss_for_every_surrogate(name, trained_cnn, batch):
     x, y = batch[0][:8], batch[1][:8]
     for rounding in ("ste", "noise", "identity", "cubic"):
