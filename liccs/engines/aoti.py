@@ -49,7 +49,7 @@ class AotiRunner(Runner):
 
     def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]:
         args = [to_torch(feed[n], self.device).contiguous() for n in self._inputs]
-        with torch.inference_mode():
+        with torch.no_grad():
             out = self._fn(*args)
         outs = out if isinstance(out, (tuple, list)) else (out,)
         return like_feed(dict(zip(self.outputs, outs)), feed)

@@ -52,7 +52,7 @@ class TorchRunner(Runner):
         args = [to_torch(feed[t.name], self.device) for t in self.graph.inputs]
         dtype = _AUTOCAST[self.precision]
         ctx = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
-        with torch.inference_mode(), ctx:
+        with torch.no_grad(), ctx:
             out = self._fn(*args)
         outs = out if isinstance(out, (tuple, list)) else (out,)
         return like_feed({n: o.float() for n, o in zip(self.graph.outputs, outs)}, feed)

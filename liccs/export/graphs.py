@@ -12,6 +12,7 @@ graph                    input                             output
 ``h_s``                  ``z_hat`` (/64)                   ``params`` (/16)
 ``g_s``                  ``y_hat`` (/16)                   ``x_hat`` (/1, not clamped)
 ``context_prediction``   ``y_hat`` (/16)                   ``ctx_params`` (/16)
+``context_step``         ``y_window`` 5×5 of ŷ             ``ctx_params`` 1×1 (the sequential loop's)
 ``entropy_parameters``   ``params_ctx`` (/16)              ``gaussian_params`` (/16)
 ``reconstruct``          ``x`` image, any size             ``x_hat`` (hard rounding, clamped)
 ``liccs``                ``x`` at the classifier's crop    ``logits``
@@ -42,7 +43,7 @@ STAGES = {
     "factorized": ("g_a", "g_s"),
     "scale-hyperprior": ("g_a", "h_a", "h_s", "g_s"),
     "mean-scale": ("g_a", "h_a", "h_s", "g_s"),
-    "autoregressive": ("g_a", "h_a", "h_s", "g_s", "context_prediction", "entropy_parameters"),
+    "autoregressive": ("g_a", "h_a", "h_s", "g_s", "context_prediction", "context_step", "entropy_parameters"),
 }
 _IO = {  # stage: (input name, input stride, output name)
     "g_a": ("x", 1, "y"),
@@ -51,7 +52,10 @@ _IO = {  # stage: (input name, input stride, output name)
     "g_s": ("y_hat", 16, "x_hat"),
     "context_prediction": ("y_hat", 16, "ctx_params"),
     "entropy_parameters": ("params_ctx", 16, "gaussian_params"),
+    "context_step": ("y_window", 16, "ctx_params"),
 }
+#: The context model's window (CompressAI's autoregressive models use a 5×5 masked convolution).
+CONTEXT_WINDOW = 5
 SEQUENTIAL_REASON = ("the deployed decoder of an autoregressive model is a sequential loop over latent positions "
                      "(context_prediction → entropy_parameters → entropy decode, one position at a time); it "
                      "cannot be one graph. Its stages are exported and liccs.engines.codec runs the loop.")
@@ -85,6 +89,7 @@ class GraphSpec:
     outputs: tuple[str, ...]
     source_hash: str = ""
     notes: list[str] = field(default_factory=list)
+    reference: nn.Module | None = None  # the same computation on the original PyTorch model (for parity)
 
     @property
     def label(self) -> str:
@@ -124,7 +129,7 @@ def module_hash(module: nn.Module, *extra: str) -> str:
     for name, t in sorted(module.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     for e in extra:
         h.update(e.encode())
     return h.hexdigest()
@@ -139,6 +144,24 @@ class _Stage(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)
+
+
+class ContextStep(nn.Module):
+    """The masked context convolution at one position: a 5×5 window of ŷ → its centre's context (no padding).
+
+    The sequential loop needs only the centre; the padded ``context_prediction`` graph would compute the
+    whole 5×5 output, 25 times the work, at every latent position.
+    """
+
+    def __init__(self, cp: nn.Conv2d) -> None:
+        super().__init__()
+        mask = getattr(cp, "mask", None)
+        weight = cp.weight * mask if mask is not None else cp.weight
+        self.register_buffer("weight", weight.detach().clone())
+        self.register_buffer("bias", cp.bias.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight, self.bias)
 
 
 class Reconstruct(nn.Module):
@@ -181,18 +204,23 @@ def codec_graphs(codec: nn.Module, with_reconstruct: bool = True) -> tuple[dict[
     graphs: dict[str, GraphSpec] = {}
     for stage in STAGES[family]:
         in_name, stride, out_name = _IO[stage]
-        body = getattr(inf, stage)
-        rng = (0.0, 1.0) if stage == "g_a" else None
-        spec = TensorSpec(in_name, _stage_channels(inf, stage), stride, value_range=rng)
+        if stage == "context_step":
+            body, ref = ContextStep(inf.context_prediction), ContextStep(codec.context_prediction)
+            spec = TensorSpec(in_name, inf.context_prediction.in_channels, stride,
+                              fixed_hw=(CONTEXT_WINDOW, CONTEXT_WINDOW))
+        else:
+            body, ref = getattr(inf, stage), getattr(codec, stage)
+            rng = (0.0, 1.0) if stage == "g_a" else None
+            spec = TensorSpec(in_name, _stage_channels(inf, stage), stride, value_range=rng)
         graphs[stage] = GraphSpec(model, stage, _Stage(body).eval(), (spec,), (out_name,),
-                                  module_hash(body, stage, code))
+                                  module_hash(body, stage, code), reference=_Stage(ref).eval())
     skipped: dict[str, str] = {}
     if family == "autoregressive":
         skipped["reconstruct"] = SEQUENTIAL_REASON
     elif with_reconstruct:
         graphs["reconstruct"] = GraphSpec(model, "reconstruct", Reconstruct(inf).eval(),
                                           (TensorSpec("x", 3, value_range=(0.0, 1.0)),), ("x_hat",),
-                                          module_hash(inf, "reconstruct", code))
+                                          module_hash(inf, "reconstruct", code), reference=Reconstruct(codec).eval())
     return graphs, skipped
 
 
@@ -202,7 +230,7 @@ def classifier_graph(classifier: nn.Module) -> GraphSpec:
     hw = _crop_hw(classifier)
     return GraphSpec(name, "classifier", classifier.eval(),
                      (TensorSpec("x", 3, value_range=(0.0, 1.0), fixed_hw=hw),), ("logits",),
-                     module_hash(classifier, "classifier", code_hash()), notes=_CROP_NOTE)
+                     module_hash(classifier, "classifier", code_hash()), notes=list(_CROP_NOTE), reference=classifier)
 
 
 _CROP_NOTE = ["spatial size fixed at the classifier's crop; resize + centre crop run on the host "
@@ -225,7 +253,8 @@ def liccs_graph(codec: nn.Module, classifier: nn.Module) -> GraphSpec | str:
     module = LiccsGraph(inf, classifier).eval()
     return GraphSpec(model, "liccs", module,
                      (TensorSpec("x", 3, value_range=(0.0, 1.0), fixed_hw=_crop_hw(classifier)),), ("logits",),
-                     module_hash(module, "liccs", code_hash()), notes=list(_CROP_NOTE))
+                     module_hash(module, "liccs", code_hash()), notes=list(_CROP_NOTE),
+                     reference=LiccsGraph(codec, classifier).eval())
 
 
 @torch.no_grad()
@@ -242,15 +271,14 @@ def stage_feeds(codec: nn.Module, images: Tensor) -> dict[str, dict[str, Tensor]
     xp, _ = pad_to_multiple(images, PAD_MULTIPLE)
     feeds: dict[str, dict[str, Tensor]] = {"g_a": {"x": xp}, "reconstruct": {"x": images}}
     y = codec.g_a(xp)
-    eb = codec.entropy_bottleneck
-    medians = lambda c: eb.quantiles[:c, 0, 1].view(1, -1, 1, 1)  # noqa: E731
+    m = codec.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)  # the entropy bottleneck's medians
     if family == "factorized":
-        feeds["g_s"] = {"y_hat": torch.round(y - medians(y.shape[1])) + medians(y.shape[1])}
+        feeds["g_s"] = {"y_hat": torch.round(y - m) + m}
         return feeds
     h_in = torch.abs(y) if family == "scale-hyperprior" else y
     feeds["h_a"] = {"y": h_in}
     z = codec.h_a(h_in)
-    z_hat = torch.round(z - medians(z.shape[1])) + medians(z.shape[1])
+    z_hat = torch.round(z - m) + m
     feeds["h_s"] = {"z_hat": z_hat}
     params = codec.h_s(z_hat)
     if family == "mean-scale":
@@ -263,5 +291,9 @@ def stage_feeds(codec: nn.Module, images: Tensor) -> dict[str, dict[str, Tensor]
         cp = codec.context_prediction
         ctx = F.conv2d(y_hat, cp.weight * cp.mask, cp.bias, padding=cp.padding)
         feeds["context_prediction"] = {"y_hat": y_hat}
+        k, (h, w) = CONTEXT_WINDOW, y_hat.shape[-2:]
+        padded = F.pad(y_hat, (k // 2,) * 4)
+        feeds["context_step"] = {"y_window": torch.cat([padded[:, :, i:i + k, j:j + k]
+                                                        for i, j in ((0, 0), (h // 2, w // 2), (h - 1, w - 1))])}
         feeds["entropy_parameters"] = {"params_ctx": torch.cat((params, ctx), dim=1)}
     return feeds

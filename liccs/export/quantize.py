@@ -124,7 +124,10 @@ class Fp16OnnxFromOnnx:
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
-        model = convert_float_to_float16(load_onnx(src), keep_io_types=True)
-        onnx.save(model, str(dst))
+        from onnxruntime.transformers.onnx_model import OnnxModel
+
+        model = OnnxModel(convert_float_to_float16(load_onnx(src), keep_io_types=True))
+        model.topological_sort()  # the converter appends its input casts after their consumers
+        onnx.save(model.model, str(dst))
         load_onnx(dst)
         return {"source": str(src)}

@@ -1,0 +1,184 @@
+"""The deployed codec: stage runners on an engine + CompressAI's entropy coder on the CPU → real bitstreams.
+
+``compress(images) → {"strings", "shape", "size"}`` and ``decompress(strings, shape) → {"x_hat"}`` follow
+CompressAI's contract; every string is framed (:mod:`liccs.engines.bitstream`: length, crc32, checksums of
+the entropy tables), so a damaged string or a decoder that picks other tables than the encoder raises
+:class:`BitstreamError` instead of crashing or returning a wrong image. ``encode``/``decode`` give one
+self-describing container (``bytes``) per image; ``bpp`` comes from their real length.
+
+Works for every family: factorized, scale hyperprior, mean-scale, and autoregressive (CompressAI's
+sequential loop around the ``context_prediction``/``entropy_parameters`` runners, :mod:`.autoregressive`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from liccs.data import crop_to, pad_to_multiple
+from liccs.engines.autoregressive import compress_ar, decompress_ar
+from liccs.engines.base import Runner
+from liccs.engines.bitstream import BitstreamError, Container, crc32, frame, unframe
+from liccs.errors import InputError
+from liccs.export.graphs import STAGES, codec_graphs, module_hash, stage_feeds
+from liccs.pipeline import PAD_MULTIPLE, codec_family
+
+MISMATCH = ("raise", "decode")
+LOOP_STAGES = ("context_step", "entropy_parameters")
+
+
+def _check_images(x: Tensor) -> None:
+    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3 or x.dtype != torch.float32:
+        raise InputError(f"images must be a float32 tensor [B, 3, H, W], got "
+                         f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
+    if x.numel() and (torch.isnan(x).any() or x.min() < 0 or x.max() > 1):
+        raise InputError(f"images must lie in [0, 1]; got min {x.min().item():.4g}, max {x.max().item():.4g}")
+
+
+def _index_check(indexes: Tensor) -> int:
+    return crc32(indexes.to(torch.int32).contiguous().numpy().tobytes())
+
+
+class DeployedCodec:
+    """A CompressAI model whose networks run on ``runners`` (stage name → Runner) and whose entropy coder
+    runs on the CPU with ``codec``'s tables. Build one with :meth:`on_engine`."""
+
+    def __init__(self, codec: nn.Module, runners: Mapping[str, Runner], engine: str = "custom") -> None:
+        self.codec, self.family, self.engine = codec, codec_family(codec), engine
+        missing = set(STAGES[self.family]) - set(runners)
+        if missing:
+            raise InputError(f"deployed {self.family} codec needs runners for {sorted(missing)}")
+        self.runners = dict(runners)
+        self.name = getattr(codec, "liccs_name", type(codec).__name__)
+        self.fingerprint = bytes.fromhex(module_hash(codec)[:16])
+
+    @classmethod
+    def on_engine(cls, codec: nn.Module, engine: str, cache: Any = None, *, exporter: str = "auto",
+                  calibration_images: Tensor | None = None) -> DeployedCodec:
+        """Every stage of ``codec`` on ``engine`` (int8 engines calibrate on ``calibration_images``)."""
+        from liccs.engines.factory import runner_for
+
+        graphs, _ = codec_graphs(codec, with_reconstruct=False)
+        feeds = stage_feeds(codec, calibration_images) if calibration_images is not None else {}
+        runners = {}
+        for name, g in graphs.items():
+            calib = [{k: v.numpy() for k, v in feeds[name].items()}] if name in feeds else None
+            loop = {"threads": 1} if name in LOOP_STAGES else {}  # tiny per-position calls: see .autoregressive
+            runners[name] = runner_for(engine, g, cache, exporter=exporter, calibration=calib, **loop)
+        return cls(codec, runners, engine)
+
+    def _run(self, stage: str, name: str, x: Tensor) -> Tensor:
+        out = self.runners[stage].infer({name: x.contiguous()})
+        return next(iter(out.values())).float().cpu()
+
+    # --- CompressAI contract -------------------------------------------------------------------------
+    @torch.no_grad()
+    def compress(self, images: Tensor) -> dict[str, Any]:
+        """{"strings": [[framed bytes per image] per latent], "shape": latent (h, w), "size": image (H, W)}."""
+        _check_images(images)
+        xp, size = pad_to_multiple(images, PAD_MULTIPLE)
+        eb, gc = self.codec.entropy_bottleneck, getattr(self.codec, "gaussian_conditional", None)
+        y = self._run("g_a", "x", xp)
+        if self.family == "factorized":
+            return {"strings": [[frame(s) for s in eb.compress(y)]], "shape": tuple(y.shape[-2:]), "size": size}
+        z = self._run("h_a", "y", torch.abs(y) if self.family == "scale-hyperprior" else y)
+        z_strings = eb.compress(z)
+        z_hat = eb.decompress(z_strings, z.shape[-2:])
+        params = self._run("h_s", "z_hat", z_hat)
+        if self.family == "autoregressive":
+            coded = [compress_ar(gc, self.runners["context_step"], self.runners["entropy_parameters"],
+                                 y[i:i + 1], params[i:i + 1]) for i in range(y.shape[0])]
+            y_frames = [frame(s, checks) for s, checks in coded]
+        else:
+            scales, means = (params, None) if self.family == "scale-hyperprior" else params.chunk(2, 1)
+            indexes = gc.build_indexes(scales)
+            y_frames = [frame(s, [_index_check(indexes[i])]) for i, s in enumerate(gc.compress(y, indexes, means=means))]
+        return {"strings": [y_frames, [frame(s) for s in z_strings]], "shape": tuple(z.shape[-2:]), "size": size}
+
+    @torch.no_grad()
+    def decompress(self, strings: Sequence[Sequence[bytes]], shape: Sequence[int], size: Sequence[int] | None = None,
+                   on_mismatch: str = "raise") -> dict[str, Any]:
+        """{"x_hat": [B, 3, H, W] in [0, 1], "tables_match": [bool per image]}.
+
+        ``on_mismatch``: ``raise`` (default) when this decoder's networks select other entropy tables than
+        the encoder's for an image; ``decode`` decodes anyway (for measuring cross-engine drift) and reports
+        it in ``tables_match``.
+        """
+        if on_mismatch not in MISMATCH:
+            raise InputError(f"on_mismatch must be one of {MISMATCH}, got {on_mismatch!r}")
+        want = 1 if self.family == "factorized" else 2
+        if not isinstance(strings, (list, tuple)) or len(strings) != want:
+            raise BitstreamError(f"{self.name}: expected {want} string list(s) (one per latent), got "
+                                 f"{len(strings) if isinstance(strings, (list, tuple)) else type(strings).__name__}")
+        latents = ("y",) if want == 1 else ("y", "z")
+        parsed = [[unframe(s, f"{self.name}: latent {lat} of image {i}") for i, s in enumerate(lst)]
+                  for lat, lst in zip(latents, strings)]
+        if len({len(p) for p in parsed}) != 1:
+            raise BitstreamError(f"{self.name}: latents have different image counts {[len(p) for p in parsed]}")
+        shape = tuple(int(s) for s in shape)
+        eb, gc = self.codec.entropy_bottleneck, getattr(self.codec, "gaussian_conditional", None)
+        if self.family == "factorized":
+            y_hat, match = eb.decompress([p for p, _ in parsed[0]], shape), [True] * len(parsed[0])
+        else:
+            z_hat = eb.decompress([p for p, _ in parsed[1]], shape)
+            params = self._run("h_s", "z_hat", z_hat)
+            y_hat, match = self._decode_y(gc, parsed[0], params, on_mismatch)
+        x_hat = self._run("g_s", "y_hat", y_hat).clamp(0, 1)
+        if not all(match):  # a decode on other tables may hold inf/NaN; it is flagged, keep it finite
+            x_hat = torch.nan_to_num(x_hat, nan=0.0)
+        return {"x_hat": crop_to(x_hat, tuple(size)) if size is not None else x_hat, "tables_match": match}
+
+    def _decode_y(self, gc: nn.Module, frames: list[tuple[bytes, tuple[int, ...]]], params: Tensor,
+                  on_mismatch: str) -> tuple[Tensor, list[bool]]:
+        channels = self.codec.M
+        if self.family == "autoregressive":
+            ys, match = [], []
+            for i, (payload, checks) in enumerate(frames):
+                y, bad = decompress_ar(gc, self.runners["context_step"], self.runners["entropy_parameters"],
+                                       payload, params[i:i + 1], channels, checks, on_mismatch == "raise")
+                self._mismatch(bad is not None, on_mismatch, i, f"latent row {bad}")
+                ys.append(y)
+                match.append(bad is None)
+            return torch.cat(ys), match
+        scales, means = (params, None) if self.family == "scale-hyperprior" else params.chunk(2, 1)
+        indexes = gc.build_indexes(scales)
+        payloads, match = [], []
+        for i, (payload, checks) in enumerate(frames):
+            ok = bool(checks) and checks[0] == _index_check(indexes[i])
+            self._mismatch(not ok, on_mismatch, i, "the scale indexes")
+            # a decode on other tables is padded with zeros so that it stays inside its buffer
+            payloads.append(payload if ok else payload + bytes(4 * indexes[i].numel() + 16 * len(payload) + 64))
+            match.append(ok)
+        return gc.decompress(payloads, indexes, means=means), match
+
+    def _mismatch(self, bad: bool, on_mismatch: str, i: int, what: str) -> None:
+        if bad and on_mismatch == "raise":
+            raise BitstreamError(
+                f"{self.name} on {self.engine}: image {i}: {what} computed by this decoder select other entropy "
+                f"tables than the encoder's (checksum differs), so the decode would be wrong; the stream was "
+                f"written by another engine or model (decompress(..., on_mismatch='decode') decodes anyway)")
+
+    # --- one container per image ---------------------------------------------------------------------
+    def encode(self, images: Tensor) -> list[bytes]:
+        """One self-describing bitstream per image (see :class:`~liccs.engines.bitstream.Container`)."""
+        out = self.compress(images)
+        return [Container(self.name, self.fingerprint, out["size"], out["shape"],
+                          tuple(lst[i] for lst in out["strings"])).to_bytes() for i in range(images.shape[0])]
+
+    def decode(self, data: bytes, on_mismatch: str = "raise", where: str = "bitstream") -> dict[str, Any]:
+        """Decode one :meth:`encode` output: {"x_hat": [1, 3, H, W], "tables_match": bool}."""
+        c = Container.from_bytes(data, where)
+        if c.codec != self.name or c.fingerprint != self.fingerprint:
+            raise BitstreamError(f"{where} was written by {c.codec} (weights {c.fingerprint.hex()}); this decoder "
+                                 f"is {self.name} (weights {self.fingerprint.hex()})")
+        out = self.decompress([[s] for s in c.strings], c.shape, c.size, on_mismatch)
+        return {"x_hat": out["x_hat"], "tables_match": out["tables_match"][0]}
+
+
+def bpp(data: bytes | Sequence[bytes], size: Sequence[int]) -> float:
+    """Bits per pixel of compressed bytes for an image of ``size`` (H, W)."""
+    n = len(data) if isinstance(data, (bytes, bytearray)) else sum(len(d) for d in data)
+    return 8.0 * n / (int(size[0]) * int(size[1]))

@@ -1,0 +1,341 @@
+"""Parity: the same real images through PyTorch and through each engine, compared with explicit tolerances.
+
+For every model × stage × engine one :class:`ParityRecord`: max / mean absolute error, relative (L2) error,
+PSNR of images (x̂) against PyTorch's, top-1 agreement of logits, the :class:`Tolerance` used and whether it
+passed. Graphs are compared with PyTorch on the *original* model (not the exported inference form); the
+deployed codec (stage ``codec``: stage runners + entropy coder) is compared with CompressAI's own
+``compress``/``decompress``. Inputs: crops of real images (Kodak by default) at two sizes whose sides are
+not multiples of 64, through one dynamic-shape artifact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from liccs.data import ImageSource, kodak, prepare, to_float
+from liccs.engines.base import EngineUnavailable, get_engine
+from liccs.errors import InputError, LiccsError
+from liccs.pipeline import psnr
+
+#: Crop sizes (H, W) of the two parity feeds: sides that are not multiples of 64; (batch 2, batch 1).
+CROPS = ((75, 117), (130, 66))
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Pass/fail thresholds (None: not checked). PSNR applies to images, top-1 agreement to logits."""
+
+    max_abs_err: float = 1e-3
+    max_rel_err: float | None = None
+    min_psnr_db: float | None = None
+    min_top1_agreement: float = 0.99
+
+
+@dataclass
+class ParityRecord:
+    """One model × stage × engine (× output). ``status``: ok | unavailable | error."""
+
+    model: str
+    stage: str
+    engine: str
+    output: str = ""
+    status: str = "ok"
+    passed: bool | None = None
+    max_abs_err: float | None = None
+    mean_abs_err: float | None = None
+    rel_err: float | None = None
+    psnr_db: float | None = None
+    top1_agreement: float | None = None
+    shapes: list[list[int]] = field(default_factory=list)
+    tolerance: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["psnr_db"] is not None and math.isinf(d["psnr_db"]):
+            d["psnr_db"] = None  # identical outputs; JSON has no inf
+            d["extra"]["identical"] = True
+        return d
+
+
+def compare(outs: Sequence[Tensor], refs: Sequence[Tensor], kind: str) -> dict[str, float | None]:
+    """Metrics of engine outputs against references (one pair per feed). ``kind``: image | logits | tensor."""
+    outs = [torch.as_tensor(o).detach().float().cpu() for o in outs]
+    refs = [r.detach().float().cpu() for r in refs]
+    for o, r in zip(outs, refs):
+        if o.shape != r.shape:
+            raise InputError(f"engine output shape {tuple(o.shape)} differs from PyTorch's {tuple(r.shape)}")
+    diff = [(o - r) for o, r in zip(outs, refs)]
+    n = sum(d.numel() for d in diff)
+    m: dict[str, float | None] = {
+        "max_abs_err": max(d.abs().max().item() for d in diff),
+        "mean_abs_err": sum(d.abs().sum().item() for d in diff) / n,
+        "rel_err": math.sqrt(sum(d.pow(2).sum().item() for d in diff) / max(sum(r.pow(2).sum().item() for r in refs), 1e-30)),
+        "psnr_db": None, "top1_agreement": None,
+    }
+    if kind == "image":
+        m["psnr_db"] = min(psnr(o.clamp(0, 1), r.clamp(0, 1)).min().item() for o, r in zip(outs, refs))
+    if kind == "logits":
+        agree = torch.cat([(o.argmax(1) == r.argmax(1)).float() for o, r in zip(outs, refs)])
+        m["top1_agreement"] = agree.mean().item()
+    return m
+
+
+def judge(m: Mapping[str, float | None], tol: Tolerance) -> list[str]:
+    """Reasons a result fails ``tol`` (empty: passed)."""
+    bad = []
+    if m["max_abs_err"] is not None and not m["max_abs_err"] <= tol.max_abs_err:
+        bad.append(f"max abs err {m['max_abs_err']:.3g} > {tol.max_abs_err:g}")
+    if tol.max_rel_err is not None and m["rel_err"] is not None and not m["rel_err"] <= tol.max_rel_err:
+        bad.append(f"rel err {m['rel_err']:.3g} > {tol.max_rel_err:g}")
+    if tol.min_psnr_db is not None and m["psnr_db"] is not None and not m["psnr_db"] >= tol.min_psnr_db:
+        bad.append(f"PSNR {m['psnr_db']:.2f} dB < {tol.min_psnr_db:g} dB")
+    if m["top1_agreement"] is not None and not m["top1_agreement"] >= tol.min_top1_agreement:
+        bad.append(f"top-1 agreement {m['top1_agreement']:.3f} < {tol.min_top1_agreement:g}")
+    return bad
+
+
+def _kind(output: str) -> str:
+    return "image" if output == "x_hat" else "logits" if output == "logits" else "tensor"
+
+
+def _center_crop(x: Tensor, hw: tuple[int, int]) -> Tensor:
+    h, w = min(hw[0], x.shape[-2]), min(hw[1], x.shape[-1])
+    top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+    return x[..., top:top + h, left:left + w]
+
+
+def parity_images(source: ImageSource | None = None, crops: Sequence[tuple[int, int]] = CROPS) -> list[Tensor]:
+    """Real image batches: centre crops of images 0, 1 at ``crops[0]`` (batch 2), image 2 at ``crops[1]``."""
+    src = source if source is not None else kodak()
+    if len(src) < 3:
+        raise InputError(f"parity needs at least 3 images, the source has {len(src)}")
+    imgs = [to_float(src.read(i)) for i in range(3)]
+    return [torch.stack([_center_crop(imgs[0], crops[0]), _center_crop(imgs[1], crops[0])]).contiguous(),
+            _center_crop(imgs[2], crops[1])[None].contiguous()]
+
+
+def classifier_images(batches: Sequence[Tensor], crop: int, resize: int | None = None) -> list[Tensor]:
+    """The parity batches resized and centre-cropped to a classifier's input (host-side preprocessing)."""
+    return [torch.stack([prepare(x, resize or crop, crop) for x in b]) for b in batches]
+
+
+def unavailable(model: str, stage: str, engine: str, why: str, tol: Tolerance) -> ParityRecord:
+    return ParityRecord(model, stage, engine, status="unavailable", reason=why, tolerance=asdict(tol))
+
+
+def check_graph(graph: Any, engines: Iterable[str], feeds: Sequence[Mapping[str, Tensor]], *,
+                tolerance: Tolerance = Tolerance(), per_engine: Mapping[str, Tolerance] | None = None,
+                cache: Any = None, exporter: str = "auto",
+                calibration: Sequence[Mapping[str, np.ndarray]] | None = None) -> list[ParityRecord]:
+    """Run ``graph`` on each engine over ``feeds`` and compare with PyTorch on the original model."""
+    from liccs.engines.factory import runner_for
+
+    ref_module = graph.reference if graph.reference is not None else graph.module
+    with torch.no_grad():
+        refs = [ref_module(*f.values()) for f in feeds]
+    records = []
+    for engine in engines:
+        tol = (per_engine or {}).get(engine, tolerance)
+        try:
+            runner = runner_for(engine, graph, cache, exporter=exporter, calibration=calibration)
+            with runner:
+                outs = [runner.infer(dict(f))[graph.outputs[0]] for f in feeds]
+        except EngineUnavailable as e:
+            records.append(unavailable(graph.model, graph.name, engine, str(e), tol))
+            continue
+        except LiccsError as e:
+            records.append(ParityRecord(graph.model, graph.name, engine, graph.outputs[0], "error", False,
+                                        tolerance=asdict(tol), reason=str(e)))
+            continue
+        m = compare(outs, refs, _kind(graph.outputs[0]))
+        fails = judge(m, tol)
+        exporter_used = getattr(getattr(runner, "path", None), "name", None)
+        records.append(ParityRecord(graph.model, graph.name, engine, graph.outputs[0], "ok", not fails, **m,
+                                    shapes=[list(next(iter(f.values())).shape) for f in feeds],
+                                    tolerance=asdict(tol), failures=fails,
+                                    extra={"artifact": exporter_used} if exporter_used else {}))
+    return records
+
+
+def check_deployed(codec: nn.Module, engines: Iterable[str], batches: Sequence[Tensor], *,
+                   tolerance: Tolerance = Tolerance(), per_engine: Mapping[str, Tolerance] | None = None,
+                   cache: Any = None, exporter: str = "auto", calibration_images: Tensor | None = None
+                   ) -> list[ParityRecord]:
+    """Stage ``codec``: real bitstreams (stage runners + entropy coder) against CompressAI's compress/decompress."""
+    from liccs.engines.bitstream import Container, unframe
+    from liccs.engines.codec import DeployedCodec
+    from liccs.pipeline import codec_roundtrip
+
+    model = getattr(codec, "liccs_name", type(codec).__name__)
+    from liccs.engines.autoregressive import single_thread
+
+    with single_thread():  # CompressAI's own loop of autoregressive models is made of tiny ops too
+        refs, ref_bytes = zip(*[codec_roundtrip(codec, b) for b in batches])
+    records = []
+    for engine in engines:
+        tol = (per_engine or {}).get(engine, tolerance)
+        try:
+            d = DeployedCodec.on_engine(codec, engine, cache, exporter=exporter, calibration_images=calibration_images)
+            outs, payload, total = [], [], []
+            for b in batches:
+                blobs = d.encode(b)
+                outs.append(torch.cat([d.decode(blob)["x_hat"] for blob in blobs]))
+                payload += [sum(len(unframe(s)[0]) for s in Container.from_bytes(blob).strings) for blob in blobs]
+                total += [len(blob) for blob in blobs]
+        except EngineUnavailable as e:
+            records.append(unavailable(model, "codec", engine, str(e), tol))
+            continue
+        except LiccsError as e:
+            records.append(ParityRecord(model, "codec", engine, "x_hat", "error", False, tolerance=asdict(tol),
+                                        reason=str(e)))
+            continue
+        m = compare(outs, list(refs), "image")
+        fails = judge(m, tol)
+        ref_flat = [n for lst in ref_bytes for n in lst]
+        sizes = [tuple(b.shape[-2:]) for b in batches for _ in range(b.shape[0])]
+        extra = {"payload_bytes": payload, "compressai_bytes": ref_flat, "container_bytes": total,
+                 "bpp": [8.0 * n / (s[0] * s[1]) for n, s in zip(total, sizes)],
+                 "bpp_compressai": [8.0 * n / (s[0] * s[1]) for n, s in zip(ref_flat, sizes)]}
+        records.append(ParityRecord(model, "codec", engine, "x_hat", "ok", not fails, **m,
+                                    shapes=[list(b.shape) for b in batches], tolerance=asdict(tol), failures=fails,
+                                    extra=extra))
+    return records
+
+
+def check_codec(codec: nn.Module, engines: Sequence[str], batches: Sequence[Tensor], *,
+                classifier: nn.Module | None = None, stages: Iterable[str] | None = None, deployed: bool = True,
+                tolerance: Tolerance = Tolerance(), per_engine: Mapping[str, Tolerance] | None = None,
+                cache: Any = None, exporter: str = "auto", calibration_images: Tensor | None = None,
+                report: Any = None) -> tuple[list[ParityRecord], Any]:
+    """Export ``codec``'s graphs (and ``liccs``/classifier), then parity of each graph and of the deployed codec.
+
+    Returns (records, export report). ``stages`` limits the graphs (names as in :mod:`liccs.export.graphs`).
+    """
+    from liccs.export.graphs import stage_feeds
+    from liccs.export.report import export_codec
+
+    graphs, _, report = export_codec(codec, cache, exporter, classifier, stages, report)
+    failed = {r.graph: r.reason for r in report.records if r.status == "failed" and r.model in
+              {g.model for g in graphs.values()}}
+    feeds = [stage_feeds(codec, b) for b in batches]
+    calib = stage_feeds(codec, calibration_images) if calibration_images is not None else None
+    clf_feeds = None
+    if classifier is not None:
+        cfg = classifier.preprocess.cfg
+        clf_feeds = [{"x": b} for b in classifier_images(batches, cfg.crop, cfg.resize)]
+        if calib is not None:
+            calib["liccs"] = calib["classifier"] = {"x": classifier_images([calibration_images], cfg.crop, cfg.resize)[0]}
+    records: list[ParityRecord] = []
+    for name, g in tqdm(graphs.items(), desc=f"parity {getattr(codec, 'liccs_name', '')}", leave=False):
+        fs = clf_feeds if name in ("liccs", "classifier") else [f[name] for f in feeds]
+        cal = [{k: v.numpy() for k, v in (calib[name] if calib and name in calib else fs[0]).items()}]
+        runnable = [e for e in engines if name not in failed or get_engine_backend(e) == "torch"]
+        for e in set(engines) - set(runnable):
+            records.append(ParityRecord(g.model, name, e, status="error", passed=False, tolerance=asdict(tolerance),
+                                        reason=f"export failed: {failed[name]}"))
+        records += check_graph(g, runnable, fs, tolerance=tolerance, per_engine=per_engine, cache=cache,
+                               exporter=exporter, calibration=cal)
+    if deployed and (stages is None or "codec" in set(stages)):
+        records += check_deployed(codec, engines, batches, tolerance=tolerance, per_engine=per_engine, cache=cache,
+                                  exporter=exporter, calibration_images=calibration_images)
+    return records, report
+
+
+def get_engine_backend(engine: str) -> str | None:
+    """The backend of a registered engine (None when unknown)."""
+    from liccs.engines import ENGINES
+
+    return ENGINES.get(engine).backend if engine in ENGINES else None
+
+
+def format_table(records: Sequence[ParityRecord]) -> str:
+    """A fixed-width table: one line per record."""
+    head = (f"{'model':<30} {'stage':<19} {'engine':<14} {'max abs':>9} {'mean abs':>9} {'rel':>9} "
+            f"{'PSNR dB':>8} {'top1':>5}  result")
+    lines = [head, "-" * len(head)]
+    fmt = lambda v, f: "-" if v is None else ("inf" if isinstance(v, float) and math.isinf(v) else format(v, f))  # noqa: E731
+    for r in records:
+        result = {"ok": "PASS" if r.passed else "FAIL " + "; ".join(r.failures)}.get(r.status, r.status.upper())
+        if r.status != "ok":
+            result += f": {r.reason[:70]}"
+        lines.append(f"{r.model[:30]:<30} {r.stage:<19} {r.engine:<14} {fmt(r.max_abs_err, '9.2e')} "
+                     f"{fmt(r.mean_abs_err, '9.2e')} {fmt(r.rel_err, '9.2e')} {fmt(r.psnr_db, '8.2f')} "
+                     f"{fmt(r.top1_agreement, '5.2f')}  {result}")
+    return "\n".join(lines)
+
+
+def write_parity(records: Sequence[ParityRecord], path: str | Path, config: Mapping[str, Any] | None = None) -> Path:
+    """``parity.json``: the manifest (versions, device, config) and one record per model × stage × engine."""
+    from liccs.manifest import manifest, write_json
+
+    return write_json(path, {"manifest": manifest(dict(config or {})), "records": [r.to_dict() for r in records]})
+
+
+@dataclass
+class ExportJob:
+    """What ``liccs export`` / ``liccs check`` run: codecs × engines, weights, images, where to write."""
+
+    codecs: list[str]
+    engines: list[str]
+    weights: str = "random"
+    images: str | None = None  # a folder; default: Kodak from the shared data
+    out: str = "runs/export"
+    classifier: str | None = None
+    classifier_weights: str = "random"
+    exporter: str = "auto"
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    stages: list[str] | None = None
+    calibration_images: int = 4
+    cross_decode: bool = True
+
+
+def run_export(job: ExportJob, progress: bool = True) -> dict[str, Any]:
+    """Export every codec of ``job`` (artifacts under ``out/artifacts``), run parity on every engine, and
+    write ``parity.json``, ``export_report.json`` and ``cross_decode.json`` under ``out``."""
+    from liccs.data import FolderSource
+    from liccs.engines.codec import DeployedCodec
+    from liccs.engines.crossdecode import cross_decode
+    from liccs.export.cache import ArtifactCache
+    from liccs.export.report import ExportReport, write_report
+    from liccs.manifest import write_json
+    from liccs.zoo import load_classifier, load_codec
+
+    out = Path(job.out)
+    source = FolderSource(job.images) if job.images else kodak()
+    batches = parity_images(source)
+    calib_idx = range(3, min(len(source), 3 + job.calibration_images))
+    calib = torch.stack([_center_crop(to_float(source.read(i)), (128, 128)) for i in calib_idx]) if calib_idx else None
+    cache = ArtifactCache(out / "artifacts")
+    clf = load_classifier(job.classifier, job.classifier_weights) if job.classifier else None
+    records: list[ParityRecord] = []
+    report, crosses = ExportReport(), []
+    for name in tqdm(job.codecs, desc="export", disable=not progress):
+        codec = load_codec(name, job.weights)
+        recs, report = check_codec(codec, job.engines, batches, classifier=clf, stages=job.stages,
+                                   tolerance=job.tolerance, cache=cache, exporter=job.exporter,
+                                   calibration_images=calib, report=report)
+        records += recs
+        ok = [e for e in job.engines if any(r.engine == e and r.stage == "codec" and r.status == "ok" for r in recs)]
+        if job.cross_decode and ok:
+            deployed = {e: DeployedCodec.on_engine(codec, e, cache, exporter=job.exporter, calibration_images=calib)
+                        for e in ok}
+            images = [b[i:i + 1] for b in batches for i in range(b.shape[0])]
+            names = [f"{n}#{i}" for i, n in enumerate(source.describe(j)[0] for j in (0, 1, 2))]
+            crosses += [c.to_dict() for c in cross_decode(codec, deployed, images, names)]
+    config = {k: v for k, v in asdict(job).items()}
+    write_parity(records, out / "parity.json", config)
+    write_report(report, out / "export_report.json")
+    write_json(out / "cross_decode.json", {"records": crosses})
+    return {"records": records, "report": report, "cross_decode": crosses, "out": str(out)}

@@ -1,0 +1,109 @@
+"""The deployed codec: real bitstreams from stage runners, equal to CompressAI's, cross-engine decodes,
+and damaged or mismatched streams refused instead of decoded wrong."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from liccs.engines.autoregressive import single_thread
+from liccs.engines.base import Runner
+from liccs.engines.bitstream import BitstreamError, unframe
+from liccs.engines.codec import DeployedCodec, bpp
+from liccs.engines.crossdecode import cross_decode
+from liccs.errors import InputError
+from liccs.export.cache import ArtifactCache
+from liccs.pipeline import codec_roundtrip
+from liccs.zoo import load_codec
+from tests.engines.helpers import codec, stress_checkpoint
+
+FAMILIES = ["bmshj2018-factorized@q1", "bmshj2018-hyperprior@q1", "mbt2018-mean@q1", "mbt2018@q1"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return ArtifactCache(tmp_path_factory.mktemp("codec"))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("engine", ["torch", "ort-cpu"])
+def test_same_bytes_and_image_as_compressai(name, engine, kodak_crop, cache):
+    model = codec(name)
+    with single_thread():
+        ref, ref_bytes = codec_roundtrip(model, kodak_crop)
+    d = DeployedCodec.on_engine(model, engine, cache, exporter="torchscript")
+    out = d.compress(kodak_crop)
+    payload = sum(len(unframe(lst[0])[0]) for lst in out["strings"])
+    assert payload == ref_bytes[0]
+    x_hat = d.decompress(out["strings"], out["shape"], out["size"])["x_hat"]
+    assert x_hat.shape == kodak_crop.shape and (x_hat - ref).abs().max().item() <= 1e-5
+    (blob,) = d.encode(kodak_crop)
+    assert torch.equal(d.decode(blob)["x_hat"], x_hat)
+    assert bpp(blob, kodak_crop.shape[-2:]) == 8 * len(blob) / (75 * 117)
+
+
+class _Drift(Runner):
+    """A runner whose outputs drift by ``eps`` (as another engine's numerics could)."""
+
+    def __init__(self, inner: Runner, eps: float) -> None:
+        super().__init__(inner.name + "+drift")
+        self.inner, self.eps = inner, eps
+
+    def activate_impl(self):
+        self.inner.activate()
+
+    def get_input_metadata_impl(self):
+        return self.inner.input_metadata()
+
+    def infer_impl(self, feed):
+        return {k: v * (1 + self.eps) for k, v in self.inner.infer(feed, check=False).items()}
+
+
+@pytest.fixture(scope="module")
+def stressed(tmp_path_factory):
+    """Checkpoints made here whose latents spread over many entropy tables (random weights use one)."""
+    d = tmp_path_factory.mktemp("ckpt")
+    return {n: load_codec(n, stress_checkpoint(n, d / f"{n}.pt")) for n in ("bmshj2018-hyperprior@q1", "mbt2018@q1")}
+
+
+@pytest.mark.parametrize("name,stage", [("bmshj2018-hyperprior@q1", "h_s"), ("mbt2018@q1", "entropy_parameters")])
+def test_decoder_on_other_tables_is_caught(name, stage, stressed, kodak_crop, cache):
+    model = stressed[name]
+    enc = DeployedCodec.on_engine(model, "torch", cache, exporter="torchscript")
+    out = enc.compress(kodak_crop)
+    runners = dict(enc.runners, **{stage: _Drift(enc.runners[stage], 0.05)})
+    drifted = DeployedCodec(model, runners, "torch+drift")
+    with pytest.raises(BitstreamError, match="entropy tables"):
+        drifted.decompress(out["strings"], out["shape"], out["size"])
+    res = drifted.decompress(out["strings"], out["shape"], out["size"], on_mismatch="decode")
+    assert res["tables_match"] == [False]
+    same = enc.decompress(out["strings"], out["shape"], out["size"])["x_hat"]
+    assert (res["x_hat"] - same).abs().max().item() > 1e-3
+
+
+def test_cross_engine_decode_torch_ort(stressed, kodak_crop, cache):
+    model = stressed["bmshj2018-hyperprior@q1"]
+    deployed = {e: DeployedCodec.on_engine(model, e, cache, exporter="torchscript") for e in ("torch", "ort-cpu")}
+    records = cross_decode(model, deployed, [kodak_crop], ["kodim01-crop"])
+    pairs = {(r.encoder, r.decoder) for r in records}
+    assert pairs == {("torch", "ort-cpu"), ("torch", "compressai"), ("ort-cpu", "torch"), ("ort-cpu", "compressai")}
+    for r in records:
+        if r.tables_match is not False:  # same tables: only float noise separates the two decodes
+            assert r.psnr_vs_same_db > 100, r
+    assert all(r.identical for r in records if r.encoder == "torch" and r.decoder == "compressai")
+
+
+def test_stream_of_another_model_is_refused(kodak_crop, cache):
+    a = DeployedCodec.on_engine(codec("bmshj2018-hyperprior@q1"), "torch", cache, exporter="torchscript")
+    b = DeployedCodec.on_engine(codec("mbt2018-mean@q1"), "torch", cache, exporter="torchscript")
+    (blob,) = a.encode(kodak_crop)
+    with pytest.raises(BitstreamError, match="written by bmshj2018-hyperprior@q1"):
+        b.decode(blob)
+    cut = a.compress(kodak_crop)
+    cut["strings"][0][0] = cut["strings"][0][0][:-4]
+    with pytest.raises(BitstreamError, match="latent y of image 0: cut short"):
+        a.decompress(cut["strings"], cut["shape"])
+    with pytest.raises(InputError, match="float32"):
+        a.compress((kodak_crop * 255).to(torch.uint8))
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        a.compress(kodak_crop * 2)

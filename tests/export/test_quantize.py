@@ -1,0 +1,52 @@
+"""int8 (static QDQ, calibrated on real inputs) and fp16 ONNX variants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto
+
+from liccs.engines import runner_for
+from liccs.errors import InputError
+from liccs.export.cache import ArtifactCache
+from liccs.export.errors import ExportError
+from liccs.export.graphs import codec_graphs, stage_feeds
+from liccs.export.onnx import OnnxFromTorch, load_onnx
+from liccs.export.quantize import Fp16OnnxFromOnnx, Int8OnnxFromOnnx
+from tests.engines.helpers import codec
+
+
+@pytest.fixture(scope="module")
+def h_s_onnx(tmp_path_factory, kodak_crop):
+    model = codec("bmshj2018-hyperprior@q1")
+    graph = codec_graphs(model, with_reconstruct=False)[0]["h_s"]
+    cache = ArtifactCache(tmp_path_factory.mktemp("q"))
+    feed = {k: v.numpy() for k, v in stage_feeds(model, kodak_crop)["h_s"].items()}
+    return graph, cache, OnnxFromTorch(graph, cache, "torchscript"), feed
+
+
+def test_int8_has_qdq_nodes_and_runs(h_s_onnx):
+    graph, cache, step, feed = h_s_onnx
+    art = Int8OnnxFromOnnx(step, [feed], cache)()
+    ops = {n.op_type for n in load_onnx(art.path).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert art.meta["calibration_batches"] == 1
+    assert Int8OnnxFromOnnx(step, [feed], cache)().cached
+    with runner_for("ort-cpu-int8", graph, cache, exporter="torchscript", calibration=[feed]) as r:
+        out = r.infer(feed)["params"]
+    assert out.shape == (1, 192, 8, 8) and np.isfinite(out).all()
+
+
+def test_int8_needs_calibration(h_s_onnx):
+    graph, cache, _, _ = h_s_onnx
+    with pytest.raises(InputError, match="calibration"):
+        runner_for("ort-cpu-int8", graph, cache, exporter="torchscript")
+    with pytest.raises(ExportError, match="calibration"):
+        Int8OnnxFromOnnx("x.onnx", [], cache)
+
+
+def test_fp16_keeps_float32_io(h_s_onnx):
+    _, cache, step, _ = h_s_onnx
+    model = load_onnx(Fp16OnnxFromOnnx(step, cache)().path)
+    assert {i.type.tensor_type.elem_type for i in model.graph.input} == {TensorProto.FLOAT}
+    assert TensorProto.FLOAT16 in {t.data_type for t in model.graph.initializer}
