@@ -63,6 +63,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attack(args: argparse.Namespace) -> int:
+    from liccs.attack.cli_args import attack_job
+    from liccs.attack.job_attack import run_attack
+
+    print(run_attack(attack_job(args))["table"])
+    print(f"wrote one PNG per image, adversarial.pt and attack.json to {args.out}")
+    return 0
+
+
+def cmd_defend(args: argparse.Namespace) -> int:
+    from liccs.attack.cli_args import defend_job
+    from liccs.attack.job_defend import run_defend
+
+    print(run_defend(defend_job(args))["table"])
+    print(f"wrote {args.out}/defense.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="liccs", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -96,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", type=int, default=8)
     s.add_argument("--out", default="runs/quick")
     s.set_defaults(func=cmd_run)
+
+    from liccs.attack.cli_args import add_attack_arguments, add_defend_arguments
+
+    s = sub.add_parser("attack", help="adversarial images against a codec+classifier (or an ensemble of codecs)")
+    add_attack_arguments(s)
+    s.set_defaults(func=cmd_attack)
+    s = sub.add_parser("defend", help="clean and attacked images through a codec with and without the K-way defense")
+    add_defend_arguments(s)
+    s.set_defaults(func=cmd_defend)
     return p
 
 
