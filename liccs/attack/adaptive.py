@@ -78,5 +78,6 @@ class RandomTransformLICCS(nn.Module, RandomSource):
         return self.forward_all(x)[0]
 
     def describe(self) -> dict[str, Any]:
-        return {**self.pipe.describe(), "classifier": None if self.classifier is None else self.pipe.describe()["classifier"],
+        d = self.pipe.describe()
+        return {**d, "classifier": None if self.classifier is None else d["classifier"],
                 "defense_transforms": [t.name for t in self.transforms], "fixed": self.fixed}

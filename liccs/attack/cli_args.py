@@ -26,23 +26,27 @@ def _api_name(transform: str) -> str:
 
 
 def add_attack_arguments(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--codec", required=True, help="ARCH@qN[,ARCH@qN...] (an ensemble), or 'none' for the classifier alone")
+    s.add_argument("--codec", required=True, 
+                   help="ARCH@qN[,ARCH@qN...] (an ensemble), or 'none' for the classifier alone")
     s.add_argument("--classifier", required=True, help="a registered classifier, or 'none' to attack the codecs alone")
-    s.add_argument("--weights", default="random", help="random | pretrained | PATH (codecs, and classifier unless --classifier-weights)")
+    s.add_argument("--weights", default="random", 
+                   help="random | pretrained | PATH (codecs, and classifier unless --classifier-weights)")
     s.add_argument("--classifier-weights", default=None, help="random | pretrained | PATH for the classifier")
     s.add_argument("--attack", default="pgd", help="fgsm | ifgsm | pgd | mifgsm (the ATTACKS registry)")
     s.add_argument("--eps", default="8/255", help="radius, a number or a fraction like 8/255")
     s.add_argument("--norm", default="linf", help="linf | l2")
     s.add_argument("--steps", type=int, default=None, help="gradient steps (default: the attack's own; FGSM is 1)")
     s.add_argument("--alpha", default=None, help="step size (default: the attack's own rule)")
-    s.add_argument("--objective", default="ce", help="ce | margin | distortion | distortion-clean | rate | sums like ce+10*rate")
+    s.add_argument("--objective", default="ce", 
+                   help="ce | margin | distortion | distortion-clean | rate | sums like ce+10*rate")
     s.add_argument("--rounding", default="ste", help="surrogate through the quantizers: ste | noise | identity | cubic")
     s.add_argument("--reduce", default="loss", choices=("loss", "logits"), help="ensemble: average losses or logits")
     s.add_argument("--target", type=int, default=None, help="targeted attack toward this class index")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--di", type=float, default=0.0, metavar="PROB", help="input diversity probability (0: off)")
     s.add_argument("--eot", type=int, default=1, metavar="N", help="EoT draws per step (for random surrogates)")
-    s.add_argument("--images", required=True, help="a folder, an ImageNet-style CSV, or kodak | imagenet-samples | cifar10-test")
+    s.add_argument("--images", required=True, 
+                   help="a folder, an ImageNet-style CSV, or kodak | imagenet-samples | cifar10-test")
     s.add_argument("--limit", type=int, default=None, help="attack only the first N images")
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--out", required=True, help="folder for the PNGs, adversarial.pt and attack.json")
@@ -63,7 +67,8 @@ def add_defend_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--images", required=True, help="clean images: a folder, a CSV, or kodak | ...")
     s.add_argument("--adv", default=None, help="folder of attacked PNGs with the same stems (default: craft them here)")
     s.add_argument("--k", default="2,4", help="comma-separated K values of the K-way defense")
-    s.add_argument("--lmbda", type=float, default=None, help="λ of R + λ·255²·MSE (default: CompressAI's for the quality)")
+    s.add_argument("--lmbda", type=float, default=None, 
+                   help="λ of R + λ·255²·MSE (default: CompressAI's for the quality)")
     s.add_argument("--rate", default="bytes", choices=("bytes", "likelihood"))
     s.add_argument("--transforms", default=None,
                    help="pool of transforms, comma-separated: hflip,vflip,rot90,rot180,rot270,transpose,"

@@ -68,13 +68,21 @@ class KWayResult:
     names: list[str] = field(default_factory=list)
 
 
+def codec_name(codec: Any) -> str:
+    """``ARCH@qN`` of a codec, or of the PyTorch model a deployed codec wraps (``.codec``), else its class."""
+    for obj in (codec, getattr(codec, "codec", None)):
+        if getattr(obj, "liccs_name", None):
+            return str(obj.liccs_name)
+    return type(codec).__name__
+
+
 def _lambda_of(codec: Any) -> float:
-    name = str(getattr(codec, "liccs_name", ""))
+    name = codec_name(codec)
     if "@q" in name and ":" not in name:
         q = int(name.split("@q")[1])
         if q in COMPRESSAI_MSE_LAMBDAS:
             return COMPRESSAI_MSE_LAMBDAS[q]
-    raise InputError(f"no default λ for codec {name or type(codec).__name__!r}: pass lmbda explicitly")
+    raise InputError(f"no default λ for codec {name!r}: pass lmbda explicitly")
 
 
 class KWayDefense:
@@ -110,7 +118,7 @@ class KWayDefense:
     def describe(self) -> dict[str, Any]:
         return {"defense": "k-way", "k": self.k, "candidates": [t.name for t in self.candidates],
                 "lmbda": self.lmbda, "rate": self.rate_mode, "seed": self.seed, "header_bits": self.header_bits,
-                "codec": str(getattr(self.codec, "liccs_name", type(self.codec).__name__))}
+                "codec": codec_name(self.codec), "codec_class": type(self.codec).__name__}
 
     # --- the codec contract on one batch of same-shaped images ------------------------------------
 

@@ -2,9 +2,9 @@
 diversity", CVPR 2019), an option of the iterative attacks.
 
 With probability ``prob`` per step, the whole batch is resized to ``r × r'`` (``r`` uniform in
-``[H, ⌊ratio·H⌋)``, the width scaled alike), zero-padded at a random offset to ``⌊ratio·H⌋ × ⌊ratio·W⌋``,
-and resized back to ``H × W`` so that the codec and the classifier see their usual geometry (as
-torchattacks' DI-FGSM does). Every draw is a Python int from a CPU generator: no device sync.
+``[H, ⌊ratio·H⌋)``, the width scaled alike), zero-padded at a random offset to
+``⌊ratio·H⌋ × ⌊ratio·W⌋``, and resized back to ``H × W`` so that the codec and the classifier see their
+usual geometry (as torchattacks' DI-FGSM does). Every draw is a Python int from a CPU generator: no device sync.
 """
 
 from __future__ import annotations

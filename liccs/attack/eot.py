@@ -28,7 +28,8 @@ class EoT(nn.Module, RandomSource):
     """A target whose gradient the attack averages over ``samples`` random draws per step.
 
     Args:
-        model: a classifier, LICCS pipeline, :class:`~liccs.attack.ensemble.Ensemble`, or a member with a random forward.
+        model: a classifier, LICCS pipeline, :class:`~liccs.attack.ensemble.Ensemble`, or a member with a
+            random forward.
         samples: draws per step (≥ 1).
         transform: an optional random input transform applied before the model.
     """

@@ -42,7 +42,10 @@ def save_png(image: Tensor, path: str | Path) -> Path:
 
 def save_adversarial(out_dir: str | Path, images: Tensor | Sequence[Tensor], names: Sequence[str],
                      sidecar: dict[str, Any], *, labels: Sequence[int | None] | None = None) -> Path:
-    """Write ``<stem>.png`` per image, ``adversarial.pt`` and ``attack.json`` under ``out_dir``; returns the sidecar path."""
+    """Write ``<stem>.png`` per image, ``adversarial.pt`` and ``attack.json`` under ``out_dir``.
+
+    Returns the sidecar's path.
+    """
     imgs = list(images)
     _check_names(names, len(imgs))
     out = Path(out_dir)

@@ -110,8 +110,12 @@ def run_attack(job: AttackJob) -> dict[str, Any]:
     atk = create_attack(job.attack, model, **kwargs)
     images, names, src_labels = _load_images(job.images, job.limit)
     classify = clf is not None
-    label_kind = "target" if job.target is not None else ("source" if all(v is not None for v in src_labels)
-                                                          else "predicted")
+    if job.target is not None:
+        label_kind = "target"
+    elif not classify:
+        label_kind = "none"  # codec objectives need no labels
+    else:
+        label_kind = "source" if all(v is not None for v in src_labels) else "predicted"
     advs: list[Tensor] = [torch.empty(0)] * len(images)
     labels: list[int] = [-1] * len(images)
     preds: dict[str, tuple[list[Tensor], list[Tensor]]] = {n: ([], []) for n in target.names}

@@ -120,7 +120,8 @@ def run_defend(job: DefendJob) -> dict[str, Any]:
         for k, atk in adaptive.items():
             sets[f"adaptive-k{k}"] = quantize_png(atk(x))
         for set_name, xs in sets.items():
-            rows.append({"image": sample.name, "set": set_name, "defense": "none", **_measure(partial(_plain, codec), xs)})
+            m = _measure(partial(_plain, codec), xs)
+            rows.append({"image": sample.name, "set": set_name, "defense": "none", **m})
             for k, d in defenses.items():
                 if set_name.startswith("adaptive") and set_name != f"adaptive-k{k}":
                     continue

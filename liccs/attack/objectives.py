@@ -156,7 +156,8 @@ class RateLoss(Objective):
 
     def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
         if any(not r.likelihoods for r in out.recs):
-            raise InputError("rate objective: a member gives no likelihoods (hard rounding of an autoregressive codec?)")
+            raise InputError("rate objective: a member gives no likelihoods "
+                             "(hard rounding of an autoregressive codec?)")
         return torch.stack([r.bpp() for r in out.recs]).mean(0)
 
     def describe(self) -> dict[str, Any]:

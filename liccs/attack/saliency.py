@@ -50,7 +50,8 @@ class AsrMatrix:
         object.__setattr__(self, "sources", tuple(self.sources))
         object.__setattr__(self, "targets", tuple(self.targets))
         if v.shape != (len(self.sources), len(self.targets)):
-            raise InputError(f"ASR matrix of shape {v.shape} for {len(self.sources)} sources × {len(self.targets)} targets")
+            raise InputError(f"ASR matrix of shape {v.shape} for {len(self.sources)} sources "
+                             f"× {len(self.targets)} targets")
         if not np.isfinite(v).all() or (v < 0).any() or (v > 1).any():
             raise InputError("ASR values must be finite and in [0, 1]")
         for names in (self.sources, self.targets):
@@ -179,7 +180,8 @@ def select_sources(matrix: AsrMatrix, k: int, *, interpolation: str = "linear", 
     cov = Coverage(matrix, interpolation, deployed)
     idx = [matrix.sources.index(n) for n in names]
     if method == "auto":
-        method = "exhaustive" if len(idx) <= EXHAUSTIVE_SOURCES or math.comb(len(idx), k) <= EXHAUSTIVE_SETS else "greedy"
+        small = len(idx) <= EXHAUSTIVE_SOURCES or math.comb(len(idx), k) <= EXHAUSTIVE_SETS
+        method = "exhaustive" if small else "greedy"
     best: tuple[int, ...] = ()
     best_score, scored = -1.0, 0
     if method == "exhaustive":

@@ -54,7 +54,7 @@ class ThreatModel:
                              f"({math.sqrt(images[0].numel()):.1f}) for images of shape {tuple(images.shape[1:])}")
 
     def random_delta(self, x: Tensor, gen: torch.Generator) -> Tensor:
-        """A random start: uniform in the L∞ ball, or uniform in the L2 ball (Gaussian direction, radius eps·u^(1/d))."""
+        """A random start, uniform in the ball (L2: Gaussian direction, radius ``eps·u^(1/d)``)."""
         if self.norm == "linf":
             u = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype)
             return u.mul_(2 * self.eps).sub_(self.eps)

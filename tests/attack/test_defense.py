@@ -120,8 +120,9 @@ def test_some_input_prefers_a_transform():
 def test_candidates_are_seeded_and_bad_arguments_refused():
     a, b = KWayDefense(ZlibCodec(), k=4, seed=0, lmbda=1), KWayDefense(ZlibCodec(), k=4, seed=0, lmbda=1)
     assert [t.name for t in a.candidates] == [t.name for t in b.candidates]
-    assert any([t.name for t in KWayDefense(ZlibCodec(), k=4, seed=s, lmbda=1).candidates] != [t.name for t in a.candidates]
-               for s in range(1, 5))
+    names = [t.name for t in a.candidates]
+    others = [[t.name for t in KWayDefense(ZlibCodec(), k=4, seed=s, lmbda=1).candidates] for s in range(1, 5)]
+    assert any(o != names for o in others)
     for bad in (dict(k=0), dict(k=17), dict(rate="bits"), dict(lmbda=-1), dict(transforms=["rot45"]),
                 dict(transforms=["hflip", "hflip"])):
         with pytest.raises(InputError):
@@ -161,3 +162,21 @@ def test_adaptive_model_and_eot_attack_on_the_defense(trained_cnn, batch):
                eps=8 / 255, steps=3)
     adv = dist(x)
     assert dist.loss(adv).mean() > dist.loss(x).mean()
+
+
+def test_wraps_the_deployed_codec(images):
+    """The same defense code around liccs.engines' DeployedCodec (framed strings, its own padding)."""
+    from liccs.engines.codec import DeployedCodec
+    from liccs.zoo import load_codec
+
+    deployed = DeployedCodec.on_engine(load_codec("bmshj2018-hyperprior@q1", "random"), "torch")
+    x = images[0]
+    plain = deployed.compress(x)
+    ref = deployed.decompress(plain["strings"], plain["shape"], plain["size"])["x_hat"]
+    k1 = KWayDefense(deployed, k=1).roundtrip(x)
+    assert torch.equal(k1.x_hat, ref)
+    assert k1.bpp.tolist() == [8 * len(plain["strings"][0][0] + plain["strings"][1][0]) / (75 * 117)]
+    d = KWayDefense(deployed, k=4, seed=0)
+    res = d.roundtrip(x)
+    assert d.lmbda == 0.0018  # CompressAI's λ for q1, found through the wrapped model
+    assert res.rd[0, res.chosen[0]] <= res.rd[0, 0] and torch.equal(res.x_hat, d.decode(res.encoding))

@@ -11,7 +11,7 @@ from PIL import Image
 
 from liccs.attack.io import load_adversarial, save_adversarial
 from liccs.cli import main
-from liccs.data import read_image, to_float
+from liccs.data import read_image
 from liccs.errors import InputError
 
 
@@ -101,3 +101,15 @@ def test_cli_defend_table_with_crafted_adaptive_and_given_attacks(image_dir, tmp
 def test_cli_errors_are_clear_and_early(argv, tmp_path, capsys):
     assert main([*argv, "--images", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "liccs: error:" in capsys.readouterr().err
+
+
+def test_cli_attack_on_codecs_alone_reports_rate_and_distortion(image_dir, tmp_path):
+    out = tmp_path / "codec"
+    assert main(["attack", "--codec", "bmshj2018-factorized@q1", "--classifier", "none", "--objective", "distortion",
+                 "--eps", "4/255", "--steps", "2", "--images", str(image_dir), "--out", str(out)]) == 0
+    side = json.loads((out / "attack.json").read_text())
+    assert side["labels"] == "none"
+    row = side["summary"][0]
+    assert row["model"] == "bmshj2018-factorized@q1" and row["images"] == 3
+    assert row["bpp_clean"] > 0 and row["psnr_adv"] < row["psnr_clean"]  # the attack degraded the reconstruction
+    assert side["attack"]["objective"] == {"objective": "distortion", "reference": "input", "metric": "mse"}
