@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from liccs.attack import ATTACKS, PGD, EoT, FGSM, InputDiversity, create_attack
+from liccs.attack.randomness import bind_generators
 from liccs.pipeline import LICCS
 from tests.attack.conftest import tiny_codec
 
@@ -20,12 +21,13 @@ def make(name: str, model, **kw):
     return create_attack(name, model, **kw)
 
 
+@pytest.mark.parametrize("di", [None, 0.7])
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("name", sorted(ATTACKS.names()))
-def test_attack_stays_in_ball_and_box_and_raises_the_loss(name, norm, trained_cnn, batch):
+def test_attack_stays_in_ball_and_box_and_raises_the_loss(name, norm, di, trained_cnn, batch):
     x, y = batch
     eps = NORMS[norm]
-    atk = make(name, trained_cnn, eps=eps, norm=norm, steps=5)
+    atk = make(name, trained_cnn, eps=eps, norm=norm, steps=5, diversity=InputDiversity(di) if di else None)
     adv = atk(x, y)
     assert adv.shape == x.shape and adv.dtype == x.dtype
     assert adv.min() >= 0 and adv.max() <= 1
@@ -100,3 +102,24 @@ def test_attack_restores_training_mode(trained_cnn, batch):
         assert trained_cnn.training
     finally:
         trained_cnn.eval()
+
+
+def test_eot_averages_the_gradient_over_its_draws(trained_cnn, batch):
+    x, y = batch[0][:4], batch[1][:4]
+
+    def scale(v, g):  # a random input transform: brightness scaling
+        return v * (0.8 + 0.4 * torch.rand((), generator=g))
+
+    atk = PGD(EoT(trained_cnn, samples=3, transform=scale), steps=1)
+    bind_generators(atk.target, torch.Generator().manual_seed(5))
+    got, _ = atk.gradient(x, y, torch.Generator())
+    g = torch.Generator().manual_seed(5)
+    want = torch.zeros_like(x)
+    for _ in range(3):
+        xr = x.clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(trained_cnn(scale(xr, g)), y, reduction="sum")
+        want += torch.autograd.grad(loss, xr)[0] / 3
+    torch.testing.assert_close(got, want)
+    one = PGD(EoT(trained_cnn, samples=1, transform=scale), steps=1)
+    bind_generators(one.target, torch.Generator().manual_seed(5))
+    assert not torch.allclose(one.gradient(x, y, torch.Generator())[0], got)
