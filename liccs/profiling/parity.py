@@ -300,6 +300,14 @@ class ExportJob:
     calibration_images: int = 4
     cross_decode: bool = True
 
+    @classmethod
+    def from_args(cls, args: Any) -> ExportJob:
+        """From ``liccs export``/``liccs check`` arguments (:mod:`liccs.export.cli_args`)."""
+        clf_w = args.classifier_weights or ("random" if args.weights == "random" else "pretrained")
+        tol = Tolerance(args.max_abs_err, args.max_rel_err, args.min_psnr_db, args.min_top1_agreement)
+        return cls(args.codec, args.engine, args.weights, args.images, args.out, args.classifier, clf_w,
+                   args.exporter, tol, args.stages, args.calibration_images, not args.no_cross_decode)
+
 
 def run_export(job: ExportJob, progress: bool = True) -> dict[str, Any]:
     """Export every codec of ``job`` (artifacts under ``out/artifacts``), run parity on every engine, and

@@ -40,3 +40,9 @@ def stress_checkpoint(name: str, path: Path, gain: float = 30.0, scale_gain: flo
             hs.bias.mul_(scale_gain)
     torch.save(m.state_dict(), path)
     return path
+
+
+#: The cheapest registered codec with a hyperprior (the mini zoo's toy model when registered): for tests of
+#: the machinery (exporters, CLI) rather than of a particular architecture.
+SMALL = ("mini-tiny-bmshj2018-hyperprior@q1" if "mini-tiny-bmshj2018-hyperprior" in CODECS
+         else "bmshj2018-hyperprior@q1")

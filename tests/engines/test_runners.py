@@ -40,7 +40,7 @@ def test_unavailable_engines_say_why_and_what_to_install(name):
 
 def test_import_needs_no_optional_library():
     code = ("import sys, liccs.engines as e; assert len(e.ENGINES) >= 10; "
-            "print(sorted(m for m in ('tensorrt', 'pycuda', 'cuda') if m in sys.modules))")
+            "print(sorted(m for m in ('tensorrt', 'pycuda') if m in sys.modules))")  # torch itself imports 'cuda'
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -56,5 +56,5 @@ def test_graphs_hold_no_training_layers(arch):
     assert ("reconstruct" in skipped) == (family == "autoregressive")
     for g in graphs.values():
         assert not [m for m in g.module.modules() if isinstance(m, (GDN, MaskedConv2d, LowerBound))], g.label
-        x = g.example(batch=1)[g.inputs[0].name]
+        x = g.example(image_hw=(64, 64), batch=1)[g.inputs[0].name]
         torch.testing.assert_close(g.module(x), g.reference(x), rtol=1e-5, atol=1e-6)
