@@ -81,6 +81,24 @@ def cmd_defend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from liccs.profiling.parity import ExportJob, format_table, run_export
+
+    result = run_export(ExportJob.from_args(args))
+    print(format_table(result["records"]))
+    print(result["report"].table())
+    print(f"wrote artifacts/, parity.json, export_report.json and cross_decode.json to {args.out}")
+    return 1 if any(r.status == "error" for r in result["records"]) else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from liccs.profiling.parity import ExportJob, format_table, run_export
+
+    records = run_export(ExportJob.from_args(args))["records"]
+    print(format_table(records))
+    return 0 if all(r.passed for r in records if r.status != "unavailable") else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="liccs", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -123,6 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("defend", help="clean and attacked images through a codec with and without the K-way defense")
     add_defend_arguments(s)
     s.set_defaults(func=cmd_defend)
+
+    from liccs.export.cli_args import add_export_arguments
+
+    s = sub.add_parser("export", help="codecs x engines -> artifacts, parity.json, export and cross-decode reports")
+    add_export_arguments(s)
+    s.set_defaults(func=cmd_export)
+    s = sub.add_parser("check", help="parity of every engine against PyTorch (exit 1 on a failure)")
+    add_export_arguments(s)
+    s.set_defaults(func=cmd_check)
     return p
 
 
