@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -54,12 +53,13 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from liccs.run import QuickConfig, quick_run
+    from liccs.run import run_config
 
-    result = quick_run(QuickConfig(codec=args.codec, classifier=args.classifier, weights=args.weights,
-                                   images=args.images, out=args.out))
-    print(json.dumps({k: v for k, v in result.items() if k != "pipeline"}, indent=2))
-    print(f"wrote {args.out}/result.json and {args.out}/manifest.json")
+    result = run_config(args.config, quick=args.quick, overrides=args.set, out=args.out, progress=not args.no_progress)
+    for name, reason in result["skipped"].items():
+        print(f"skipped {name}: {reason}")
+    print(f"wrote {result['out']}/report.html, report.md, manifest.json and tables/ "
+          f"({', '.join(f'{k} {v:.0f}s' for k, v in result['seconds'].items())})")
     return 0
 
 
@@ -125,12 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--no-progress", action="store_true")
     z.set_defaults(func=cmd_zoo_train)
 
-    s = sub.add_parser("run", help="the main job")
-    s.add_argument("--codec", default="bmshj2018-hyperprior@q3")
-    s.add_argument("--classifier", default="resnet18")
-    s.add_argument("--weights", default="pretrained", help="pretrained | random | PATH")
-    s.add_argument("--images", type=int, default=8)
-    s.add_argument("--out", default="runs/quick")
+    s = sub.add_parser("run", help="the main job: export, parity, profile, attack, transfer, report")
+    s.add_argument("config", nargs="?", default="configs/quick-cpu.toml", help="a run config (TOML)")
+    s.add_argument("--quick", action="store_true", help="apply the config's [quick] overrides (the test variant)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set data.images=4 (repeatable)")
+    s.add_argument("--out", default=None, help="report folder (default: the config's run.out)")
+    s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_run)
 
     from liccs.attack.cli_args import add_attack_arguments, add_defend_arguments

@@ -1,0 +1,88 @@
+"""Adversarial images crafted in PyTorch through each source (LICCS, an ensemble, or the classifier alone).
+
+Each source's images are cached under ``<run.out>/adversarial/`` by a key of the attack and data config,
+the models' weights (sha256), the images and the seed: a re-run with the same key loads them instead of
+attacking again; any change of the key attacks again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from liccs.attack.base import create_attack
+from liccs.attack.diversity import InputDiversity
+from liccs.attack.ensemble import Ensemble
+from liccs.attack.eot import EoT
+from liccs.export.cache import atomic_write
+from liccs.pipeline import LICCS
+from liccs.run.setup import Context
+
+OBJECTIVES = {"classification": "ce", "distortion": "distortion", "rate": "rate"}
+
+
+def attack_key(ctx: Context, source: str) -> str:
+    """sha256 of what determines a source's adversarial images."""
+    cfg = ctx.cfg
+    members = source.split("+")
+    key = {"attack": cfg.to_dict()["attack"], "seed": cfg.run.seed, "source": source,
+           "weights": {m: ctx.weights[m].get("sha256") or ctx.weights[m].get("source") for m in members},
+           "classifier": ctx.weights[cfg.models.classifier].get("sha256"),
+           "images": hashlib.sha256(ctx.images.numpy().tobytes()).hexdigest(),
+           "labels": ctx.labels.tolist()}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def source_model(ctx: Context, source: str) -> Ensemble:
+    """The attacked model: LICCS members (surrogate ``attack.surrogate``) or the classifier alone."""
+    members = [ctx.classifier if m == ctx.cfg.models.classifier else
+               LICCS(ctx.codecs[m], ctx.classifier, rounding=ctx.cfg.attack.surrogate) for m in source.split("+")]
+    return Ensemble(members, names=source.split("+"))
+
+
+def craft(ctx: Context, source: str) -> Tensor:
+    """Adversarial images of ``source`` over the run's images, in ``data.batch_size`` batches."""
+    a = ctx.cfg.attack
+    target: Any = source_model(ctx, source)
+    if a.eot_samples > 1:
+        target = EoT(target, samples=a.eot_samples)
+    atk = create_attack(a.name, target, eps=a.eps, norm=a.norm, steps=a.steps, alpha=min(a.step_size, a.eps),
+                        random_start=a.random_start, targeted=a.targeted, objective=OBJECTIVES[a.objective],
+                        seed=ctx.cfg.run.seed, diversity=InputDiversity() if a.input_diversity else None)
+    labels = target_labels(ctx) if a.targeted else ctx.labels
+    bs = ctx.cfg.data.batch_size
+    return torch.cat([atk(ctx.images[i:i + bs], labels[i:i + bs]) for i in range(0, len(ctx.images), bs)])
+
+
+def target_labels(ctx: Context) -> Tensor:
+    """Targeted attacks aim at the next class: ``(label + 1) mod classes``."""
+    return (ctx.labels + 1) % int(ctx.classifier.num_classes)
+
+
+def run_attacks(ctx: Context, out: Path, progress: bool = True) -> tuple[dict[str, Tensor], pd.DataFrame]:
+    """Adversarial images per source (cached), and a table: source, key, cached, L∞ of the perturbation."""
+    folder = out / "adversarial"
+    adv: dict[str, Tensor] = {}
+    rows = []
+    for source in tqdm(ctx.names.sources, desc="attack", disable=not progress):
+        key = attack_key(ctx, source)
+        path = folder / f"{source.replace('+', '_').replace('@', '-')}-{key[:16]}.pt"
+        hit = torch.load(path, weights_only=True) if path.is_file() else None
+        cached = hit is not None and hit.get("key") == key
+        if cached:
+            images = hit["images"]
+        else:
+            images = craft(ctx, source)
+            atomic_write(path, lambda tmp, im=images: torch.save({"key": key, "images": im, "names": ctx.image_names}, tmp))
+        adv[source] = images
+        rows.append({"source": source, "cached": cached, "file": str(path.relative_to(out)), "key": key[:16],
+                     "linf": float((images - ctx.images).abs().max()), "attack": ctx.cfg.attack.name,
+                     "eps": ctx.cfg.attack.eps, "steps": ctx.cfg.attack.steps, "surrogate": ctx.cfg.attack.surrogate})
+    return adv, pd.DataFrame(rows)

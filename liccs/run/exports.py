@@ -1,0 +1,96 @@
+"""Export → parity, and the deployed codecs every later stage uses, and real-bitstream rate-distortion.
+
+Artifacts (ONNX, int8 ONNX, ...) live in the artifact cache (``$LICCS_CACHE/artifacts``) under keys of
+weights, code, precision and library versions, so a re-run rebuilds nothing. Reduced-precision engines
+(int8, fp16, bf16) are judged by PSNR of images and top-1 agreement of logits, not by the fp32 engines'
+max abs error (``export.max_abs_err``), which quantization exceeds by design.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from liccs.engines import ENGINES, EngineUnavailable
+from liccs.engines.codec import DeployedCodec
+from liccs.export.cache import ArtifactCache
+from liccs.pipeline import psnr
+from liccs.profiling.parity import Tolerance, check_codec, parity_images
+from liccs.run.setup import Context
+
+#: Reduced-precision engines' parity: images within 30 dB PSNR of PyTorch's, logits' top-1 agreement.
+REDUCED_PSNR_DB = 30.0
+
+
+@dataclass
+class Exports:
+    """Parity records, deployed codecs ``{engine: {codec: DeployedCodec}}`` and why some could not be built."""
+
+    parity: pd.DataFrame
+    export: pd.DataFrame
+    deployed: dict[str, dict[str, DeployedCodec]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # "engine:codec" → reason
+    cache: ArtifactCache = field(default_factory=ArtifactCache)
+
+
+def tolerances(ctx: Context) -> tuple[Tolerance, dict[str, Tolerance]]:
+    """The config's tolerance, and the looser one of each reduced-precision engine."""
+    base = Tolerance(max_abs_err=ctx.cfg.export.max_abs_err, min_top1_agreement=ctx.cfg.export.min_top1_agreement)
+    reduced = Tolerance(max_abs_err=math.inf, min_psnr_db=REDUCED_PSNR_DB,
+                        min_top1_agreement=ctx.cfg.export.min_top1_agreement)
+    return base, {e: reduced for e in ENGINES.names() if ENGINES.get(e).precision != "fp32"}
+
+
+def calibration(ctx: Context) -> torch.Tensor:
+    """The int8 calibration images: the first ``export.calibration_images`` of the run's images."""
+    return ctx.images[: ctx.cfg.export.calibration_images]
+
+
+def run_exports(ctx: Context, progress: bool = True) -> Exports:
+    """Export every codec (with the classifier and LICCS graphs), check parity on every available engine."""
+    engines = ctx.names.engines("export")
+    base, per_engine = tolerances(ctx)
+    cache = ArtifactCache()
+    batches = parity_images()
+    calib = calibration(ctx)
+    records, report = [], None
+    for name in tqdm(ctx.names.codecs, desc="export + parity", disable=not progress):
+        recs, report = check_codec(ctx.codecs[name], engines, batches, classifier=ctx.classifier, tolerance=base,
+                                   per_engine=per_engine, cache=cache, calibration_images=calib, report=report)
+        records += recs
+    parity = pd.DataFrame([{k: v for k, v in r.to_dict().items() if k not in ("tolerance", "extra", "shapes")}
+                           | {"failures": "; ".join(r.failures)} for r in records])
+    export = pd.DataFrame([r.__dict__ for r in report.records]) if report is not None else pd.DataFrame()
+    out = Exports(parity, export, cache=cache)
+    for engine in tqdm(engines, desc="deployed codecs", disable=not progress):
+        out.deployed[engine] = {}
+        for name in ctx.names.codecs:
+            try:
+                out.deployed[engine][name] = DeployedCodec.on_engine(ctx.codecs[name], engine, cache,
+                                                                     calibration_images=calib)
+            except EngineUnavailable as e:
+                out.failed[f"{engine}:{name}"] = str(e)
+    return out
+
+
+def rate_distortion(ctx: Context, exports: Exports, progress: bool = True) -> pd.DataFrame:
+    """bpp from the real bytes of every deployed codec's bitstreams, and PSNR of its decode, per image mean."""
+    from liccs.engines.codec import bpp
+    from liccs.zoo import parse_codec
+
+    rows: list[dict[str, Any]] = []
+    x = ctx.images
+    jobs = [(e, n, d) for e, ds in exports.deployed.items() for n, d in ds.items()]
+    for engine, name, d in tqdm(jobs, desc="rate-distortion", disable=not progress):
+        blobs = d.encode(x)
+        x_hat = torch.cat([d.decode(b)["x_hat"] for b in blobs])
+        spec = parse_codec(name)
+        rows.append({"codec": name, "arch": spec.arch, "quality": spec.quality, "engine": engine,
+                     "bpp": sum(bpp(b, x.shape[-2:]) for b in blobs) / len(blobs),
+                     "psnr": psnr(x_hat, x).mean().item(), "images": len(blobs)})
+    return pd.DataFrame(rows)

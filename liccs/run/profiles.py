@@ -1,0 +1,158 @@
+"""Per-stage profiles on every engine: g_a, h_a, h_s, g_s, entropy encode/decode, classifier, end to end.
+
+One codec per architecture is profiled (the first of each in ``models.codecs``: the qualities of one
+architecture share their networks' shapes, so their timings differ only by the entropy coder's work).
+Stage inputs are real images (Kodak crops at each sweep resolution); the entropy coder is CompressAI's,
+on the CPU, for every engine. The classifier runs at its crop size after a host-side resize (not timed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from liccs.engines.autoregressive import compress_ar, decompress_ar
+from liccs.engines.codec import DeployedCodec
+from liccs.export.graphs import classifier_graph, stage_feeds
+from liccs.pipeline import PAD_MULTIPLE, codec_family
+from liccs.profiling.flops import add_rates, count_flops, matmul_ceiling
+from liccs.profiling.profile import dominant_stages, growth_table, sweep
+from liccs.profiling.timer import TimerConfig
+from liccs.run.exports import Exports
+from liccs.run.setup import Context
+
+
+def sweep_images(batch: int, hw: tuple[int, int]) -> Tensor:
+    """``batch`` real images at ``hw``: Kodak images resized (shorter side ≥ the larger of hw) and centre-cropped."""
+    from liccs.data import kodak, to_float
+    from liccs.zoo.classifiers import resize_center_crop
+
+    src = kodak()
+    side = max(hw)
+    out = []
+    for i in range(batch):
+        x = resize_center_crop(to_float(src.read(i % len(src)))[None], side, side)
+        top, left = (side - hw[0]) // 2, (side - hw[1]) // 2
+        out.append(x[..., top:top + hw[0], left:left + hw[1]])
+    return torch.cat(out).contiguous()
+
+
+@torch.no_grad()
+def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor) -> dict[str, Callable[[], Any]]:
+    """entropy_encode / entropy_decode callables of ``codec``'s CPU coder on the latents of images ``x``."""
+    from liccs.data import pad_to_multiple
+
+    family = codec_family(codec)
+    eb, gc = codec.entropy_bottleneck, getattr(codec, "gaussian_conditional", None)
+    y = codec.g_a(pad_to_multiple(x, PAD_MULTIPLE)[0])
+    if family == "factorized":
+        strings = eb.compress(y)
+        return {"entropy_encode": lambda: eb.compress(y), "entropy_decode": lambda: eb.decompress(strings, y.shape[-2:])}
+    z = codec.h_a(torch.abs(y) if family == "scale-hyperprior" else y)
+    z_strings = eb.compress(z)
+    params = codec.h_s(eb.decompress(z_strings, z.shape[-2:]))
+    if family == "autoregressive":
+        cs, ep = d.runners["context_step"], d.runners["entropy_parameters"]
+        coded = [compress_ar(gc, cs, ep, y[i:i + 1], params[i:i + 1]) for i in range(len(y))]
+
+        def enc() -> Any:
+            return eb.compress(z), [compress_ar(gc, cs, ep, y[i:i + 1], params[i:i + 1]) for i in range(len(y))]
+
+        def dec() -> Any:
+            eb.decompress(z_strings, z.shape[-2:])
+            return [decompress_ar(gc, cs, ep, s, params[i:i + 1], codec.M, tuple(c))
+                    for i, (s, c) in enumerate(coded)]
+        return {"entropy_encode": enc, "entropy_decode": dec}
+    scales, means = (params, None) if family == "scale-hyperprior" else params.chunk(2, 1)
+    indexes = gc.build_indexes(scales)
+    y_strings = gc.compress(y, indexes, means=means)
+
+    def encode() -> Any:
+        return eb.compress(z), gc.compress(y, indexes, means=means)
+
+    def decode() -> Any:
+        return eb.decompress(z_strings, z.shape[-2:]), gc.decompress(y_strings, indexes, means=means)
+    return {"entropy_encode": encode, "entropy_decode": decode}
+
+
+def _profiled(ctx: Context) -> list[str]:
+    first: dict[str, str] = {}
+    for n in ctx.names.codecs:
+        first.setdefault(n.split("@")[0], n)
+    return list(first.values())
+
+
+def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Sweep every available engine × profiled codec; returns latency, sweep, growth, dominant and rates tables."""
+    from liccs.data import prepare
+    from liccs.engines import runner_for
+
+    p = ctx.cfg.profile
+    tcfg = TimerConfig(warmup=p.warmup, min_iters=p.min_iters, min_duration_s=p.min_duration_s, device=ctx.cfg.run.device)
+    pre = ctx.classifier.preprocess.cfg
+    wanted = set(p.stages)
+    frames = []
+    jobs = [(e, n) for e, ds in exports.deployed.items() for n in _profiled(ctx) if n in ds]
+    for engine, name in tqdm(jobs, desc="profile", disable=not progress):
+        d = exports.deployed[engine][name]
+        codec = ctx.codecs[name]
+        clf_runner = runner_for(engine, classifier_graph(ctx.classifier), exports.cache, calibration=[
+            {"x": torch.stack([prepare(x, pre.resize, pre.crop) for x in ctx.images]).numpy()}])
+
+        def make(b: int, hw: tuple[int, int], d: DeployedCodec = d, codec: nn.Module = codec,
+                 clf_runner: Any = clf_runner) -> dict[str, Any]:
+            x = sweep_images(b, hw)
+            feeds = stage_feeds(codec, x)
+            stages: dict[str, Any] = {s: (d.runners[s], feeds[s]) for s in ("g_a", "h_a", "h_s", "g_s")
+                                      if s in d.runners and s in wanted}
+            stages.update({k: v for k, v in coder_stages(codec, d, x).items() if k in wanted})
+            if "classifier" in wanted:
+                stages["classifier"] = (clf_runner, {"x": torch.stack([prepare(i, pre.resize, pre.crop) for i in x])})
+            return stages
+
+        def e2e(b: int, hw: tuple[int, int], d: DeployedCodec = d, clf_runner: Any = clf_runner) -> Any:
+            x = sweep_images(b, hw)
+
+            def run() -> Any:
+                out = d.decompress(**{k: v for k, v in d.compress(x).items()})["x_hat"]
+                return clf_runner.infer({"x": torch.stack([prepare(i, pre.resize, pre.crop) for i in out])})
+            return run
+
+        df = sweep(make, p.batch_sizes, [tuple(r) for r in p.resolutions], tcfg, make_end_to_end=e2e,
+                   meta={"engine": engine, "codec": name}, env=False, progress=False)
+        frames.append(df)
+    if not frames:
+        return {}
+    table = pd.concat(frames, ignore_index=True)
+    b0, hw0 = p.batch_sizes[0], tuple(p.resolutions[0])
+    first = table[(table["batch_size"] == b0) & (table["height"] == hw0[0]) & (table["width"] == hw0[1])]
+    latency = rates(ctx, first, b0, hw0)
+    return {"latency": latency, "sweep": table,
+            "growth": growth_table(table, by=("engine", "codec", "stage", "batch_size")),
+            "dominant": dominant_stages(first, by=("engine", "codec"))}
+
+
+def rates(ctx: Context, latency: pd.DataFrame, batch: int, hw: tuple[int, int]) -> pd.DataFrame:
+    """FLOPs of each network stage at (batch, hw), this CPU's matmul ceiling, achieved / ceiling per row."""
+    from liccs.data import prepare
+
+    x = sweep_images(batch, hw)
+    out = []
+    ceiling = matmul_ceiling(ctx.cfg.profile.matmul_n, config=TimerConfig(warmup=1, min_iters=5, min_duration_s=0.3))
+    for name, g in latency.groupby("codec", sort=False):
+        codec = ctx.codecs[name]
+        feeds = stage_feeds(codec, x)
+        flops = {s: count_flops(getattr(codec, s), *feeds[s].values()) for s in ("g_a", "h_a", "h_s", "g_s")
+                 if s in feeds}
+        pre = ctx.classifier.preprocess.cfg
+        flops["classifier"] = count_flops(ctx.classifier, torch.stack([prepare(i, pre.resize, pre.crop) for i in x]))
+        flops["end-to-end"] = sum(flops.values())
+        out.append(add_rates(g, flops, ceiling["gflops"]))
+    df = pd.concat(out, ignore_index=True)
+    df["ceiling_gflops"] = ceiling["gflops"]
+    return df

@@ -1,0 +1,170 @@
+"""Before any work: every name of a run checked, then the models and images loaded, with header notes.
+
+:func:`check_names` refuses an unknown codec, classifier, engine, attack or transfer target (listing the
+valid names) and says which engines cannot run on this machine; :func:`load_context` loads what the run
+uses and records where each model's weights came from.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from liccs.config import ConfigError, RunConfig
+from liccs.errors import LiccsError, UnknownNameError, WeightsError
+
+log = logging.getLogger("liccs")
+
+MINI_NOTE = ("Models come from liccs's offline mini zoo (trained by liccs on the shared data: CIFAR-10 for the "
+             "classifier and the CIFAR-scale codecs), NOT from pretrained CompressAI/torchvision weights.")
+
+
+class RunError(LiccsError):
+    """A run that cannot go on; the message names the config key, model or engine."""
+
+
+@dataclass
+class Names:
+    """The run's checked names: codecs, attack sources (``+``-joined ensembles), transfer targets, engines."""
+
+    codecs: list[str]
+    sources: list[str]
+    targets: list[str]
+    export_engines: list[str]
+    transfer_engines: list[str]
+    unavailable: dict[str, str] = field(default_factory=dict)  # engine → why it cannot run here
+
+    def engines(self, which: str) -> list[str]:
+        """The available engines of ``export`` or ``transfer``."""
+        names = self.export_engines if which == "export" else self.transfer_engines
+        return [e for e in names if e not in self.unavailable]
+
+
+def _known(kind: str, key: str, name: str, valid: list[str]) -> None:
+    if name not in valid:
+        raise ConfigError(f"{key}: {str(UnknownNameError(kind, name, valid))}")
+
+
+def check_names(cfg: RunConfig) -> Names:
+    """Every name in ``cfg`` checked against the registries (no model is loaded)."""
+    from liccs.attack.base import load_families
+    from liccs.engines import ENGINES
+    from liccs.zoo import CLASSIFIERS, parse_codec
+
+    codecs = []
+    for i, c in enumerate(cfg.models.codecs):
+        try:
+            codecs.append(str(parse_codec(c)))
+        except LiccsError as e:
+            raise ConfigError(f"models.codecs[{i}]: {e}") from None
+    _known("classifier", "models.classifier", cfg.models.classifier, CLASSIFIERS.names())
+    _known("attack", "attack.name", cfg.attack.name, load_families().names())
+    alone = [cfg.models.classifier] if cfg.models.classifier_alone else []
+    sources = cfg.attack.sources or codecs + alone
+    for i, s in enumerate(sources):
+        for member in s.split("+"):
+            if member not in codecs + alone:
+                raise ConfigError(f"attack.sources[{i}]: {member!r} is not a model of [models]; valid: "
+                                  f"{', '.join(codecs + alone)}")
+    targets = cfg.transfer.targets or codecs
+    for i, t in enumerate(targets):
+        if t not in codecs + alone:
+            raise ConfigError(f"transfer.targets[{i}]: {t!r} is not a model of [models]; valid: "
+                              f"{', '.join(codecs + alone)}")
+    for key, engines in (("export.engines", cfg.export.engines), ("transfer.engines", cfg.transfer.engines)):
+        for i, e in enumerate(engines):
+            _known("engine", f"{key}[{i}]", e, ENGINES.names())
+    if cfg.transfer.reference_engine not in cfg.transfer.engines:
+        raise ConfigError(f"transfer.reference_engine: {cfg.transfer.reference_engine!r} must be one of "
+                          f"transfer.engines ({', '.join(cfg.transfer.engines)})")
+    from liccs.data import open_source
+
+    try:
+        open_source(cfg.data.source)
+    except LiccsError as e:
+        raise ConfigError(f"data.source: {e}") from None
+    unavailable = {}
+    for e in dict.fromkeys(cfg.export.engines + cfg.transfer.engines):
+        why = ENGINES.get(e).unavailable_reason()
+        if why:
+            unavailable[e] = why
+    if cfg.transfer.reference_engine in unavailable:
+        raise RunError(f"transfer.reference_engine {cfg.transfer.reference_engine!r} cannot run here: "
+                       f"{unavailable[cfg.transfer.reference_engine]}")
+    return Names(codecs, list(sources), list(targets) + [m for m in alone if m not in targets],
+                 list(cfg.export.engines), list(cfg.transfer.engines), unavailable)
+
+
+@dataclass
+class Context:
+    """What every stage uses: models, images (float [N, 3, H, W]), labels, notes for the header."""
+
+    cfg: RunConfig
+    names: Names
+    codecs: dict[str, nn.Module]
+    classifier: nn.Module
+    images: torch.Tensor
+    labels: torch.Tensor
+    image_names: list[str]
+    notes: list[str] = field(default_factory=list)
+    weights: dict[str, Any] = field(default_factory=dict)
+
+
+def _load(loader: Callable[..., nn.Module], name: str, weights: str, notes: list[str]) -> nn.Module:
+    try:
+        return loader(name, weights)
+    except WeightsError as e:
+        if weights != "pretrained":
+            raise
+        notes.append(f"{name}: no pretrained weights here ({e}); RANDOM weights used, its accuracy means nothing")
+        log.warning(notes[-1])
+        return loader(name, "random")
+
+
+def image_geometry(codecs: dict[str, nn.Module], classifier: nn.Module) -> tuple[int | None, int | None]:
+    """(resize, crop) the images are loaded at: the codecs' training size (mini CIFAR: 64), else the classifier's."""
+    from liccs.zoo import CODECS
+
+    sizes = {CODECS.get(c.split("@")[0]).extra.get("image_size") for c in codecs}
+    if len(sizes) == 1 and None not in sizes:
+        s = sizes.pop()
+        return s, s
+    cfg = classifier.preprocess.cfg
+    return cfg.resize, cfg.crop
+
+
+def load_context(cfg: RunConfig, names: Names, progress: bool = True) -> Context:
+    """Load the codecs, the classifier and the images; note where every model's weights came from."""
+    from liccs.data import load_batch, open_source
+    from liccs.zoo import load_classifier, load_codec
+
+    notes = list(cfg.report.notes)
+    clf = _load(load_classifier, cfg.models.classifier, cfg.models.weights, notes)
+    codecs = {n: _load(load_codec, n, cfg.models.weights, notes) for n in names.codecs}
+    weights = {n: m.liccs_weights.to_dict() for n, m in [*codecs.items(), (cfg.models.classifier, clf)]}
+    if any(w.get("source") == "mini-zoo" for w in weights.values()):
+        notes.insert(0, MINI_NOTE)
+    source = open_source(cfg.data.source)
+    n = min(cfg.data.images, len(source))
+    resize, crop = image_geometry(codecs, clf)
+    # evenly spaced over the source: class-sorted sources (the CIFAR-10 zips) give every class
+    indices = sorted({round(i * (len(source) - 1) / max(1, n - 1)) for i in range(n)}) if n < len(source) else range(n)
+    batch = load_batch(source, indices, resize=resize, crop=crop, progress=progress)
+    if batch.failures:
+        notes.append(f"{len(batch.failures)} image(s) of {cfg.data.source} could not be read and were skipped")
+    if not len(batch.names):
+        raise RunError(f"data.source {cfg.data.source!r}: no readable image among the first {n}")
+    if all(v is not None for v in batch.labels):
+        labels = torch.tensor(batch.labels, dtype=torch.long)
+    else:
+        with torch.no_grad():
+            labels = clf(batch.images).argmax(1)
+        notes.append(f"{cfg.data.source} has no labels: the classifier's clean predictions are used as labels")
+    notes.append(f"{len(batch.names)} images of {cfg.data.source} at {tuple(batch.images.shape[-2:])}; "
+                 f"classifier {cfg.models.classifier}; codecs {', '.join(names.codecs)}")
+    return Context(cfg, names, codecs, clf, batch.images.contiguous(), labels, list(batch.names), notes, weights)

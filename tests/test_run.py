@@ -1,0 +1,93 @@
+"""``liccs run``: a tiny end-to-end run (the default config's --quick variant, tiny mini-zoo models) writes
+every report file, skips an engine this machine cannot run with its reason, and bad configs are refused
+before any work, naming the key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from liccs.cli import main
+from liccs.config import ConfigError
+from liccs.engines import ENGINES
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ROOT / "configs" / "quick-cpu.toml"
+MISSING = "ort-cuda"  # a GPU engine: unavailable on a CPU-only machine
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    if ENGINES.get(MISSING).available:
+        pytest.skip(f"{MISSING} runs on this machine; the skip test needs an unavailable engine")
+    out = tmp_path_factory.mktemp("run") / "quick"
+    engines = f'["torch", "ort-cpu", "{MISSING}"]'
+    rc = main(["run", str(DEFAULT), "--quick", "--no-progress", "--out", str(out),
+               "--set", f"export.engines={engines}", "--set", f"transfer.engines={engines}"])
+    assert rc == 0
+    return out
+
+
+def test_quick_run_writes_every_report_file(quick_run: Path) -> None:
+    for f in ("manifest.json", "report.md", "report.html"):
+        assert (quick_run / f).stat().st_size > 0, f
+    for t in ("parity", "export", "rate_distortion", "latency", "sweep", "growth", "dominant", "attacks",
+              "transfer", "transfer_gap", "transfer_gap_summary", "whitebox"):
+        assert (quick_run / "tables" / f"{t}.csv").is_file(), t
+    man = json.loads((quick_run / "manifest.json").read_text())
+    assert man["config"]["models"]["classifier"] == "mini-tiny-cifar-resnet"
+    assert "offline mini zoo" in man["report"]["notes"][0]
+    html = (quick_run / "report.html").read_text()
+    assert "offline mini zoo" in html and "data:image/png;base64," in html
+    # PGD through each LICCS source and through the classifier alone, in PyTorch, cached under the run folder
+    attacks = (quick_run / "tables" / "attacks.csv").read_text()
+    assert "mini-tiny-cifar-resnet" in attacks and "mini-tiny-bmshj2018-hyperprior@q6" in attacks
+    assert len(list((quick_run / "adversarial").glob("*.pt"))) == 3
+    transfer = (quick_run / "tables" / "transfer.csv").read_text()
+    assert "ort-cpu" in transfer and "uint8" in transfer and "float" in transfer
+
+
+def test_unavailable_engine_is_skipped_with_its_reason(quick_run: Path) -> None:
+    man = json.loads((quick_run / "manifest.json").read_text())
+    skipped = {s["name"]: s["reason"] for s in man["report"]["skipped"]}
+    assert MISSING in skipped and "CUDA" in skipped[MISSING]
+    assert MISSING in (quick_run / "report.md").read_text()
+    assert MISSING not in (quick_run / "tables" / "transfer.csv").read_text()
+
+
+def test_rerun_reuses_the_adversarial_images(quick_run: Path) -> None:
+    from liccs.run import run_config
+
+    result = run_config(DEFAULT, quick=True, out=str(quick_run), progress=False,
+                        overrides=["profile.enabled=false", "transfer.enabled=false"])
+    assert result["tables"]["attacks"]["cached"].all()
+
+
+@pytest.mark.parametrize("override, key", [
+    ("data.imagez=4", "data.imagez"),
+    ('data.images="four"', "data.images"),
+    ('transfer.engines=["torch", "ort-gpu"]', "transfer.engines[1]"),
+    ('models.codecs=["mini-bmshj2018-hyperprior@q9"]', "models.codecs[0]"),
+    ('models.classifier="resnet9000"', "models.classifier"),
+])
+def test_bad_config_is_refused_before_any_work_naming_the_key(override: str, key: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import liccs.run
+
+    def no_work(*a: object, **k: object) -> None:
+        raise AssertionError("a model or an image was loaded before the config was refused")
+
+    monkeypatch.setattr(liccs.run, "load_context", no_work)
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        liccs.run.run_config(DEFAULT, quick=True, overrides=[override], out=str(tmp_path / "x"), progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_key_in_a_config_file_is_a_cli_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(DEFAULT.read_text().replace("[profile]\n", "[profile]\nmin_itres = 3\n", 1))
+    assert main(["run", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "profile.min_itres" in err and "min_iters" in err
