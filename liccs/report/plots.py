@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,16 @@ def to_png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     return buf.getvalue()
+
+
+def _finish_xy(fig: Figure, ax: Any, x: str, y: str, title: str) -> bytes:
+    """Axis labels, grid, legend and title of a line plot, rendered to PNG."""
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    return to_png(fig)
 
 
 def asr_heatmaps(table: pd.DataFrame, *, value: str = "asr", panel: str = "engine", row: str = "source",
@@ -78,12 +89,7 @@ def rd_curves(table: pd.DataFrame, *, x: str = "bpp", y: str = "psnr", series: s
         key = key if isinstance(key, tuple) else (key,)
         g = g.sort_values(x)
         ax.plot(g[x], g[y], marker="o", markersize=3, label=" / ".join(map(str, key)))
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=10)
-    return to_png(fig)
+    return _finish_xy(fig, ax, x, y, title)
 
 
 def latency_bars(table: pd.DataFrame, *, label: Sequence[str] = ("engine", "stage"), center: str = "p50_ms",
@@ -133,9 +139,4 @@ def throughput_vs_batch(table: pd.DataFrame, *, x: str = "batch_size", y: str = 
     ticks = sorted(table[x].dropna().unique())
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.minorticks_off()
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=10)
-    return to_png(fig)
+    return _finish_xy(fig, ax, x, y, title)
