@@ -1,0 +1,150 @@
+"""The deployed codec on ``ort-cpu`` against CompressAI's own ``compress()``/``decompress()``, on the 24 Kodak images.
+
+Models: bmshj2018-hyperprior and mbt2018-mean (full CompressAI sizes) with RANDOM weights (seed 0): no
+pretrained weights can be downloaded here. Speed does not depend on the weights' values, only the bitstream
+lengths do. Per image and model, in alternation (CompressAI, then deployed), each timed once after a warm-up:
+end-to-end encode and decode, and per stage (g_a, h_a, h_s, g_s on PyTorch vs on ort-cpu; the entropy coder is
+CompressAI's on both sides). Bitstreams: the deployed codec's payloads (framing removed) are compared byte for
+byte with CompressAI's strings, and its decode with CompressAI's (PSNR). Stages are timed on the first
+``--stage-images`` images only (to stay within ~5 minutes on a shared 2-core CPU). Target: deployed ≥ 1.5× faster end
+to end on 2 CPU cores. The load average is recorded: other jobs share this CPU.
+
+    nice python benchmarks/deployed_codec.py     # → benchmarks/results/deployed_codec.{json,md,manifest.json}
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's liccs
+
+from liccs.data import kodak, to_float
+from liccs.engines.bitstream import unframe
+from liccs.engines.codec import DeployedCodec
+from liccs.export.cache import ArtifactCache
+from liccs.export.graphs import stage_feeds
+from liccs.manifest import manifest, write_json
+from liccs.pipeline import psnr
+from liccs.run.profiles import coder_stages
+from liccs.zoo import load_codec
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGET = 1.5
+STAGES = ("g_a", "h_a", "h_s", "g_s", "entropy_encode", "entropy_decode")
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def bench_model(name: str, images: list[torch.Tensor], cache: ArtifactCache, stage_images: int) -> dict[str, Any]:
+    codec = load_codec(name, "random")
+    d = DeployedCodec.on_engine(codec, "ort-cpu", cache, calibration_images=None)
+    ref = {"encode": [], "decode": []}
+    dep = {"encode": [], "decode": []}
+    st: dict[str, dict[str, list[float]]] = {s: {"compressai": [], "deployed": []} for s in STAGES}
+    equal, psnrs = 0, []
+    x0 = images[0]
+    with torch.no_grad():  # warm-up, both directions (allocators, ORT sessions, first-shape work)
+        c0, e0 = codec.compress(x0), d.compress(x0)
+        codec.decompress(c0["strings"], c0["shape"]), d.decompress(e0["strings"], e0["shape"], e0["size"])
+    for k, x in enumerate(tqdm(images, desc=name, leave=False)):
+        with torch.no_grad():
+            t, c = timed(lambda: codec.compress(x))
+            ref["encode"].append(t)
+            t, r = timed(lambda: codec.decompress(c["strings"], c["shape"]))
+            ref["decode"].append(t)
+            t, e = timed(lambda: d.compress(x))
+            dep["encode"].append(t)
+            t, o = timed(lambda: d.decompress(e["strings"], e["shape"], e["size"]))
+            dep["decode"].append(t)
+            payload = [[unframe(s)[0] for s in lst] for lst in e["strings"]]
+            equal += int(payload == [list(s) for s in c["strings"]])
+            psnrs.append(psnr(o["x_hat"], r["x_hat"].clamp(0, 1)[..., : x.shape[-2], : x.shape[-1]]).item())
+            if k >= stage_images:
+                continue
+            feeds = stage_feeds(codec, x)
+            for s in ("g_a", "h_a", "h_s", "g_s"):
+                (inp,) = feeds[s].values()
+                st[s]["compressai"].append(timed(lambda: getattr(codec, s)(inp))[0])
+                st[s]["deployed"].append(timed(lambda: d.runners[s].infer({next(iter(feeds[s])): inp}))[0])
+            for s, fn in coder_stages(codec, d, x).items():  # one coder: both sides call the same code
+                t = timed(fn)[0]
+                st[s]["compressai"].append(t)
+                st[s]["deployed"].append(t)
+    def total(side: dict[str, list[float]]) -> float:
+        return sum(side["encode"]) + sum(side["decode"])
+
+    stages = {s: {"compressai_ms": 1e3 * statistics.median(v["compressai"]),
+                  "deployed_ms": 1e3 * statistics.median(v["deployed"])} for s, v in st.items()}
+    for v in stages.values():
+        v["speedup"] = v["compressai_ms"] / v["deployed_ms"]
+    return {"model": name, "images": len(images),
+            "encode_speedup": sum(ref["encode"]) / sum(dep["encode"]),
+            "decode_speedup": sum(ref["decode"]) / sum(dep["decode"]),
+            "end_to_end_speedup": total(ref) / total(dep),
+            "compressai_s": {k: sum(v) for k, v in ref.items()}, "deployed_s": {k: sum(v) for k, v in dep.items()},
+            "bitstreams_equal": equal, "decode_psnr_vs_compressai_db_min": min(psnrs), "stages": stages}
+
+
+def markdown(rows: list[dict[str, Any]], load: tuple[float, float, float], threads: int) -> str:
+    lines = ["# Deployed codec (ort-cpu) vs CompressAI compress()/decompress(), 24 Kodak images", "",
+             f"Random weights (seed 0; speed does not depend on weight values). torch threads {threads}; "
+             f"load average before/after: {load[0]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores (shared CPU).",
+             f"Target: ≥ {TARGET}× end to end.", "",
+             "| model | encode × | decode × | end-to-end × | CompressAI s (enc+dec) | deployed s | bitstreams equal | "
+             "min PSNR vs CompressAI decode |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        c, d = r["compressai_s"], r["deployed_s"]
+        lines.append(f"| {r['model']} | {r['encode_speedup']:.2f} | {r['decode_speedup']:.2f} | "
+                     f"**{r['end_to_end_speedup']:.2f}** | {c['encode'] + c['decode']:.1f} | "
+                     f"{d['encode'] + d['decode']:.1f} | {r['bitstreams_equal']}/{r['images']} | "
+                     f"{r['decode_psnr_vs_compressai_db_min']:.1f} dB |")
+    lines += ["", "Per stage, median ms per image over the first images (entropy coding: the same CompressAI coder on "
+              "both sides, timed once):", "",
+              "| model | stage | CompressAI/PyTorch ms | deployed ms | × |", "|---|---|---|---|---|"]
+    for r in rows:
+        for s, v in r["stages"].items():
+            lines.append(f"| {r['model']} | {s} | {v['compressai_ms']:.1f} | {v['deployed_ms']:.1f} | "
+                         f"{v['speedup']:.2f} |")
+    lines += ["", "Raw numbers: `deployed_codec.json`; environment: `deployed_codec.manifest.json`.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["bmshj2018-hyperprior@q3", "mbt2018-mean@q3"])
+    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--stage-images", type=int, default=4, help="images timed stage by stage (the first ones)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    load0 = os.getloadavg()
+    src = kodak()
+    images = [to_float(src.read(i))[None] for i in range(min(args.images, len(src)))]
+    cache = ArtifactCache()
+    rows = [bench_model(m, images, cache, args.stage_images) for m in tqdm(args.models, desc="models")]
+    load1 = os.getloadavg()
+    config = {"models": args.models, "images": len(images), "stage_images": args.stage_images, "engine": "ort-cpu",
+              "weights": "random"}
+    write_json(args.out / "deployed_codec.json", {"results": rows, "loadavg_before": load0, "loadavg_after": load1})
+    write_json(args.out / "deployed_codec.manifest.json",
+               manifest(config, benchmark="deployed_codec", command="nice python benchmarks/deployed_codec.py"))
+    md = markdown(rows, (load0[0], 0.0, load1[0]), torch.get_num_threads())
+    (args.out / "deployed_codec.md").write_text(md, encoding="utf-8")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
