@@ -51,12 +51,14 @@ class OrtRunner(Runner):
         self._source, self.providers = model, list(providers)
         self.value_ranges, self.threads = dict(value_ranges or {}), threads
         self.path: Path | None = None
+        self.artifact: Any = None
         self._session: Any = None
 
     def _resolve(self) -> Path:
         src = self._source
         if callable(src):
             src = src()
+        self.artifact = src if hasattr(src, "meta") else None  # what built the file (exporter, ...), when known
         return Path(getattr(src, "path", src))
 
     def activate_impl(self) -> None:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from liccs.data import ImageSource, kodak, prepare, to_float
-from liccs.engines.base import EngineUnavailable, get_engine
+from liccs.engines.base import EngineUnavailable
 from liccs.errors import InputError, LiccsError
 from liccs.pipeline import psnr
 
@@ -161,11 +161,12 @@ def check_graph(graph: Any, engines: Iterable[str], feeds: Sequence[Mapping[str,
             continue
         m = compare(outs, refs, _kind(graph.outputs[0]))
         fails = judge(m, tol)
-        exporter_used = getattr(getattr(runner, "path", None), "name", None)
+        art = getattr(runner, "artifact", None)
+        extra = {"artifact": str(art.path), **{k: art.meta[k] for k in ("exporter", "fallback_reason") if k in art.meta}
+                 } if art is not None else {}
         records.append(ParityRecord(graph.model, graph.name, engine, graph.outputs[0], "ok", not fails, **m,
                                     shapes=[list(next(iter(f.values())).shape) for f in feeds],
-                                    tolerance=asdict(tol), failures=fails,
-                                    extra={"artifact": exporter_used} if exporter_used else {}))
+                                    tolerance=asdict(tol), failures=fails, extra=extra))
     return records
 
 
