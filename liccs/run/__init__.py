@@ -51,6 +51,10 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
     out = Path(cfg.run.out)
     seconds: dict[str, float] = {}
     skipped = dict(names.unavailable)
+    for section in ("sampling", "defense"):
+        if getattr(cfg, section).enabled:
+            skipped[f"[{section}]"] = ("enabled in the config but not run by `liccs run`: the paper drivers run it "
+                                       "(issue 7)")
     tables: dict[str, pd.DataFrame] = {}
     clock = time.perf_counter()
 

@@ -8,6 +8,7 @@ on the CPU, for every engine. The classifier runs at its crop size after a host-
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from liccs.run.exports import Exports
 from liccs.run.setup import Context
 
 
+@functools.lru_cache(maxsize=8)
 def sweep_images(batch: int, hw: tuple[int, int]) -> Tensor:
     """``batch`` real images at ``hw``: Kodak images resized (shorter side ≥ the larger of hw) and centre-cropped."""
     from liccs.data import kodak, to_float

@@ -42,6 +42,12 @@ def build_report(ctx: Context, tables: dict[str, pd.DataFrame], skipped: dict[st
     cfg = ctx.cfg
     rep = Report(cfg.report.title, notes=list(ctx.notes), config=cfg.to_dict())
     rep.add_note("Stage times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+    if "dominant" in tables and not tables["dominant"].empty:
+        rep.add_note("Dominant stage: " + "; ".join(tables["dominant"]["summary"]))
+    gaps = tables.get("transfer_gap_summary")
+    if gaps is not None and not gaps.empty:
+        rep.add_note("Transfer gap ASR(reference) − ASR(engine), mean over cells: " + "; ".join(
+            f"{r.engine} ({r.precision}, {r.variant}) {r.mean_gap:+.3f}" for r in gaps.itertuples()))
     for name, reason in skipped.items():
         rep.skip(name, reason)
     for name, caption, cols in TABLES:
