@@ -4,15 +4,17 @@ CompressAI's rANS decoder trusts its input: a string cut short, with flipped byt
 entropy tables than it was written with, reads past its buffer and can crash the interpreter (seen here:
 a segmentation fault on a truncated string). So every string liccs writes is *framed*::
 
-    b"LF" | n_checks u16 | payload length u32 | payload crc32 u32 | checks (u32 each) | header crc32 u32 | payload
+    b"LF" | n_checks u16 | payload length u32 | checks (u32 each) | crc32 u32 | payload
 
-and :func:`unframe` refuses a frame whose lengths or checksums do not hold, naming the latent and image.
+(the crc32 covers header, checks and payload) and :func:`unframe` refuses a frame whose length or checksum
+does not hold, naming the latent and image.
 ``checks`` carry crc32s of the entropy-table indexes the encoder used (one per string, or one per latent
 row for autoregressive models), so a decoder whose ``h_s``/``entropy_parameters`` drifted to other tables is
 caught instead of decoding a silently wrong image.
 
-A *container* holds one image: ``b"LICC" | version | codec name | model fingerprint | image H, W | latent
-shape | n strings | header crc32 | frames``. Its length is the real size of the compressed image.
+A *container* holds one image: ``b"LICC" | version | model fingerprint (8 bytes of the weights' sha256) |
+image H, W | latent shape | n strings | header crc32 | frames``. Its length is the real size of the
+compressed image: 26 bytes of container plus 12 (+4 per check) per frame on top of CompressAI's strings.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from liccs.errors import LiccsError
 
 FRAME_MAGIC = b"LF"
 CONTAINER_MAGIC = b"LICC"
-VERSION = 1
-_FRAME_HEAD = struct.Struct("<2sHII")  # magic, n_checks, payload length, payload crc32
-_CONT_HEAD = struct.Struct("<4sBB")  # magic, version, name length
+VERSION = 2
+_FRAME_HEAD = struct.Struct("<2sHI")  # magic, n_checks, payload length
+_CONT_HEAD = struct.Struct("<4sB8sHHHHB")  # magic, version, fingerprint, image H, W, latent h, w, n strings
 
 
 class BitstreamError(LiccsError):
@@ -40,26 +42,23 @@ def crc32(data: bytes) -> int:
 
 
 def frame(payload: bytes, checks: Sequence[int] = ()) -> bytes:
-    """``payload`` with liccs's frame header (length, crc32, entropy-table ``checks``)."""
-    head = _FRAME_HEAD.pack(FRAME_MAGIC, len(checks), len(payload), crc32(payload))
+    """``payload`` with liccs's frame header (length, entropy-table ``checks``, crc32 of it all)."""
+    head = _FRAME_HEAD.pack(FRAME_MAGIC, len(checks), len(payload))
     head += b"".join(struct.pack("<I", c & 0xFFFFFFFF) for c in checks)
-    return head + struct.pack("<I", crc32(head)) + payload
+    return head + struct.pack("<I", crc32(head + payload)) + payload
 
 
 def _frame_size(data: bytes | memoryview, where: str) -> tuple[int, int, tuple[int, ...]]:
-    """(header size, payload length, checks) of the frame at the start of ``data``, header verified."""
+    """(header size, payload length, checks) of the frame at the start of ``data`` (not yet verified)."""
     if len(data) < _FRAME_HEAD.size + 4:
         raise BitstreamError(f"{where}: cut short ({len(data)} bytes; a frame header alone is "
                              f"{_FRAME_HEAD.size + 4})")
-    magic, n_checks, length, _ = _FRAME_HEAD.unpack_from(data)
+    magic, n_checks, length = _FRAME_HEAD.unpack_from(data)
     if magic != FRAME_MAGIC:
         raise BitstreamError(f"{where}: not a liccs frame (starts with {bytes(data[:2])!r}, expected {FRAME_MAGIC!r})")
     head_len = _FRAME_HEAD.size + 4 * n_checks
     if len(data) < head_len + 4:
         raise BitstreamError(f"{where}: cut short inside the frame header")
-    (head_crc,) = struct.unpack_from("<I", data, head_len)
-    if crc32(bytes(data[:head_len])) != head_crc:
-        raise BitstreamError(f"{where}: frame header is corrupt (checksum mismatch)")
     checks = struct.unpack_from(f"<{n_checks}I", data, _FRAME_HEAD.size)
     return head_len + 4, length, checks
 
@@ -72,8 +71,9 @@ def unframe(data: bytes, where: str = "string") -> tuple[bytes, tuple[int, ...]]
     payload = bytes(data[head:])
     if len(payload) != length:
         raise BitstreamError(f"{where}: cut short or padded: header says {length} payload bytes, found {len(payload)}")
-    if crc32(payload) != _FRAME_HEAD.unpack_from(data)[3]:
-        raise BitstreamError(f"{where}: payload is corrupt (crc32 mismatch; flipped or altered bytes)")
+    (crc,) = struct.unpack_from("<I", data, head - 4)
+    if crc32(bytes(data[:head - 4]) + payload) != crc:
+        raise BitstreamError(f"{where}: corrupt (crc32 mismatch; flipped or altered bytes)")
     return payload, checks
 
 
@@ -81,35 +81,29 @@ def unframe(data: bytes, where: str = "string") -> tuple[bytes, tuple[int, ...]]
 class Container:
     """One compressed image: its framed strings (one per latent), latent shape and image size."""
 
-    codec: str
     fingerprint: bytes
     size: tuple[int, int]
     shape: tuple[int, int]
     strings: tuple[bytes, ...]
 
     def to_bytes(self) -> bytes:
-        name = self.codec.encode()
-        head = _CONT_HEAD.pack(CONTAINER_MAGIC, VERSION, len(name)) + name + self.fingerprint[:8].ljust(8, b"\0")
-        head += struct.pack("<HHHHB", *self.size, *self.shape, len(self.strings))
+        head = _CONT_HEAD.pack(CONTAINER_MAGIC, VERSION, self.fingerprint[:8].ljust(8, b"\0"), *self.size,
+                               *self.shape, len(self.strings))
         return head + struct.pack("<I", crc32(head)) + b"".join(self.strings)
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "bitstream") -> Container:
         """Parse and verify a container; every frame is checked (see :func:`unframe`)."""
-        if len(data) < _CONT_HEAD.size or bytes(data[:4]) != CONTAINER_MAGIC:
+        if len(data) < 5 or bytes(data[:4]) != CONTAINER_MAGIC:
             raise BitstreamError(f"{where}: not a liccs bitstream (expected it to start with {CONTAINER_MAGIC!r})")
-        magic, version, n = _CONT_HEAD.unpack_from(data)
-        if version != VERSION:
-            raise BitstreamError(f"{where}: container version {version}, this liccs reads version {VERSION}")
-        fixed = _CONT_HEAD.size + n + 8 + struct.calcsize("<HHHHB")
-        if len(data) < fixed + 4:
+        if data[4] != VERSION:
+            raise BitstreamError(f"{where}: container version {data[4]}, this liccs reads version {VERSION}")
+        if len(data) < _CONT_HEAD.size + 4:
             raise BitstreamError(f"{where}: cut short inside the header")
-        if crc32(bytes(data[:fixed])) != struct.unpack_from("<I", data, fixed)[0]:
+        if crc32(bytes(data[:_CONT_HEAD.size])) != struct.unpack_from("<I", data, _CONT_HEAD.size)[0]:
             raise BitstreamError(f"{where}: header is corrupt (checksum mismatch)")
-        name = bytes(data[_CONT_HEAD.size:_CONT_HEAD.size + n]).decode(errors="replace")
-        fp = bytes(data[_CONT_HEAD.size + n:_CONT_HEAD.size + n + 8])
-        h, w, sh, sw, count = struct.unpack_from("<HHHHB", data, _CONT_HEAD.size + n + 8)
-        pos, strings = fixed + 4, []
+        _, _, fp, h, w, sh, sw, count = _CONT_HEAD.unpack_from(data)
+        pos, strings = _CONT_HEAD.size + 4, []
         for i in range(count):
             head, length, _ = _frame_size(memoryview(data)[pos:], f"{where}: string {i}")
             end = pos + head + length
@@ -120,4 +114,4 @@ class Container:
             pos = end
         if pos != len(data):
             raise BitstreamError(f"{where}: {len(data) - pos} unexpected bytes after the last string")
-        return cls(name, fp, (h, w), (sh, sw), tuple(strings))
+        return cls(fp, (h, w), (sh, sw), tuple(strings))
