@@ -100,11 +100,12 @@ def bench_model(name: str, images: list[torch.Tensor], cache: ArtifactCache, sta
 
 
 def markdown(rows: list[dict[str, Any]], load: tuple[float, float, float], threads: int) -> str:
-    lines = ["# Deployed codec (ort-cpu) vs CompressAI compress()/decompress(), 24 Kodak images", "",
+    lines = [f"# Deployed codec (ort-cpu) vs CompressAI compress()/decompress(), {rows[0]['images']} Kodak images", "",
              f"Random weights (seed 0; speed does not depend on weight values). torch threads {threads}; "
              f"load average before/after: {load[0]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores (shared CPU).",
              f"Target: ≥ {TARGET}× end to end.", "",
-             "| model | encode × | decode × | end-to-end × | CompressAI s (enc+dec) | deployed s | bitstreams equal | "
+             "| model | encode × | decode × | end-to-end × | CompressAI s (enc+dec) | deployed s | "
+             "bitstreams equal | "
              "min PSNR vs CompressAI decode |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         c, d = r["compressai_s"], r["deployed_s"]
@@ -140,7 +141,7 @@ def main() -> None:
               "weights": "random"}
     write_json(args.out / "deployed_codec.json", {"results": rows, "loadavg_before": load0, "loadavg_after": load1})
     write_json(args.out / "deployed_codec.manifest.json",
-               manifest(config, benchmark="deployed_codec", command="nice python benchmarks/deployed_codec.py"))
+               manifest(config, benchmark="deployed_codec", command="nice python " + " ".join(sys.argv)))
     md = markdown(rows, (load0[0], 0.0, load1[0]), torch.get_num_threads())
     (args.out / "deployed_codec.md").write_text(md, encoding="utf-8")
     print(md)

@@ -83,12 +83,13 @@ def main() -> None:
                                                  "ceiling_after": ceil1, "ceiling_gflops_used": ceiling,
                                                  "loadavg_before": load0, "loadavg_after": load1})
     write_json(args.out / "stage_ceiling.manifest.json",
-               manifest(config, benchmark="stage_ceiling", command="nice python benchmarks/stage_ceiling.py"))
+               manifest(config, benchmark="stage_ceiling", command="nice python " + " ".join(sys.argv)))
     cols = ["model", "engine", "stage", "gflop", "mbytes", "p50_ms", "achieved_gflops", "fraction_of_ceiling"]
     md = "\n".join([
         f"# Stage FLOPs against this CPU's matmul ceiling ({args.side}×{args.side}, batch 1, random weights)", "",
         f"Dense fp32 matmul {args.matmul_n}³ with {torch.get_num_threads()} torch threads: "
-        f"{ceil0['gflops']:.1f} GFLOP/s before the stages, {ceil1['gflops']:.1f} after (used: the higher, {ceiling:.1f}). "
+        f"{ceil0['gflops']:.1f} GFLOP/s before the stages, {ceil1['gflops']:.1f} after "
+        f"(used: the higher, {ceiling:.1f}). "
         f"Load average before/after {load0[0]:.1f} / {load1[0]:.1f} on {os.cpu_count()} cores (shared CPU).", "",
         to_markdown(table[cols]), "",
         "FLOPs count convolutions only (2 per multiply-add); mbytes = fp32 input + output + weights (a lower bound "

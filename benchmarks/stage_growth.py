@@ -63,7 +63,7 @@ def main() -> None:
     write_json(args.out / "stage_growth.json", {"times": table.to_dict("records"), "growth": growth.to_dict("records"),
                                                 "loadavg_before": load0, "loadavg_after": load1})
     write_json(args.out / "stage_growth.manifest.json",
-               manifest(config, benchmark="stage_growth", command="nice python benchmarks/stage_growth.py"))
+               manifest(config, benchmark="stage_growth", command="nice python " + " ".join(sys.argv)))
     times = table.pivot_table(index=["engine", "stage"], columns="height", values="p50_ms", sort=False)
     times.columns = [f"{c}² p50 ms" for c in times.columns]
     md = "\n".join([

@@ -80,7 +80,8 @@ def run_attacks(ctx: Context, out: Path, progress: bool = True) -> tuple[dict[st
             images = hit["images"]
         else:
             images = craft(ctx, source)
-            atomic_write(path, lambda tmp, im=images: torch.save({"key": key, "images": im, "names": ctx.image_names}, tmp))
+            record = {"key": key, "images": images, "names": ctx.image_names}
+            atomic_write(path, lambda tmp, rec=record: torch.save(rec, tmp))
         adv[source] = images
         rows.append({"source": source, "cached": cached, "file": str(path.relative_to(out)), "key": key[:16],
                      "linf": float((images - ctx.images).abs().max()), "attack": ctx.cfg.attack.name,

@@ -54,7 +54,8 @@ def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor) -> dict[str, Cal
     y = codec.g_a(pad_to_multiple(x, PAD_MULTIPLE)[0])
     if family == "factorized":
         strings = eb.compress(y)
-        return {"entropy_encode": lambda: eb.compress(y), "entropy_decode": lambda: eb.decompress(strings, y.shape[-2:])}
+        return {"entropy_encode": lambda: eb.compress(y),
+                "entropy_decode": lambda: eb.decompress(strings, y.shape[-2:])}
     z = codec.h_a(torch.abs(y) if family == "scale-hyperprior" else y)
     z_strings = eb.compress(z)
     params = codec.h_s(eb.decompress(z_strings, z.shape[-2:]))
@@ -95,7 +96,8 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
     from liccs.engines import runner_for
 
     p = ctx.cfg.profile
-    tcfg = TimerConfig(warmup=p.warmup, min_iters=p.min_iters, min_duration_s=p.min_duration_s, device=ctx.cfg.run.device)
+    tcfg = TimerConfig(warmup=p.warmup, min_iters=p.min_iters, min_duration_s=p.min_duration_s,
+                       device=ctx.cfg.run.device)
     pre = ctx.classifier.preprocess.cfg
     wanted = set(p.stages)
     frames = []

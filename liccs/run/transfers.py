@@ -32,7 +32,8 @@ def _out(runner: Runner, x: Tensor) -> Tensor:
     return torch.as_tensor(next(iter(runner.infer({"x": x.contiguous()}).values()))).float()
 
 
-def predictors(ctx: Context, engine: str, exports: Exports) -> tuple[dict[str, Callable[[Tensor], Any]], dict[str, str]]:
+def predictors(ctx: Context, engine: str,
+               exports: Exports) -> tuple[dict[str, Callable[[Tensor], Any]], dict[str, str]]:
     """(target → images-to-logits on ``engine``, target → how it runs there)."""
     from liccs.data import prepare
 
