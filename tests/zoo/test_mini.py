@@ -61,14 +61,12 @@ def test_codec_training_is_deterministic_with_a_seed(cifar_small):
 
 
 def test_tiny_classifier_trains_on_demand_and_beats_chance(zoo_cache):
-    from liccs.zoo.mini_report import balanced_subset
     from liccs.zoo.train_data import cifar10_tensors
 
     clf = load_classifier(TINY_CLF)
     assert clf.liccs_weights.source == "mini-zoo"
-    x, y = cifar10_tensors("test", progress=False)
-    idx = balanced_subset(len(x), 500)
-    assert accuracy(clf, x[idx], y[idx]) > 0.15  # chance is 0.10
+    x, y = cifar10_tensors("test", 50, progress=False)  # 50 test images per class
+    assert accuracy(clf, x, y) > 0.15  # chance is 0.10
 
 
 def test_trained_entries_reload_from_the_cache_without_training(zoo_cache, monkeypatch):
@@ -111,9 +109,17 @@ def test_committed_fp16_weights_are_verified(zoo_cache, monkeypatch, tmp_path):
     assert clf.liccs_weights.path == str(tmp_path / index[TINY_CLF]["file"])
     assert any(v.dtype == torch.float16 for v in torch.load(clf.liccs_weights.path, weights_only=True).values())
     (tmp_path / index[TINY_CLF]["file"]).write_bytes(b"not the committed file")
-    monkeypatch.setattr(mini_mod, "train_mini_classifier", lambda *a, **k: pytest.skip("reached training"))
+
+    def reached_training(*a, **k):
+        raise _ReachedTraining
+
+    monkeypatch.setattr(mini_mod, "train_mini_classifier", reached_training)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(pytest.skip.Exception):
+        with pytest.raises(_ReachedTraining):  # the tampered file is not loaded: training is next
             load_classifier(TINY_CLF)
     assert any(issubclass(w.category, store.MiniZooWarning) for w in caught)
+
+
+class _ReachedTraining(Exception):
+    """Raised by a stand-in for training, to show that resolution got that far."""
