@@ -43,7 +43,7 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     members = select(args.only, args.seed)
-    walls = train_zoo(members, device=args.device, progress=not args.no_progress)
+    walls = {} if args.report_only else train_zoo(members, device=args.device, progress=not args.no_progress)
     if args.export_weights:
         export_committed([m for m in members if m.name in args.export_weights.split(",")])
     if args.report:
@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--device", default="cpu", help="cpu | cuda")
     z.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     z.add_argument("--report", metavar="DIR", help="evaluate the trained models and write a report here")
+    z.add_argument("--report-only", action="store_true", help="train nothing; report on what is in the cache")
     z.add_argument("--eval-images", type=int, default=2000,
                    help="class-balanced CIFAR-10 test images for the codec ladders (the classifier uses all 10k)")
     z.add_argument("--export-weights", metavar="NAMES",
