@@ -77,6 +77,7 @@ def evaluate_classifier(mc: MiniClassifier, x: torch.Tensor, y: torch.Tensor, pr
     acc = accuracy(clf, x, y, progress=progress, desc="classifier on cifar10-test")
     acc64 = accuracy(lambda t: clf(cifar_to_codec_input((t * 255).round().to(torch.uint8))), x, y)
     return {"name": mc.name, "top1": acc, "top1_at_64": acc64, "train_wall_s": meta.get("wall_s"),
+            "train_cpu_s": meta.get("cpu_s"), "train_threads": meta.get("threads"),
             "weights": str(clf.liccs_weights), "config": meta.get("config"), "log": _curve_log(meta)}
 
 
@@ -84,13 +85,14 @@ def evaluate_cifar_ladder(ml: MiniLadder, clf: torch.nn.Module, x: torch.Tensor,
                           progress: bool) -> dict[str, Any]:
     """bpp, PSNR (real entropy coding, 64×64) and LICCS accuracy per quality on the images ``x``."""
     xin = cifar_to_codec_input(x)
-    rows, walls, logs = [], 0.0, {}
+    rows, walls, cpus, logs = [], 0.0, [], {}
     for q in tqdm(ml.config.qualities, desc=f"evaluating {ml.name}", disable=not progress, leave=False):
         if store.cached(ml.entry_name(q), ml.key) is None:
             rows.append({"quality": q, "trained": False})
             continue
         meta = store.read_meta(ml.entry_name(q), ml.key) or {}
         walls += meta.get("wall_s", 0.0)
+        cpus.append(meta.get("cpu_s"))
         logs[q] = _curve_log(meta)
         codec = load_codec(ml.entry_name(q))
         r = evaluate_roundtrip(codec, xin, 200, classify=clf)
@@ -99,25 +101,28 @@ def evaluate_cifar_ladder(ml: MiniLadder, clf: torch.nn.Module, x: torch.Tensor,
         rows.append({"quality": q, "trained": True, "lambda": LAMBDAS[q], "bpp": r["bpp"],
                      "bpp_likelihood_estimate": est.mean().item(), "psnr": r["psnr"],
                      "liccs_top1": (r["pred"] == y).float().mean().item(), "train_wall_s": meta.get("wall_s")})
-    return {"name": ml.name, "rows": rows, "train_wall_s": walls, "logs": logs}
+    cpu = sum(cpus) if cpus and None not in cpus else None
+    return {"name": ml.name, "rows": rows, "train_wall_s": walls, "train_cpu_s": cpu, "logs": logs}
 
 
 def evaluate_natural_ladder(ml: MiniLadder, images: list[torch.Tensor], progress: bool) -> dict[str, Any]:
     """bpp and PSNR per quality on Kodak (real entropy coding), each image coded on its own."""
-    rows, walls, logs = [], 0.0, {}
+    rows, walls, cpus, logs = [], 0.0, [], {}
     for q in tqdm(ml.config.qualities, desc=f"evaluating {ml.name} on Kodak", disable=not progress, leave=False):
         if store.cached(ml.entry_name(q), ml.key) is None:
             rows.append({"quality": q, "trained": False})
             continue
         meta = store.read_meta(ml.entry_name(q), ml.key) or {}
         walls += meta.get("wall_s", 0.0)
+        cpus.append(meta.get("cpu_s"))
         logs[q] = _curve_log(meta)
         codec = load_codec(ml.entry_name(q))
         res = [evaluate_roundtrip(codec, to_float(img)[None], 1) for img in images]
         rows.append({"quality": q, "trained": True, "lambda": LAMBDAS[q],
                      "bpp": float(np.mean([r["bpp"] for r in res])), "psnr": float(np.mean([r["psnr"] for r in res])),
                      "train_wall_s": meta.get("wall_s")})
-    return {"name": ml.name, "rows": rows, "train_wall_s": walls, "logs": logs}
+    cpu = sum(cpus) if cpus and None not in cpus else None
+    return {"name": ml.name, "rows": rows, "train_wall_s": walls, "train_cpu_s": cpu, "logs": logs}
 
 
 def write_report(members: list[MiniClassifier | MiniLadder], out_dir: str | Path, walls: dict[str, float],
