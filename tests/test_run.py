@@ -58,11 +58,14 @@ def test_unavailable_engine_is_skipped_with_its_reason(quick_run: Path) -> None:
 
 
 def test_rerun_reuses_the_adversarial_images(quick_run: Path) -> None:
-    from liccs.run import run_config
+    from liccs.config import load_config
+    from liccs.run import check_names, load_context
+    from liccs.run.attacks import run_attacks
 
-    result = run_config(DEFAULT, quick=True, out=str(quick_run), progress=False,
-                        overrides=["profile.enabled=false", "transfer.enabled=false"])
-    assert result["tables"]["attacks"]["cached"].all()
+    cfg = load_config(DEFAULT, quick=True, overrides=[f'run.out="{quick_run}"'])
+    ctx = load_context(cfg, check_names(cfg), progress=False)
+    _, table = run_attacks(ctx, quick_run, progress=False)
+    assert table["cached"].all() and len(table) == 3
 
 
 @pytest.mark.parametrize("override, key", [

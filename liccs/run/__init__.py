@@ -23,7 +23,7 @@ from liccs.run.setup import Context, Names, RunError, check_names, load_context
 
 log = logging.getLogger("liccs")
 
-__all__ = ["RunError", "Context", "Names", "check_names", "load_config", "run", "run_config"]
+__all__ = ["RunError", "Context", "Names", "check_names", "load_config", "load_context", "run", "run_config"]
 
 
 def run_config(path: str | Path, *, quick: bool = False, overrides: list[str] | None = None,
