@@ -38,10 +38,12 @@ class CrossDecodeRecord:
     psnr_vs_same_db: float
     max_abs_vs_same: float
     identical: bool
+    finite: bool = True  # False: the cross decode held inf/NaN (set to 0 before the PSNR)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["psnr_vs_same_db"] = None if math.isinf(self.psnr_vs_same_db) else self.psnr_vs_same_db  # JSON has no inf
+        if not math.isfinite(self.psnr_vs_same_db):  # JSON has no inf/NaN; identical says which
+            d["psnr_vs_same_db"] = None
         return d
 
 
@@ -73,7 +75,9 @@ def cross_decode(codec: nn.Module, deployed: Mapping[str, DeployedCodec], images
                 else:
                     res = dec.decompress(out["strings"], out["shape"], out["size"], on_mismatch="decode")
                     x_hat, match = res["x_hat"], res["tables_match"][0]
+                finite = bool(torch.isfinite(x_hat).all())
+                x_hat = torch.nan_to_num(x_hat, nan=0.0, posinf=1.0, neginf=0.0)
                 diff = (x_hat - same).abs().max().item()
                 records.append(CrossDecodeRecord(model, name, enc_name, dec_name, match,
-                                                 float(psnr(x_hat, same)[0]), diff, diff == 0.0))
+                                                 float(psnr(x_hat, same)[0]), diff, diff == 0.0, finite))
     return records
