@@ -63,9 +63,13 @@ class ParityRecord:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if d["psnr_db"] is not None and math.isinf(d["psnr_db"]):
+        if d["psnr_db"] is not None and math.isinf(d["psnr_db"]) and d["psnr_db"] > 0:
             d["psnr_db"] = None  # identical outputs; JSON has no inf
             d["extra"]["identical"] = True
+        for k in ("max_abs_err", "mean_abs_err", "rel_err", "psnr_db", "top1_agreement"):
+            if d[k] is not None and not math.isfinite(d[k]):  # NaN/inf outputs (the record has failed)
+                d["extra"].setdefault("non_finite", []).append(k)
+                d[k] = None
         return d
 
 
