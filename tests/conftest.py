@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
@@ -11,6 +12,9 @@ from liccs.data import kodak, to_float
 from liccs.paths import data_dir
 
 os.environ.setdefault("LICCS_OFFLINE", "1")  # tests never download
+# Every test session starts from an empty liccs cache: no state left by earlier runs, nothing written to the
+# user's own cache, and the suite's time is a fresh machine's.
+os.environ["LICCS_CACHE"] = tempfile.mkdtemp(prefix="liccs-test-cache-")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
