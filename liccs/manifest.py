@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata as md
-import json
 import os
 import platform
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from liccs.fileio import write_json  # noqa: F401  (re-exported: liccs.manifest.write_json)
 from liccs.paths import PROJECT_ROOT
 
 PACKAGES = ("liccs", "torch", "torchvision", "compressai", "onnx", "onnxruntime", "onnxruntime-gpu",
@@ -69,13 +69,3 @@ def manifest(config: dict[str, Any] | None = None, **extra: Any) -> dict[str, An
         "config": config or {},
         **extra,
     }
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Write JSON atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    return path

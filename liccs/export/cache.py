@@ -9,17 +9,15 @@ size and sha256; a file that fails the check is rebuilt (and the reason logged).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from liccs.fileio import atomic_write, json_digest, sha256_file  # noqa: F401  (atomic_write re-exported)
 from liccs.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -27,29 +25,10 @@ log = logging.getLogger(__name__)
 
 def key_digest(key: Mapping[str, Any]) -> str:
     """sha256 of a key (JSON with sorted keys)."""
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    return json_digest(key)
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then move it into place (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".part{path.suffix}")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+file_sha256 = sha256_file
 
 
 @dataclass

@@ -25,9 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from liccs.errors import ImageReadError, InputError, LiccsError
+from liccs.fileio import atomic_write_bytes, json_digest
 from liccs.paths import cache_dir
 
 log = logging.getLogger("liccs.tensorrt")
@@ -70,7 +69,9 @@ class EngineVersionError(EngineFileError):
 
 def import_tensorrt(need_builder: bool = True) -> ModuleType:
     """``import tensorrt``, or :class:`~liccs.engines.base.EngineUnavailable` saying how to install it."""
-    from liccs.engines.base import EngineUnavailable  # here, not at the top: export must not import engines
+    from liccs.engines.base import (
+        EngineUnavailable,  # here, not at the top: export must not import engines
+    )
 
     try:
         import tensorrt as trt
@@ -329,8 +330,7 @@ def plan_build(precision: str, onnx: OnnxInfo, *, trt_version: str, builder_flag
 
 def engine_cache_key(fields: Mapping[str, Any]) -> str:
     """A short, stable hash of the key fields (their JSON with sorted keys)."""
-    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return json_digest(fields, 24)
 
 
 def key_fields(*, onnx_sha256: str, precision: str, profile: Profile, trt_version: str, gpu_name: str,
@@ -339,23 +339,6 @@ def key_fields(*, onnx_sha256: str, precision: str, profile: Profile, trt_versio
     return {"format": ENGINE_FORMAT, "onnx_sha256": onnx_sha256, "precision": precision,
             "profile": {k: v.as_list() for k, v in profile.items()}, "tensorrt": trt_version,
             "gpu": gpu_name, "compute_capability": compute_capability, "options": dict(options)}
-
-
-def atomic_write_bytes(path: str | Path, data: bytes | bytearray | memoryview) -> Path:
-    """Write ``data`` to a unique temp file beside ``path``, fsync, then ``os.replace``: all or nothing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def cuda_device_identity() -> tuple[str, str]:

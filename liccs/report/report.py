@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from liccs.errors import InputError
+from liccs.fileio import atomic_write_text
 from liccs.manifest import manifest as make_manifest
 from liccs.manifest import write_json
 from liccs.report import plots
@@ -144,10 +145,7 @@ class Report:
 
     @staticmethod
     def _write_text(path: Path, text: str) -> Path:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, text)
 
     def _markdown(self, fig_names: list[str]) -> str:
         lines = [f"# {self.title}", ""]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from liccs.errors import InputError
+from liccs.fileio import atomic_write
 
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -28,25 +28,18 @@ def parquet_available() -> bool:
     return importlib.util.find_spec("pyarrow") is not None
 
 
-def _atomic(path: Path, write: Any) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def write_table(df: pd.DataFrame, folder: Path, name: str) -> list[Path]:
     """``name.csv``, ``name.json`` (records) and, with pyarrow, ``name.parquet`` under ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     stem = slug(name)
-    paths = [_atomic(folder / f"{stem}.csv", lambda p: df.to_csv(p, index=False)),
-             _atomic(folder / f"{stem}.json", lambda p: df.to_json(p, orient="records", indent=1, default_handler=str))]
+    paths = [atomic_write(folder / f"{stem}.csv", lambda p: df.to_csv(p, index=False)),
+             atomic_write(folder / f"{stem}.json", lambda p: df.to_json(p, orient="records", indent=1, default_handler=str))]
     if parquet_available():
         # object columns of mixed types (None next to str) are stored as text
         safe = df.copy()
         for col in safe.columns[safe.dtypes == object]:
             safe[col] = safe[col].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
-        paths.append(_atomic(folder / f"{stem}.parquet", lambda p: safe.to_parquet(p, index=False)))
+        paths.append(atomic_write(folder / f"{stem}.parquet", lambda p: safe.to_parquet(p, index=False)))
     return paths
 
 

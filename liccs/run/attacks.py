@@ -8,7 +8,6 @@ attacking again; any change of the key attacks again.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from liccs.attack.diversity import InputDiversity
 from liccs.attack.ensemble import Ensemble
 from liccs.attack.eot import EoT
 from liccs.export.cache import atomic_write
+from liccs.fileio import json_digest
 from liccs.pipeline import LICCS
 from liccs.run.setup import Context
 
@@ -37,7 +37,7 @@ def attack_key(ctx: Context, source: str) -> str:
            "classifier": ctx.weights[cfg.models.classifier].get("sha256"),
            "images": hashlib.sha256(ctx.images.numpy().tobytes()).hexdigest(),
            "labels": ctx.labels.tolist()}
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    return json_digest(key)
 
 
 def source_model(ctx: Context, source: str) -> Ensemble:

@@ -10,9 +10,8 @@ so the models the default run needs are ready on a fresh machine without trainin
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
-import os
 import warnings
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import torch
 
+from liccs.fileio import atomic_write_bytes, json_digest
 from liccs.manifest import write_json
 from liccs.paths import cache_dir
 from liccs.zoo.weights import sha256_of
@@ -39,8 +39,7 @@ class MiniZooWarning(UserWarning):
 def config_key(kind: str, config: Any) -> str:
     """12 hex digits naming a trained model: hash of its kind, config and :data:`CODE_VERSION`."""
     cfg = asdict(config) if is_dataclass(config) else config
-    blob = json.dumps({"kind": kind, "config": cfg, "code": CODE_VERSION}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return json_digest({"kind": kind, "config": cfg, "code": CODE_VERSION}, 12)
 
 
 def entry_dir(name: str, key: str) -> Path:
@@ -53,9 +52,9 @@ def save(name: str, key: str, state: dict[str, torch.Tensor], meta: dict[str, An
     d = entry_dir(name, key)
     d.mkdir(parents=True, exist_ok=True)
     path = d / "weights.pt"
-    tmp = d / "weights.pt.tmp"
-    torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()  # torch.save names its archive after the file: serialize in memory for stable bytes
+    torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, buf)
+    atomic_write_bytes(path, buf.getvalue())
     write_json(d / "meta.json", {**meta, "name": name, "key": key, "code_version": CODE_VERSION,
                                  "sha256": sha256_of(path)})
     return path

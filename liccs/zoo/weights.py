@@ -6,7 +6,6 @@ which weights produced them.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -19,6 +18,7 @@ from typing import Any, Literal
 import torch
 
 from liccs.errors import WeightsError
+from liccs.fileio import sha256_file as sha256_of
 from liccs.paths import hub_checkpoint_dir, offline
 
 WeightsSource = Literal["random", "pretrained", "checkpoint", "mini-zoo"]
@@ -41,15 +41,6 @@ class WeightsInfo:
         if self.path is None:
             return self.source
         return f"{self.source}:{self.path} (sha256 {self.sha256[:12] if self.sha256 else '?'})"
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _hash_prefix(filename: str) -> str | None:

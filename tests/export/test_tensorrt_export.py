@@ -57,7 +57,12 @@ def tiny_onnx(path: Path, seed: int = 0, dtype: int = TensorProto.FLOAT, static:
 
 def qdq_onnx(src: Path, dst: Path, symmetric: bool, quantize_bias: bool = False) -> Path:
     """A QDQ model of ``src`` from onnxruntime's static quantization on random calibration data."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     rng = np.random.default_rng(1)
 
@@ -395,21 +400,6 @@ def test_cache_key_is_stable():
 def test_cache_key_changes_with_each_field(field, value):
     assert tx.engine_cache_key(tx.key_fields(**{**BASE_KEY, field: value})) != \
         tx.engine_cache_key(tx.key_fields(**BASE_KEY))
-
-
-def test_atomic_write_replaces_whole_files_and_leaves_no_temp(tmp_path, monkeypatch):
-    target = tmp_path / "sub" / "engine.bin"
-    tx.atomic_write_bytes(target, b"old contents")
-    assert target.read_bytes() == b"old contents"
-
-    def crash(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(tx.os, "replace", crash)
-    with pytest.raises(OSError, match="disk full"):
-        tx.atomic_write_bytes(target, b"new contents that never land")
-    assert target.read_bytes() == b"old contents"
-    assert sorted(p.name for p in target.parent.iterdir()) == ["engine.bin"]
 
 
 def test_engine_cache_files_are_checked_against_key_and_bytes(tmp_path):
