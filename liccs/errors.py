@@ -35,3 +35,7 @@ class ImageReadError(LiccsError, OSError):
 
 class InputError(LiccsError, ValueError):
     """A tensor or argument of the wrong shape, dtype or range; the message names it."""
+
+
+class EngineUnavailable(LiccsError):
+    """An engine this machine cannot run; the message says why and what to install."""

@@ -17,14 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from liccs.errors import InputError, LiccsError
+from liccs.errors import EngineUnavailable, InputError  # noqa: F401  (EngineUnavailable re-exported)
 from liccs.zoo.registry import Registry
 
 Array = np.ndarray | torch.Tensor
-
-
-class EngineUnavailable(LiccsError):
-    """An engine this machine cannot run; the message says why and what to install."""
 
 
 @dataclass(frozen=True)

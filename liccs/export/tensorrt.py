@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from liccs.errors import ImageReadError, InputError, LiccsError
+from liccs.errors import EngineUnavailable, ImageReadError, InputError, LiccsError
 from liccs.fileio import atomic_write_bytes, json_digest
 from liccs.paths import cache_dir
 
@@ -68,11 +68,7 @@ class EngineVersionError(EngineFileError):
 
 
 def import_tensorrt(need_builder: bool = True) -> ModuleType:
-    """``import tensorrt``, or :class:`~liccs.engines.base.EngineUnavailable` saying how to install it."""
-    from liccs.engines.base import (
-        EngineUnavailable,  # here, not at the top: export must not import engines
-    )
-
+    """``import tensorrt``, or :class:`~liccs.errors.EngineUnavailable` saying how to install it."""
     try:
         import tensorrt as trt
     except (ImportError, OSError) as e:  # OSError: the wheel is there but libnvinfer cannot be loaded
@@ -344,8 +340,6 @@ def key_fields(*, onnx_sha256: str, precision: str, profile: Profile, trt_versio
 def cuda_device_identity() -> tuple[str, str]:
     """(GPU name, compute capability "8.6") of the current CUDA device; EngineUnavailable without one."""
     if not torch.cuda.is_available():
-        from liccs.engines.base import EngineUnavailable
-
         raise EngineUnavailable("TensorRT needs a CUDA GPU; none is visible (torch.cuda.is_available() is False)")
     dev = torch.cuda.current_device()
     major, minor = torch.cuda.get_device_capability(dev)

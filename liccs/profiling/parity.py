@@ -22,8 +22,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from liccs.data import ImageSource, kodak, prepare, to_float
-from liccs.engines.base import EngineUnavailable
-from liccs.errors import InputError, LiccsError
+from liccs.errors import EngineUnavailable, InputError, LiccsError
 from liccs.pipeline import psnr
 
 #: Crop sizes (H, W) of the two parity feeds: sides that are not multiples of 64; (batch 2, batch 1).
