@@ -27,7 +27,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 def json_digest(obj: Any, length: int | None = None) -> str:
     """Hex sha256 of ``obj`` as JSON with sorted keys (a stable cache key); first ``length`` digits if given."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    blob = json.dumps(obj, sort_keys=True, default=str)  # the keys of committed weights depend on this form
     digest = hashlib.sha256(blob.encode()).hexdigest()
     return digest[:length] if length else digest
 

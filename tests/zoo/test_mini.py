@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,3 +124,22 @@ def test_committed_fp16_weights_are_verified(zoo_cache, monkeypatch, tmp_path):
 
 class _ReachedTraining(Exception):
     """Raised by a stand-in for training, to show that resolution got that far."""
+
+
+@pytest.mark.parametrize("name", ["mini-cifar-resnet", "mini-bmshj2018-hyperprior@q2", "mini-bmshj2018-hyperprior@q7"])
+def test_committed_weights_load_on_an_empty_cache_without_training(name, tmp_path, monkeypatch):
+    """The committed fp16 weights are found by their config key: a change of the key form must not make a
+    fresh machine retrain (it once did, after the key's JSON formatting changed)."""
+    import liccs.zoo.mini as mini
+    from liccs.zoo import load_classifier, load_codec
+
+    monkeypatch.setenv("LICCS_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(store, "COMMITTED_DIR", Path(store.__file__).parent / "weights")  # the package's own
+
+    def no_training(*args, **kwargs):
+        raise AssertionError(f"{name} was trained instead of loaded from the committed weights")
+
+    monkeypatch.setattr(mini, "train_mini_classifier", no_training)
+    monkeypatch.setattr(mini, "train_mini_ladder", no_training)
+    model = load_classifier(name) if "@" not in name else load_codec(name)
+    assert model.liccs_weights.source == "mini-zoo" and model.liccs_weights.sha256
