@@ -42,6 +42,7 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
 
     Returns ``{"out", "files", "tables", "skipped", "seconds"}``.
     """
+    from liccs.papers import run_paper_stages
     from liccs.run import attacks, exports, profiles, report, transfers
 
     names = check_names(cfg)  # every name, before any work
@@ -51,10 +52,6 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
     out = Path(cfg.run.out)
     seconds: dict[str, float] = {}
     skipped = dict(names.unavailable)
-    for section in ("sampling", "defense"):
-        if getattr(cfg, section).enabled:
-            skipped[f"[{section}]"] = ("enabled in the config but not run by `liccs run`: the paper drivers run it "
-                                       "(issue 7)")
     tables: dict[str, pd.DataFrame] = {}
     clock = time.perf_counter()
 
@@ -82,8 +79,15 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
                 tables["transfer_gap_summary"] = tr.pop("gap_summary")
             tables["whitebox"] = transfers.whitebox(tr["transfer"], cfg.transfer.reference_engine)
             lap("transfer")
+    else:
+        adversarial = {}
+    paper_tables, specs, findings, ran = run_paper_stages(ctx, ex, adversarial, out, progress)
+    if ran:
+        tables.update(paper_tables)
+        ctx.notes.extend(findings)
+        lap("+".join(ran))
     skipped.update(ex.failed)
-    files = report.write(ctx, tables, skipped, seconds, out)
+    files = report.write(ctx, tables, skipped, seconds, out, extra=specs)
     lap("report")
     return {"out": str(out), "files": {k: str(v) for k, v in files.items()}, "tables": tables, "skipped": skipped,
             "seconds": seconds}

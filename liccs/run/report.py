@@ -37,8 +37,8 @@ TABLES: list[tuple[str, str, list[str] | None]] = [
 
 
 def build_report(ctx: Context, tables: dict[str, pd.DataFrame], skipped: dict[str, str],
-                 seconds: dict[str, float]) -> Report:
-    """A :class:`Report` of the run's tables in a fixed order, with notes and skipped items."""
+                 seconds: dict[str, float], extra: list[tuple[str, str, list[str] | None]] | None = None) -> Report:
+    """A :class:`Report` of the run's tables (``extra``: the paper stages' tables first), with notes and skips."""
     cfg = ctx.cfg
     rep = Report(cfg.report.title, notes=list(ctx.notes), config=cfg.to_dict())
     rep.add_note("Stage times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
@@ -50,7 +50,7 @@ def build_report(ctx: Context, tables: dict[str, pd.DataFrame], skipped: dict[st
             f"{r.engine} ({r.precision}, {r.variant}) {r.mean_gap:+.3f}" for r in gaps.itertuples()))
     for name, reason in skipped.items():
         rep.skip(name, reason)
-    for name, caption, cols in TABLES:
+    for name, caption, cols in [*(extra or []), *TABLES]:
         df = tables.get(name)
         if df is not None and not df.empty:
             rep.add_table(name, df, caption, cols)
@@ -60,7 +60,7 @@ def build_report(ctx: Context, tables: dict[str, pd.DataFrame], skipped: dict[st
 
 
 def write(ctx: Context, tables: dict[str, pd.DataFrame], skipped: dict[str, str], seconds: dict[str, float],
-          out: Path) -> dict[str, Any]:
+          out: Path, extra: list[tuple[str, str, list[str] | None]] | None = None) -> dict[str, Any]:
     """Write the report folder under ``out``; returns its files by role."""
-    rep = build_report(ctx, tables, skipped, seconds)
+    rep = build_report(ctx, tables, skipped, seconds, extra)
     return rep.write(out, weights=ctx.weights, seconds=seconds)
