@@ -107,6 +107,10 @@ LADDER_CONFIGS: dict[str, MiniLadder] = {
                    LadderConfig("bmshj2018-hyperprior", N=8, M=8, data="cifar10-64", qualities=(1, 6),
                                 base_steps=6, finetune_steps=3, batch_size=4, train_limit=20),
                    "toy scale hyperprior for tests (seconds)"),
+        MiniLadder("mini-tiny-mbt2018-mean",
+                   LadderConfig("mbt2018-mean", N=8, M=8, data="cifar10-64", qualities=(1, 6),
+                                base_steps=6, finetune_steps=3, batch_size=4, train_limit=20),
+                   "toy scale mean-scale hyperprior for tests (seconds; a second architecture for transfer)"),
     )
 }
 
