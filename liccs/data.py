@@ -96,14 +96,14 @@ def crop_to(x: Tensor, size: tuple[int, int]) -> Tensor:
     return x[..., : size[0], : size[1]]
 
 
-def prepare(image: Tensor, resize: int | None, crop: int | None) -> Tensor:
+def prepare(image: Tensor, resize: int | None, crop: int | None, interpolation: str = "bilinear") -> Tensor:
     """uint8 or float image → float [0, 1] at a classifier's input geometry (shorter side, centre crop)."""
     from liccs.zoo.classifiers import resize_center_crop
 
     x = to_float(image) if image.dtype == torch.uint8 else image
     if crop is None:
         return x
-    return resize_center_crop(x.unsqueeze(0), resize or crop, crop).squeeze(0)
+    return resize_center_crop(x.unsqueeze(0), resize or crop, crop, interpolation).squeeze(0)
 
 
 # --- sources ------------------------------------------------------------------------------------
@@ -293,6 +293,7 @@ def load_batch(
     *,
     resize: int | None = None,
     crop: int | None = None,
+    interpolation: str = "bilinear",
     progress: bool = False,
 ) -> Batch:
     """Load images as float [0, 1]; unreadable ones are skipped and counted in ``failures``.
@@ -314,7 +315,7 @@ def load_batch(
         except ImageReadError as e:
             failures.append((where, str(e)))
             continue
-        images.append(prepare(img, resize, crop))
+        images.append(prepare(img, resize, crop, interpolation))
         names.append(name)
         labels.append(label)
     same = len({tuple(x.shape) for x in images}) == 1

@@ -92,7 +92,7 @@ def _profiled(ctx: Context) -> list[str]:
 
 def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[str, pd.DataFrame]:
     """Sweep every available engine × profiled codec; returns latency, sweep, growth, dominant and rates tables."""
-    from liccs.data import prepare
+    from liccs.zoo.classifiers import to_geometry
     from liccs.engines import runner_for
 
     p = ctx.cfg.profile
@@ -106,7 +106,7 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
         d = exports.deployed[engine][name]
         codec = ctx.codecs[name]
         clf_runner = runner_for(engine, classifier_graph(ctx.classifier), exports.cache, calibration=[
-            {"x": torch.stack([prepare(x, pre.resize, pre.crop) for x in ctx.images]).numpy()}])
+            {"x": to_geometry(ctx.images, pre).numpy()}])
 
         def make(b: int, hw: tuple[int, int], d: DeployedCodec = d, codec: nn.Module = codec,
                  clf_runner: Any = clf_runner) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
                                       if s in d.runners and s in wanted}
             stages.update({k: v for k, v in coder_stages(codec, d, x).items() if k in wanted})
             if "classifier" in wanted:
-                stages["classifier"] = (clf_runner, {"x": torch.stack([prepare(i, pre.resize, pre.crop) for i in x])})
+                stages["classifier"] = (clf_runner, {"x": to_geometry(x, pre)})
             return stages
 
         def e2e(b: int, hw: tuple[int, int], d: DeployedCodec = d, clf_runner: Any = clf_runner) -> Any:
@@ -124,7 +124,7 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
 
             def run() -> Any:
                 out = d.decompress(**{k: v for k, v in d.compress(x).items()})["x_hat"]
-                return clf_runner.infer({"x": torch.stack([prepare(i, pre.resize, pre.crop) for i in out])})
+                return clf_runner.infer({"x": to_geometry(out, pre)})
             return run
 
         df = sweep(make, p.batch_sizes, [tuple(r) for r in p.resolutions], tcfg, make_end_to_end=e2e,
@@ -143,7 +143,7 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
 
 def rates(ctx: Context, latency: pd.DataFrame, batch: int, hw: tuple[int, int]) -> pd.DataFrame:
     """FLOPs of each network stage at (batch, hw), this CPU's matmul ceiling, achieved / ceiling per row."""
-    from liccs.data import prepare
+    from liccs.zoo.classifiers import to_geometry
 
     x = sweep_images(batch, hw)
     out = []
@@ -154,7 +154,7 @@ def rates(ctx: Context, latency: pd.DataFrame, batch: int, hw: tuple[int, int]) 
         flops = {s: count_flops(getattr(codec, s), *feeds[s].values()) for s in ("g_a", "h_a", "h_s", "g_s")
                  if s in feeds}
         pre = ctx.classifier.preprocess.cfg
-        flops["classifier"] = count_flops(ctx.classifier, torch.stack([prepare(i, pre.resize, pre.crop) for i in x]))
+        flops["classifier"] = count_flops(ctx.classifier, to_geometry(x, pre))
         flops["end-to-end"] = sum(flops.values())
         out.append(add_rates(g, flops, ceiling["gflops"]))
     df = pd.concat(out, ignore_index=True)

@@ -129,16 +129,18 @@ def _load(loader: Callable[..., nn.Module], name: str, weights: str, notes: list
         return loader(name, "random")
 
 
-def image_geometry(codecs: dict[str, nn.Module], classifier: nn.Module) -> tuple[int | None, int | None]:
-    """(resize, crop) the images are loaded at: the codecs' training size (mini CIFAR: 64), else the classifier's."""
+def image_geometry(codecs: dict[str, nn.Module], classifier: nn.Module) -> tuple[int | None, int | None, str]:
+    """(resize, crop, interpolation) the images are loaded at: the codecs' training geometry (mini CIFAR: 64,
+    nearest), else the classifier's."""
     from liccs.zoo import CODECS
 
-    sizes = {CODECS.get(c.split("@")[0]).extra.get("image_size") for c in codecs}
-    if len(sizes) == 1 and None not in sizes:
-        s = sizes.pop()
-        return s, s
+    extras = [CODECS.get(c.split("@")[0]).extra for c in codecs]
+    sizes = {(e.get("image_size"), e.get("upsample", "bilinear")) for e in extras}
+    if len(sizes) == 1 and None not in next(iter(sizes)):
+        s, mode = sizes.pop()
+        return s, s, mode
     cfg = classifier.preprocess.cfg
-    return cfg.resize, cfg.crop
+    return cfg.resize, cfg.crop, cfg.interpolation
 
 
 def load_context(cfg: RunConfig, names: Names, progress: bool = True) -> Context:
@@ -154,10 +156,10 @@ def load_context(cfg: RunConfig, names: Names, progress: bool = True) -> Context
         notes.insert(0, MINI_NOTE)
     source = open_source(cfg.data.source)
     n = min(cfg.data.images, len(source))
-    resize, crop = image_geometry(codecs, clf)
+    resize, crop, interpolation = image_geometry(codecs, clf)
     # evenly spaced over the source: class-sorted sources (the CIFAR-10 zips) give every class
     indices = sorted({round(i * (len(source) - 1) / max(1, n - 1)) for i in range(n)}) if n < len(source) else range(n)
-    batch = load_batch(source, indices, resize=resize, crop=crop, progress=progress)
+    batch = load_batch(source, indices, resize=resize, crop=crop, interpolation=interpolation, progress=progress)
     if batch.failures:
         notes.append(f"{len(batch.failures)} image(s) of {cfg.data.source} could not be read and were skipped")
     if not len(batch.names):

@@ -35,13 +35,13 @@ def _out(runner: Runner, x: Tensor) -> Tensor:
 def predictors(ctx: Context, engine: str,
                exports: Exports) -> tuple[dict[str, Callable[[Tensor], Any]], dict[str, str]]:
     """(target → images-to-logits on ``engine``, target → how it runs there)."""
-    from liccs.data import prepare
+    from liccs.zoo.classifiers import to_geometry
 
     pre = ctx.classifier.preprocess.cfg
     calib = calibration(ctx)
 
     def host(x: Tensor) -> Tensor:
-        return torch.stack([prepare(i, pre.resize, pre.crop) for i in x]).contiguous()
+        return to_geometry(x, pre).contiguous()
 
     cache = exports.cache
     clf = runner_for(engine, classifier_graph(ctx.classifier), cache, calibration=[{"x": host(calib).numpy()}])

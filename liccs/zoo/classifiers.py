@@ -49,19 +49,31 @@ class Preprocess(nn.Module):
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        c = self.cfg
-        if c.crop is not None and tuple(x.shape[-2:]) != (c.crop, c.crop):
-            x = resize_center_crop(x, c.resize or c.crop, c.crop, c.interpolation)
-        return (x - self.mean) / self.std
+        return (to_geometry(x, self.cfg) - self.mean) / self.std
+
+
+def to_geometry(x: Tensor, cfg: PreprocessConfig) -> Tensor:
+    """The geometric part of ``cfg`` on a float batch ``[N, 3, H, W]`` (no normalization); a no-op at ``crop × crop``."""
+    if cfg.crop is None or tuple(x.shape[-2:]) == (cfg.crop, cfg.crop):
+        return x
+    return resize_center_crop(x, cfg.resize or cfg.crop, cfg.crop, cfg.interpolation)
 
 
 def resize_center_crop(x: Tensor, resize: int, crop: int, interpolation: str = "bilinear") -> Tensor:
-    """Resize the shorter side to ``resize`` (antialiased), then centre-crop ``crop × crop``."""
+    """Resize the shorter side to ``resize``, then centre-crop ``crop × crop``.
+
+    ``bilinear``/``bicubic`` are antialiased (torchvision's default); ``nearest`` and ``area`` are the exact
+    pair the CIFAR-scale mini zoo uses: a 2× nearest upsample followed by ``area`` (2×2 mean) gives back
+    the original pixels, so the codec is the only thing between the image and the classifier.
+    """
     h, w = x.shape[-2:]
     scale = resize / min(h, w)
     nh, nw = max(crop, round(h * scale)), max(crop, round(w * scale))
     if (nh, nw) != (h, w):
-        x = F.interpolate(x, size=(nh, nw), mode=interpolation, antialias=True, align_corners=False)
+        if interpolation in ("nearest", "area"):
+            x = F.interpolate(x, size=(nh, nw), mode=interpolation)
+        else:
+            x = F.interpolate(x, size=(nh, nw), mode=interpolation, antialias=True, align_corners=False)
     top, left = (nh - crop) // 2, (nw - crop) // 2
     return x[..., top : top + crop, left : left + crop]
 

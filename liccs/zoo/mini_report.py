@@ -147,7 +147,7 @@ def write_report(members: list[MiniClassifier | MiniLadder], out_dir: str | Path
                 results["classifier_on_subset"] = accuracy(clf_mod, x[sub], y[sub])
     kodak_imgs = None
     for m in members:
-        if isinstance(m, MiniLadder) and m.config.data == "cifar10-64":
+        if isinstance(m, MiniLadder) and m.config.data.startswith("cifar10-64"):
             if clf_mod is None:
                 continue
             results["cifar_ladders"].append(evaluate_cifar_ladder(m, clf_mod, x[sub], y[sub], progress))

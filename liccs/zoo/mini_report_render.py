@@ -151,7 +151,7 @@ def render(results: dict[str, Any], out: Path) -> None:
         at64 = [c["top1_at_64"] for c in results["classifiers"] if c["name"] == results.get("liccs_classifier")]
         if at64:
             md += ["", f"For reference, the classifier alone on the 64×64 geometry without a codec (CIFAR upsampled "
-                   f"2×, then its own antialiased resize back to 32×32), all 10k test images: {100 * at64[0]:.2f}%."]
+                   f"2× nearest, then its own area resize back to 32×32, an exact inverse pair), all 10k test images: {100 * at64[0]:.2f}%."]
         md += ["", "Quality bars:", "", *bars, ""]
     if results["natural_ladders"]:
         md += ["## Natural-image ladders on Kodak (24 images) against Pillow JPEG", "",

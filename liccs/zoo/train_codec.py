@@ -40,7 +40,8 @@ ARCHS: dict[str, tuple[type[nn.Module], str]] = {
 class LadderConfig:
     """One codec quality ladder: architecture, width, data and schedule (every field enters the cache key).
 
-    ``data``: ``"cifar10-64"`` (CIFAR-10 train, 32×32 upsampled to 64×64) or ``"imagenet-crops-S"``
+    ``data``: ``"cifar10-64-nearest"`` (CIFAR-10 train, 32×32 upsampled 2× nearest; ``"cifar10-64"``:
+    bilinear, the first recipe) or ``"imagenet-crops-S"``
     (S×S crops of imagenet-samples). The highest quality trains from scratch for ``base_steps``; each
     lower quality is fine-tuned from its upper neighbour for ``finetune_steps``.
     """
@@ -100,9 +101,10 @@ def train_forward(model: nn.Module, x: Tensor, family: str) -> tuple[Tensor, Ten
     return x_hat, bpp
 
 
-def cifar_to_codec_input(images: Tensor, size: int = 64) -> Tensor:
-    """uint8 CIFAR ``[N, 3, 32, 32]`` → float [0, 1] at ``size × size``, as ``load_batch(resize=64, crop=64)`` does."""
-    return resize_center_crop(images.float().div(255), size, size)
+def cifar_to_codec_input(images: Tensor, size: int = 64, interpolation: str = "nearest") -> Tensor:
+    """uint8 CIFAR ``[N, 3, 32, 32]`` → float [0, 1] at ``size × size``, as ``liccs run`` loads them for a mini codec
+    (``load_batch(resize=64, crop=64, interpolation="nearest")``)."""
+    return resize_center_crop(images.float().div(255), size, size, interpolation)
 
 
 def batches(images: Tensor, cfg: LadderConfig, g: torch.Generator) -> Iterator[Tensor]:
@@ -112,7 +114,10 @@ def batches(images: Tensor, cfg: LadderConfig, g: torch.Generator) -> Iterator[T
         x = images[idx]
         flip = torch.rand(cfg.batch_size, generator=g) < 0.5
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        yield cifar_to_codec_input(x) if cfg.data == "cifar10-64" else x.float().div(255)
+        if cfg.data.startswith("cifar10-64"):
+            yield cifar_to_codec_input(x, interpolation="nearest" if cfg.data.endswith("-nearest") else "bilinear")
+        else:
+            yield x.float().div(255)
 
 
 def train_quality(
