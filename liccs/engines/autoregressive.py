@@ -20,6 +20,7 @@ from compressai.ans import BufferedRansEncoder, RansDecoder
 from torch import Tensor
 
 from liccs.engines.base import Runner
+from liccs.engines.indexes import build_indexes
 
 KERNEL, PAD = 5, 2
 
@@ -60,7 +61,7 @@ def compress_ar(gc: torch.nn.Module, cp: Runner, ep: Runner, y: Tensor, params: 
         for w in range(width):
             window = y_hat[:, :, h:h + KERNEL, w:w + KERNEL]
             scales, means = _gaussian(cp, ep, window, params[:, :, h:h + 1, w:w + 1])
-            idx = gc.build_indexes(scales.flatten(1))
+            idx = build_indexes(gc, scales.flatten(1))
             y_q = gc.quantize(window[:, :, PAD, PAD], "symbols", means.flatten(1))
             y_hat[:, :, h + PAD, w + PAD] = y_q + means.flatten(1)
             symbols.extend(y_q.flatten().tolist())
@@ -92,7 +93,7 @@ def decompress_ar(gc: torch.nn.Module, cp: Runner, ep: Runner, payload: bytes, p
         for w in range(width):
             window = y_hat[:, :, h:h + KERNEL, w:w + KERNEL]
             scales, means = _gaussian(cp, ep, window, params[:, :, h:h + 1, w:w + 1])
-            idx = gc.build_indexes(scales)
+            idx = build_indexes(gc, scales)
             crc = zlib.crc32(idx.to(torch.int32).numpy().tobytes(), crc)
             rv = decoder.decode_stream(idx.flatten().tolist(), cdf, lengths, offsets)
             y_hat[:, :, h + PAD:h + PAD + 1, w + PAD:w + PAD + 1] = gc.dequantize(

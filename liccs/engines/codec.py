@@ -22,6 +22,7 @@ from liccs.data import crop_to, pad_to_multiple
 from liccs.engines.autoregressive import compress_ar, decompress_ar
 from liccs.engines.base import Runner
 from liccs.engines.bitstream import BitstreamError, Container, crc32, frame, unframe
+from liccs.engines.indexes import build_indexes
 from liccs.errors import InputError
 from liccs.export.graphs import STAGES, codec_graphs, module_hash, stage_feeds
 from liccs.pipeline import PAD_MULTIPLE, codec_family
@@ -95,7 +96,7 @@ class DeployedCodec:
             y_frames = [frame(s, checks) for s, checks in coded]
         else:
             scales, means = (params, None) if self.family == "scale-hyperprior" else params.chunk(2, 1)
-            indexes = gc.build_indexes(scales)
+            indexes = build_indexes(gc, scales)
             y_frames = [frame(s, [_index_check(indexes[i])]) for i, s in enumerate(gc.compress(y, indexes, means=means))]
         return {"strings": [y_frames, [frame(s) for s in z_strings]], "shape": tuple(z.shape[-2:]), "size": size}
 
@@ -145,7 +146,7 @@ class DeployedCodec:
                 match.append(bad is None)
             return torch.cat(ys), match
         scales, means = (params, None) if self.family == "scale-hyperprior" else params.chunk(2, 1)
-        indexes = gc.build_indexes(scales)
+        indexes = build_indexes(gc, scales)
         payloads, match = [], []
         for i, (payload, checks) in enumerate(frames):
             ok = bool(checks) and checks[0] == _index_check(indexes[i])

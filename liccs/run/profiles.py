@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from liccs.engines.autoregressive import compress_ar, decompress_ar
 from liccs.engines.codec import DeployedCodec
+from liccs.engines.indexes import build_indexes
 from liccs.export.graphs import classifier_graph, stage_feeds
 from liccs.pipeline import PAD_MULTIPLE, codec_family
 from liccs.profiling.flops import add_rates, count_flops, matmul_ceiling
@@ -72,7 +73,7 @@ def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor) -> dict[str, Cal
                     for i, (s, c) in enumerate(coded)]
         return {"entropy_encode": enc, "entropy_decode": dec}
     scales, means = (params, None) if family == "scale-hyperprior" else params.chunk(2, 1)
-    indexes = gc.build_indexes(scales)
+    indexes = build_indexes(gc, scales)
     y_strings = gc.compress(y, indexes, means=means)
 
     def encode() -> Any:
@@ -92,8 +93,8 @@ def _profiled(ctx: Context) -> list[str]:
 
 def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[str, pd.DataFrame]:
     """Sweep every available engine × profiled codec; returns latency, sweep, growth, dominant and rates tables."""
-    from liccs.zoo.classifiers import to_geometry
     from liccs.engines import runner_for
+    from liccs.zoo.classifiers import to_geometry
 
     p = ctx.cfg.profile
     tcfg = TimerConfig(warmup=p.warmup, min_iters=p.min_iters, min_duration_s=p.min_duration_s,
