@@ -26,6 +26,8 @@ from liccs.zoo.weights import sha256_of
 
 #: Bump when a change to the training code changes what a config trains to (invalidates every cache key).
 CODE_VERSION = "mini-zoo-1"
+#: Entropy-coder buffers derived from the weights (CompressAI's ``update()``), left out of committed weights.
+ENTROPY_TABLES = ("._quantized_cdf", "._offset", "._cdf_length")
 #: Committed fp16 weights, shipped as package data.
 COMMITTED_DIR = Path(__file__).resolve().parent / "weights"
 #: Float tensors with fewer elements than this are committed in fp32.
@@ -111,8 +113,10 @@ def export_fp16(names_keys: list[tuple[str, str]], out_dir: Path = COMMITTED_DIR
             raise FileNotFoundError(f"{name} ({key}) is not in the mini-zoo cache; train it first")
         state = torch.load(src, map_location="cpu", weights_only=True)
         # Small float tensors (bounds such as the 1e-9 likelihood floor, quantiles, GDN beta) stay fp32:
-        # fp16 would flush some of them to zero. Large ones (conv weights) become fp16.
-        half = {k: (v.half() if v.is_floating_point() and v.numel() >= FP16_MIN_NUMEL else v)
+        # fp16 would flush some of them to zero. Large ones (conv weights) become fp16. The entropy coder's
+        # CDF tables are stored empty: every load rebuilds them from the weights (``update(force=True)``).
+        half = {k: (v.new_empty(0) if k.endswith(ENTROPY_TABLES) else
+                    v.half() if v.is_floating_point() and v.numel() >= FP16_MIN_NUMEL else v)
                 for k, v in state.items()}
         fname = f"{name.replace('@', '_')}.pt"
         torch.save(half, out_dir / fname)

@@ -122,11 +122,34 @@ def test_committed_fp16_weights_are_verified(zoo_cache, monkeypatch, tmp_path):
     assert any(issubclass(w.category, store.MiniZooWarning) for w in caught)
 
 
+def test_committed_codec_weights_leave_out_the_entropy_tables(zoo_cache, monkeypatch, tmp_path):
+    """Committed codec weights store the CDF tables empty; a load rebuilds them and the codec round-trips."""
+    from liccs.pipeline import codec_roundtrip
+
+    ml = LADDER_CONFIGS[TINY_CODEC]
+    name = f"{TINY_CODEC}@q6"
+    full = load_codec(name)
+    index = store.export_fp16([(name, ml.key)], tmp_path)
+    saved = torch.load(tmp_path / index[name]["file"], weights_only=True)
+    tables = [k for k in saved if k.endswith(store.ENTROPY_TABLES)]
+    assert tables and all(saved[k].numel() == 0 for k in tables)
+    monkeypatch.setattr(store, "COMMITTED_DIR", tmp_path)
+    monkeypatch.setattr(store, "cached", lambda name, key: None)  # as on a fresh machine
+    codec = load_codec(name)
+    assert codec.liccs_weights.path == str(tmp_path / index[name]["file"])
+    state = codec.state_dict()
+    assert all(state[k].numel() > 0 for k in tables)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    x_hat, nbytes = codec_roundtrip(codec, x)
+    ref_hat, _ = codec_roundtrip(full, x)
+    assert all(n > 0 for n in nbytes) and (x_hat - ref_hat).abs().max() < 0.05  # fp16 weights: close, not equal
+
+
 class _ReachedTraining(Exception):
     """Raised by a stand-in for training, to show that resolution got that far."""
 
 
-@pytest.mark.parametrize("name", ["mini-cifar-resnet", "mini-bmshj2018-hyperprior@q2", "mini-bmshj2018-hyperprior@q7"])
+@pytest.mark.parametrize("name", ["mini-cifar-resnet", "mini-bmshj2018-hyperprior@q3", "mini-bmshj2018-hyperprior@q8"])
 def test_committed_weights_load_on_an_empty_cache_without_training(name, tmp_path, monkeypatch):
     """The committed fp16 weights are found by their config key: a change of the key form must not make a
     fresh machine retrain (it once did, after the key's JSON formatting changed)."""
