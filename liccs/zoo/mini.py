@@ -76,7 +76,8 @@ CLASSIFIER_CONFIGS: dict[str, MiniClassifier] = {
     c.name: c
     for c in (
         MiniClassifier("mini-cifar-resnet", ClassifierTrainConfig(),
-                       "ResNet-9-style CIFAR-10 classifier (width 16), trained by liccs on cifar10-train"),
+                       "ResNet-9-style CIFAR-10 classifier (width 16), trained by liccs on cifar10-train; "
+                       "evaluates with mirror test-time augmentation (logits of x and its flip averaged)"),
         MiniClassifier("mini-tiny-cifar-resnet",
                        ClassifierTrainConfig(width=8, epochs=4, batch_size=64, lr=0.4, train_per_class=50,
                                              bf16=False),
@@ -211,7 +212,7 @@ def _register() -> None:
     for mc in CLASSIFIER_CONFIGS.values():
         CLASSIFIERS.register(mc.name, ClassifierEntry(
             name=mc.name,
-            build=lambda w=mc.config.width: ResNet9(w),
+            build=lambda w=mc.config.width: ResNet9(w, flip_tta=True),
             preprocess=PreprocessConfig(resize=32, crop=32, mean=CIFAR_MEAN, std=CIFAR_STD, interpolation="area"),
             num_classes=10,
             pretrained=lambda n=mc.name: resolve_classifier(n),

@@ -41,11 +41,14 @@ class ResNet9(nn.Module):
     """ResNet-9-style CIFAR network: prep, three pooled stages (residual after the 1st and 3rd), linear head.
 
     ``width`` is the first stage's channel count (the classic network uses 64; stages double it).
+    ``flip_tta``: in eval mode, average the logits of the image and its mirror image (the test-time
+    augmentation of the ResNet-9 DAWNBench recipe, Page 2018); training is unchanged.
     """
 
-    def __init__(self, width: int = 32, num_classes: int = 10) -> None:
+    def __init__(self, width: int = 32, num_classes: int = 10, flip_tta: bool = False) -> None:
         super().__init__()
         w = width
+        self.flip_tta = flip_tta
         self.body = nn.Sequential(
             _conv_bn(3, w),
             _conv_bn(w, 2 * w, pool=True), Residual(2 * w),
@@ -57,7 +60,10 @@ class ResNet9(nn.Module):
         self.scale = 0.125  # the classic network's logit scale
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.body(x)) * self.scale
+        out = self.head(self.body(x)) * self.scale
+        if self.flip_tta and not self.training:
+            out = (out + self.head(self.body(x.flip(-1))) * self.scale) / 2
+        return out
 
 
 @dataclass(frozen=True)
