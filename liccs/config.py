@@ -116,22 +116,41 @@ class AttackSection:
 
 @dataclass
 class SamplingSection:
-    """Paper A: saliency-score sampling of ensemble members against random sets."""
+    """Paper A: saliency-score sampling of ensemble members against random sets.
+
+    ``images``: how many images the ensembles are crafted and evaluated on, drawn from ``data.source`` apart
+    from the run's ``data.images`` (whose ASR matrix selects the members), so selection and evaluation do not
+    share images; ``interpolation`` of the saliency score's ASR curves (``liccs.attack.saliency``).
+    """
 
     enabled: bool = False
     k: list[int] = _cv([2, 3, 4])
     random_draws: int = 10
+    images: int = 64
+    interpolation: Literal["linear", "pchip"] = "linear"
 
 
 @dataclass
 class DefenseSection:
-    """Paper B: K-way compression defense."""
+    """Paper B: PGD distortion/rate attacks on the codecs, the K-way compression defense, the adaptive EoT attack.
+
+    ``lmbda = "codec"`` takes each codec's own training λ; ``crop = 0`` keeps whole images; ``attack_codecs``
+    empty attacks every codec of [models]; ``focus_eps`` (one of ``eps``) is where the adaptive EoT attack
+    and the defense on the deployed codecs run.
+    """
 
     enabled: bool = False
     k: list[int] = _cv([2, 4, 8])
-    transforms: list[str] = _cv(["hflip", "vflip", "rot90", "shift"])
+    transforms: list[str] = _cv(["hflip", "vflip", "rot90", "rot180", "rot270", "transpose", "antitranspose"])
     rate: Literal["bytes", "likelihood"] = "bytes"
-    lmbda: float = 0.01
+    lmbda: float | str = "codec"  # a number ≥ 0 (fractions too), or "codec"
+    eps: list[float] = _cv([1 / 255, 2 / 255, 4 / 255, 8 / 255])
+    objectives: list[Literal["distortion", "rate"]] = _cv(["distortion", "rate"])
+    steps: int = 10
+    surrogate: Literal["ste", "noise", "identity", "cubic"] = "ste"
+    crop: int = 256
+    attack_codecs: list[str] = _cv([])
+    focus_eps: float = 4 / 255
     eot_samples: int = 8
 
 
@@ -193,9 +212,15 @@ _RANGES: dict[str, list[tuple[str, Any, str]]] = {
                  "non-empty, each [height, width] > 0"), ("matmul_n", lambda v: v >= 16, ">= 16")],
     "attack": [("eps", lambda v: 0 < v and math.isfinite(v), "> 0"), ("step_size", _POS, "> 0"),
                ("steps", _POS, "> 0"), ("eot_samples", _POS, "> 0")],
-    "sampling": [("k", lambda v: all(x > 0 for x in v), "each > 0"), ("random_draws", _POS, "> 0")],
-    "defense": [("k", lambda v: all(x > 0 for x in v), "each > 0"), ("lmbda", _NONNEG, ">= 0"),
-                ("eot_samples", _POS, "> 0")],
+    "sampling": [("k", lambda v: v and all(x > 0 for x in v) and len(set(v)) == len(v),
+                  "non-empty, each > 0, without repeats"), ("random_draws", _POS, "> 0"), ("images", _POS, "> 0")],
+    "defense": [("k", lambda v: v and all(x > 0 for x in v), "non-empty, each > 0"),
+                ("lmbda", lambda v: v == "codec" or (isinstance(v, float) and math.isfinite(v) and v >= 0),
+                 'a number >= 0 or "codec"'),
+                ("eps", lambda v: v and all(0 < x <= 1 for x in v), "non-empty, each in (0, 1]"),
+                ("objectives", lambda v: v and len(set(v)) == len(v), "non-empty, without repeats"),
+                ("steps", _POS, "> 0"), ("crop", _NONNEG, ">= 0 (0: whole images)"),
+                ("focus_eps", lambda v: 0 < v <= 1, "in (0, 1]"), ("eot_samples", _POS, "> 0")],
     "transfer": [("variants", bool, "non-empty"), ("batch_size", _POS, "> 0")],
 }
 _FRACTION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")

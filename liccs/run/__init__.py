@@ -42,10 +42,11 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
 
     Returns ``{"out", "files", "tables", "skipped", "seconds"}``.
     """
-    from liccs.papers import run_paper_stages
+    from liccs.papers import check_paper_stages, run_paper_stages
     from liccs.run import attacks, exports, profiles, report, transfers
 
     names = check_names(cfg)  # every name, before any work
+    check_paper_stages(cfg, names)
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     torch.manual_seed(cfg.run.seed)
@@ -81,7 +82,7 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
             lap("transfer")
     else:
         adversarial = {}
-    paper_tables, specs, findings, ran = run_paper_stages(ctx, ex, adversarial, out, progress)
+    paper_tables, specs, findings, ran = run_paper_stages(ctx, ex, adversarial, out, progress, tables=tables)
     if ran:
         tables.update(paper_tables)
         ctx.notes.extend(findings)

@@ -1,0 +1,136 @@
+"""Paper A's own attacks ("Transferable learned image compression-resistant adversarial perturbations"):
+FGSM per model for the white-box table, and the ensembles of saliency-score vs random sampling.
+
+Every attack takes the run's ``[attack]`` settings (eps, norm, surrogate, objective, seed; the ensembles also
+its name, steps, step size and random start; FGSM one step of size eps). The ensembles count their *member
+gradient evaluations* (members × images, each forward/backward of the attack), so that a saliency set and a
+random set of the same k can be shown to have had the same budget. Crafted images are cached under
+``<out>/adversarial/paper-a/`` by a key of everything that determines them; a re-run loads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from liccs.attack.base import Attack, create_attack
+from liccs.attack.diversity import InputDiversity
+from liccs.attack.ensemble import Ensemble, EnsembleOutput
+from liccs.attack.eot import EoT
+from liccs.export.cache import atomic_write
+from liccs.fileio import json_digest
+from liccs.pipeline import LICCS
+from liccs.profiling.transfer import as_uint8_variant, cell_metrics, top1
+from liccs.run.attacks import OBJECTIVES
+from liccs.run.setup import Context
+
+
+class CountingEnsemble(Ensemble):
+    """An :class:`Ensemble` that counts member gradient evaluations: members × images of every forward on an
+    input that requires grad (what an attack differentiates; evaluations without grad are not counted)."""
+
+    def __init__(self, members: list[nn.Module], names: list[str]) -> None:
+        super().__init__(members, names=names)
+        self.grad_evals = 0
+
+    def forward_all(self, x: Tensor, logits: bool = True) -> EnsembleOutput:
+        if torch.is_grad_enabled() and x.requires_grad:
+            self.grad_evals += len(self.members) * int(x.shape[0])
+        return super().forward_all(x, logits)
+
+
+def members_of(ctx: Context, names: list[str]) -> list[nn.Module]:
+    """LICCS pipelines (``attack.surrogate``) for codecs, the bare classifier for the classifier's name."""
+    return [ctx.classifier if n == ctx.cfg.models.classifier else
+            LICCS(ctx.codecs[n], ctx.classifier, rounding=ctx.cfg.attack.surrogate) for n in names]
+
+
+def make_attack(ctx: Context, target: nn.Module, fgsm: bool = False) -> Attack:
+    """The run's attack on ``target`` (as :func:`liccs.run.attacks.craft` builds it), or FGSM at the same eps."""
+    a = ctx.cfg.attack
+    if a.eot_samples > 1:
+        target = EoT(target, samples=a.eot_samples)
+    common: dict[str, Any] = dict(eps=a.eps, norm=a.norm, targeted=a.targeted, objective=OBJECTIVES[a.objective],
+                                  seed=ctx.cfg.run.seed, diversity=InputDiversity() if a.input_diversity else None)
+    if fgsm:
+        return create_attack("fgsm", target, **common)
+    return create_attack(a.name, target, steps=a.steps, alpha=min(a.step_size, a.eps), random_start=a.random_start,
+                         **common)
+
+
+def attack_labels(ctx: Context, labels: Tensor) -> Tensor:
+    """What the attack aims at: the labels, or ``(label + 1) mod classes`` for a targeted attack."""
+    return (labels + 1) % int(ctx.classifier.num_classes) if ctx.cfg.attack.targeted else labels
+
+
+def craft(ctx: Context, out: Path, members: list[str], images: Tensor, labels: Tensor, *,
+          fgsm: bool = False) -> tuple[Tensor, int, bool]:
+    """(adversarial images, member gradient evaluations, loaded from the cache) of one source set."""
+    cfg = ctx.cfg
+    key = json_digest({"attack": cfg.to_dict()["attack"], "fgsm": fgsm, "seed": cfg.run.seed, "members": members,
+                       "weights": {m: ctx.weights[m].get("sha256") or ctx.weights[m].get("source") for m in members},
+                       "images": hashlib.sha256(images.numpy().tobytes()).hexdigest(), "labels": labels.tolist()})
+    tag = ("fgsm-" if fgsm else "ens-") + "_".join(m.replace("@", "-") for m in members)
+    path = out / "adversarial" / "paper-a" / f"{tag[:120]}-{key[:16]}.pt"
+    hit = torch.load(path, weights_only=True) if path.is_file() else None
+    if hit is not None and hit.get("key") == key:
+        return hit["images"], int(hit["grad_evals"]), True
+    ens = CountingEnsemble(members_of(ctx, members), names=members)
+    atk = make_attack(ctx, ens, fgsm=fgsm)
+    aim, bs = attack_labels(ctx, labels), cfg.data.batch_size
+    adv = torch.cat([atk(images[i:i + bs], aim[i:i + bs]) for i in range(0, len(images), bs)])
+    record = {"key": key, "images": adv, "grad_evals": ens.grad_evals}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: torch.save(record, tmp))
+    return adv, ens.grad_evals, False
+
+
+def heldout_images(ctx: Context, n: int) -> tuple[Tensor, Tensor, str]:
+    """``n`` images of ``data.source`` that are not among the run's images (evenly spaced over the rest), their
+    labels, and a note; the run's own images (with a note saying so) when the source has none left."""
+    from liccs.data import load_batch, open_source
+    from liccs.run.setup import image_geometry
+
+    source = open_source(ctx.cfg.data.source)
+    used = set(ctx.image_names)
+    free = [i for i in range(len(source)) if source.describe(i)[0] not in used]
+    if not free:
+        return (ctx.images[:n], ctx.labels[:n],
+                f"sampling: {ctx.cfg.data.source} has no image beyond the run's {len(used)}; the ensembles are "
+                "crafted and evaluated on the SAME images whose ASR matrix selected them (selection leaks)")
+    m = min(n, len(free))
+    idx = sorted({free[round(i * (len(free) - 1) / max(1, m - 1))] for i in range(m)})
+    resize, crop, interpolation = image_geometry(ctx.codecs, ctx.classifier)  # the run images' geometry
+    batch = load_batch(source, idx, resize=resize, crop=crop, interpolation=interpolation)
+    if not batch.names:
+        raise RuntimeError(f"sampling: none of the {len(idx)} held-out images of {ctx.cfg.data.source} could be read")
+    x = batch.images.contiguous()
+    if all(v is not None for v in batch.labels):
+        y = torch.tensor(batch.labels, dtype=torch.long)
+    else:
+        with torch.no_grad():
+            y = ctx.classifier(x).argmax(1)
+    return x, y, (f"sampling: ensembles crafted and evaluated on {len(batch.names)} images of {ctx.cfg.data.source} "
+                  f"disjoint from the {len(used)} run images whose ASR matrix selected them (no selection leakage)")
+
+
+def predict_all(fns: dict[str, Any], images: Tensor, batch_size: int) -> dict[str, np.ndarray]:
+    """Top-1 of every target (name → images-to-logits) on ``images``."""
+    return {t: np.concatenate([top1(fn(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])
+            for t, fn in fns.items()}
+
+
+def metrics(labels: Tensor, clean: dict[str, np.ndarray], adv: dict[str, np.ndarray],
+            targets: Tensor | None) -> dict[str, dict[str, float]]:
+    """Cell metrics (ASR over clean-correct images, ...) per target, as :func:`cell_metrics` computes them."""
+    return {t: cell_metrics(labels, clean[t], adv[t], targets=targets) for t in adv}
+
+
+def variant(images: Tensor, name: str) -> Tensor:
+    """The images a target receives in transfer variant ``name`` (``float`` or ``uint8``)."""
+    return as_uint8_variant(images) if name == "uint8" else images

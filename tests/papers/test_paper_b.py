@@ -1,0 +1,113 @@
+"""Paper B's stage (liccs.papers.paper_b): the quick variant end to end writes every table and report file, the
+K-way defense's RD loss never exceeds the identity's, one scoring gives every K's choice exactly as
+KWayDefense.encode, BD-rate on known cases, and bad [defense] keys are refused naming the key."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from liccs.attack.defense import KWayDefense
+from liccs.cli import main
+from liccs.config import ConfigError, load_config
+from liccs.papers import paper_b
+from liccs.papers.paper_b_eval import pick, score
+from liccs.papers.paper_b_tables import bd_rate
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs" / "paper-b.toml"
+#: The quick variant, cut to fit the test's time on a fresh cache: one ladder, random weights (no training),
+#: two engines, two eps, one attacked codec. The quick variant itself (both ladders, trained tiny models,
+#: ort-cpu-int8, four eps) runs with `liccs run configs/paper-b.toml --quick`.
+FAST = ['models.codecs=["mini-tiny-bmshj2018-hyperprior@q1", "mini-tiny-bmshj2018-hyperprior@q6"]',
+        'export.engines=["torch", "ort-cpu"]', 'models.weights="random"', "run.threads=1",
+        'defense.eps=["2/255", "4/255"]', 'defense.attack_codecs=["mini-tiny-bmshj2018-hyperprior@q6"]']
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    out = tmp_path_factory.mktemp("paper-b") / "quick"
+    args = ["run", str(CONFIG), "--quick", "--no-progress", "--out", str(out)]
+    for o in FAST:
+        args += ["--set", o]
+    assert main(args) == 0
+    return out
+
+
+def test_quick_run_writes_every_table_and_report_file(quick: Path) -> None:
+    for f in ("manifest.json", "report.md", "report.html"):
+        assert (quick / f).stat().st_size > 0, f
+    for name, _, cols in paper_b.TABLES:
+        df = pd.read_csv(quick / "tables" / f"{name}.csv")
+        assert len(df), name
+        assert set(cols or []) <= set(df.columns), name
+    md = (quick / "report.md").read_text()
+    assert "Paper B attack: PGD on distortion" in md and "Paper B deployed replay on ort-cpu" in md
+    man = json.loads((quick / "manifest.json").read_text())
+    assert man["config"]["defense"]["enabled"] and not man["config"]["attack"]["enabled"]
+    images = pd.read_csv(quick / "tables" / "paper_b_images.csv")
+    assert set(images["engine"]) == {"torch", "ort-cpu"}
+    assert set(images["attack"]) == {"none", "pgd", "eot"}
+    assert images["bpp"].gt(0).all() and images["psnr"].between(5, 100).all()
+    torch_pgd = images[(images["engine"] == "torch") & (images["attack"] != "eot")]
+    assert torch_pgd["ms_ssim"].between(0, 1).all()  # 192×192 crops: MS-SSIM is defined
+    assert set(pd.read_csv(quick / "tables" / "paper_b_bd_rate.csv")["k"]) == {2}
+    assert (quick / "paper-b" / "adversarial").is_dir()
+
+
+def test_defense_rd_loss_never_above_the_identity(quick: Path) -> None:
+    images = pd.read_csv(quick / "tables" / "paper_b_images.csv")
+    kway = images[images["defense"] == "k-way"]
+    assert len(kway) and (kway["rd"] <= kway["rd_identity"] + 1e-12).all()
+    plain = images[images["defense"] == "none"]
+    assert (plain["chosen"] == "identity").all() and (plain["rd"] == plain["rd_identity"]).all()
+
+
+def test_one_scoring_gives_every_k_as_kway_encode(kodak_crop: torch.Tensor) -> None:
+    from tests.attack.conftest import tiny_codec
+
+    codec = tiny_codec(scale=6.0)
+    noise = torch.rand(1, 3, 75, 117, generator=torch.Generator().manual_seed(1))
+    x = torch.cat([kodak_crop, noise, kodak_crop.flip(-1)]).mul(255).round().div(255)
+    s = score(KWayDefense(codec, 8, lmbda=0.01, seed=3), x)
+    for k in (1, 2, 4, 8):
+        d = KWayDefense(codec, k, lmbda=0.01, seed=3)
+        assert [t.name for t in d.candidates] == s.names[:k]  # nested candidate lists
+        res, p = d.encode(x), pick(s, k, d.lmbda)
+        assert p.chosen == res.chosen and torch.equal(p.bpp, res.bpp) and torch.equal(p.x_hat, res.x_hat)
+        assert torch.equal(p.rd_identity, res.rd[:, 0])
+    assert any(c != 0 for c in pick(s, 8, 0.01).chosen)  # some image prefers a transform: the check has teeth
+
+
+def test_bd_rate_known_cases() -> None:
+    rate, psnr = [0.25, 0.5, 1.0, 2.0], [30.0, 33.0, 36.0, 39.0]
+    assert bd_rate(rate, psnr, rate, psnr) == pytest.approx(0.0, abs=1e-9)
+    assert bd_rate(rate, psnr, [0.9 * r for r in rate], psnr) == pytest.approx(-10.0)  # 10% fewer bits everywhere
+    # log2(rate) linear in PSNR (one octave per 3 dB): +1.5 dB at equal rate = half an octave fewer bits
+    assert bd_rate(rate, psnr, rate, [p + 1.5 for p in psnr]) == pytest.approx((2 ** -0.5 - 1) * 100)
+    assert bd_rate(rate[:2], psnr[:2], rate[:2], [p + 1.5 for p in psnr[:2]]) == pytest.approx((2 ** -0.5 - 1) * 100)
+    assert math.isnan(bd_rate(rate, psnr, rate, [p + 20 for p in psnr]))  # no overlap
+    assert math.isnan(bd_rate(rate[:1], psnr[:1], rate, psnr))
+
+
+@pytest.mark.parametrize("override, key", [
+    ('defense.focus_eps="3/255"', "defense.focus_eps"),
+    ('defense.transforms=["hflip", "rot45"]', "defense.transforms"),
+    ("defense.k=[2, 9]", "defense.k[1]"),
+    ('defense.attack_codecs=["mini-tiny-mbt2018-mean@q2"]', "defense.attack_codecs[0]"),
+    ('defense.rate="likelihood"', "defense.rate"),
+    ('defense.lmbda="auto"', "defense.lmbda"),
+    ('defense.objectives=["ce"]', "defense.objectives[0]"),
+    ("defense.eps=[]", "defense.eps"),
+])
+def test_bad_defense_keys_are_refused_naming_the_key(override: str, key: str) -> None:
+    from liccs.run import check_names
+
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        cfg = load_config(CONFIG, quick=True, overrides=[override])
+        paper_b.check_config(cfg, check_names(cfg))
