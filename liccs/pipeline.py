@@ -194,3 +194,10 @@ def psnr(a: Tensor, b: Tensor, data_range: float = 1.0) -> Tensor:
     """PSNR per image (dB) between two batches in [0, data_range]; inf where identical."""
     mse = (a.float() - b.float()).pow(2).flatten(1).mean(1)
     return 10 * torch.log10(data_range**2 / mse.clamp_min(1e-20)).masked_fill(mse == 0, math.inf)
+
+
+def module_device(module: torch.nn.Module, default: torch.device | str = "cpu") -> torch.device:
+    """The device of ``module``'s first parameter or buffer; ``default`` when it has none."""
+    for t in (*module.parameters(), *module.buffers()):
+        return t.device
+    return torch.device(default)

@@ -24,6 +24,7 @@ from liccs.attack.diversity import InputDiversity
 from liccs.attack.ensemble import as_ensemble
 from liccs.attack.objectives import Objective, parse_objective, target_members, target_names
 from liccs.attack.randomness import bind_generators
+from liccs.pipeline import module_device
 from liccs.attack.threat import ThreatModel
 from liccs.errors import InputError
 from liccs.zoo.registry import Registry
@@ -151,7 +152,14 @@ class Attack:
         return labels.to(device=images.device, dtype=torch.long)
 
     def __call__(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Adversarial images in [0, 1], inside the eps ball around ``images``."""
+        """Adversarial images in [0, 1], inside the eps ball around ``images``.
+
+        The attack runs on the target's device (its first parameter's; ``images`` as given when it has none)
+        and the result comes back on ``images``' device, so CPU-held images attack a GPU model.
+        """
+        home = images.device
+        device = module_device(self.target, home)
+        images = images.to(device)
         labels = self._check_inputs(images, labels)
         training = [m for m in self.target.modules() if m.training]
         for m in training:  # eval mode for the attack (BatchNorm statistics, dropout), restored after
@@ -168,7 +176,7 @@ class Attack:
         finally:
             for m in training:
                 m.training = True
-        return adv.detach()
+        return adv.detach().to(home)
 
     def perturb(self, x: Tensor, labels: Tensor, gen: torch.Generator) -> Tensor:
         """The attack proper, on checked inputs, with the attack's generator."""

@@ -54,12 +54,16 @@ class ThreatModel:
                              f"({math.sqrt(images[0].numel()):.1f}) for images of shape {tuple(images.shape[1:])}")
 
     def random_delta(self, x: Tensor, gen: torch.Generator) -> Tensor:
-        """A random start, uniform in the ball (L2: Gaussian direction, radius ``eps·u^(1/d)``)."""
+        """A random start, uniform in the ball (L2: Gaussian direction, radius ``eps·u^(1/d)``).
+
+        Drawn from the attack's CPU generator and then moved to ``x``'s device, so a seed gives the same start
+        on every device (a CPU generator cannot draw on a GPU).
+        """
         if self.norm == "linf":
-            u = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+            u = torch.rand(x.shape, generator=gen, dtype=x.dtype).to(x.device)
             return u.mul_(2 * self.eps).sub_(self.eps)
-        d = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-        r = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), generator=gen, device=x.device, dtype=x.dtype)
+        d = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+        r = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), generator=gen, dtype=x.dtype).to(x.device)
         return d / (per_sample_norm(d, 2) + _TINY) * (self.eps * r.pow(1.0 / x[0].numel()))
 
     def direction(self, grad: Tensor) -> Tensor:

@@ -7,6 +7,7 @@ module that is exported). Runs on the GPU when one is visible, else on the CPU; 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from contextlib import nullcontext
 from typing import Any
@@ -16,6 +17,7 @@ import torch
 from liccs.engines.arrays import graph_meta, like_feed, to_torch
 from liccs.engines.base import ENGINES, Array, EngineSpec, Runner, TensorMeta
 from liccs.errors import InputError
+from liccs.pipeline import module_device
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 _AUTOCAST = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -42,7 +44,9 @@ class TorchRunner(Runner):
         self._fn: Any = None
 
     def activate_impl(self) -> None:
-        module = self.graph.module.to(self.device).eval()
+        module = self.graph.module.eval()
+        if module_device(module) != self.device:  # a copy: the module is shared (the loaded codec, the attacks)
+            module = copy.deepcopy(module).to(self.device)
         self._fn = torch.compile(module, dynamic=True) if self.compile else module
 
     def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]:

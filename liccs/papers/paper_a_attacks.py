@@ -24,9 +24,8 @@ from liccs.attack.ensemble import Ensemble, EnsembleOutput
 from liccs.attack.eot import EoT
 from liccs.export.cache import atomic_write
 from liccs.fileio import json_digest
-from liccs.pipeline import LICCS
 from liccs.profiling.transfer import as_uint8_variant, cell_metrics, top1
-from liccs.run.attacks import OBJECTIVES
+from liccs.run.attacks import OBJECTIVES, device_key
 from liccs.run.setup import Context
 
 
@@ -42,12 +41,6 @@ class CountingEnsemble(Ensemble):
         if torch.is_grad_enabled() and x.requires_grad:
             self.grad_evals += len(self.members) * int(x.shape[0])
         return super().forward_all(x, logits)
-
-
-def members_of(ctx: Context, names: list[str]) -> list[nn.Module]:
-    """LICCS pipelines (``attack.surrogate``) for codecs, the bare classifier for the classifier's name."""
-    return [ctx.classifier if n == ctx.cfg.models.classifier else
-            LICCS(ctx.codecs[n], ctx.classifier, rounding=ctx.cfg.attack.surrogate) for n in names]
 
 
 def make_attack(ctx: Context, target: nn.Module, fgsm: bool = False) -> Attack:
@@ -74,13 +67,14 @@ def craft(ctx: Context, out: Path, members: list[str], images: Tensor, labels: T
     cfg = ctx.cfg
     key = json_digest({"attack": cfg.to_dict()["attack"], "fgsm": fgsm, "seed": cfg.run.seed, "members": members,
                        "weights": {m: ctx.weights[m].get("sha256") or ctx.weights[m].get("source") for m in members},
-                       "images": hashlib.sha256(images.numpy().tobytes()).hexdigest(), "labels": labels.tolist()})
+                       "images": hashlib.sha256(images.numpy().tobytes()).hexdigest(), "labels": labels.tolist(),
+                       **device_key(cfg)})
     tag = ("fgsm-" if fgsm else "ens-") + "_".join(m.replace("@", "-") for m in members)
     path = out / "adversarial" / "paper-a" / f"{tag[:120]}-{key[:16]}.pt"
     hit = torch.load(path, weights_only=True) if path.is_file() else None
     if hit is not None and hit.get("key") == key:
         return hit["images"], int(hit["grad_evals"]), True
-    ens = CountingEnsemble(members_of(ctx, members), names=members)
+    ens = CountingEnsemble(ctx.attack_members(members), names=members)
     atk = make_attack(ctx, ens, fgsm=fgsm)
     aim, bs = attack_labels(ctx, labels), cfg.data.batch_size
     adv = torch.cat([atk(images[i:i + bs], aim[i:i + bs]) for i in range(0, len(images), bs)])
@@ -114,7 +108,7 @@ def heldout_images(ctx: Context, n: int) -> tuple[Tensor, Tensor, str]:
         y = torch.tensor(batch.labels, dtype=torch.long)
     else:
         with torch.no_grad():
-            y = ctx.classifier(x).argmax(1)
+            y = ctx.classifier(x).argmax(1)  # the CPU model: x is on the CPU
     return x, y, (f"sampling: ensembles crafted and evaluated on {len(batch.names)} images of {ctx.cfg.data.source} "
                   f"disjoint from the {len(used)} run images whose ASR matrix selected them (no selection leakage)")
 

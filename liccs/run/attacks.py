@@ -22,7 +22,6 @@ from liccs.attack.ensemble import Ensemble
 from liccs.attack.eot import EoT
 from liccs.export.cache import atomic_write
 from liccs.fileio import json_digest
-from liccs.pipeline import LICCS
 from liccs.run.setup import Context
 
 OBJECTIVES = {"classification": "ce", "distortion": "distortion", "rate": "rate"}
@@ -36,15 +35,19 @@ def attack_key(ctx: Context, source: str) -> str:
            "weights": {m: ctx.weights[m].get("sha256") or ctx.weights[m].get("source") for m in members},
            "classifier": ctx.weights[cfg.models.classifier].get("sha256"),
            "images": hashlib.sha256(ctx.images.numpy().tobytes()).hexdigest(),
-           "labels": ctx.labels.tolist()}
+           "labels": ctx.labels.tolist(), **device_key(cfg)}
     return json_digest(key)
 
 
+def device_key(cfg: Any) -> dict[str, str]:
+    """The attack's device in a cache key; empty on the CPU, so keys made before GPUs were supported stay valid."""
+    return {} if cfg.run.device == "cpu" else {"device": cfg.run.device}
+
+
 def source_model(ctx: Context, source: str) -> Ensemble:
-    """The attacked model: LICCS members (surrogate ``attack.surrogate``) or the classifier alone."""
-    members = [ctx.classifier if m == ctx.cfg.models.classifier else
-               LICCS(ctx.codecs[m], ctx.classifier, rounding=ctx.cfg.attack.surrogate) for m in source.split("+")]
-    return Ensemble(members, names=source.split("+"))
+    """The attacked model, on ``run.device``: LICCS members (surrogate ``attack.surrogate``) or the classifier
+    alone."""
+    return Ensemble(ctx.attack_members(source.split("+")), names=source.split("+"))
 
 
 def craft(ctx: Context, source: str) -> Tensor:

@@ -7,6 +7,7 @@ uses and records where each model's weights came from.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,6 +117,26 @@ class Context:
     image_names: list[str]
     notes: list[str] = field(default_factory=list)
     weights: dict[str, Any] = field(default_factory=dict)
+    _on_device: dict[int, nn.Module] = field(default_factory=dict, repr=False)
+
+    def on_device(self, module: nn.Module) -> nn.Module:
+        """``module`` on ``run.device``, where the gradient path runs: the module itself on the CPU, else a
+        copy made once (the loaded models stay on the CPU for export, parity and the deployed codecs)."""
+        device = torch.device(self.cfg.run.device)
+        if device.type == "cpu":
+            return module
+        if id(module) not in self._on_device:
+            self._on_device[id(module)] = copy.deepcopy(module).to(device)
+        return self._on_device[id(module)]
+
+    def attack_members(self, names: list[str]) -> list[nn.Module]:
+        """What an attack source differentiates, on ``run.device``: LICCS (rounding ``attack.surrogate``) per
+        codec name, the bare classifier for the classifier's name."""
+        from liccs.pipeline import LICCS
+
+        clf = self.on_device(self.classifier)
+        return [clf if n == self.cfg.models.classifier else
+                LICCS(self.on_device(self.codecs[n]), clf, rounding=self.cfg.attack.surrogate) for n in names]
 
 
 def _load(loader: Callable[..., nn.Module], name: str, weights: str, notes: list[str]) -> nn.Module:
