@@ -25,6 +25,7 @@ from liccs.pipeline import PAD_MULTIPLE, codec_family
 from liccs.profiling.flops import add_rates, count_flops, matmul_ceiling
 from liccs.profiling.profile import dominant_stages, growth_table, sweep
 from liccs.profiling.timer import TimerConfig
+from liccs.run.copy_compute import copy_compute_table
 from liccs.run.exports import Exports
 from liccs.run.setup import Context
 
@@ -42,7 +43,7 @@ def sweep_images(batch: int, hw: tuple[int, int]) -> Tensor:
         x = resize_center_crop(to_float(src.read(i % len(src)))[None], side, side)
         top, left = (side - hw[0]) // 2, (side - hw[1]) // 2
         out.append(x[..., top:top + hw[0], left:left + hw[1]])
-    return torch.cat(out).contiguous()
+    return torch.cat(out).clamp_(0, 1).contiguous()  # resampling rounds a hair past 1.0 at times
 
 
 @torch.no_grad()
@@ -137,27 +138,51 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
     b0, hw0 = p.batch_sizes[0], tuple(p.resolutions[0])
     first = table[(table["batch_size"] == b0) & (table["height"] == hw0[0]) & (table["width"] == hw0[1])]
     latency = rates(ctx, first, b0, hw0)
-    return {"latency": latency, "sweep": table,
-            "growth": growth_table(table, by=("engine", "codec", "stage", "batch_size")),
-            "dominant": dominant_stages(first, by=("engine", "codec"))}
+    out = {"latency": latency, "sweep": table,
+           "growth": growth_table(table, by=("engine", "codec", "stage", "batch_size")),
+           "dominant": dominant_stages(first, by=("engine", "codec"))}
+    cc = copy_compute_table(ctx, _profiled(ctx), sweep_images(b0, hw0), tcfg)
+    if not cc.empty:
+        out["copy_compute"] = cc
+    return out
+
+
+def engine_ceiling(engine: str, n: int, cache: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    """The dense matmul rate of the device and precision ``engine`` computes in (int8 engines: fp32, since
+    their convolutions are not all quantized), measured once per (device, dtype) in this run."""
+    from liccs.engines import ENGINES
+    from liccs.engines.torch_engine import DEVICE
+
+    spec = ENGINES.get(engine)
+    device = "cuda" if spec.device == "cuda" or (spec.backend == "torch" and DEVICE == "cuda") else "cpu"
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(spec.precision, torch.float32)
+    key = (device, str(dtype))
+    if key not in cache:
+        cache[key] = matmul_ceiling(n, dtype=dtype, device=device,
+                                    config=TimerConfig(warmup=1, min_iters=5, min_duration_s=0.3, device=device))
+    return cache[key]
 
 
 def rates(ctx: Context, latency: pd.DataFrame, batch: int, hw: tuple[int, int]) -> pd.DataFrame:
-    """FLOPs of each network stage at (batch, hw), this CPU's matmul ceiling, achieved / ceiling per row."""
+    """FLOPs of each network stage at (batch, hw), the matmul ceiling of each engine's device and precision,
+    achieved / ceiling per row."""
     from liccs.zoo.classifiers import to_geometry
 
     x = sweep_images(batch, hw)
     out = []
-    ceiling = matmul_ceiling(ctx.cfg.profile.matmul_n, config=TimerConfig(warmup=1, min_iters=5, min_duration_s=0.3))
-    for name, g in latency.groupby("codec", sort=False):
-        codec = ctx.codecs[name]
-        feeds = stage_feeds(codec, x)
-        flops = {s: count_flops(getattr(codec, s), *feeds[s].values()) for s in ("g_a", "h_a", "h_s", "g_s")
-                 if s in feeds}
-        pre = ctx.classifier.preprocess.cfg
-        flops["classifier"] = count_flops(ctx.classifier, to_geometry(x, pre))
-        flops["end-to-end"] = sum(flops.values())
-        out.append(add_rates(g, flops, ceiling["gflops"]))
-    df = pd.concat(out, ignore_index=True)
-    df["ceiling_gflops"] = ceiling["gflops"]
-    return df
+    ceilings: dict[tuple[str, str], dict[str, Any]] = {}
+    counted: dict[str, dict[str, int]] = {}
+    for (engine, name), g in latency.groupby(["engine", "codec"], sort=False):
+        if name not in counted:  # the same on every engine
+            codec = ctx.codecs[name]
+            feeds = stage_feeds(codec, x)
+            flops = {s: count_flops(getattr(codec, s), *feeds[s].values()) for s in ("g_a", "h_a", "h_s", "g_s")
+                     if s in feeds}
+            flops["classifier"] = count_flops(ctx.classifier, to_geometry(x, ctx.classifier.preprocess.cfg))
+            flops["end-to-end"] = sum(flops.values())
+            counted[name] = flops
+        flops = counted[name]
+        ceiling = engine_ceiling(str(engine), ctx.cfg.profile.matmul_n, ceilings)
+        out.append(add_rates(g, flops, ceiling["gflops"]).assign(
+            ceiling_gflops=ceiling["gflops"], ceiling=f"{ceiling['device']} {ceiling['dtype']} matmul n={ceiling['n']}"))
+    return pd.concat(out, ignore_index=True)
