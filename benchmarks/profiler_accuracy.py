@@ -34,8 +34,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 0.05
 
 
-def liccs_round(fn, seconds: float) -> tuple[dict, list[float]]:
-    r = measure(fn, TimerConfig(warmup=2, min_iters=5, min_duration_s=seconds), name="g_a")
+def liccs_round(fn, seconds: float, device: str = "cpu") -> tuple[dict, list[float]]:
+    r = measure(fn, TimerConfig(warmup=2, min_iters=5, min_duration_s=seconds, device=device), name="g_a")
     return ({"p50_ms": r.latency.p50 * 1e3, "p90_ms": r.latency.p90 * 1e3, "iterations": r.iterations},
             r.samples["total"])
 
@@ -55,12 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=16)
     p.add_argument("--seconds", type=float, default=2.0, help="minimum duration of each timer per round")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--device", default="cpu", help="cpu | cuda (liccs times with CUDA events there; "
+                   "torch.utils.benchmark synchronizes the device around its blocks)")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    codec = load_codec(args.codec, "random", seed=0)
-    x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
+    codec = load_codec(args.codec, "random", seed=0).to(args.device)
+    x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(args.device)
+    stem = "profiler_accuracy" + ("" if args.device == "cpu" else f"_{args.device.split(':')[0]}")
 
     @torch.inference_mode()
     def g_a():
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         order = ("liccs", "tub") if i % 2 == 0 else ("tub", "liccs")
         row = {"round": i, "order": "-".join(order)}
         for who in order:
-            stats, samples = (liccs_round if who == "liccs" else tub_round)(g_a, args.seconds)
+            stats, samples = (liccs_round(g_a, args.seconds, args.device) if who == "liccs"
+                              else tub_round(g_a, args.seconds))
             row.update({f"{who}_{k}": v for k, v in stats.items()})
             pooled[who] += samples
         row["ratio"] = row["liccs_p50_ms"] / row["tub_median_ms"]
@@ -84,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     per_round = (statistics.median(r["liccs_p50_ms"] for r in rounds),
                  statistics.median(r["tub_median_ms"] for r in rounds))
     summary = {
-        "callable": f"{args.codec} g_a, random weights (seed 0), 1×3×{args.size}×{args.size}, CPU, "
-                    f"{torch.get_num_threads()} threads, inference_mode",
+        "callable": f"{args.codec} g_a, random weights (seed 0), 1×3×{args.size}×{args.size}, "
+                    + (f"CPU, {torch.get_num_threads()} threads" if args.device == "cpu" else
+                       f"{torch.cuda.get_device_name(args.device)}") + ", inference_mode",
         "liccs_p50_ms": liccs_ms, "torch_benchmark_median_ms": tub_ms, "relative_difference": rel,
         "liccs_samples": len(pooled["liccs"]), "torch_benchmark_blocks": len(pooled["tub"]),
         "target": TARGET, "within_target": abs(rel) <= TARGET,
@@ -97,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "profiler_accuracy.json", {"summary": summary, "rounds": rounds})
-    write_json(args.out / "profiler_accuracy.manifest.json",
+    write_json(args.out / f"{stem}.json", {"summary": summary, "rounds": rounds})
+    write_json(args.out / f"{stem}.manifest.json",
                manifest(config, benchmark="profiler_accuracy", command="python benchmarks/profiler_accuracy.py"
                         + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))))
     lines = [
@@ -120,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['liccs_iterations']} | {r['tub_median_ms']:.3f} | {r['tub_iqr_ms']:.3f} | "
               f"{r['tub_blocks']} × {r['tub_number_per_block']} | {r['ratio']:.3f} |" for r in rounds]
     lines += ["", "Written by `python benchmarks/profiler_accuracy.py`; environment in "
-              "`profiler_accuracy.manifest.json`.", ""]
-    (args.out / "profiler_accuracy.md").write_text("\n".join(lines))
+              f"`{stem}.manifest.json`.", ""]
+    (args.out / f"{stem}.md").write_text("\n".join(lines))
     print("\n".join(lines[:9]))
     return 0
 

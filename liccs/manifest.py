@@ -29,7 +29,12 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_commit(root: Path = PROJECT_ROOT) -> str | None:
-    """The checkout's commit (with ``-dirty`` when tracked files changed), or None outside git."""
+    """The checkout's commit (with ``-dirty`` when tracked files changed), or None outside git.
+
+    ``$LICCS_COMMIT`` stands in where the tree was copied without its ``.git`` (a remote GPU machine).
+    """
+    if os.environ.get("LICCS_COMMIT"):
+        return os.environ["LICCS_COMMIT"]
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=5, check=True).stdout.strip()
