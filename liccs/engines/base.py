@@ -46,14 +46,20 @@ def _dtype_name(x: Array) -> str:
     return np.dtype(x.dtype).name
 
 
+def value_bounds(t: torch.Tensor) -> tuple[float, float]:
+    """(min, max) of a non-empty ``t`` in one pass; both are NaN when ``t`` holds a NaN."""
+    lo, hi = torch.aminmax(t.detach())
+    return float(lo), float(hi)
+
+
 def _check_range(runner: str, key: str, x: Array, bounds: tuple[float, float]) -> None:
     t = torch.as_tensor(x) if isinstance(x, np.ndarray) else x
     if not t.numel():
         return
-    lo, hi = float(t.min()), float(t.max())
-    if torch.isnan(t).any() or lo < bounds[0] or hi > bounds[1]:
+    lo, hi = value_bounds(t)
+    if not (bounds[0] <= lo and hi <= bounds[1]):  # False for NaN too
         raise InputError(f"{runner}: input {key!r} must lie in [{bounds[0]}, {bounds[1]}]; got min {lo:.4g}, "
-                         f"max {hi:.4g}" + (" and NaN" if torch.isnan(t).any() else ""))
+                         f"max {hi:.4g}" + (" (it holds NaN)" if lo != lo else ""))
 
 
 class Runner(ABC):

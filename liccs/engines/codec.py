@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from liccs.data import crop_to, pad_to_multiple
 from liccs.engines.autoregressive import compress_ar, decompress_ar
-from liccs.engines.base import Runner
+from liccs.engines.base import Runner, value_bounds
 from liccs.engines.bitstream import BitstreamError, Container, crc32, frame, unframe
 from liccs.engines.indexes import build_indexes
 from liccs.errors import InputError
@@ -35,8 +35,9 @@ def _check_images(x: Tensor) -> None:
     if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3 or x.dtype != torch.float32:
         raise InputError(f"images must be a float32 tensor [B, 3, H, W], got "
                          f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
-    if x.numel() and (torch.isnan(x).any() or x.min() < 0 or x.max() > 1):
-        raise InputError(f"images must lie in [0, 1]; got min {x.min().item():.4g}, max {x.max().item():.4g}")
+    lo, hi = value_bounds(x) if x.numel() else (0.0, 0.0)
+    if not (0 <= lo and hi <= 1):  # False for NaN too
+        raise InputError(f"images must lie in [0, 1]; got min {lo:.4g}, max {hi:.4g}")
 
 
 def _index_check(indexes: Tensor) -> int:
@@ -69,7 +70,9 @@ class DeployedCodec:
         for name, g in graphs.items():
             calib = [{k: v.numpy() for k, v in feeds[name].items()}] if name in feeds else None
             loop = {"threads": 1} if name in LOOP_STAGES else {}  # tiny per-position calls: see .autoregressive
-            runners[name] = runner_for(engine, g, cache, exporter=exporter, calibration=calib, **loop)
+            # no spinning: torch work follows every call, and spinning ONNX Runtime threads would hold its cores
+            runners[name] = runner_for(engine, g, cache, exporter=exporter, calibration=calib, spinning=False,
+                                       **loop)
         return cls(codec, runners, engine)
 
     def _run(self, stage: str, name: str, x: Tensor) -> Tensor:

@@ -47,6 +47,7 @@ def runner_for(engine: str, graph: Any, cache: ArtifactCache | None = None, *, e
         from liccs.export.onnx import OnnxFromTorch
 
         onnx_path = OnnxFromTorch(graph, cache, exporter)().path
-        kw.pop("threads", None)  # an ONNX Runtime setting; TensorRT builds take none
+        kw.pop("threads", None)  # ONNX Runtime settings; TensorRT builds take none
+        kw.pop("spinning", None)
         return spec.make_runner(onnx_path, name=name, profile=kw.pop("profile", None) or trt_profile(graph), **kw)
     return spec.make_runner(graph, name=name, cache=cache, exporter=exporter, calibration=calibration, **kw)

@@ -43,13 +43,17 @@ class OrtRunner(Runner):
         providers: execution providers in priority order (names or (name, options) pairs).
         value_ranges: input name → (lo, hi) that feeds must respect (e.g. images: (0, 1)).
         threads: intra-op threads (0: ONNX Runtime's default).
+        spinning: whether idle intra-op threads busy-wait for work (ONNX Runtime's default). Between calls
+            they spin for tens of ms of CPU after ``run`` returns, which takes a core from whatever CPU work
+            (torch, other sessions) the caller does next; ``False`` parks them instead.
     """
 
     def __init__(self, model: Any, providers: Sequence[Any] = ("CPUExecutionProvider",), name: str = "ort-cpu",
-                 value_ranges: Mapping[str, tuple[float, float]] | None = None, threads: int = 0) -> None:
+                 value_ranges: Mapping[str, tuple[float, float]] | None = None, threads: int = 0,
+                 spinning: bool = True) -> None:
         super().__init__(name)
         self._source, self.providers = model, list(providers)
-        self.value_ranges, self.threads = dict(value_ranges or {}), threads
+        self.value_ranges, self.threads, self.spinning = dict(value_ranges or {}), threads, spinning
         self.path: Path | None = None
         self.artifact: Any = None
         self._session: Any = None
@@ -70,6 +74,8 @@ class OrtRunner(Runner):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.log_severity_level = 3
+        if not self.spinning:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(self.path), opts, providers=self.providers)
         except _ort_errors() as e:
@@ -128,7 +134,7 @@ def _factory(name: str, providers: Sequence[Any], variant: str | None = None):
     def make_runner(artifact: Any, *, cache: ArtifactCache | None = None, exporter: str = "auto",
                     calibration: Sequence[Mapping[str, np.ndarray]] | None = None,
                     value_ranges: Mapping[str, tuple[float, float]] | None = None, threads: int = 0,
-                    **_: Any) -> OrtRunner:
+                    spinning: bool = True, **_: Any) -> OrtRunner:
         source = _onnx_source(artifact, cache, exporter)
         if variant == "int8":
             source = _int8_source(name, source, calibration, cache)
@@ -136,7 +142,7 @@ def _factory(name: str, providers: Sequence[Any], variant: str | None = None):
             from liccs.export.quantize import Fp16OnnxFromOnnx
 
             source = Fp16OnnxFromOnnx(source, cache)
-        return OrtRunner(source, providers, name, _ranges(artifact, value_ranges), threads)
+        return OrtRunner(source, providers, name, _ranges(artifact, value_ranges), threads, spinning)
 
     return make_runner
 

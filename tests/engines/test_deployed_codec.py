@@ -107,3 +107,15 @@ def test_stream_of_another_model_is_refused(kodak_crop, cache):
         a.compress((kodak_crop * 255).to(torch.uint8))
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         a.compress(kodak_crop * 2)
+    with pytest.raises(InputError, match=r"\[0, 1\]; got min nan"):
+        a.compress(kodak_crop.masked_fill(kodak_crop > 0.5, float("nan")))
+
+
+def test_ort_sessions_of_the_codec_do_not_spin(kodak_crop, cache):
+    """Idle ONNX Runtime threads that spin after each call take a core from the entropy coder's torch work."""
+    d = DeployedCodec.on_engine(codec("bmshj2018-hyperprior@q1"), "ort-cpu", cache, exporter="torchscript")
+    d.compress(kodak_crop)
+    for name, r in d.runners.items():
+        r.activate()
+        opts = r._session.get_session_options()
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0", name
