@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         return PGD(target, eps=eps, alpha=alpha, steps=a.steps, random_start=False)
 
     rows: list[dict[str, Any]] = []
+    cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
+    cfg.update(model="LICCS(bmshj2018-hyperprior@q3, ste) -> resnet18, random weights", eps="4/255",
+               alpha="1/255", random_start=False)
     reference = None
     for variant in a.variants.split(","):
         row: dict[str, Any] = {"variant": variant, "batch": a.batch, "side": a.side, "steps": a.steps}
@@ -90,14 +93,17 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(format_table([row], [c for c in ("variant", "first_call_s", "median_s", "steps_per_s", "error")
                                    if c in row]), flush=True)
+        write(a, rows, cfg, argv)  # after every variant: a time limit that stops a later one keeps these
+    return 0
+
+
+def write(a: argparse.Namespace, rows: list[dict[str, Any]], cfg: dict[str, Any], argv: list[str] | None) -> None:
+    """The JSON, manifest and Markdown of the rows so far."""
     eager = next((r for r in rows if r["variant"] == "eager" and "median_s" in r), None)
     for r in rows:
         if eager and "median_s" in r:
             r["speedup_vs_eager"] = eager["median_s"] / r["median_s"]
     a.out.mkdir(parents=True, exist_ok=True)
-    cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
-    cfg.update(model="LICCS(bmshj2018-hyperprior@q3, ste) -> resnet18, random weights", eps="4/255",
-               alpha="1/255", random_start=False)
     write_json(a.out / "gpu_attack_speed.json", {"rows": rows})
     write_json(a.out / "gpu_attack_speed.manifest.json",
                manifest(cfg, benchmark="gpu_attack_speed", command="python benchmarks/gpu_attack_speed.py"
@@ -108,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
         f"# PGD speed on {torch.cuda.get_device_name(0)}\n\n{cfg['model']}; batch {a.batch} × {a.side}², "
         f"{a.steps} steps, median of {a.repeats} synchronized calls after warm-up; first_call_s includes "
         "compilation.\n\n" + format_table(rows, [c for c in cols if any(c in r for r in rows)]) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

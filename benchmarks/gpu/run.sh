@@ -33,12 +33,12 @@ step "environment"
 tail -25 "$OUT/env.txt"
 
 step "GPU-marked tests"
-timeout 150 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu_paths.py tests/profiling/test_timer.py \
+timeout 120 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu_paths.py tests/profiling/test_timer.py \
   2>&1 | tail -30
 
 step "mini zoo on the GPU: attacks on cuda, transfer to torch fp32/fp16/bf16 (and ort-cpu for reference)"
 E='["torch", "torch-fp16", "torch-bf16", "ort-cpu"]'
-timeout 150 $LICCS run configs/quick-cpu.toml --no-progress --out "$WORK/mini-cuda" \
+timeout 130 $LICCS run configs/quick-cpu.toml --no-progress --out "$WORK/mini-cuda" \
   --set 'run.device="cuda"' --set run.threads=8 --set data.images=256 --set data.batch_size=128 \
   --set "export.engines=$E" --set "transfer.engines=$E" --set transfer.batch_size=256 --set profile.enabled=false \
   --set 'report.title="liccs on one GPU: CIFAR-scale LICCS (mini zoo), attacks on the GPU, transfer per precision"' \
@@ -49,7 +49,7 @@ step "per-stage profile on the GPU: torch fp32/fp16/bf16, copy/compute split, CU
 timeout 200 $LICCS run configs/gpu.toml --no-progress --out "$WORK/gpu-profile" \
   --set 'models.weights="random"' --set 'models.codecs=["bmshj2018-hyperprior@q4", "mbt2018-mean@q4"]' \
   --set 'models.classifier="resnet50"' --set 'data.source="kodak"' --set data.images=4 --set data.batch_size=4 \
-  --set 'export.engines=["torch", "torch-fp16", "torch-bf16"]' --set profile.warmup=3 --set profile.min_iters=10 \
+  --set 'export.engines=["torch", "torch-fp16", "torch-bf16"]' --set profile.warmup=2 --set profile.min_iters=5 \
   --set profile.min_duration_s=0.2 --set 'profile.batch_sizes=[1, 4]' \
   --set 'profile.resolutions=[[512, 768], [1088, 1920]]' --set 'profile.stages=["g_a", "h_a", "h_s", "g_s", "classifier"]' \
   --set profile.cuda_graph=true --set profile.matmul_n=8192 --set attack.enabled=false --set transfer.enabled=false \
@@ -59,8 +59,8 @@ tar -C "$WORK" -czf "$OUT/gpu-profile.tgz" gpu-profile 2>/dev/null
 
 step "benchmarks: PGD speed, profiler accuracy (CUDA events vs torch.utils.benchmark)"
 mkdir -p "$WORK/bench"
-timeout 90 python3 benchmarks/gpu_attack_speed.py --out "$WORK/bench" 2>&1 | tail -12
-timeout 45 python3 benchmarks/profiler_accuracy.py --device cuda --rounds 6 --seconds 0.5 --out "$WORK/bench" \
+timeout 80 python3 benchmarks/gpu_attack_speed.py --out "$WORK/bench" 2>&1 | tail -12
+timeout 40 python3 benchmarks/profiler_accuracy.py --device cuda --rounds 6 --seconds 0.5 --out "$WORK/bench" \
   2>&1 | tail -6
 tar -C "$WORK" -czf "$OUT/bench.tgz" bench 2>/dev/null
 
