@@ -103,7 +103,9 @@ def prepare(image: Tensor, resize: int | None, crop: int | None, interpolation: 
     x = to_float(image) if image.dtype == torch.uint8 else image
     if crop is None:
         return x
-    return resize_center_crop(x.unsqueeze(0), resize or crop, crop, interpolation).squeeze(0)
+    # antialiased resampling can round a hair past 1.0 (seen: a Kodak image at resnet50's 232 → 224), and
+    # every consumer (the deployed codec, the attacks) refuses images outside [0, 1]
+    return resize_center_crop(x.unsqueeze(0), resize or crop, crop, interpolation).squeeze(0).clamp_(0, 1)
 
 
 # --- sources ------------------------------------------------------------------------------------

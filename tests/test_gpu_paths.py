@@ -58,15 +58,20 @@ def test_attack_on_a_gpu_model_takes_and_returns_cpu_images():
     torch.testing.assert_close(a, b.cpu())
 
 
-def test_quick_run_on_the_gpu(tmp_path, shared_data):
+def test_small_run_on_the_gpu(tmp_path, shared_data):
+    """The default config's committed mini-zoo models (no training: a GPU machine may lack the training zips),
+    a few images, every torch engine."""
     out = tmp_path / "run"
     engines = '["torch", "torch-fp16", "torch-bf16"]'
-    rc = main(["run", str(ROOT / "configs" / "quick-cpu.toml"), "--quick", "--no-progress", "--out", str(out),
+    rc = main(["run", str(ROOT / "configs" / "quick-cpu.toml"), "--no-progress", "--out", str(out),
                "--set", 'run.device="cuda"', "--set", f"export.engines={engines}",
-               "--set", f"transfer.engines={engines}", "--set", "profile.cuda_graph=true"])
+               "--set", f"transfer.engines={engines}", "--set", "profile.cuda_graph=true",
+               "--set", "data.images=8", "--set", "data.batch_size=8", "--set", "attack.steps=2",
+               "--set", "profile.batch_sizes=[1]", "--set", "profile.resolutions=[[64, 64]]"])
     assert rc == 0
     transfer = (out / "tables" / "transfer.csv").read_text()
     for e in ("torch-fp16", "torch-bf16"):
         assert e in transfer
+    assert (out / "tables" / "copy_compute.csv").is_file()
     man = json.loads((out / "manifest.json").read_text())
     assert man["device"]["cuda_available"] is True

@@ -79,6 +79,15 @@ class DeployedCodec:
         out = self.runners[stage].infer({name: x.contiguous()})
         return next(iter(out.values())).float().cpu()
 
+    def _hyper(self, z_hat: Tensor) -> Tensor:
+        """``h_s`` one image at a time, on the encoder's side and the decoder's alike.
+
+        The entropy tables are chosen from these outputs, so both sides must compute them bit for bit. A GPU
+        picks its convolution algorithm by batch size: on an H200 an encoder that ran ``h_s`` on 256 images at
+        once selected other tables than decoders that ran it on one, and the checksums refused the streams.
+        """
+        return torch.cat([self._run("h_s", "z_hat", z_hat[i:i + 1]) for i in range(z_hat.shape[0])])
+
     # --- CompressAI contract -------------------------------------------------------------------------
     @torch.no_grad()
     def compress(self, images: Tensor) -> dict[str, Any]:
@@ -92,7 +101,7 @@ class DeployedCodec:
         z = self._run("h_a", "y", torch.abs(y) if self.family == "scale-hyperprior" else y)
         z_strings = eb.compress(z)
         z_hat = eb.decompress(z_strings, z.shape[-2:])
-        params = self._run("h_s", "z_hat", z_hat)
+        params = self._hyper(z_hat)
         if self.family == "autoregressive":
             coded = [compress_ar(gc, self.runners["context_step"], self.runners["entropy_parameters"],
                                  y[i:i + 1], params[i:i + 1]) for i in range(y.shape[0])]
@@ -129,7 +138,7 @@ class DeployedCodec:
             y_hat, match = eb.decompress([p for p, _ in parsed[0]], shape), [True] * len(parsed[0])
         else:
             z_hat = eb.decompress([p for p, _ in parsed[1]], shape)
-            params = self._run("h_s", "z_hat", z_hat)
+            params = self._hyper(z_hat)
             y_hat, match = self._decode_y(gc, parsed[0], params, on_mismatch)
         x_hat = self._run("g_s", "y_hat", y_hat).clamp(0, 1)
         if not all(match):  # a decode on other tables may hold inf/NaN; it is flagged, keep it finite
