@@ -222,7 +222,7 @@ def check_codec(codec: nn.Module, engines: Sequence[str], batches: Sequence[Tens
                 classifier: nn.Module | None = None, stages: Iterable[str] | None = None, deployed: bool = True,
                 tolerance: Tolerance = Tolerance(), per_engine: Mapping[str, Tolerance] | None = None,
                 cache: Any = None, exporter: str = "auto", calibration_images: Tensor | None = None,
-                report: Any = None) -> tuple[list[ParityRecord], Any]:
+                report: Any = None, progress: bool = True) -> tuple[list[ParityRecord], Any]:
     """Export ``codec``'s graphs (and ``liccs``/classifier), then parity of each graph and of the deployed codec.
 
     Returns (records, export report). ``stages`` limits the graphs (names as in :mod:`liccs.export.graphs`).
@@ -242,7 +242,8 @@ def check_codec(codec: nn.Module, engines: Sequence[str], batches: Sequence[Tens
         if calib is not None:
             calib["liccs"] = calib["classifier"] = {"x": classifier_images([calibration_images], cfg.crop, cfg.resize)[0]}
     records: list[ParityRecord] = []
-    for name, g in tqdm(graphs.items(), desc=f"parity {getattr(codec, 'liccs_name', '')}", leave=False):
+    for name, g in tqdm(graphs.items(), desc=f"parity {getattr(codec, 'liccs_name', '')}", leave=False,
+                        disable=not progress):
         fs = clf_feeds if name in ("liccs", "classifier") else [f[name] for f in feeds]
         cal = [{k: v.numpy() for k, v in (calib[name] if calib and name in calib else fs[0]).items()}]
         runnable = [e for e in engines if name not in failed or get_engine_backend(e) == "torch"]
@@ -335,7 +336,7 @@ def run_export(job: ExportJob, progress: bool = True) -> dict[str, Any]:
     report, crosses = ExportReport(), []
     for name in tqdm(job.codecs, desc="export", disable=not progress):
         codec = load_codec(name, job.weights)
-        recs, report = check_codec(codec, job.engines, batches, classifier=clf, stages=job.stages,
+        recs, report = check_codec(codec, job.engines, batches, classifier=clf, stages=job.stages, progress=progress,
                                    tolerance=job.tolerance, cache=cache, exporter=job.exporter,
                                    calibration_images=calib, report=report)
         records += recs

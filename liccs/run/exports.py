@@ -61,7 +61,8 @@ def run_exports(ctx: Context, progress: bool = True) -> Exports:
     records, report = [], None
     for name in tqdm(ctx.names.codecs, desc="export + parity", disable=not progress):
         recs, report = check_codec(ctx.codecs[name], engines, batches, classifier=ctx.classifier, tolerance=base,
-                                   per_engine=per_engine, cache=cache, calibration_images=calib, report=report)
+                                   per_engine=per_engine, cache=cache, calibration_images=calib, report=report,
+                                   progress=progress)
         records += recs
     parity = pd.DataFrame([{k: v for k, v in r.to_dict().items() if k not in ("tolerance", "extra", "shapes")}
                            | {"failures": "; ".join(r.failures)} for r in records])

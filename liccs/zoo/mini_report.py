@@ -66,6 +66,11 @@ def compare_to_jpeg(codec: list[dict[str, float]], jpeg: list[dict[str, float]])
             "mean_diff_db": float(diff.mean())}
 
 
+def available(name: str, key: str) -> bool:
+    """Trained: in the cache, or committed (``liccs/zoo/weights``) for this config key."""
+    return store.cached(name, key) is not None or store.committed(name, key) is not None
+
+
 def _curve_log(meta: dict[str, Any]) -> list[dict[str, float]]:
     return list(meta.get("log", []))
 
@@ -85,13 +90,14 @@ def evaluate_cifar_ladder(ml: MiniLadder, clf: torch.nn.Module, x: torch.Tensor,
                           progress: bool) -> dict[str, Any]:
     """bpp, PSNR (real entropy coding, 64×64) and LICCS accuracy per quality on the images ``x``."""
     xin = cifar_to_codec_input(x)
-    rows, walls, cpus, logs = [], 0.0, [], {}
+    rows, cpus, logs = [], [], {}
+    walls: float | None = 0.0
     for q in tqdm(ml.config.qualities, desc=f"evaluating {ml.name}", disable=not progress, leave=False):
-        if store.cached(ml.entry_name(q), ml.key) is None:
+        if not available(ml.entry_name(q), ml.key):
             rows.append({"quality": q, "trained": False})
             continue
-        meta = store.read_meta(ml.entry_name(q), ml.key) or {}
-        walls += meta.get("wall_s", 0.0)
+        meta = store.read_meta(ml.entry_name(q), ml.key) or {}  # {}: committed weights, no training record
+        walls = None if walls is None or "wall_s" not in meta else walls + meta["wall_s"]
         cpus.append(meta.get("cpu_s"))
         logs[q] = _curve_log(meta)
         codec = load_codec(ml.entry_name(q))
@@ -100,20 +106,22 @@ def evaluate_cifar_ladder(ml: MiniLadder, clf: torch.nn.Module, x: torch.Tensor,
             est = torch.cat([codec_forward(codec, xin[i : i + 200], "hard").bpp() for i in range(0, len(xin), 200)])
         rows.append({"quality": q, "trained": True, "lambda": LAMBDAS[q], "bpp": r["bpp"],
                      "bpp_likelihood_estimate": est.mean().item(), "psnr": r["psnr"],
-                     "liccs_top1": (r["pred"] == y).float().mean().item(), "train_wall_s": meta.get("wall_s")})
+                     "liccs_top1": (r["pred"] == y).float().mean().item(), "train_wall_s": meta.get("wall_s"),
+                     "weights": "cache" if meta else "committed"})
     cpu = sum(cpus) if cpus and None not in cpus else None
     return {"name": ml.name, "rows": rows, "train_wall_s": walls, "train_cpu_s": cpu, "logs": logs}
 
 
 def evaluate_natural_ladder(ml: MiniLadder, images: list[torch.Tensor], progress: bool) -> dict[str, Any]:
     """bpp and PSNR per quality on Kodak (real entropy coding), each image coded on its own."""
-    rows, walls, cpus, logs = [], 0.0, [], {}
+    rows, cpus, logs = [], [], {}
+    walls: float | None = 0.0
     for q in tqdm(ml.config.qualities, desc=f"evaluating {ml.name} on Kodak", disable=not progress, leave=False):
-        if store.cached(ml.entry_name(q), ml.key) is None:
+        if not available(ml.entry_name(q), ml.key):
             rows.append({"quality": q, "trained": False})
             continue
-        meta = store.read_meta(ml.entry_name(q), ml.key) or {}
-        walls += meta.get("wall_s", 0.0)
+        meta = store.read_meta(ml.entry_name(q), ml.key) or {}  # {}: committed weights, no training record
+        walls = None if walls is None or "wall_s" not in meta else walls + meta["wall_s"]
         cpus.append(meta.get("cpu_s"))
         logs[q] = _curve_log(meta)
         codec = load_codec(ml.entry_name(q))
@@ -139,7 +147,7 @@ def write_report(members: list[MiniClassifier | MiniLadder], out_dir: str | Path
                                "eval_images_cifar": len(sub), "walls_this_run_s": walls}
     clf_mod = None
     for m in members:
-        if isinstance(m, MiniClassifier) and store.cached(m.name, m.key) is not None:
+        if isinstance(m, MiniClassifier) and available(m.name, m.key):
             results["classifiers"].append(evaluate_classifier(m, x, y, progress))
             if clf_mod is None or m.name == "mini-cifar-resnet":  # the LICCS classifier of the ladders
                 clf_mod = load_classifier(m.name)
@@ -161,6 +169,7 @@ def write_report(members: list[MiniClassifier | MiniLadder], out_dir: str | Path
             lad["vs_jpeg"] = compare_to_jpeg(trained, results["jpeg_kodak"]) if len(trained) >= 2 else None
             results["natural_ladders"].append(lad)
     results["eval_wall_s"] = time.perf_counter() - t0
+    write_json(out / "results.json", results)  # before rendering: a rendering error keeps the evaluation
     render(results, out)
     config = {"members": [{"name": m.name, "key": m.key, "config": m.config} for m in members],
               "eval_images_cifar": len(sub), "code_version": store.CODE_VERSION}

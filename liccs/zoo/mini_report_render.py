@@ -81,6 +81,7 @@ def _strictly_rising(vals: list[float]) -> bool:
 
 
 def _num(v: float | None) -> str:
+    """Seconds, or "not recorded" (committed weights carry no training record)."""
     return "not recorded" if v is None else f"{v:.0f}"
 
 
@@ -100,12 +101,12 @@ def render(results: dict[str, Any], out: Path) -> None:
                 if r["trained"]:
                     w.writerow([lad["name"], "cifar10-test@64", r["quality"], r["lambda"], f"{r['bpp']:.4f}",
                                 f"{r['bpp_likelihood_estimate']:.4f}", f"{r['psnr']:.3f}", f"{r['liccs_top1']:.4f}",
-                                f"{r['train_wall_s']:.0f}"])
+                                _num(r['train_wall_s'])])
         for lad in results["natural_ladders"]:
             for r in lad["rows"]:
                 if r["trained"]:
                     w.writerow([lad["name"], "kodak", r["quality"], r["lambda"], f"{r['bpp']:.4f}", "",
-                                f"{r['psnr']:.3f}", "", f"{r['train_wall_s']:.0f}"])
+                                f"{r['psnr']:.3f}", "", _num(r['train_wall_s'])])
         for r in results.get("jpeg_kodak", []):
             w.writerow(["pillow-jpeg", "kodak", r["quality"], "", f"{r['bpp']:.4f}", "", f"{r['psnr']:.3f}", "", ""])
 
@@ -119,7 +120,7 @@ def render(results: dict[str, Any], out: Path) -> None:
     for c in results["classifiers"]:
         total += c["train_wall_s"] or 0
         md.append(f"| {c['name']} | {100 * c['top1']:.2f}% | {100 * c['top1_at_64']:.2f}% | "
-                  f"{c['train_wall_s']:.0f} | {_ok(c['top1'] >= CLASSIFIER_BAR)} |")
+                  f"{_num(c['train_wall_s'])} | {_ok(c['top1'] >= CLASSIFIER_BAR)} |")
     md += [""]
     if results["cifar_ladders"]:
         base = results.get("classifier_on_subset")
@@ -131,7 +132,7 @@ def render(results: dict[str, Any], out: Path) -> None:
                "|---|---|---|---|---|---|---|---|"]
         bars = []
         for lad in results["cifar_ladders"]:
-            total += lad["train_wall_s"]
+            total += lad["train_wall_s"] or 0
             rows = [r for r in lad["rows"] if r["trained"]]
             for r in lad["rows"]:
                 if not r["trained"]:
@@ -139,7 +140,7 @@ def render(results: dict[str, Any], out: Path) -> None:
                     continue
                 md.append(f"| {lad['name']} | {r['quality']} | {r['lambda']} | {r['bpp']:.4f} | "
                           f"{r['bpp_likelihood_estimate']:.4f} | {r['psnr']:.2f} | {100 * r['liccs_top1']:.2f}% | "
-                          f"{r['train_wall_s']:.0f} |")
+                          f"{_num(r['train_wall_s'])} |")
             if len(rows) >= 2 and base is not None:
                 rising = _strictly_rising([r["bpp"] for r in rows]) and _strictly_rising([r["psnr"] for r in rows])
                 top, low = rows[-1]["liccs_top1"], rows[0]["liccs_top1"]
@@ -157,11 +158,11 @@ def render(results: dict[str, Any], out: Path) -> None:
         md += ["## Natural-image ladders on Kodak (24 images) against Pillow JPEG", "",
                "| model | q | λ | bpp | PSNR (dB) | train wall (s) |", "|---|---|---|---|---|---|"]
         for lad in results["natural_ladders"]:
-            total += lad["train_wall_s"]
+            total += lad["train_wall_s"] or 0
             for r in lad["rows"]:
                 md.append(f"| {lad['name']} | {r['quality']} | not trained | | | |" if not r["trained"] else
                           f"| {lad['name']} | {r['quality']} | {r['lambda']} | {r['bpp']:.4f} | {r['psnr']:.2f} | "
-                          f"{r['train_wall_s']:.0f} |")
+                          f"{_num(r['train_wall_s'])} |")
         md += ["", "| Pillow JPEG quality | bpp | PSNR (dB) |", "|---|---|---|"]
         md += [f"| {r['quality']} | {r['bpp']:.4f} | {r['psnr']:.2f} |" for r in results["jpeg_kodak"]]
         md += ["", "PSNR(codec) − PSNR(JPEG) at equal bpp, both curves linearly interpolated over the overlapping "
@@ -181,10 +182,10 @@ def render(results: dict[str, Any], out: Path) -> None:
            "(all threads), where recorded.", "",
            "| model | trained qualities | wall (s) | CPU (s) |", "|---|---|---|---|"]
     for c in results["classifiers"]:
-        md.append(f"| {c['name']} | – | {c['train_wall_s']:.0f} | {_num(c.get('train_cpu_s'))} |")
+        md.append(f"| {c['name']} | – | {_num(c['train_wall_s'])} | {_num(c.get('train_cpu_s'))} |")
     for lad in results["cifar_ladders"] + results["natural_ladders"]:
         n = sum(r["trained"] for r in lad["rows"])
-        md.append(f"| {lad['name']} | {n}/{len(lad['rows'])} | {lad['train_wall_s']:.0f} | "
+        md.append(f"| {lad['name']} | {n}/{len(lad['rows'])} | {_num(lad['train_wall_s'])} | "
                   f"{_num(lad.get('train_cpu_s'))} |")
     md += ["", f"Sum of the recorded training wall times: {total:.0f} s ({total / 60:.1f} min). "
            f"Evaluation for this report: {results['eval_wall_s']:.0f} s.", ""]
