@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from liccs.papers.paper_a_tables import binomial_noise
+
 
 def _f(v: float) -> str:
     return "n/a" if v is None or not math.isfinite(float(v)) else f"{float(v):.3f}"
@@ -38,8 +40,10 @@ def quality_findings(trend: pd.DataFrame, dist: pd.DataFrame, engine: str, varia
     for r in trend.itertuples(index=False):
         d = dist[(dist["arch"] == r.arch) & (dist["abs_dq"] > 0)]
         by = ", ".join(f"|Δq|={int(x.abs_dq)}: {_f(x.mean_asr)}" for x in d.itertuples(index=False))
-        verdict = ("neighbouring qualities ARE hit harder than distant ones" if r.neighbours_harder else
-                   "neighbouring qualities are NOT hit harder than distant ones")
+        verdict = {"neighbours harder": "neighbouring qualities ARE hit harder than distant ones",
+                   "distant harder": "neighbouring qualities are NOT hit harder: distant ones are hit harder",
+                   }.get(r.verdict, f"no difference between neighbouring and distant qualities beyond the noise of "
+                                    f"the images (±{_f(r.noise)})")
         out.append(f"Paper A quality transfer, {r.arch} ({engine}, {variant}): mean off-diagonal ASR by {by}; "
                    f"neighbour {_f(r.neighbour_asr)} vs distant {_f(r.distant_asr)}, slope {_f(r.slope_per_q)} "
                    f"per quality step, Spearman ρ {_f(r.spearman_rho)} over {r.cells} cells: {verdict}")
@@ -61,8 +65,12 @@ def classifier_finding(ca: pd.DataFrame, engine: str, variant: str) -> str:
     wl, wc = ca["asr_whitebox_liccs"].mean(), ca["asr_whitebox_classifier"].iloc[0]
     cl, lc = ca["asr_classifier_to_liccs"].mean(), ca["asr_liccs_to_classifier"].mean()
     acc_l, acc_c = ca["clean_acc_liccs"].mean(), ca["clean_acc_classifier"].iloc[0]
+    noise = binomial_noise(float(wc), float(ca["n_clean_correct_classifier"].iloc[0])) \
+        if "n_clean_correct_classifier" in ca else 0.0
     if not (math.isfinite(wl) and math.isfinite(wc)):
         direction = "cannot be told (undefined ASR)"
+    elif abs(wc - wl) <= noise:
+        direction = f"omitting the codec does not change white-box ASR beyond the noise of the images (±{_f(noise)})"
     elif wc > wl:
         direction = "omitting the codec makes the system LESS robust here (higher white-box ASR without it)"
     elif wc < wl:
@@ -85,8 +93,11 @@ def sampling_findings(summary: pd.DataFrame) -> list[str]:
                    f"per set on {r.images} held-out images, equal on both sides")
     d = summary["saliency_minus_random"].astype(float)
     if len(d):
+        noise = summary["noise"].astype(float) if "noise" in summary else pd.Series(0.0, index=d.index)
+        ahead, behind = int((d > noise).sum()), int((d < -noise).sum())
         out.append(f"Paper A sampling overall: saliency − random mean ASR (own architecture) {_f(d.mean())} on "
-                   f"average; saliency ahead in {int((d > 0).sum())} of {len(d)} (architecture, k) cases")
+                   f"average; saliency ahead by more than the images' noise in {ahead} of {len(d)} (architecture, "
+                   f"k) cases, behind in {behind}, indistinguishable in {len(d) - ahead - behind}")
     return out
 
 

@@ -109,9 +109,21 @@ def distance_summary(qm: pd.DataFrame) -> pd.DataFrame:
     return _ordered(out, ["engine", "variant", "arch", "abs_dq"])
 
 
+def binomial_noise(p: float, n: float) -> float:
+    """Two binomial standard errors of an ASR ``p`` measured on ``n`` images: differences smaller than this
+    are not told apart from the sampling noise of the images (floor: one image, ``1/n``)."""
+    if not (n and n > 0 and math.isfinite(p)):
+        return float("nan")
+    return max(2.0 * math.sqrt(max(p * (1.0 - p), 0.0) / n), 1.0 / n)
+
+
 def distance_trend(qm: pd.DataFrame) -> pd.DataFrame:
     """Off-diagonal cells only: neighbour (|Δq| = 1) vs distant (|Δq| ≥ 2) mean ASR, least-squares slope of
-    ASR against |Δq| (per quality step) and Spearman ρ(|Δq|, ASR). Negative slope and ρ: neighbours hit harder."""
+    ASR against |Δq| (per quality step) and Spearman ρ(|Δq|, ASR). Negative slope and ρ: neighbours hit harder.
+
+    ``noise``: :func:`binomial_noise` at the mean ASR and the median clean-correct count of the cells;
+    ``verdict`` says "neighbours harder" / "distant harder" only when the two means differ by more than it.
+    """
     df = _pooled(qm.dropna(subset=["asr"]))
     df = df[df["dq"] != 0].assign(abs_dq=lambda d: d["dq"].abs())
     rows = []
@@ -119,13 +131,19 @@ def distance_trend(qm: pd.DataFrame) -> pd.DataFrame:
         x, y = g["abs_dq"].to_numpy(float), g["asr"].to_numpy(float)
         slope = float(np.polyfit(x, y, 1)[0]) if len(np.unique(x)) > 1 else float("nan")
         near, far = y[x == 1], y[x >= 2]
-        rows.append({"engine": engine, "variant": variant, "arch": arch, "cells": len(g),
-                     "neighbour_asr": float(near.mean()) if len(near) else float("nan"),
-                     "distant_asr": float(far.mean()) if len(far) else float("nan"),
-                     "slope_per_q": slope, "spearman_rho": _spearman(x, y)})
+        n = float(g["n_clean_correct"].median()) if "n_clean_correct" in g else float("nan")
+        noise = binomial_noise(float(y.mean()), n)
+        near_m, far_m = (float(near.mean()) if len(near) else float("nan")), (float(far.mean()) if len(far) else
+                                                                              float("nan"))
+        diff = near_m - far_m
+        verdict = ("neighbours harder" if diff > noise and slope < 0 else "distant harder" if -diff > noise
+                   else "no difference beyond noise")
+        rows.append({"engine": engine, "variant": variant, "arch": arch, "cells": len(g), "neighbour_asr": near_m,
+                     "distant_asr": far_m, "slope_per_q": slope, "spearman_rho": _spearman(x, y), "images": n,
+                     "noise": noise, "verdict": verdict})
     out = pd.DataFrame(rows, columns=["engine", "variant", "arch", "cells", "neighbour_asr", "distant_asr",
-                                      "slope_per_q", "spearman_rho"])
-    out["neighbours_harder"] = (out["neighbour_asr"] > out["distant_asr"]) & (out["slope_per_q"] < 0)
+                                      "slope_per_q", "spearman_rho", "images", "noise", "verdict"])
+    out["neighbours_harder"] = out["verdict"] == "neighbours harder"
     return out
 
 
@@ -165,6 +183,7 @@ def classifier_alone(transfer: pd.DataFrame, classifier: str) -> pd.DataFrame:
                          "clean_acc_classifier": get(e, v, classifier, classifier, "clean_acc"),
                          "asr_whitebox_liccs": get(e, v, c.target, c.target),
                          "asr_whitebox_classifier": get(e, v, classifier, classifier),
+                         "n_clean_correct_classifier": get(e, v, classifier, classifier, "n_clean_correct"),
                          "asr_classifier_to_liccs": get(e, v, classifier, c.target),
                          "asr_liccs_to_classifier": get(e, v, c.target, classifier)})
     return pd.DataFrame(rows)
@@ -221,5 +240,7 @@ def sampling_summary(sampling: pd.DataFrame) -> pd.DataFrame:
             if short == "same_arch":
                 row["saliency_minus_random"] = float(sal[col]) - mean
                 row["random_below_saliency"] = float(np.mean(vals < float(sal[col]))) if len(vals) else math.nan
+                # the ASRs are means over the held-out images: a smaller difference is the images' noise
+                row["noise"] = binomial_noise(mean, float(sal["images"]))
         rows.append(row)
     return pd.DataFrame(rows)
