@@ -38,6 +38,9 @@ def test_quick_run_writes_every_report_file(quick_run: Path) -> None:
         assert (quick_run / "tables" / f"{t}.csv").is_file(), t
     man = json.loads((quick_run / "manifest.json").read_text())
     assert man["config"]["models"]["classifier"] == "mini-tiny-cifar-resnet"
+    from liccs.manifest import git_commit
+
+    assert man["commit"] == git_commit() and "commit_at_end" not in man  # the commit the run started from
     assert "offline mini zoo" in man["report"]["notes"][0]
     html = (quick_run / "report.html").read_text()
     assert "offline mini zoo" in html and "data:image/png;base64," in html

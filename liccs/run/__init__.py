@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from liccs.config import RunConfig, load_config
+from liccs.manifest import git_commit
 from liccs.run.setup import Context, Names, RunError, check_names, load_context
 
 log = logging.getLogger("liccs")
@@ -47,6 +48,7 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
 
     names = check_names(cfg)  # every name, before any work
     check_paper_stages(cfg, names)
+    commit = git_commit()  # the code that runs: the manifest is written at the end, when HEAD may have moved
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     torch.manual_seed(cfg.run.seed)
@@ -88,7 +90,7 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
         ctx.notes.extend(findings)
         lap("+".join(ran))
     skipped.update(ex.failed)
-    files = report.write(ctx, tables, skipped, seconds, out, extra=specs)
+    files = report.write(ctx, tables, skipped, seconds, out, extra=specs, commit=commit)
     lap("report")
     return {"out": str(out), "files": {k: str(v) for k, v in files.items()}, "tables": tables, "skipped": skipped,
             "seconds": seconds}
