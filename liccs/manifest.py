@@ -45,12 +45,25 @@ def git_commit(root: Path = PROJECT_ROOT) -> str | None:
         return None
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else None: latencies and float results depend on it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return None
+
+
 def device_info() -> dict[str, Any]:
-    """CPU, core count and (when present) the GPU, driver-side CUDA version and compute capability."""
+    """CPU (architecture and model), core count and (when present) the GPU, CUDA version and compute capability."""
     import torch
 
     info: dict[str, Any] = {
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda_available": torch.cuda.is_available(),

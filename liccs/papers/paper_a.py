@@ -41,8 +41,10 @@ TABLES: list[tuple[str, str, list[str] | None]] = [
      "reference engine; ASR over clean-correct images.",
      ["model", "arch", "quality", "attack", "variant", "clean_acc", "asr", "n_clean_correct"]),
     ("paper_a_quality_trend", "Paper A, quality transfer per architecture (off-diagonal cells): neighbour "
-     "(|Δq| = 1) vs distant (|Δq| ≥ 2) mean ASR, slope of ASR per quality step of |Δq|, Spearman ρ(|Δq|, ASR); "
-     "arch 'all' pools every architecture's cells.", None),
+     "(|Δq| = 1) vs distant (|Δq| ≥ 2) and farthest (largest |Δq|) mean ASR, slope of ASR per quality step of |Δq|, "
+     "Spearman ρ(|Δq|, ASR), two binomial standard errors of the images (noise) and the verdict (a trend only when "
+     "the slope has its sign and the neighbours differ from the distant or the farthest cells by more than the "
+     "noise); arch 'all' pools every architecture's cells.", None),
     ("paper_a_quality_distance", "Paper A, mean ASR by |Δq| (0: white-box), per engine, variant and architecture.",
      None),
     ("paper_a_cross_arch", "Paper A, across architectures at matched qualities (source q = target q).", None),

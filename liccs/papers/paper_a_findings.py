@@ -44,8 +44,11 @@ def quality_findings(trend: pd.DataFrame, dist: pd.DataFrame, engine: str, varia
                    "distant harder": "neighbouring qualities are NOT hit harder: distant ones are hit harder",
                    }.get(r.verdict, f"no difference between neighbouring and distant qualities beyond the noise of "
                                     f"the images (±{_f(r.noise)})")
+        farthest = (f", farthest (|Δq|={int(r.farthest_dq)}) {_f(r.farthest_asr)}"
+                    if math.isfinite(float(r.farthest_asr)) else "")
         out.append(f"Paper A quality transfer, {r.arch} ({engine}, {variant}): mean off-diagonal ASR by {by}; "
-                   f"neighbour {_f(r.neighbour_asr)} vs distant {_f(r.distant_asr)}, slope {_f(r.slope_per_q)} "
+                   f"neighbour {_f(r.neighbour_asr)} vs distant {_f(r.distant_asr)}{farthest}, slope "
+                   f"{_f(r.slope_per_q)} "
                    f"per quality step, Spearman ρ {_f(r.spearman_rho)} over {r.cells} cells: {verdict}")
     return out
 

@@ -22,7 +22,8 @@ from liccs.errors import LiccsError, UnknownNameError, WeightsError
 log = logging.getLogger("liccs")
 
 MINI_NOTE = ("Models come from liccs's offline mini zoo (trained by liccs on the shared data: CIFAR-10 for the "
-             "classifier and the CIFAR-scale codecs), NOT from pretrained CompressAI/torchvision weights.")
+             "classifier and the CIFAR-scale codecs, imagenet-samples crops for the mini-nat codecs), NOT from "
+             "pretrained CompressAI/torchvision weights.")
 
 
 class RunError(LiccsError):
@@ -191,6 +192,7 @@ def load_context(cfg: RunConfig, names: Names, progress: bool = True) -> Context
         with torch.no_grad():
             labels = clf(batch.images).argmax(1)
         notes.append(f"{cfg.data.source} has no labels: the classifier's clean predictions are used as labels")
-    notes.append(f"{len(batch.names)} images of {cfg.data.source} at {tuple(batch.images.shape[-2:])}; "
+    notes.append(f"{len(batch.names)} images of {cfg.data.source} at {tuple(batch.images.shape[-2:])} (the geometry "
+                 "the codecs and the classifier share, for the attack, transfer and profile stages); "
                  f"classifier {cfg.models.classifier}; codecs {', '.join(names.codecs)}")
     return Context(cfg, names, codecs, clf, batch.images.contiguous(), labels, list(batch.names), notes, weights)

@@ -172,3 +172,28 @@ def test_differences_inside_the_images_noise_are_not_called_a_trend() -> None:
     finding = " ".join(quality_findings(trend, T.distance_summary(qm), "torch", "float"))
     assert "ARE hit harder" not in finding and "beyond the noise of the images" in finding
     assert T.binomial_noise(0.99, 100) == pytest.approx(2 * (0.99 * 0.01 / 100) ** 0.5)
+
+
+def test_a_gradual_fall_with_distance_is_a_trend_even_when_the_distant_mean_dilutes_it() -> None:
+    """ASR = 0.70 − 0.04·|Δq| over q1..q5 on 100 images per cell: neighbours 0.66 against the distant mean 0.593
+    (0.067, inside the noise 0.097), but against the farthest cells 0.54 (0.12, beyond it): neighbours ARE hit
+    harder. The same fall upside down is "distant harder"; a flat matrix is no trend."""
+    models = [f"{A}@q{q}" for q in range(1, 6)] + [CLF]
+
+    def table(step: float) -> pd.DataFrame:
+        rows = []
+        for s, t in itertools.product(models, models):
+            ps, pt = T.codec_parts(s), T.codec_parts(t)
+            asr = 0.70 - step * abs(ps[1] - pt[1]) if ps and pt else 0.5
+            rows.append({"engine": "torch", "variant": "float", "source": s, "target": t, "clean_acc": 0.8,
+                         "adv_acc": 0.1, "n_clean_correct": 100, "asr": asr, "fooling_rate": 0.5})
+        return pd.DataFrame(rows)
+
+    verdicts = {}
+    for step in (0.04, -0.04, 0.0):
+        r = T.distance_trend(T.quality_matrix(table(step), CLF)).set_index("arch").loc[A]
+        assert r["farthest_dq"] == 4 and r["farthest_asr"] == pytest.approx(0.70 - 4 * step)
+        assert r["neighbour_asr"] - r["distant_asr"] == pytest.approx(step * 20 / 12)
+        assert abs(r["neighbour_asr"] - r["distant_asr"]) < r["noise"]  # the old contrast alone sees nothing
+        verdicts[step] = r["verdict"]
+    assert verdicts == {0.04: "neighbours harder", -0.04: "distant harder", 0.0: "no difference beyond noise"}
