@@ -75,11 +75,15 @@ def device_info() -> dict[str, Any]:
     return info
 
 
-def manifest(config: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    """Everything needed to know where a number came from."""
+def manifest(config: dict[str, Any] | None = None, *, started_at: str | None = None, **extra: Any) -> dict[str, Any]:
+    """Everything needed to know where a number came from. ``started_at``: the commit when a long job started
+    (:func:`git_commit` then); it becomes ``commit``, and the one now is kept as ``commit_at_end`` if it moved."""
+    now = git_commit()
+    moved = {"commit_at_end": now} if started_at is not None and now != started_at else {}
     return {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        "commit": started_at if started_at is not None else now,
+        **moved,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),

@@ -68,8 +68,7 @@ def classifier_finding(ca: pd.DataFrame, engine: str, variant: str) -> str:
     wl, wc = ca["asr_whitebox_liccs"].mean(), ca["asr_whitebox_classifier"].iloc[0]
     cl, lc = ca["asr_classifier_to_liccs"].mean(), ca["asr_liccs_to_classifier"].mean()
     acc_l, acc_c = ca["clean_acc_liccs"].mean(), ca["clean_acc_classifier"].iloc[0]
-    noise = binomial_noise(float(wc), float(ca["n_clean_correct_classifier"].iloc[0])) \
-        if "n_clean_correct_classifier" in ca else 0.0
+    noise = binomial_noise(float(wc), float(ca["n_clean_correct_classifier"].iloc[0]))
     if not (math.isfinite(wl) and math.isfinite(wc)):
         direction = "cannot be told (undefined ASR)"
     elif abs(wc - wl) <= noise:
@@ -96,7 +95,7 @@ def sampling_findings(summary: pd.DataFrame) -> list[str]:
                    f"per set on {r.images} held-out images, equal on both sides")
     d = summary["saliency_minus_random"].astype(float)
     if len(d):
-        noise = summary["noise"].astype(float) if "noise" in summary else pd.Series(0.0, index=d.index)
+        noise = summary["noise"].astype(float)
         ahead, behind = int((d > noise).sum()), int((d < -noise).sum())
         out.append(f"Paper A sampling overall: saliency − random mean ASR (own architecture) {_f(d.mean())} on "
                    f"average; saliency ahead by more than the images' noise in {ahead} of {len(d)} (architecture, "

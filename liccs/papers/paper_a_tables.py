@@ -141,7 +141,7 @@ def distance_trend(qm: pd.DataFrame) -> pd.DataFrame:
         n = float(g["n_clean_correct"].median()) if "n_clean_correct" in g else float("nan")
         noise = binomial_noise(float(y.mean()), n)
         near_m, far_m = _mean(y[x == 1]), _mean(y[x >= 2])
-        farthest = float(x.max()) if len(x) else float("nan")
+        farthest = float(x.max())  # groups are never empty
         farthest_m = _mean(y[x == farthest]) if farthest >= 2 else float("nan")
         diffs = [d for d in (near_m - far_m, near_m - farthest_m) if math.isfinite(d)]
         verdict = ("neighbours harder" if slope < 0 and any(d > noise for d in diffs) else

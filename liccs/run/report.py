@@ -67,13 +67,6 @@ def write(ctx: Context, tables: dict[str, pd.DataFrame], skipped: dict[str, str]
           out: Path, extra: list[tuple[str, str, list[str] | None]] | None = None,
           commit: str | None = None) -> dict[str, Any]:
     """Write the report folder under ``out``; returns its files by role. ``commit``: the checkout's commit when
-    the run started (the manifest's ``commit``); the one at writing time is kept as ``commit_at_end`` if it
-    differs."""
-    from liccs.manifest import git_commit
-
+    the run started (the manifest's ``commit``; see :func:`liccs.manifest.manifest`)."""
     rep = build_report(ctx, tables, skipped, seconds, extra)
-    stamp: dict[str, Any] = {}
-    if commit is not None:
-        now = git_commit()
-        stamp = {"commit": commit, **({"commit_at_end": now} if now != commit else {})}
-    return rep.write(out, weights=ctx.weights, seconds=seconds, **stamp)
+    return rep.write(out, weights=ctx.weights, seconds=seconds, started_at=commit)
