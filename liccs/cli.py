@@ -45,7 +45,7 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
     members = select(args.only, args.seed)
     walls = {} if args.report_only else train_zoo(members, device=args.device, progress=not args.no_progress)
     if args.export_weights:
-        export_committed([m for m in members if m.name in args.export_weights.split(",")])
+        export_committed(args.export_weights.split(","))
     if args.report:
         write_report(members, args.report, walls, eval_images=args.eval_images, progress=not args.no_progress)
         print(f"wrote {args.report}/report.md and {args.report}/manifest.json")
@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--eval-images", type=int, default=2000,
                    help="class-balanced CIFAR-10 test images for the codec ladders (the classifier uses all 10k)")
     z.add_argument("--export-weights", metavar="NAMES",
-                   help="comma-separated models to write as committed fp16 weights (liccs/zoo/weights)")
+                   help="comma-separated models (NAME, or NAME@qN for one quality of a ladder) to write as committed "
+                        "fp16 weights (liccs/zoo/weights)")
     z.add_argument("--no-progress", action="store_true")
     z.set_defaults(func=cmd_zoo_train)
 

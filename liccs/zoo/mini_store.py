@@ -40,7 +40,7 @@ class MiniZooWarning(UserWarning):
 
 def config_key(kind: str, config: Any) -> str:
     """12 hex digits naming a trained model: hash of its kind, config and :data:`CODE_VERSION`."""
-    cfg = asdict(config) if is_dataclass(config) else config
+    cfg = config.key_fields() if hasattr(config, "key_fields") else asdict(config) if is_dataclass(config) else config
     return json_digest({"kind": kind, "config": cfg, "code": CODE_VERSION}, 12)
 
 

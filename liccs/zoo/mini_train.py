@@ -6,6 +6,7 @@ resumes where an interrupted run stopped, and a second run only rewrites the rep
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import replace
@@ -15,6 +16,7 @@ import torch
 
 from liccs.errors import InputError
 from liccs.zoo import mini_store as store
+from liccs.zoo.codecs import parse_codec
 from liccs.zoo.mini import (
     CLASSIFIER_CONFIGS,
     LADDER_CONFIGS,
@@ -35,8 +37,9 @@ DEFAULT_ORDER = (
     "mini-nat-bmshj2018-hyperprior",
     "mini-nat-mbt2018-mean",
 )
-#: What the default ``liccs run`` config needs, committed as fp16 weights.
-COMMITTED = ("mini-cifar-resnet", "mini-bmshj2018-hyperprior")
+#: What the default ``liccs run`` config (``configs/quick-cpu.toml``) needs, committed as fp16 weights.
+COMMITTED = ("mini-cifar-resnet", "mini-bmshj2018-hyperprior@q1", "mini-bmshj2018-hyperprior@q4",
+             "mini-bmshj2018-hyperprior@q8")
 
 
 def select(names: list[str] | None, seed: int | None = None) -> list[MiniClassifier | MiniLadder]:
@@ -73,12 +76,25 @@ def train_zoo(members: list[MiniClassifier | MiniLadder], device: str = "cpu", p
     return walls
 
 
-def export_committed(members: list[MiniClassifier | MiniLadder], out_dir: Path = store.COMMITTED_DIR) -> dict:
-    """Write the fp16 weights of ``members`` (every quality of a ladder) to ``out_dir`` with its index."""
+def export_committed(entries: list[str], out_dir: Path = store.COMMITTED_DIR) -> dict:
+    """Make the fp16 weights in ``out_dir`` exactly ``entries`` (a classifier, ``LADDER@qN``, or a ladder name
+    for all its qualities), training first whatever is not cached; other committed files are removed."""
     pairs: list[tuple[str, str]] = []
-    for m in members:
+    for e in entries:
+        (m,) = select([e.partition("@")[0]])
         if isinstance(m, MiniClassifier):
+            store.cached(m.name, m.key) or train_mini_classifier(m)
             pairs.append((m.name, m.key))
-        else:
-            pairs += [(m.entry_name(q), m.key) for q in m.config.qualities]
+            continue
+        qualities = (parse_codec(e).quality,) if "@" in e else m.config.qualities
+        for x in qualities:
+            store.cached(m.entry_name(x), m.key) or train_mini_ladder(m, only=x)
+            pairs.append((m.entry_name(x), m.key))
+    index_path = out_dir / "index.json"
+    if index_path.is_file():
+        keep = {n for n, _ in pairs}
+        for name, rec in json.loads(index_path.read_text()).items():
+            if name not in keep:
+                (out_dir / rec["file"]).unlink(missing_ok=True)
+        index_path.unlink()
     return store.export_fp16(pairs, out_dir)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +42,9 @@ class LadderConfig:
 
     ``data``: ``"cifar10-64-nearest"`` (CIFAR-10 train, 32×32 upsampled 2× nearest; ``"cifar10-64"``:
     bilinear, the first recipe) or ``"imagenet-crops-S"``
-    (S×S crops of imagenet-samples). The highest quality trains from scratch for ``base_steps``; each
-    lower quality is fine-tuned from its upper neighbour for ``finetune_steps``.
+    (S×S crops of imagenet-samples). ``base_quality`` (the highest when None) trains from scratch for
+    ``base_steps``; every other quality is fine-tuned for ``finetune_steps`` from its neighbour on the side
+    of the base (:meth:`parent`), so the ladder grows outward from the base in both directions.
     """
 
     arch: str
@@ -58,6 +59,43 @@ class LadderConfig:
     aux_lr: float = 1e-3
     train_limit: int | None = None  # cifar: images per class; crops: crops per image
     seed: int = 0
+    base_quality: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.base_quality is not None and self.base_quality not in self.qualities:
+            raise ValueError(f"base_quality {self.base_quality} is not one of the qualities {self.qualities}")
+
+    def key_fields(self) -> dict:
+        """The fields that name the trained models (:func:`liccs.zoo.mini_store.config_key`). ``base_quality=None``
+        trains exactly as ladders did before the field existed, so it is left out and their keys stay valid."""
+        d = asdict(self)
+        if d["base_quality"] is None:
+            del d["base_quality"]
+        return d
+
+    @property
+    def base(self) -> int:
+        """The quality trained from scratch."""
+        return max(self.qualities) if self.base_quality is None else self.base_quality
+
+    def parent(self, quality: int) -> int | None:
+        """The quality ``quality`` is fine-tuned from: its neighbour towards the base (None for the base)."""
+        qs = sorted(self.qualities)
+        i, b = qs.index(quality), qs.index(self.base)
+        return None if i == b else qs[i - 1] if i > b else qs[i + 1]
+
+    def chain(self, quality: int) -> list[int]:
+        """``quality`` and its ancestors, base first: what must be trained to get ``quality``."""
+        out = [quality]
+        while (p := self.parent(out[-1])) is not None:
+            out.append(p)
+        return out[::-1]
+
+    def order(self) -> list[int]:
+        """A training order in which every quality follows its parent: the base, upward, then downward."""
+        qs = sorted(self.qualities)
+        b = qs.index(self.base)
+        return [qs[b], *qs[b + 1 :], *qs[:b][::-1]]
 
 
 def build_codec(arch: str, N: int, M: int) -> nn.Module:
@@ -169,34 +207,36 @@ def train_ladder(
     progress: bool = True,
     name: str = "",
     on_done: Callable[[int, nn.Module, list[dict[str, float]], float], None] | None = None,
-    start: tuple[int, nn.Module] | None = None,
+    trained: dict[int, nn.Module] | None = None,
+    only: set[int] | None = None,
 ) -> dict[int, nn.Module]:
-    """Train the qualities of ``cfg`` from the highest down, each from its upper neighbour.
+    """Train the qualities of ``cfg`` outward from its base, each from its :meth:`LadderConfig.parent`.
 
     ``on_done(quality, model, log, wall_s)`` is called after each quality (the caller caches it);
-    ``start=(q, model)`` resumes the chain below an already trained quality ``q``.
+    ``trained`` holds already trained qualities (not retrained, used as parents); ``only`` the qualities
+    to train (default: all not in ``trained``), whose parents must be in ``trained`` or in ``only``.
     """
-    order = sorted(cfg.qualities, reverse=True)
-    models: dict[int, nn.Module] = {}
-    prev: nn.Module | None = None
-    if start is not None:
-        q0, prev = start
-        order = [q for q in order if q < q0]
-    for q in order:
+    models: dict[int, nn.Module] = dict(trained or {})
+    todo = set(cfg.qualities) - set(models) if only is None else set(only)
+    for q in cfg.order():
+        if q not in todo:
+            continue
+        p = cfg.parent(q)
+        if p is not None and p not in models:
+            raise ValueError(f"{name}@q{q} is fine-tuned from q{p}, which is neither trained nor to be trained")
         # seeded per quality, so that resuming a chain gives what an uninterrupted run gives
         torch.manual_seed(cfg.seed * 1000 + q)
         data = batches(images, cfg, torch.Generator().manual_seed(cfg.seed * 1000 + q))
         t = time.perf_counter()
-        model = build_codec(cfg.arch, cfg.N, cfg.M) if prev is None else copy.deepcopy(prev)
+        model = build_codec(cfg.arch, cfg.N, cfg.M) if p is None else copy.deepcopy(models[p])
         model = model.to(device)
-        steps = cfg.base_steps if prev is None else cfg.finetune_steps
+        steps = cfg.base_steps if p is None else cfg.finetune_steps
         log = train_quality(model, cfg, q, steps, data, device, progress, desc=f"training {name}@q{q}")
         model = model.eval().cpu()
         model.update(force=True)
         models[q] = model
         if on_done is not None:
             on_done(q, model, log, time.perf_counter() - t)
-        prev = model
     return models
 
 

@@ -65,6 +65,18 @@ def cifar10_tensors(split: str, limit_per_class: int | None = None, progress: bo
     return images, labels
 
 
+def rescale(img: Tensor, s: float, size: int) -> Tensor:
+    """``img`` ``[3, H, W]`` scaled by ``s`` (bilinear antialiased down, bicubic up), never below ``size`` on
+    either side (``s`` near ``size / min(H, W)`` can round the scaled side down to ``size - 1``)."""
+    import torch.nn.functional as F
+
+    h, w = img.shape[-2:]
+    out = (int(h * s), int(w * s))  # what scale_factor gives (floor)
+    kw: dict = {"size": (max(size, out[0]), max(size, out[1]))} if min(out) < size else {"scale_factor": s}
+    kw.update({"mode": "bilinear", "antialias": True} if s < 1 else {"mode": "bicubic"})
+    return F.interpolate(img[None], align_corners=False, **kw)[0].clamp(0, 1)
+
+
 def natural_crops(size: int, per_image: int, seed: int, progress: bool = True) -> Tensor:
     """Random ``size × size`` uint8 crops from ``imagenet-samples``, ``per_image`` per image.
 
@@ -75,7 +87,6 @@ def natural_crops(size: int, per_image: int, seed: int, progress: bool = True) -
     cached = _cached_tensors(path)
     if cached is not None:
         return cached["images"]
-    import torch.nn.functional as F
 
     src = imagenet_samples()
     g = torch.Generator().manual_seed(seed)
@@ -89,12 +100,11 @@ def natural_crops(size: int, per_image: int, seed: int, progress: bool = True) -
         h, w = img.shape[-2:]
         lo = max(0.5, size / min(h, w))
         if lo > 1.0:  # too small for one crop
-            img = F.interpolate(img[None], scale_factor=lo, mode="bicubic", align_corners=False)[0].clamp(0, 1)
+            img = rescale(img, lo, size)
         else:
             s = lo + (1.0 - lo) * torch.rand(1, generator=g).item()
             if s < 0.999:
-                img = F.interpolate(img[None], scale_factor=s, mode="bilinear", antialias=True,
-                                    align_corners=False)[0].clamp(0, 1)
+                img = rescale(img, s, size)
         h, w = img.shape[-2:]
         for _ in range(per_image):
             top = int(torch.randint(0, h - size + 1, (1,), generator=g))

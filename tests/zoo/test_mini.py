@@ -149,7 +149,21 @@ class _ReachedTraining(Exception):
     """Raised by a stand-in for training, to show that resolution got that far."""
 
 
-@pytest.mark.parametrize("name", ["mini-cifar-resnet", "mini-bmshj2018-hyperprior@q3", "mini-bmshj2018-hyperprior@q8"])
+def _default_run_models() -> list[str]:
+    import tomllib
+
+    cfg = tomllib.loads((Path(__file__).parents[2] / "configs" / "quick-cpu.toml").read_text())
+    return [*cfg["models"]["codecs"], cfg["models"]["classifier"]]
+
+
+def test_the_default_run_needs_only_committed_models():
+    from liccs.zoo.mini_train import COMMITTED
+
+    index = json.loads((Path(store.__file__).parent / "weights" / "index.json").read_text())
+    assert set(_default_run_models()) <= set(COMMITTED) == set(index)
+
+
+@pytest.mark.parametrize("name", _default_run_models())
 def test_committed_weights_load_on_an_empty_cache_without_training(name, tmp_path, monkeypatch):
     """The committed fp16 weights are found by their config key: a change of the key form must not make a
     fresh machine retrain (it once did, after the key's JSON formatting changed)."""
@@ -166,3 +180,67 @@ def test_committed_weights_load_on_an_empty_cache_without_training(name, tmp_pat
     monkeypatch.setattr(mini, "train_mini_ladder", no_training)
     model = load_classifier(name) if "@" not in name else load_codec(name)
     assert model.liccs_weights.source == "mini-zoo" and model.liccs_weights.sha256
+
+
+def test_ladder_chain_grows_outward_from_a_base_in_the_middle():
+    cfg = LadderConfig("bmshj2018-hyperprior", N=8, M=8, data="cifar10-64-nearest", qualities=(1, 2, 3, 4, 5),
+                       base_steps=1, finetune_steps=1, batch_size=1, base_quality=3)
+    assert [cfg.parent(q) for q in (1, 2, 3, 4, 5)] == [2, 3, None, 3, 4]
+    assert cfg.chain(5) == [3, 4, 5] and cfg.chain(1) == [3, 2, 1] and cfg.chain(3) == [3]
+    order = cfg.order()
+    assert sorted(order) == [1, 2, 3, 4, 5] and all(order.index(cfg.parent(q)) < order.index(q) for q in (1, 2, 4, 5))
+    top = LadderConfig(**{**cfg.__dict__, "base_quality": None})
+    assert top.base == 5 and top.chain(1) == [5, 4, 3, 2, 1]
+    with pytest.raises(ValueError, match="base_quality 7"):
+        LadderConfig(**{**cfg.__dict__, "base_quality": 7})
+
+
+def test_ladder_trains_only_the_chain_asked_for_and_resumes_from_cached_parents(zoo_cache, monkeypatch):
+    from dataclasses import replace
+
+    ml = mini_mod.MiniLadder("mini-test-middle", replace(LADDER_CONFIGS[TINY_CODEC].config, qualities=(1, 3, 6),
+                                                         base_quality=3), "test ladder")
+    trained: list[int] = []
+    real = mini_mod.train_ladder
+
+    def spy(cfg, *a, only=None, **k):
+        trained.extend(sorted(only))
+        return real(cfg, *a, only=only, **k)
+
+    monkeypatch.setattr(mini_mod, "train_ladder", spy)
+    paths = mini_mod.train_mini_ladder(ml, progress=False, only=1)
+    assert trained == [1, 3] and set(paths) == {1, 3}  # q6 is not on q1's chain
+    meta = store.read_meta(ml.entry_name(1), ml.key)
+    assert meta is not None and meta["parent"] == 3
+    trained.clear()
+    paths = mini_mod.train_mini_ladder(ml, progress=False)
+    assert trained == [6] and set(paths) == {1, 3, 6}  # fine-tuned from the cached base
+    trained.clear()
+    mini_mod.train_mini_ladder(ml, progress=False)
+    assert trained == []
+
+
+def test_export_makes_the_committed_set_exactly_the_entries_asked_for(zoo_cache, tmp_path):
+    from liccs.errors import UnknownNameError
+    from liccs.zoo.mini_train import export_committed
+
+    export_committed([TINY_CLF, f"{TINY_CODEC}@q6"], tmp_path)
+    first = json.loads((tmp_path / "index.json").read_text())
+    assert set(first) == {TINY_CLF, f"{TINY_CODEC}@q6"}
+    index = export_committed([f"{TINY_CODEC}@q1"], tmp_path)
+    assert set(index) == {f"{TINY_CODEC}@q1"}
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == [index[f"{TINY_CODEC}@q1"]["file"]]
+    with pytest.raises(UnknownNameError, match="q1, q6"):
+        export_committed([f"{TINY_CODEC}@q3"], tmp_path)
+
+
+@pytest.mark.parametrize("h,w", [(333, 400), (150, 128), (1000, 129), (100, 90), (127, 300)])
+def test_crop_rescale_never_falls_below_the_crop_size(h, w):
+    from liccs.zoo.train_data import rescale
+
+    img = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
+    s = 128 / min(h, w) - 1e-9  # the smallest scale natural_crops draws, minus rounding: floor gives 127
+    out = rescale(img, s, 128)
+    assert min(out.shape[-2:]) == 128 and out.shape[0] == 3
+    far = rescale(img, 0.9, 64)  # far from the edge: exactly what scale_factor gives
+    assert far.shape[-2:] == (int(h * 0.9), int(w * 0.9))
