@@ -198,7 +198,7 @@ def resolve_classifier(name: str) -> Path:
     path = store.cached(name, mc.key) or store.committed(name, mc.key)
     if path is not None:
         return path
-    _on_demand(name, "seconds" if "tiny" in name else "25 minutes")
+    _on_demand(name, "seconds" if "tiny" in name else "5 minutes")
     return train_mini_classifier(mc)
 
 
