@@ -102,11 +102,17 @@ def committed(name: str, key: str) -> Path | None:
     return path
 
 
-def export_fp16(names_keys: list[tuple[str, str]], out_dir: Path = COMMITTED_DIR) -> dict[str, Any]:
-    """Copy cached models as fp16 state dicts (small and integer tensors unchanged) into ``out_dir`` with ``index.json``."""
+def export_fp16(names_keys: list[tuple[str, str]], out_dir: Path = COMMITTED_DIR,
+                replace: bool = False) -> dict[str, Any]:
+    """Copy cached models as fp16 state dicts (small and integer tensors unchanged) into ``out_dir`` with ``index.json``.
+    ``replace``: the index holds exactly these models afterwards; the files of the others are removed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     index_path = out_dir / "index.json"
     index: dict[str, Any] = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    if replace:
+        keep = {name for name, _ in names_keys}
+        stale = {name: rec for name, rec in index.items() if name not in keep}
+        index = {name: rec for name, rec in index.items() if name in keep}
     for name, key in names_keys:
         src = cached(name, key)
         if src is None:
@@ -123,4 +129,6 @@ def export_fp16(names_keys: list[tuple[str, str]], out_dir: Path = COMMITTED_DIR
         index[name] = {"file": fname, "key": key, "sha256": sha256_of(out_dir / fname),
                        "bytes": (out_dir / fname).stat().st_size}
     write_json(index_path, dict(sorted(index.items())))
+    for rec in stale.values() if replace else ():
+        (out_dir / rec["file"]).unlink(missing_ok=True)
     return index

@@ -6,7 +6,6 @@ resumes where an interrupted run stopped, and a second run only rewrites the rep
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import replace
@@ -83,18 +82,11 @@ def export_committed(entries: list[str], out_dir: Path = store.COMMITTED_DIR) ->
     for e in entries:
         (m,) = select([e.partition("@")[0]])
         if isinstance(m, MiniClassifier):
-            store.cached(m.name, m.key) or train_mini_classifier(m)
+            if store.cached(m.name, m.key) is None:
+                train_mini_classifier(m)
             pairs.append((m.name, m.key))
             continue
-        qualities = (parse_codec(e).quality,) if "@" in e else m.config.qualities
-        for x in qualities:
-            store.cached(m.entry_name(x), m.key) or train_mini_ladder(m, only=x)
-            pairs.append((m.entry_name(x), m.key))
-    index_path = out_dir / "index.json"
-    if index_path.is_file():
-        keep = {n for n, _ in pairs}
-        for name, rec in json.loads(index_path.read_text()).items():
-            if name not in keep:
-                (out_dir / rec["file"]).unlink(missing_ok=True)
-        index_path.unlink()
-    return store.export_fp16(pairs, out_dir)
+        q = parse_codec(e).quality if "@" in e else None
+        train_mini_ladder(m, only=q)  # trains only what is not cached
+        pairs += [(m.entry_name(x), m.key) for x in ((q,) if q is not None else m.config.qualities)]
+    return store.export_fp16(pairs, out_dir, replace=True)

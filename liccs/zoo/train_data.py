@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -68,8 +69,6 @@ def cifar10_tensors(split: str, limit_per_class: int | None = None, progress: bo
 def rescale(img: Tensor, s: float, size: int) -> Tensor:
     """``img`` ``[3, H, W]`` scaled by ``s`` (bilinear antialiased down, bicubic up), never below ``size`` on
     either side (``s`` near ``size / min(H, W)`` can round the scaled side down to ``size - 1``)."""
-    import torch.nn.functional as F
-
     h, w = img.shape[-2:]
     out = (int(h * s), int(w * s))  # what scale_factor gives (floor)
     kw: dict = {"size": (max(size, out[0]), max(size, out[1]))} if min(out) < size else {"scale_factor": s}
