@@ -99,6 +99,14 @@ def _cifar(arch: str) -> LadderConfig:
                         finetune_steps=400, batch_size=16, lr=2e-3, base_quality=4)
 
 
+def _independent(arch: str) -> LadderConfig:
+    # Paper A's lineage control: three qualities of the CIFAR ladder, each trained from scratch with the base's
+    # recipe (4000 steps) under its own seed (seed 1: the chain ladder's q4 base is seed 0), so that no two
+    # qualities share weights; the chain ladder's neighbours are fine-tunes of each other.
+    return LadderConfig(arch, N=48, M=64, data="cifar10-64-nearest", qualities=(2, 4, 6), base_steps=4000,
+                        finetune_steps=0, batch_size=16, lr=2e-3, seed=1, independent=True)
+
+
 def _nat(arch: str) -> LadderConfig:
     # 64×64 crops keep a training step as cheap as a CIFAR one (the whole zoo must train on a 2-core CPU).
     # 8000 base steps: at 4000 the q4 base underfit (Kodak 27.66 dB at 0.491 bpp, 1.28 dB under JPEG); 4000 more
@@ -115,6 +123,9 @@ LADDER_CONFIGS: dict[str, MiniLadder] = {
           for a in ARCHS),
         *(MiniLadder(f"mini-nat-{a}", _nat(a), f"{ARCHS[a][0].__name__} for natural images, trained by liccs "
                      "on imagenet-samples crops") for a in ("bmshj2018-hyperprior", "mbt2018-mean")),
+        MiniLadder("mini-indep-bmshj2018-hyperprior", _independent("bmshj2018-hyperprior"),
+                   "ScaleHyperprior at CIFAR scale, q2/q4/q6 each trained from scratch (own seeds, no shared "
+                   "weights): paper A's lineage control"),
         MiniLadder("mini-tiny-bmshj2018-hyperprior",
                    LadderConfig("bmshj2018-hyperprior", N=8, M=8, data="cifar10-64-nearest", qualities=(1, 6),
                                 base_steps=6, finetune_steps=3, batch_size=4, train_limit=20),

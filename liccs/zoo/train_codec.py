@@ -45,6 +45,8 @@ class LadderConfig:
     (S×S crops of imagenet-samples). ``base_quality`` (the highest when None) trains from scratch for
     ``base_steps``; every other quality is fine-tuned for ``finetune_steps`` from its neighbour on the side
     of the base (:meth:`parent`), so the ladder grows outward from the base in both directions.
+    ``independent``: every quality trains from scratch for ``base_steps`` (seeded per quality), sharing no
+    weights with its neighbours: the lineage control of paper A's quality-transfer experiment.
     """
 
     arch: str
@@ -60,8 +62,11 @@ class LadderConfig:
     train_limit: int | None = None  # cifar: images per class; crops: crops per image
     seed: int = 0
     base_quality: int | None = None
+    independent: bool = False
 
     def __post_init__(self) -> None:
+        if self.independent and self.base_quality is not None:
+            raise ValueError("an independent ladder has no base quality: every quality trains from scratch")
         if self.base_quality is not None and self.base_quality not in self.qualities:
             raise ValueError(f"base_quality {self.base_quality} is not one of the qualities {self.qualities}")
 
@@ -71,6 +76,8 @@ class LadderConfig:
         d = asdict(self)
         if d["base_quality"] is None:
             del d["base_quality"]
+        if not d["independent"]:
+            del d["independent"]
         return d
 
     @property
@@ -80,6 +87,8 @@ class LadderConfig:
 
     def parent(self, quality: int) -> int | None:
         """The quality ``quality`` is fine-tuned from: its neighbour towards the base (None for the base)."""
+        if self.independent:
+            return None
         qs = sorted(self.qualities)
         i, b = qs.index(quality), qs.index(self.base)
         return None if i == b else qs[i - 1] if i > b else qs[i + 1]
