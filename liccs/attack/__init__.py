@@ -27,7 +27,8 @@ _EXPORTS = {
     "liccs.attack.threat": ("NORMS", "ThreatModel"),
     "liccs.attack.defense": ("KWayDefense",),
     "liccs.attack.adaptive": ("RandomTransformLICCS",),
-    "liccs.attack.saliency": ("AsrMatrix", "random_baseline", "saliency_attack", "select_sources"),
+    "liccs.attack.saliency": ("AsrMatrix", "enumerate_sets", "random_baseline", "saliency_attack", "score_sets",
+                              "select_sources"),
     "liccs.attack.io": ("load_adversarial", "save_adversarial"),
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}

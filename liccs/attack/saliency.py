@@ -5,18 +5,33 @@ Input: a measured matrix ``ASR[s, t]`` (perturbations crafted on source ``s``, e
 ``t``), rows and columns labelled ``ARCH@qN``. For each target architecture ``a`` with qualities
 ``q_1 < … < q_n`` among the columns, the quality axis is normalized, ``u_j = (q_j − q_1) / (q_n − q_1)``,
 and each source's points ``(u_j, ASR[s, (a, q_j)])`` become a curve ``f_{s,a}: [0, 1] → [0, 1]``, piecewise
-linear (default) or PCHIP (Fritsch & Carlson 1980; monotone between points, no overshoot). The score of
-a set ``S`` of sources (its coverage) is
+linear (default) or PCHIP (Fritsch & Carlson 1980, :class:`scipy.interpolate.PchipInterpolator`; monotone
+between points, no overshoot). The covered part ``[w_a, v_a]`` of each target architecture's axis is the
+whole ladder ``[0, 1]`` when the deployed quality is unknown (default), or the span of the given deployed
+targets (a single target: the curves' values there); architectures without a deployed target do not count.
+The score of a set ``S`` of sources is the mean over the covered architectures ``A`` of a per-architecture
+value; the variants (``score=``, names in :data:`SCORES`) are
 
-    ``score(S) = (1/|A|) · Σ_{a ∈ A} (1/(v_a − w_a)) ∫_{w_a}^{v_a} max_{s ∈ S} f_{s,a}(u) du``,
+``envelope`` (default): the mean ASR of the upper envelope of the set's curves,
+    ``(1/(v_a − w_a)) ∫_{w_a}^{v_a} max_{s ∈ S} f_{s,a}(u) du``
+    — a target quality counts once, through the set's best source there (coverage of the ladder);
+``sum``: the members' mean area, ``(1/(v_a − w_a)) ∫ mean_{s ∈ S} f_{s,a}(u) du`` — each source is scored by
+    its own area and the score is additive (the best set is the ``k`` individually best sources);
+``union``: ``(1/(v_a − w_a)) ∫ 1 − Π_{s ∈ S} (1 − f_{s,a}(u)) du`` — the fraction of images fooled by at
+    least one member if the members' hits were independent (≥ ``envelope``, rewards redundancy a little);
+``level-topk``: no curves — at each measured target level (each column of ``a`` inside ``[w_a, v_a]``),
+    the fraction of the set's ``k = |S|`` members that are among the ``k`` sources of highest ASR at that
+    level (ties broken by source order; the ranked pool is every row, or ``candidates`` when given),
+    averaged over those levels.
 
-the mean ASR of the upper envelope of the set's curves over the covered part ``[w_a, v_a]`` of each
-target architecture's axis: the whole ladder ``[0, 1]`` when the deployed quality is unknown (default),
-or the span of the given deployed targets (a single target: the envelope's value there). Linear curves
-are integrated exactly (the envelope is linear between the points and the pairwise crossings);
-PCHIP curves by the trapezoid rule on 256 intervals per segment. The best set of size ``k`` is found
-exhaustively when there are ≤ 8 candidate sources or ≤ 10 000 sets, greedily (add the source of largest
-gain) beyond; ties go to the earlier sources. The baseline draws ``R`` random ``k``-sets.
+Integration: with linear curves the ``envelope`` is integrated exactly (it is linear between the points
+and the pairwise crossings) and so is ``sum`` (the trapezoid rule on the knots is exact for a
+piecewise-linear function; with PCHIP the exact polynomial integral ``PchipInterpolator.integrate``);
+``union`` is not linear between the knots, and is integrated like every PCHIP curve by the trapezoid rule
+on 256 intervals per segment. The best set of size ``k`` is found exhaustively (every ``k``-set of
+:func:`enumerate_sets`) when there are ≤ 8 candidate sources or ≤ 10 000 sets, greedily (add the source of
+largest gain) beyond; ties (within 1e-12) go to the earlier set. :func:`score_sets` scores many sets with
+one :class:`Coverage`. The baseline :func:`random_baseline` draws ``R`` distinct random ``k``-sets.
 """
 
 from __future__ import annotations
@@ -24,16 +39,20 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+from scipy.interpolate import PchipInterpolator
 
 from liccs.errors import InputError
 from liccs.zoo.codecs import parse_codec
 
 INTERPOLATIONS = ("linear", "pchip")
+SCORES = ("envelope", "sum", "union", "level-topk")
 EXHAUSTIVE_SOURCES = 8
 EXHAUSTIVE_SETS = 10_000
+FINE_INTERVALS = 256  # trapezoid intervals per segment for PCHIP curves and the union score
+_CHUNK = 4_000_000  # floats per vectorized block when scoring many sets
 
 
 @dataclass(frozen=True)
@@ -61,74 +80,82 @@ class AsrMatrix:
                 parse_codec(n)
 
 
-def pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Fritsch–Carlson PCHIP derivatives at the knots (harmonic mean inside, shape-preserving ends)."""
-    h, d = np.diff(x), np.diff(y) / np.diff(x)
-    m = np.zeros_like(y)
-    if len(x) == 2:
-        return np.full_like(y, d[0])
-    w1, w2 = 2 * h[1:] + h[:-1], h[1:] + 2 * h[:-1]
-    same = (d[:-1] * d[1:]) > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        m[1:-1] = np.where(same, (w1 + w2) / (w1 / d[:-1] + w2 / d[1:]), 0.0)
-    for end, (h0, h1, d0, d1) in ((0, (h[0], h[1], d[0], d[1])), (-1, (h[-1], h[-2], d[-1], d[-2]))):
-        s = ((2 * h0 + h1) * d0 - h0 * d1) / (h0 + h1)
-        if np.sign(s) != np.sign(d0):
-            s = 0.0
-        elif np.sign(d0) != np.sign(d1) and abs(s) > abs(3 * d0):
-            s = 3 * d0
-        m[end] = s
-    return m
+def _fine_grid(u: np.ndarray) -> np.ndarray:
+    return np.unique(np.concatenate([np.linspace(a, b, FINE_INTERVALS + 1) for a, b in itertools.pairwise(u)]))
 
 
-def _pchip_eval(x: np.ndarray, y: np.ndarray, m: np.ndarray, u: np.ndarray) -> np.ndarray:
-    i = np.clip(np.searchsorted(x, u, side="right") - 1, 0, len(x) - 2)
-    h = x[i + 1] - x[i]
-    t = (u - x[i]) / h
-    h00, h10, h01, h11 = 2 * t**3 - 3 * t**2 + 1, t**3 - 2 * t**2 + t, -2 * t**3 + 3 * t**2, t**3 - t**2
-    return h00 * y[i] + h10 * h * m[i] + h01 * y[i + 1] + h11 * h * m[i + 1]
-
-
-def _grid(u: np.ndarray, rows: np.ndarray, interpolation: str) -> tuple[np.ndarray, np.ndarray]:
-    """(grid, curves on the grid ``[S, G]``) for one architecture's columns at positions ``u``."""
+def _curves(u: np.ndarray, rows: np.ndarray, grid: np.ndarray, interpolation: str) -> np.ndarray:
+    """The curves of ``rows`` (``[S, n]`` at knots ``u``) on ``grid``: ``[S, G]``."""
     if interpolation == "pchip" and len(u) > 2:
-        grid = np.unique(np.concatenate([np.linspace(a, b, 257) for a, b in itertools.pairwise(u)]))
-        return grid, np.stack([_pchip_eval(u, r, pchip_slopes(u, r), grid) for r in rows])
+        return np.clip(PchipInterpolator(u, rows, axis=1)(grid), 0.0, 1.0)
+    return np.stack([np.interp(grid, u, r) for r in rows])
+
+
+def _crossing_grid(u: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The knots and every pairwise crossing of the linear curves: the envelope is linear in between."""
     points = [u]
-    for (a, b), (j, _) in zip(itertools.pairwise(u), itertools.pairwise(range(len(u))), strict=True):
+    for j, (a, b) in enumerate(itertools.pairwise(u)):
         ya, yb = rows[:, j], rows[:, j + 1]
         da, db = ya[:, None] - ya[None, :], yb[:, None] - yb[None, :]
         cross = (da * db) < 0  # two lines swap order inside the segment
         t = np.where(cross, da / np.where(cross, da - db, 1.0), np.nan)
         points.append(a + (b - a) * t[np.isfinite(t)])
-    grid = np.unique(np.concatenate(points))
-    return grid, np.stack([np.interp(grid, u, r) for r in rows])
+    return np.unique(np.concatenate(points))
 
 
-def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
-    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1])) / 2)
+def _trapezoid(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Trapezoid rule along the last axis of ``y``."""
+    return np.sum((x[1:] - x[:-1]) * (y[..., 1:] + y[..., :-1]), axis=-1) / 2
 
 
 @dataclass
+class _Axis:
+    """One covered target architecture: what the chosen score needs, on the normalized span ``[0, 1]``.
+
+    ``grid``/``curves`` (``[S, G]``) for ``envelope`` and ``union`` (``G == 1``: a single quality);
+    ``areas`` (``[S]``) for ``sum``; ``ranks`` (``[L, S]``, rank of each source at each level, ``S`` for
+    sources outside the pool) for ``level-topk``.
+    """
+
+    grid: np.ndarray | None = None
+    curves: np.ndarray | None = None
+    areas: np.ndarray | None = None
+    ranks: np.ndarray | None = None
+
+
 class Coverage:
-    """Precomputed curves of every source; ``score(indices)`` is the formula of the module docstring."""
+    """Precomputed curves of every source; ``score(indices)`` is the formula of the module docstring, variant
+    ``score`` (kept as ``score_name``, since ``score`` is the method).
 
-    matrix: AsrMatrix
-    interpolation: str = "linear"
-    deployed: Sequence[str] | None = None
-    _parts: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
+    ``candidates`` (source names) only matters for ``level-topk``: the pool whose top ``k`` is counted
+    (default: every row of the matrix).
+    """
 
-    def __post_init__(self) -> None:
-        if self.interpolation not in INTERPOLATIONS:
-            raise InputError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
-        specs = [parse_codec(t) for t in self.matrix.targets]
-        unknown = [d for d in (self.deployed or []) if d not in self.matrix.targets]
+    def __init__(self, matrix: AsrMatrix, interpolation: str = "linear", deployed: Sequence[str] | None = None,
+                 score: str = "envelope", candidates: Sequence[str] | None = None) -> None:
+        if interpolation not in INTERPOLATIONS:
+            raise InputError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+        if score not in SCORES:
+            raise InputError(f"score must be one of {SCORES}, got {score!r}")
+        self.matrix, self.interpolation, self.score_name = matrix, interpolation, score
+        self.deployed = list(deployed) if deployed is not None else None
+        self.candidates = list(candidates) if candidates is not None else None
+        self._parts: list[_Axis] = []
+        specs = [parse_codec(t) for t in matrix.targets]
+        unknown = [d for d in (self.deployed or []) if d not in matrix.targets]
         if unknown:
             raise InputError(f"deployed target(s) {unknown} are not columns of the ASR matrix")
+        missing = [c for c in (self.candidates or []) if c not in matrix.sources]
+        if missing:
+            raise InputError(f"candidate source(s) {missing} are not rows of the ASR matrix")
+        n_src = len(matrix.sources)
+        pool = (np.array([matrix.sources.index(c) for c in self.candidates], dtype=np.int64)
+                if self.candidates is not None else np.arange(n_src))
+        pool = np.sort(pool)  # ties go to the earlier source (row order)
         for arch in dict.fromkeys(s.arch for s in specs):
             cols = sorted((s.quality, j) for j, s in enumerate(specs) if s.arch == arch)
             q = np.array([c[0] for c in cols], dtype=np.float64)
-            rows = self.matrix.values[:, [c[1] for c in cols]]
+            rows = matrix.values[:, [c[1] for c in cols]]
             if self.deployed is not None:
                 dq = [parse_codec(d).quality for d in self.deployed if parse_codec(d).arch == arch]
                 if not dq:
@@ -136,24 +163,108 @@ class Coverage:
                 lo, hi = min(dq), max(dq)
             else:
                 lo, hi = q[0], q[-1]
-            if lo == hi:  # one quality: the envelope's value there
-                self._parts.append((np.array([0.0]), rows[:, list(q).index(lo)][:, None]))
-                continue
-            u = (q - q[0]) / (q[-1] - q[0])
-            grid, curves = _grid(u, rows, self.interpolation)
-            w, v = (lo - q[0]) / (q[-1] - q[0]), (hi - q[0]) / (q[-1] - q[0])
-            keep = (grid >= w - 1e-12) & (grid <= v + 1e-12)
-            self._parts.append(((grid[keep] - w) / (v - w), curves[:, keep]))
+            self._parts.append(self._axis(q, rows, lo, hi, pool, n_src))
+        if not self._parts:
+            raise InputError("no deployed target: nothing to score")
+
+    def _axis(self, q: np.ndarray, rows: np.ndarray, lo: float, hi: float, pool: np.ndarray, n_src: int) -> _Axis:
+        name = self.score_name
+        if name == "level-topk":
+            levels = rows[pool][:, (q >= lo) & (q <= hi)]  # [P, L]
+            order = np.argsort(-levels, axis=0, kind="stable")  # [P, L]: pool positions, best first
+            ranks = np.full((levels.shape[1], n_src), n_src, dtype=np.int64)
+            for lvl in range(levels.shape[1]):
+                ranks[lvl, pool[order[:, lvl]]] = np.arange(len(pool))
+            return _Axis(ranks=ranks)
+        if lo == hi:  # one quality: the curves' values there
+            return _Axis(grid=np.array([0.0]), curves=rows[:, list(q).index(lo)][:, None])
+        u = (q - q[0]) / (q[-1] - q[0])
+        w, v = (lo - q[0]) / (q[-1] - q[0]), (hi - q[0]) / (q[-1] - q[0])
+        pchip = self.interpolation == "pchip" and len(u) > 2
+        if name == "sum":
+            if pchip:
+                return _Axis(areas=PchipInterpolator(u, rows, axis=1).integrate(w, v) / (v - w))
+            keep = (u >= w - 1e-12) & (u <= v + 1e-12)
+            return _Axis(areas=_trapezoid(rows[:, keep], (u[keep] - w) / (v - w)))
+        grid = _crossing_grid(u, rows) if name == "envelope" and not pchip else _fine_grid(u)
+        keep = (grid >= w - 1e-12) & (grid <= v + 1e-12)
+        return _Axis(grid=(grid[keep] - w) / (v - w), curves=_curves(u, rows, grid[keep], self.interpolation))
+
+    def _value(self, part: _Axis, sets: np.ndarray) -> np.ndarray:
+        """The per-architecture value of each row of ``sets`` (``[N, k]`` source indices)."""
+        k = sets.shape[1]
+        if self.score_name == "sum":
+            return part.areas[sets].mean(1)
+        if self.score_name == "level-topk":
+            return (part.ranks[:, sets] < k).sum(-1).mean(0) / k
+        y = part.curves[sets]  # [N, k, G]
+        y = y.max(1) if self.score_name == "envelope" else 1.0 - np.prod(1.0 - y, axis=1)
+        return y[:, 0] if len(part.grid) == 1 else _trapezoid(y, part.grid)
+
+    def score_many(self, sets: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+        """Scores of many sets of equal size (``[N, k]`` row indices), vectorized; an empty set scores 0."""
+        sets = np.asarray(sets, dtype=np.int64)
+        if sets.ndim != 2:
+            raise InputError(f"sets must be an [N, k] array of source indices, got shape {sets.shape}")
+        out = np.zeros(len(sets))
+        if sets.shape[1] == 0 or len(sets) == 0:
+            return out
+        width = max(p.curves.shape[1] if p.curves is not None else 1 for p in self._parts)
+        step = max(1, _CHUNK // (sets.shape[1] * width))
+        for start in range(0, len(sets), step):
+            block = sets[start:start + step]
+            out[start:start + step] = sum(self._value(p, block) for p in self._parts) / len(self._parts)
+        return out
 
     def score(self, indices: Sequence[int]) -> float:
-        """Mean envelope ASR over the covered axes of the sources at ``indices``."""
-        if not indices:
+        """The score (module docstring, variant ``score_name``) of the sources at ``indices``."""
+        if len(indices) == 0:
             return 0.0
-        total = 0.0
-        for grid, curves in self._parts:
-            env = curves[list(indices)].max(0)
-            total += float(env[0]) if len(grid) == 1 else _trapezoid(env, grid)
-        return total / len(self._parts)
+        return float(self.score_many([list(indices)])[0])
+
+
+def _check_names(matrix: AsrMatrix, names: Sequence[str], what: str = "candidate") -> list[str]:
+    names = list(names)
+    missing = [n for n in names if n not in matrix.sources]
+    if missing:
+        raise InputError(f"{what} source(s) {missing} are not rows of the ASR matrix")
+    if len(set(names)) != len(names):
+        raise InputError(f"repeated {what} sources in {names}")
+    return names
+
+
+def enumerate_sets(names: Sequence[str], k: int) -> list[tuple[str, ...]]:
+    """Every ``k``-subset of ``names`` exactly once, in :func:`itertools.combinations` order (members in
+    the order of ``names``): ``comb(len(names), k)`` sets."""
+    names = list(names)
+    if len(set(names)) != len(names):
+        raise InputError(f"repeated names in {names}")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(names):
+        raise InputError(f"k must be an integer in [1, {len(names)}], got {k!r}")
+    return list(itertools.combinations(names, k))
+
+
+def _score_named(cov: Coverage, matrix: AsrMatrix, sets: Sequence[Sequence[str]]) -> np.ndarray:
+    out = np.zeros(len(sets))
+    by_size: dict[int, list[int]] = {}
+    for i, s in enumerate(sets):
+        _check_names(matrix, s, "set member")
+        by_size.setdefault(len(s), []).append(i)
+    for size, where in by_size.items():
+        if size:
+            idx = np.array([[matrix.sources.index(n) for n in sets[i]] for i in where], dtype=np.int64)
+            out[where] = cov.score_many(idx)
+    return out
+
+
+def score_sets(matrix: AsrMatrix, sets: Sequence[Sequence[str]], *, interpolation: str = "linear",
+               score: str = "envelope", deployed: Sequence[str] | None = None,
+               candidates: Sequence[str] | None = None) -> np.ndarray:
+    """The score of each set of source names (any sizes; an empty set scores 0), with one :class:`Coverage`.
+
+    ``candidates`` is the ranked pool of ``level-topk`` (default: every row)."""
+    cov = Coverage(matrix, interpolation, deployed, score, candidates)
+    return _score_named(cov, matrix, sets)
 
 
 @dataclass(frozen=True)
@@ -167,44 +278,38 @@ class Selection:
 
 
 def select_sources(matrix: AsrMatrix, k: int, *, interpolation: str = "linear", deployed: Sequence[str] | None = None,
-                   candidates: Sequence[str] | None = None, method: str = "auto") -> Selection:
-    """The set of ``k`` sources (rows) of highest coverage score (see the module docstring)."""
-    names = list(candidates) if candidates is not None else list(matrix.sources)
-    missing = [n for n in names if n not in matrix.sources]
-    if missing:
-        raise InputError(f"candidate source(s) {missing} are not rows of the ASR matrix")
+                   candidates: Sequence[str] | None = None, method: str = "auto",
+                   score: str = "envelope") -> Selection:
+    """The set of ``k`` sources (rows) of highest score ``score`` (see the module docstring)."""
+    names = _check_names(matrix, candidates if candidates is not None else matrix.sources)
     if not isinstance(k, int) or not 1 <= k <= len(names):
         raise InputError(f"k must be an integer in [1, {len(names)}], got {k!r}")
     if method not in ("auto", "exhaustive", "greedy"):
         raise InputError(f"method must be auto, exhaustive or greedy, got {method!r}")
-    cov = Coverage(matrix, interpolation, deployed)
+    cov = Coverage(matrix, interpolation, deployed, score, candidates)
     idx = [matrix.sources.index(n) for n in names]
     if method == "auto":
         small = len(idx) <= EXHAUSTIVE_SOURCES or math.comb(len(idx), k) <= EXHAUSTIVE_SETS
         method = "exhaustive" if small else "greedy"
-    best: tuple[int, ...] = ()
-    best_score, scored = -1.0, 0
     if method == "exhaustive":
-        for combo in itertools.combinations(idx, k):
-            s, scored = cov.score(combo), scored + 1
-            if s > best_score + 1e-12:
-                best, best_score = combo, s
+        combos = np.array(list(itertools.combinations(idx, k)), dtype=np.int64)
+        values = cov.score_many(combos)
+        i = int(np.flatnonzero(values >= values.max() - 1e-12)[0])
+        best, best_score, scored = tuple(int(c) for c in combos[i]), float(values[i]), len(combos)
     else:
+        best, best_score, scored = (), 0.0, 0
         for _ in range(k):
-            pick = None
-            for i in idx:
-                if i in best:
-                    continue
-                s, scored = cov.score((*best, i)), scored + 1
-                if pick is None or s > pick[1] + 1e-12:
-                    pick = (i, s)
-            best, best_score = (*best, pick[0]), pick[1]
+            rest = [i for i in idx if i not in best]
+            values = cov.score_many([[*best, i] for i in rest])
+            j = int(np.flatnonzero(values >= values.max() - 1e-12)[0])
+            best, best_score, scored = (*best, rest[j]), float(values[j]), scored + len(rest)
     return Selection(tuple(matrix.sources[i] for i in best), best_score, method, scored)
 
 
 @dataclass(frozen=True)
 class RandomBaseline:
-    """``draws`` random k-sets, the value of each (coverage, or what ``evaluate`` measured), mean and std (ddof=1)."""
+    """``draws`` distinct random k-sets, the value of each (coverage, or what ``evaluate`` measured), mean and
+    std (ddof=1)."""
 
     sets: tuple[tuple[str, ...], ...]
     values: tuple[float, ...]
@@ -212,33 +317,53 @@ class RandomBaseline:
     std: float
 
 
+def _distinct_sets(names: list[str], k: int, draws: int, rng: np.random.Generator) -> list[tuple[str, ...]]:
+    total = math.comb(len(names), k)
+    if draws >= total:
+        return enumerate_sets(names, k)
+    if total <= 100_000 or draws > total // 2:
+        every = enumerate_sets(names, k)
+        return [every[i] for i in rng.choice(total, size=draws, replace=False)]
+    seen: dict[tuple[str, ...], None] = {}
+    while len(seen) < draws:
+        seen.setdefault(tuple(names[i] for i in sorted(rng.choice(len(names), size=k, replace=False))))
+    return list(seen)
+
+
 def random_baseline(matrix: AsrMatrix, k: int, draws: int, *, seed: int = 0, candidates: Sequence[str] | None = None,
                     evaluate: Callable[[tuple[str, ...]], float] | None = None, interpolation: str = "linear",
-                    deployed: Sequence[str] | None = None) -> RandomBaseline:
-    """Random sets of ``k`` distinct sources (each draw independent), scored by ``evaluate`` or by coverage."""
-    names = list(candidates) if candidates is not None else list(matrix.sources)
+                    deployed: Sequence[str] | None = None, score: str = "envelope") -> RandomBaseline:
+    """Random sets of ``k`` distinct sources, drawn WITHOUT replacement across draws (every set at most once),
+    scored by ``evaluate`` or by ``score``.
+
+    When ``draws ≥ comb(len(candidates), k)`` every set is returned once, in :func:`enumerate_sets` order
+    (fewer than ``draws`` values); otherwise ``draws`` distinct sets in the order drawn (seeded by ``seed``),
+    members in candidate order.
+    """
+    names = _check_names(matrix, candidates if candidates is not None else matrix.sources)
     if not isinstance(k, int) or not 1 <= k <= len(names):
         raise InputError(f"k must be an integer in [1, {len(names)}], got {k!r}")
     if not isinstance(draws, int) or draws < 1:
         raise InputError(f"draws must be an integer ≥ 1, got {draws!r}")
-    rng = np.random.default_rng(seed)
-    sets = tuple(tuple(names[i] for i in sorted(rng.choice(len(names), size=k, replace=False))) for _ in range(draws))
+    sets = tuple(_distinct_sets(names, k, draws, np.random.default_rng(seed)))
     if evaluate is None:
-        cov = Coverage(matrix, interpolation, deployed)
-        evaluate = lambda s: cov.score([matrix.sources.index(n) for n in s])  # noqa: E731
-    values = tuple(float(evaluate(s)) for s in sets)
+        cov = Coverage(matrix, interpolation, deployed, score, candidates)
+        values = tuple(float(v) for v in _score_named(cov, matrix, sets))
+    else:
+        values = tuple(float(evaluate(s)) for s in sets)
     std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
     return RandomBaseline(sets, values, float(np.mean(values)), std)
 
 
 def saliency_attack(matrix: AsrMatrix, k: int, classifier: object, images: object, labels: object, *,
                     attack: str = "pgd", weights: str = "random", rounding: str = "ste", reduce: str = "loss",
-                    interpolation: str = "linear", deployed: Sequence[str] | None = None, **attack_kwargs: object):
+                    interpolation: str = "linear", deployed: Sequence[str] | None = None, score: str = "envelope",
+                    **attack_kwargs: object):
     """Select the best ``k`` sources and run the ensemble attack on them: (adv images, selection, attack)."""
     from liccs.attack.base import create_attack
     from liccs.attack.ensemble import build_ensemble
 
-    sel = select_sources(matrix, k, interpolation=interpolation, deployed=deployed)
+    sel = select_sources(matrix, k, interpolation=interpolation, deployed=deployed, score=score)
     ens = build_ensemble(sel.sources, classifier, weights=weights, rounding=rounding, reduce=reduce)
     atk = create_attack(attack, ens, **attack_kwargs)
     return atk(images, labels), sel, atk
