@@ -116,42 +116,65 @@ class AttackSection:
 
 @dataclass
 class SamplingSection:
-    """Paper A: saliency-score sampling of ensemble members against random sets.
+    """Paper A's stage (``liccs.papers.paper_a``): the eps × steps sweep over one codec ladder, the quality
+    transfer matrix, the lineage control, the classifier alone, and the saliency score against every k-set.
 
-    ``images``: how many images the ensembles are crafted and evaluated on, drawn from ``data.source`` apart
-    from the run's ``data.images`` (whose ASR matrix selects the members), so selection and evaluation do not
-    share images; ``interpolation`` of the saliency score's ASR curves (``liccs.attack.saliency``).
+    ``arch``: the ladder swept and sampled (a codec architecture of [models]); ``lineage_arch``: a ladder of the
+    same architecture whose qualities share no weights ('' : none); the other codecs of [models] are the
+    cross-architecture targets. ``eps`` are swept at ``steps[0]``; ``focus_eps`` (``"steepest"``: the eps
+    whose off-diagonal ASR falls fastest with |Δq| at ``steps[0]``, or a number) also gets ``steps[1:]`` and
+    hosts the lineage, classifier-alone and sampling experiments. ``candidates``: the qualities the ensembles
+    are drawn from (empty: the whole ladder); every k-set of them is crafted on ``images`` held-out images.
+    ``score``/``interpolation``: the primary saliency score; every variant is reported. ``far_dq``: the
+    neighbour claim contrasts |Δq| = 1 with |Δq| ≥ far_dq. ``sesoi_*``: each claim's smallest effect of
+    interest (ASR), fixed before the run (:mod:`liccs.stats`); ``alpha`` the family-wise level (Holm).
     """
 
     enabled: bool = False
-    k: list[int] = _cv([2, 3, 4])
-    random_draws: int = 10
-    images: int = 64
+    arch: str = ""
+    lineage_arch: str = ""
+    eps: list[float] = _cv([1 / 255, 2 / 255, 3 / 255])
+    steps: list[int] = _cv([10, 30])
+    focus_eps: float | str = "steepest"
+    candidates: list[int] = _cv([])
+    k: list[int] = _cv([2, 3])
+    images: int = 256
+    score: Literal["envelope", "sum", "union", "level-topk"] = "envelope"
     interpolation: Literal["linear", "pchip"] = "linear"
+    far_dq: int = 4
+    alpha: float = 0.05
+    sesoi_neighbour: float = 0.05
+    sesoi_lineage: float = 0.05
+    sesoi_saliency: float = 0.03
+    sesoi_codec_aware: float = 0.05
 
 
 @dataclass
 class DefenseSection:
-    """Paper B: PGD distortion/rate attacks on the codecs, the K-way compression defense, the adaptive EoT attack.
-
-    ``lmbda = "codec"`` takes each codec's own training λ; ``crop = 0`` keeps whole images; ``attack_codecs``
-    empty attacks every codec of [models]; ``focus_eps`` (one of ``eps``) is where the adaptive EoT attack
-    and the defense on the deployed codecs run.
-    """
+    """Paper B (:mod:`liccs.papers.paper_b`): attacks, the random K-way defense (``k``; the fixed one at ``kway_k``),
+    controls, adaptive attacks at ``focus_eps``, and ``claims`` (name → smallest effect of interest)."""
 
     enabled: bool = False
     k: list[int] = _cv([2, 4, 8])
+    max_shift: int = 3
+    kway_k: int = 4  # 0: no deterministic K-way comparison
     transforms: list[str] = _cv(["hflip", "vflip", "rot90", "rot180", "rot270", "transpose", "antitranspose"])
     rate: Literal["bytes", "likelihood"] = "bytes"
     lmbda: float | str = "codec"  # a number ≥ 0 (fractions too), or "codec"
-    eps: list[float] = _cv([1 / 255, 2 / 255, 4 / 255, 8 / 255])
-    objectives: list[Literal["distortion", "rate"]] = _cv(["distortion", "rate"])
+    eps: list[float] = _cv([4 / 255])
+    objectives: list[Literal["distortion", "distortion-clean", "distortion-recon", "rate"]] = _cv(
+        ["distortion", "distortion-clean", "distortion-recon", "rate"])
     steps: int = 10
+    strength_steps: list[int] = _cv([10, 50, 200])
     surrogate: Literal["ste", "noise", "identity", "cubic"] = "ste"
     crop: int = 256
     attack_codecs: list[str] = _cv([])
     focus_eps: float = 4 / 255
-    eot_samples: int = 8
+    adaptive: list[Literal["eot", "select"]] = _cv(["eot", "select"])
+    eot_samples: int = 4
+    tau: float = 0.02
+    claims: dict[str, float] = field(default_factory=dict)
+    alpha: float = 0.05
 
 
 @dataclass
@@ -213,14 +236,25 @@ _RANGES: dict[str, list[tuple[str, Any, str]]] = {
     "attack": [("eps", lambda v: 0 < v and math.isfinite(v), "> 0"), ("step_size", _POS, "> 0"),
                ("steps", _POS, "> 0"), ("eot_samples", _POS, "> 0")],
     "sampling": [("k", lambda v: v and all(x > 0 for x in v) and len(set(v)) == len(v),
-                  "non-empty, each > 0, without repeats"), ("random_draws", _POS, "> 0"), ("images", _POS, "> 0")],
+                  "non-empty, each > 0, without repeats"), ("images", _POS, "> 0"),
+                 ("eps", lambda v: v and all(0 < x <= 1 for x in v), "non-empty, each in (0, 1]"),
+                 ("steps", lambda v: v and all(x > 0 for x in v) and len(set(v)) == len(v),
+                  "non-empty, each > 0, without repeats"),
+                 ("focus_eps", lambda v: v == "steepest" or (isinstance(v, float) and 0 < v <= 1),
+                  '"steepest" or a number in (0, 1]'), ("far_dq", lambda v: v >= 2, ">= 2"),
+                 ("alpha", lambda v: 0 < v < 1, "in (0, 1)")],
     "defense": [("k", lambda v: v and all(x > 0 for x in v), "non-empty, each > 0"),
                 ("lmbda", lambda v: v == "codec" or (isinstance(v, float) and math.isfinite(v) and v >= 0),
                  'a number >= 0 or "codec"'),
                 ("eps", lambda v: v and all(0 < x <= 1 for x in v), "non-empty, each in (0, 1]"),
                 ("objectives", lambda v: v and len(set(v)) == len(v), "non-empty, without repeats"),
                 ("steps", _POS, "> 0"), ("crop", _NONNEG, ">= 0 (0: whole images)"),
-                ("focus_eps", lambda v: 0 < v <= 1, "in (0, 1]"), ("eot_samples", _POS, "> 0")],
+                ("focus_eps", lambda v: 0 < v <= 1, "in (0, 1]"), ("eot_samples", _POS, "> 0"),
+                ("max_shift", _NONNEG, ">= 0"), ("kway_k", _NONNEG, ">= 0 (0: none)"),
+                ("strength_steps", lambda v: all(x > 0 for x in v) and len(set(v)) == len(v), "each > 0, no repeats"),
+                ("tau", _POS, "> 0"), ("alpha", lambda v: 0 < v < 1, "in (0, 1)"),
+                ("claims", lambda v: all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0
+                                         for x in v.values()), "name = smallest effect of interest (a number >= 0)")],
     "transfer": [("variants", bool, "non-empty"), ("batch_size", _POS, "> 0")],
 }
 _FRACTION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")

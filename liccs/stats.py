@@ -11,8 +11,9 @@ difference ``d_i = a_i − b_i`` per image. For each claim this module gives
   approximation of the paired test; Cohen 1988), at the family's smallest per-test α (Holm's first step, α/m);
 - a verdict from a rule fixed before the run (:func:`verdict`): the claim *holds* when the adjusted p is below α
   with the predicted sign, is *reversed* when it is below α with the other sign, *did not hold* when it is not
-  significant and the CI excludes every effect at least as large as the claim's smallest effect of interest
-  (``sesoi``, declared in the config with the claim), and otherwise *cannot be decided at this size*.
+  significant, the CI excludes every effect at least as large as the claim's smallest effect of interest
+  (``sesoi``, declared in the config with the claim) and the test had the power for it (at least
+  :data:`MIN_IMAGES` images and an MDE no larger than the sesoi), and otherwise *cannot be decided at this size*.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from scipy import stats
 from liccs.errors import InputError
 
 HOLDS, REVERSED, NOT_HELD, UNDECIDED = "holds", "reversed", "did not hold", "cannot be decided at this size"
+#: below this many paired images a bootstrap CI can collapse to a point (every difference equal): no "did not hold"
+MIN_IMAGES = 20
 
 
 @dataclass(frozen=True)
@@ -128,8 +131,9 @@ def mde(sd: float, n: int, *, alpha: float = 0.05, power: float = 0.8) -> float:
 
 
 def verdict(effect: float, ci_low: float, ci_high: float, p_adjusted: float, *, sesoi: float, direction: int = 1,
-            alpha: float = 0.05) -> str:
-    """The rule fixed before every run (module docstring). ``direction``: +1 if the claim predicts a > b."""
+            alpha: float = 0.05, n: int = MIN_IMAGES, mde: float = 0.0) -> str:
+    """The rule fixed before every run (module docstring). ``direction``: +1 if the claim predicts a > b;
+    ``n`` and ``mde``: the images and the minimum detectable effect, the power a "did not hold" needs."""
     if direction not in (1, -1):
         raise InputError(f"direction must be +1 or -1, got {direction!r}")
     if not all(math.isfinite(v) for v in (effect, ci_low, ci_high, p_adjusted)):
@@ -137,7 +141,8 @@ def verdict(effect: float, ci_low: float, ci_high: float, p_adjusted: float, *, 
     if p_adjusted < alpha:
         return HOLDS if direction * effect > 0 else REVERSED
     bound = ci_high if direction > 0 else -ci_low  # the CI's reach in the predicted direction
-    return NOT_HELD if bound < sesoi else UNDECIDED
+    powered = n >= MIN_IMAGES and math.isfinite(mde) and mde <= sesoi
+    return NOT_HELD if bound < sesoi and powered else UNDECIDED
 
 
 @dataclass(frozen=True)
@@ -158,12 +163,13 @@ def decide(claims: Sequence[tuple[Claim, PairedResult]], *, alpha: float = 0.05,
     m = max(1, sum(math.isfinite(r.p) for _, r in claims))
     rows = []
     for (claim, r), p_adj in zip(claims, adjusted, strict=True):
+        m_de = mde(r.sd, r.n, alpha=alpha / m, power=power)
         rows.append({"claim": claim.name, "contrast": claim.contrast, "direction": "a > b" if claim.direction > 0
                      else "a < b", "n_images": r.n, "mean_a": r.mean_a, "mean_b": r.mean_b, "effect": r.effect,
                      "ci_low": r.ci_low, "ci_high": r.ci_high, "test": r.test, "p": r.p, "p_holm": p_adj,
-                     "mde": mde(r.sd, r.n, alpha=alpha / m, power=power), "sesoi": claim.sesoi,
+                     "mde": m_de, "sesoi": claim.sesoi,
                      "verdict": verdict(r.effect, r.ci_low, r.ci_high, p_adj, sesoi=claim.sesoi,
-                                        direction=claim.direction, alpha=alpha)})
+                                        direction=claim.direction, alpha=alpha, n=r.n, mde=m_de)})
     return rows
 
 

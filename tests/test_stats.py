@@ -72,7 +72,15 @@ def test_paired_drops_nonfinite_pairs_and_checks_lengths() -> None:
     (-0.02, -0.08, 0.04, 0.4, -1, stats.UNDECIDED),
 ])
 def test_verdict_rule(effect: float, lo: float, hi: float, p: float, direction: int, expected: str) -> None:
-    assert stats.verdict(effect, lo, hi, p, sesoi=0.05, direction=direction) == expected
+    assert stats.verdict(effect, lo, hi, p, sesoi=0.05, direction=direction, n=100, mde=0.04) == expected
+
+
+def test_did_not_hold_needs_power() -> None:
+    """A CI that excludes the effect of interest is not enough: too few images, or an MDE above it, is undecided."""
+    assert stats.verdict(0.0, 0.0, 0.0, 1.0, sesoi=0.05, n=100, mde=0.04) == stats.NOT_HELD
+    assert stats.verdict(0.0, 0.0, 0.0, 1.0, sesoi=0.05, n=8, mde=0.0) == stats.UNDECIDED
+    assert stats.verdict(0.0, -0.01, 0.01, 1.0, sesoi=0.05, n=100, mde=0.08) == stats.UNDECIDED
+    assert stats.verdict(0.0, 0.0, 0.0, 1.0, sesoi=0.05, n=100, mde=float("nan")) == stats.UNDECIDED
 
 
 def test_decide_applies_holm_across_the_family() -> None:

@@ -182,7 +182,7 @@ class KWayDefense:
         for (idx, (h, w)), group in groups.items():
             t = self.candidates[idx]
             raw = [[enc.strings[i][lat] for i in group] for lat in range(len(enc.strings[group[0]]))]
-            x_hat = t.inverse(self._decompress(raw, enc.shapes[group[0]], (w, h) if t.swaps_hw else (h, w)))
+            x_hat = t.inverse(self._decompress(raw, enc.shapes[group[0]], t.out_size(h, w)))
             for n, i in enumerate(group):
                 out[i] = x_hat[n : n + 1]
         return torch.cat(out)

@@ -4,7 +4,9 @@
   loss) or targeted (lower the target's). Over an ensemble: mean of member losses or loss of mean logits.
 - :class:`DistortionLoss`: MSE of the codec's reconstruction x̂ against its input (the attacked image
   itself, ``reference="input"``, as in Chen & Ma, "Towards robust neural image compression", 2023) or
-  against the clean image's reconstruction (``reference="clean"``); mean over members.
+  against the clean image's reconstruction through the attacked model (``reference="clean"``), or against the
+  plain codec's reconstruction of the clean image (``reference="recon"``: hard rounding, no transform, what the
+  undefended decoder outputs; paper B's third distortion reference); mean over members.
 - :class:`RateLoss`: estimated bits per pixel ``Σ -log2 p(ŷ, ẑ) / (H·W)`` from the likelihoods; mean over members.
 - :class:`Weighted`: ``Σ w_i · objective_i``; :func:`parse_objective` reads ``"ce+100*distortion"``.
 
@@ -23,6 +25,7 @@ from torch import Tensor, nn
 
 from liccs.attack.ensemble import EnsembleOutput, member_parts
 from liccs.errors import InputError
+from liccs.pipeline import LICCS
 from liccs.zoo.registry import Registry
 
 
@@ -126,21 +129,27 @@ class DistortionLoss(Objective):
     needs_codec = True
 
     def __init__(self, reference: str = "input") -> None:
-        if reference not in ("input", "clean"):
-            raise InputError(f"distortion reference must be 'input' or 'clean', got {reference!r}")
+        if reference not in ("input", "clean", "recon"):
+            raise InputError(f"distortion reference must be 'input', 'clean' or 'recon', got {reference!r}")
         self.reference = reference
-        self.name = "distortion" if reference == "input" else "distortion-clean"
+        self.name = {"input": "distortion", "clean": "distortion-clean", "recon": "distortion-recon"}[reference]
         self._clean: list[Tensor] | None = None
 
     def prepare(self, target: nn.Module, x: Tensor, labels: Tensor) -> None:
         if self.reference == "clean":
             with torch.no_grad():
                 self._clean = [r.x_hat.detach() for r in target.forward_all(x, logits=False).recs]
+        elif self.reference == "recon":
+            with torch.no_grad():
+                self._clean = [LICCS(m.codec, nn.Identity(), rounding="hard").reconstruct(x).x_hat.detach()
+                               for m in target_members(target)]
 
     def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
-        refs = self._clean if self.reference == "clean" else [out.inputs] * len(out.recs)
+        refs = self._clean if self.reference != "input" else [out.inputs] * len(out.recs)
         if refs is None:
-            raise InputError("DistortionLoss(reference='clean') used before prepare()")
+            raise InputError(f"DistortionLoss(reference={self.reference!r}) used before prepare()")
+        if len(refs) != len(out.recs):  # one reference per member, several branches per member (selection)
+            refs = refs[:1] * len(out.recs)
         terms = [(r.x_hat - ref).pow(2).flatten(1).mean(1) for r, ref in zip(out.recs, refs, strict=True)]
         return torch.stack(terms).mean(0)
 
@@ -196,13 +205,15 @@ OBJECTIVES.register("ce", lambda: ClassificationLoss("ce"))
 OBJECTIVES.register("margin", lambda: ClassificationLoss("margin"))
 OBJECTIVES.register("distortion", lambda: DistortionLoss("input"))
 OBJECTIVES.register("distortion-clean", lambda: DistortionLoss("clean"))
+OBJECTIVES.register("distortion-recon", lambda: DistortionLoss("recon"))
 OBJECTIVES.register("rate", RateLoss)
 
 _TERM = re.compile(r"^\s*(?:(?P<w>[0-9.eE+-]+)\s*\*)?\s*(?P<name>[a-z\-]+)\s*$")
 
 
 def parse_objective(spec: str | Objective) -> Objective:
-    """An objective from a name (``ce``, ``margin``, ``distortion``, ``distortion-clean``, ``rate``) or a sum
+    """An objective from a name (``ce``, ``margin``, ``distortion``, ``distortion-clean``, ``distortion-recon``,
+    ``rate``) or a sum
     of weighted names (``"ce+100*distortion"``)."""
     if isinstance(spec, Objective):
         return spec

@@ -1,131 +1,194 @@
-"""Paper A's driver: "Transferable learned image compression-resistant adversarial perturbations" (issue 7).
+"""Paper A's driver: "Transferable learned image compression-resistant adversarial perturbations", run as the
+``[sampling]`` stage of ``liccs run``. Self-contained: it crafts its own attacks (the run's ``[attack]`` settings
+with its own eps and steps) and evaluates them on the reference engine, per image, so that every claim is a
+paired contrast (:mod:`liccs.papers.paper_a_claims`).
 
-Runs after the generic stages of ``liccs run`` (enabled by ``[sampling] enabled = true``), which have crafted
-the run's attack (PGD) per source, every codec of ``[models]`` and the classifier alone, and replayed each set
-on every engine × target (the ``transfer`` table). This stage adds:
-
-1. white-box ASR per architecture and quality, PGD (from the generic stage) and FGSM (crafted here: one step of
-   size eps), over clean-correct images (``paper_a_whitebox``);
-2. the black-box matrix ASR[source quality, target quality] per architecture, across architectures at matched
-   qualities, and whether neighbouring qualities are hit harder than distant ones: mean ASR by |Δq|, the
-   least-squares slope of ASR against |Δq| and Spearman's ρ (``paper_a_quality_*``, ``paper_a_cross_arch``);
-3. the classifier alone (codec omitted) as source and as target beside the LICCS numbers
-   (``paper_a_classifier_alone``);
-4. saliency-score vs random sampling of k qualities for an ensemble attack, with equal budgets
-   (``paper_a_sampling*``, :mod:`liccs.papers.paper_a_sampling`);
-5. beyond the paper: the same matrices on every deployed engine and the transfer gap ASR(PyTorch) − ASR(engine)
-   per engine, precision, variant and cell relation (``paper_a_engine_gaps``).
-
-Figures: the generic ASR heatmaps (source × target per engine, float and uint8) already show every matrix.
+1. **Sweep**: PGD through every quality of the ladder ``sampling.arch`` at each ``sampling.eps`` with
+   ``steps[0]`` steps, evaluated on the ladder and the classifier alone; the focus eps is the one whose
+   off-diagonal ASR falls fastest with |Δq| (declared rule ``"steepest"``) or a given one; the focus eps also
+   runs ``steps[1:]``.
+2. **At the focus setting**: the quality-transfer matrix, the other architectures as targets, the
+   lineage-control ladder (``sampling.lineage_arch``: qualities trained from scratch, no shared weights) as
+   sources and targets, the classifier alone as source.
+3. **Sampling**: every k-set of the candidate qualities as an ensemble on held-out images; every score variant's
+   chosen set with its exact percentile and the score/ASR rank correlation (:mod:`.paper_a_sampling`).
+4. **Claims**: the declared family with CIs, Holm-adjusted p and minimum detectable effects.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from liccs.config import ConfigError, RunConfig
-from liccs.papers import paper_a_tables as T
-from liccs.papers.paper_a_attacks import attack_labels, craft, heldout_images, metrics, predict_all, variant
-from liccs.papers.paper_a_findings import findings
-from liccs.papers.paper_a_sampling import arch_ladders, run_sampling
-from liccs.run.exports import Exports
-from liccs.run.setup import Context, Names, RunError
+from liccs.papers.paper_a_attacks import craft, heldout_images
+from liccs.papers.paper_a_cells import Cells, Setting, decay_slope, ladder_pairs, nanmean
+from liccs.papers.paper_a_claims import claims
+from liccs.papers.paper_a_sampling import ablation, arch_ladders, run_sampling
+from liccs.papers.paper_a_tables import codec_parts
+
+if TYPE_CHECKING:
+    from liccs.run.exports import Exports
+    from liccs.run.setup import Context, Names
 
 TABLES: list[tuple[str, str, list[str] | None]] = [
-    ("paper_a_whitebox", "Paper A, white-box: the run's attack (PGD) and FGSM (one step, same eps) on each model, "
-     "reference engine; ASR over clean-correct images.",
-     ["model", "arch", "quality", "attack", "variant", "clean_acc", "asr", "n_clean_correct"]),
-    ("paper_a_quality_trend", "Paper A, quality transfer per architecture (off-diagonal cells): neighbour "
-     "(|Δq| = 1) vs distant (|Δq| ≥ 2) and farthest (largest |Δq|) mean ASR, slope of ASR per quality step of |Δq|, "
-     "Spearman ρ(|Δq|, ASR), two binomial standard errors of the images (noise) and the verdict (a trend only when "
-     "the slope has its sign and the neighbours differ from the distant or the farthest cells by more than the "
-     "noise); arch 'all' pools every architecture's cells.", None),
-    ("paper_a_quality_distance", "Paper A, mean ASR by |Δq| (0: white-box), per engine, variant and architecture.",
+    ("paper_a_claims", "Paper A, the declared claims: paired over images (Wilcoxon signed-rank, or exact McNemar "
+     "for 0/1 outcomes), 95% BCa bootstrap CI of the mean difference, Holm-adjusted p across the family, minimum "
+     "detectable effect (80% power) at this image count, and the verdict from the rule fixed before the run.",
+     ["claim", "contrast", "n_images", "mean_a", "mean_b", "effect", "ci_low", "ci_high", "p", "p_holm", "mde",
+      "sesoi", "verdict"]),
+    ("paper_a_sweep", "Paper A, eps × steps sweep over the ladder: white-box ASR, neighbour (|Δq| = 1) and far "
+     "ASR, least-squares slope of cell ASR per step of |Δq| and Spearman ρ; focus: where the decay is steepest "
+     "(the declared rule) and the later experiments run.", None),
+    ("paper_a_distance", "Paper A, mean cell ASR by |Δq| (0: white-box) per setting.", None),
+    ("paper_a_lineage", "Paper A, lineage control at the focus setting: the same quality pairs in the chain-trained "
+     "ladder (each quality fine-tuned from its neighbour) and in the independently trained one.", None),
+    ("paper_a_cross_arch", "Paper A, the ladder's perturbations on the other architectures at the focus setting.",
      None),
-    ("paper_a_cross_arch", "Paper A, across architectures at matched qualities (source q = target q).", None),
-    ("paper_a_classifier_alone", "Paper A, the classifier alone (codec omitted) as source and as target, beside "
-     "LICCS at each codec.", None),
-    ("paper_a_sampling_summary", "Paper A, saliency-score vs random sampling of k qualities per architecture: "
-     "mean ASR over the architecture's qualities, the other architectures and the classifier alone; random: "
-     "mean ± std over the draws; the same budget (gradient evaluations) per set.", None),
-    ("paper_a_sampling", "Paper A, every sampled set (saliency, random draws): coverage score, mean ASRs, budget.",
+    ("paper_a_classifier_alone", "Paper A, the classifier alone (codec omitted) as source and as target at the "
+     "focus setting.", None),
+    ("paper_a_sampling_ablation", "Paper A, saliency score ablation over every k-set (no extra attack): each score "
+     "variant's chosen set, its held-out ASR on non-member qualities and on the other architectures, its exact "
+     "percentile among all k-sets, and Spearman ρ (p) of score vs held-out ASR across sets.", None),
+    ("paper_a_sampling", "Paper A, every k-set of the candidate qualities crafted as an ensemble on the held-out "
+     "images (equal budget per k): held-out ASRs and every score variant.", None),
+    ("paper_a_cells", "Paper A, every evaluated cell (setting × source × target): ASR over the clean-correct images.",
      None),
-    ("paper_a_engine_gaps", "Beyond paper A: transfer gap ASR(reference) − ASR(engine) per deployed engine, "
-     "precision, variant and relation of source to target (all: every cell).", None),
-    ("paper_a_quality_matrix", "Paper A, ASR[source q, target q] per architecture on every engine and variant "
-     "(long form; dq = target q − source q).", None),
-    ("paper_a_sampling_targets", "Paper A, every sampled set on every target (long form).", None),
 ]
-
-
-def primary_variant(cfg: RunConfig) -> str:
-    """The variant the findings and the selection use: ``uint8`` (what a deployed system receives) when run."""
-    return "uint8" if "uint8" in cfg.transfer.variants else cfg.transfer.variants[0]
 
 
 def check_config(cfg: RunConfig, names: Names) -> None:
     """Before any work: what paper A's stage needs from the run; a :class:`ConfigError` names the key."""
-    if not (cfg.attack.enabled and cfg.transfer.enabled):
-        raise ConfigError("sampling.enabled: paper A's stage reads the transfer table of the generic stages; "
-                          "set attack.enabled and transfer.enabled to true")
+    sc = cfg.sampling
     if cfg.attack.objective != "classification":
         raise ConfigError(f"attack.objective: paper A measures attack success on the classifier; "
                           f"'classification' is needed, got {cfg.attack.objective!r}")
-    for key, have in (("attack.sources", names.sources), ("transfer.targets", names.targets)):
-        missing = [c for c in names.codecs if c not in have]
-        if missing:
-            raise ConfigError(f"{key}: paper A needs every codec of models.codecs here (leave it empty); "
-                              f"missing {', '.join(missing)}")
-    for i, k in enumerate(cfg.sampling.k):
-        for arch, ladder in arch_ladders(names.codecs).items():
-            if k > len(ladder):
-                raise ConfigError(f"sampling.k[{i}]: k={k} is more than the {len(ladder)} qualities of {arch} in "
-                                  f"models.codecs ({', '.join(ladder)})")
+    if not cfg.models.classifier_alone:
+        raise ConfigError("models.classifier_alone: paper A compares with the classifier alone; set it to true")
+    ladders = arch_ladders(names.codecs)
+    for key in ("arch", "lineage_arch"):
+        a = getattr(sc, key)
+        if (a or key == "arch") and a not in ladders:
+            raise ConfigError(f"sampling.{key}: {a!r} is not an architecture of models.codecs; valid: "
+                              f"{', '.join(ladders)}")
+    ladder = ladders[sc.arch]
+    if len(ladder) < 2:
+        raise ConfigError(f"sampling.arch: {sc.arch} has {len(ladder)} quality in models.codecs; a ladder needs 2+")
+    have = {codec_parts(c)[1] for c in ladder}
+    for i, q in enumerate(sc.candidates):
+        if q not in have:
+            raise ConfigError(f"sampling.candidates[{i}]: q{q} is not a quality of {sc.arch} in models.codecs "
+                              f"({', '.join(f'q{x}' for x in sorted(have))})")
+    n = len(sc.candidates or have)
+    for i, k in enumerate(sc.k):
+        if k > n:
+            raise ConfigError(f"sampling.k[{i}]: k={k} is more than the {n} candidate qualities")
+    if isinstance(sc.focus_eps, float) and not any(math.isclose(sc.focus_eps, e) for e in sc.eps):
+        raise ConfigError(f"sampling.focus_eps: {sc.focus_eps * 255:g}/255 must be one of sampling.eps")
 
 
-def fgsm_rows(ctx: Context, out: Path, fns: dict[str, Any], progress: bool) -> pd.DataFrame:
-    """FGSM (one step of size ``attack.eps``) per single-model source, evaluated on itself in every variant."""
-    cfg = ctx.cfg
-    bs, aim = cfg.transfer.batch_size, (attack_labels(ctx, ctx.labels) if cfg.attack.targeted else None)
-    rows = []
-    for s in tqdm([s for s in ctx.names.sources if "+" not in s], desc="paper A FGSM", disable=not progress):
-        adv, _, _ = craft(ctx, out, [s], ctx.images, ctx.labels, fgsm=True)
-        clean = predict_all({s: fns[s]}, ctx.images, bs)
-        for v in cfg.transfer.variants:
-            m = metrics(ctx.labels, clean, predict_all({s: fns[s]}, variant(adv, v), bs), aim)[s]
-            rows.append({"engine": cfg.transfer.reference_engine, "source": s, "target": s, "variant": v,
-                         "attack": "fgsm", **m})
-    return pd.DataFrame(rows)
+def _sweep_row(cells: Cells, st: Setting, ladder: list[str], far_dq: int) -> dict:
+    diag = [nanmean(cells.get(st, c, c)) for c in ladder]
+    slope, rho = decay_slope(cells, st, ladder)
+
+    def mean(pairs: list[tuple[str, str]]) -> float:
+        v = [nanmean(cells.get(st, s, t)) for s, t in pairs if np.isfinite(cells.get(st, s, t)).any()]
+        return float(np.mean(v)) if v else float("nan")
+
+    return {"eps_255": st.eps_255, "steps": st.steps, "step_size_255": round(st.step_size * 255, 4),
+            "whitebox_asr": float(np.mean(diag)), "neighbour_asr": mean(ladder_pairs(ladder, lambda d: d == 1)),
+            "far_asr": mean(ladder_pairs(ladder, lambda d: d >= far_dq)), "slope_per_q": slope, "spearman_rho": rho}
+
+
+def _subset(df: pd.DataFrame, st: Setting, **eq: object) -> pd.DataFrame:
+    m = (df["eps_255"] == st.eps_255) & (df["steps"] == st.steps)
+    for k, v in eq.items():
+        m &= df[k].isin(v) if isinstance(v, list) else df[k] == v
+    return df[m].reset_index(drop=True)
 
 
 def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], out: Path, progress: bool = True,
               tables: dict[str, pd.DataFrame] | None = None) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Paper A's tables (see the module docstring) and one-line findings with their numbers."""
-    from liccs.engines import ENGINES
     from liccs.run.transfers import predictors
 
-    cfg = ctx.cfg
+    cfg, sc = ctx.cfg, ctx.cfg.sampling
     check_config(cfg, ctx.names)
-    transfer = (tables or {}).get("transfer")
-    if transfer is None or transfer.empty:
-        raise RunError("paper A's stage found no transfer table: the generic attack and transfer stages must run "
-                       "first (attack.enabled, transfer.enabled)")
-    ref, clf, primary = cfg.transfer.reference_engine, cfg.models.classifier, primary_variant(cfg)
-    fns, _ = predictors(ctx, ref, exports)
-    qm = T.quality_matrix(transfer, clf)
-    precision = {e: ENGINES.get(e).precision for e in transfer["engine"].unique()}
-    result = {"paper_a_whitebox": T.whitebox(transfer, fgsm_rows(ctx, out, fns, progress), ref, cfg.attack.name),
-              "paper_a_quality_trend": T.distance_trend(qm), "paper_a_quality_distance": T.distance_summary(qm),
-              "paper_a_cross_arch": T.cross_arch(transfer, clf), "paper_a_classifier_alone": T.classifier_alone(
-                  transfer, clf), "paper_a_engine_gaps": T.engine_gaps(transfer, clf, ref, precision),
-              "paper_a_quality_matrix": qm}
-    images, labels, note = heldout_images(ctx, cfg.sampling.images)
-    sets, cells, notes = run_sampling(ctx, out, transfer, fns, images, labels, primary, progress)
-    result |= {"paper_a_sampling_summary": T.sampling_summary(sets), "paper_a_sampling": sets,
-               "paper_a_sampling_targets": cells}
-    return result, [note, *notes, *findings(result, ref, primary, cfg.attack.name)]
+    clf, bs = cfg.models.classifier, cfg.data.batch_size
+    ladders = arch_ladders(ctx.names.codecs)
+    ladder, lineage = ladders[sc.arch], ladders.get(sc.lineage_arch, []) if sc.lineage_arch else []
+    others = [c for c in ctx.names.codecs if c not in ladder and c not in lineage]
+    fns, _ = predictors(ctx, cfg.transfer.reference_engine, exports)
+    cells = Cells(ctx.images, ctx.labels, fns, cfg.transfer.batch_size)
+
+    def attack(st: Setting, sources: list[str], targets: list[str], desc: str) -> None:
+        for s in tqdm(sources, desc=f"paper A {desc} ({st.label()})", disable=not progress):
+            adv, _, _ = craft(ctx, out, [s], ctx.images, ctx.labels, setting=st)
+            cells.add(st, s, adv, targets)
+
+    base = [Setting(e, sc.steps[0]) for e in sc.eps]
+    for st in base:
+        attack(st, ladder, [*ladder, clf], "sweep")
+    sweep = pd.DataFrame([_sweep_row(cells, st, ladder, sc.far_dq) for st in base])
+    slopes = sweep["slope_per_q"].to_numpy(float)
+    if sc.focus_eps == "steepest":  # no slope (one quality distance only): the middle eps
+        focus = base[int(np.nanargmin(slopes))] if np.isfinite(slopes).any() else base[len(base) // 2]
+    else:
+        focus = next(st for st in base if math.isclose(st.eps, float(sc.focus_eps)))
+    extra = [Setting(focus.eps, s) for s in sc.steps[1:]]
+    for st in extra:
+        attack(st, ladder, [*ladder, clf], "steps")
+    sweep = pd.concat([sweep, pd.DataFrame([_sweep_row(cells, st, ladder, sc.far_dq) for st in extra])],
+                      ignore_index=True)
+    sweep["focus"] = (sweep["eps_255"] == focus.eps_255) & (sweep["steps"] == focus.steps)
+    attack(focus, ladder, [*ladder, *lineage, *others, clf], "focus")
+    attack(focus, [*lineage, clf], [*ladder, *lineage, clf], "lineage + classifier")
+
+    candidates = [c for c in ladder if not sc.candidates or codec_parts(c)[1] in sc.candidates]
+    images, labels, note = heldout_images(ctx, sc.images)
+    sets, held, per_set = run_sampling(ctx, out, cells, focus, ladder, candidates, others, fns, images, labels,
+                                       progress)
+    claim_table, claim_lines = claims(cells, focus, ladder, lineage, clf, sets, per_set, sc)
+    frame = cells.frame(clf)
+    dist = _subset(frame, focus, source=ladder, target=ladder)
+    distance = (pd.concat([_subset(frame, st, source=ladder, target=ladder) for st in [*base, *extra]])
+                .assign(abs_dq=lambda d: (d["target_q"] - d["source_q"]).abs())
+                .groupby(["eps_255", "steps", "abs_dq"])["asr"].agg(mean_asr="mean", cells="count").reset_index())
+    lq = {codec_parts(c)[1] for c in lineage}
+    chain = dist[dist["source_q"].isin(lq) & dist["target_q"].isin(lq)].assign(training="chain (fine-tuned)")
+    indep = _subset(frame, focus, source=lineage, target=lineage).assign(training="independent")
+    result = {
+        "paper_a_claims": claim_table, "paper_a_sweep": sweep, "paper_a_distance": distance,
+        "paper_a_lineage": pd.concat([chain, indep], ignore_index=True)[
+            ["training", "source_q", "target_q", "asr", "n_clean_correct"]],
+        "paper_a_cross_arch": _subset(frame, focus, source=ladder, target=others),
+        "paper_a_classifier_alone": pd.concat([_subset(frame, focus, source=clf),
+                                               _subset(frame, focus, source=ladder, target=clf)], ignore_index=True),
+        "paper_a_sampling_ablation": ablation(sets), "paper_a_sampling": sets,
+        "paper_a_cells": pd.concat([frame, held.frame(clf).assign(images="held-out")], ignore_index=True),
+    }
+    notes = [note, f"Paper A: {len(ctx.images)} images of {cfg.data.source}; ladder {sc.arch} "
+             f"({', '.join(f'q{codec_parts(c)[1]}' for c in ladder)}); PGD L∞, step min(eps, 2.5·eps/steps), "
+             f"{cfg.attack.surrogate} through the quantizers, random start, seed {cfg.run.seed}; images rounded to "
+             f"8 bits before evaluation on {cfg.transfer.reference_engine}. Focus setting (rule "
+             f"{sc.focus_eps!r}, declared before the run): {focus.label()}."]
+    return result, [*notes, *claim_lines, *_ablation_lines(result["paper_a_sampling_ablation"], sc)]
+
+
+def _ablation_lines(ab: pd.DataFrame, sc: object) -> list[str]:
+    lines = []
+    for _, r in ab.iterrows():
+        if r["score"] == sc.score and r["interpolation"] == sc.interpolation:
+            lines.append(f"Paper A sampling k={r['k']}: the {r['score']}/{r['interpolation']} score chose "
+                         f"{r['chosen']}, held-out non-member ASR {r['nonmember_chosen']:.3f} (percentile "
+                         f"{r['nonmember_percentile']:.2f} of {r['sets']} sets; best {r['nonmember_best_set']} "
+                         f"{r['nonmember_best']:.3f}); Spearman ρ(score, held-out ASR) {r['nonmember_spearman']:+.2f} "
+                         f"(p {r['nonmember_spearman_p']:.2g}); other architectures: percentile "
+                         f"{r['other_arch_percentile']:.2f}, ρ {r['other_arch_spearman']:+.2f}")
+    return lines

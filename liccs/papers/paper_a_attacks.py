@@ -24,6 +24,7 @@ from liccs.attack.ensemble import Ensemble, EnsembleOutput
 from liccs.attack.eot import EoT
 from liccs.export.cache import atomic_write
 from liccs.fileio import json_digest
+from liccs.papers.paper_a_cells import Setting
 from liccs.profiling.transfer import as_uint8_variant, cell_metrics, top1
 from liccs.run.attacks import OBJECTIVES, device_key
 from liccs.run.setup import Context
@@ -43,17 +44,19 @@ class CountingEnsemble(Ensemble):
         return super().forward_all(x, logits)
 
 
-def make_attack(ctx: Context, target: nn.Module, fgsm: bool = False) -> Attack:
-    """The run's attack on ``target`` (as :func:`liccs.run.attacks.craft` builds it), or FGSM at the same eps."""
+def make_attack(ctx: Context, target: nn.Module, fgsm: bool = False, setting: Setting | None = None) -> Attack:
+    """The run's attack on ``target`` (as :func:`liccs.run.attacks.craft` builds it), or FGSM at the same eps;
+    ``setting`` replaces its eps, steps and step size."""
     a = ctx.cfg.attack
     if a.eot_samples > 1:
         target = EoT(target, samples=a.eot_samples)
-    common: dict[str, Any] = dict(eps=a.eps, norm=a.norm, targeted=a.targeted, objective=OBJECTIVES[a.objective],
+    eps = setting.eps if setting else a.eps
+    steps, alpha = (setting.steps, setting.step_size) if setting else (a.steps, min(a.step_size, a.eps))
+    common: dict[str, Any] = dict(eps=eps, norm=a.norm, targeted=a.targeted, objective=OBJECTIVES[a.objective],
                                   seed=ctx.cfg.run.seed, diversity=InputDiversity() if a.input_diversity else None)
     if fgsm:
         return create_attack("fgsm", target, **common)
-    return create_attack(a.name, target, steps=a.steps, alpha=min(a.step_size, a.eps), random_start=a.random_start,
-                         **common)
+    return create_attack(a.name, target, steps=steps, alpha=alpha, random_start=a.random_start, **common)
 
 
 def attack_labels(ctx: Context, labels: Tensor) -> Tensor:
@@ -62,20 +65,24 @@ def attack_labels(ctx: Context, labels: Tensor) -> Tensor:
 
 
 def craft(ctx: Context, out: Path, members: list[str], images: Tensor, labels: Tensor, *,
-          fgsm: bool = False) -> tuple[Tensor, int, bool]:
-    """(adversarial images, member gradient evaluations, loaded from the cache) of one source set."""
+          fgsm: bool = False, setting: Setting | None = None) -> tuple[Tensor, int, bool]:
+    """(adversarial images, member gradient evaluations, loaded from the cache) of one source set; ``setting``
+    replaces the run's eps, steps and step size."""
     cfg = ctx.cfg
-    key = json_digest({"attack": cfg.to_dict()["attack"], "fgsm": fgsm, "seed": cfg.run.seed, "members": members,
+    over = {"eps": setting.eps, "steps": setting.steps, "step_size": setting.step_size} if setting else {}
+    key = json_digest({"attack": cfg.to_dict()["attack"] | over, "fgsm": fgsm, "seed": cfg.run.seed, "members": members,
                        "weights": {m: ctx.weights[m].get("sha256") or ctx.weights[m].get("source") for m in members},
                        "images": hashlib.sha256(images.numpy().tobytes()).hexdigest(), "labels": labels.tolist(),
                        **device_key(cfg)})
     tag = ("fgsm-" if fgsm else "ens-") + "_".join(m.replace("@", "-") for m in members)
+    if setting:
+        tag = f"e{setting.eps_255:g}s{setting.steps}-{tag}"
     path = out / "adversarial" / "paper-a" / f"{tag[:120]}-{key[:16]}.pt"
     hit = torch.load(path, weights_only=True) if path.is_file() else None
     if hit is not None and hit.get("key") == key:
         return hit["images"], int(hit["grad_evals"]), True
     ens = CountingEnsemble(ctx.attack_members(members), names=members)
-    atk = make_attack(ctx, ens, fgsm=fgsm)
+    atk = make_attack(ctx, ens, fgsm=fgsm, setting=setting)
     aim, bs = attack_labels(ctx, labels), cfg.data.batch_size
     adv = torch.cat([atk(images[i:i + bs], aim[i:i + bs]) for i in range(0, len(images), bs)])
     record = {"key": key, "images": adv, "grad_evals": ens.grad_evals}

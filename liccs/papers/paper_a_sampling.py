@@ -1,13 +1,14 @@
-"""Paper A's saliency-score sampling against random sampling ("Transferable learned image compression-resistant
-adversarial perturbations"): which k qualities of an architecture to ensemble.
+"""Paper A's saliency-score sampling ("Transferable learned image compression-resistant adversarial
+perturbations"): which k qualities of a ladder to ensemble, tested against every k-set.
 
-Per architecture, the PyTorch ASR matrix of the run (its sources and targets are that architecture's qualities,
-measured on the run's images, reference engine, primary variant) goes to
-:func:`liccs.attack.saliency.select_sources`; the chosen k qualities are attacked together (the run's attack,
-same eps, steps, step size, seed) on held-out images, and so are ``sampling.random_draws`` random k-sets
-(:func:`liccs.attack.saliency.random_baseline`, seed ``run.seed``). Every set is evaluated on every target of
-the run (all qualities of all architectures, and the classifier alone) on the reference engine. A set drawn twice
-is crafted once: with one seed and one set of members the attack is deterministic, so its images are the same.
+The ASR matrix of the focus setting on the run's images (sources: the candidate qualities; targets: every
+quality of the ladder) scores each k-set (:func:`liccs.attack.saliency.score_sets`, every score variant and
+interpolation). Every k-set of the candidates is then crafted as an ensemble attack (same setting, seed and
+budget: k members × images × steps gradient evaluations) on held-out images disjoint from those that gave the
+matrix, and evaluated on every target. A set's held-out ASR is measured on the ladder's *non-member* qualities
+(its members are white-box there) and, separately, on the other architectures. Enumeration replaces random
+draws: each score's chosen set has an exact percentile among all sets, and the Spearman correlation between
+score and held-out ASR across sets says whether the score ranks sets at all.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from liccs.attack.saliency import AsrMatrix, Coverage, random_baseline, select_sources
-from liccs.papers.paper_a_attacks import attack_labels, craft, metrics, predict_all, variant
-from liccs.papers.paper_a_tables import codec_parts
+from liccs.attack.saliency import INTERPOLATIONS, SCORES, AsrMatrix, enumerate_sets, score_sets
+from liccs.papers.paper_a_attacks import craft
+from liccs.papers.paper_a_cells import Cells, Setting, nanmean
+from liccs.papers.paper_a_tables import BudgetError, codec_parts
 from liccs.run.setup import Context
 
 
@@ -36,72 +39,93 @@ def arch_ladders(codecs: list[str]) -> dict[str, list[str]]:
     return {a: [c for _, c in sorted(v)] for a, v in ladders.items()}
 
 
-def asr_matrix(transfer: pd.DataFrame, engine: str, variant_name: str, codecs: list[str]) -> tuple[AsrMatrix, int]:
-    """ASR[source, target] over ``codecs`` from ``transfer`` (one engine and variant); undefined cells (no
-    clean-correct image) become 0. Returns the matrix and how many cells were undefined."""
-    sub = transfer[(transfer["engine"] == engine) & (transfer["variant"] == variant_name)]
-    m = sub.pivot_table(index="source", columns="target", values="asr", aggfunc="mean", dropna=False)
-    m = m.reindex(index=codecs, columns=codecs)
-    undefined = int(m.isna().to_numpy().sum())
-    return AsrMatrix(m.fillna(0.0).clip(0, 1).to_numpy(), tuple(codecs), tuple(codecs)), undefined
+def asr_matrix(cells: Cells, setting: Setting, sources: list[str], targets: list[str]) -> AsrMatrix:
+    """ASR[source, target] of one setting; a cell with no clean-correct image counts as ASR 0."""
+    v = np.nan_to_num(np.array([[nanmean(cells.get(setting, s, t)) for t in targets] for s in sources]))
+    return AsrMatrix(v.clip(0, 1), tuple(sources), tuple(targets))
 
 
-def run_sampling(ctx: Context, out: Path, transfer: pd.DataFrame, fns: dict[str, Callable[[Tensor], Any]],
-                 images: Tensor, labels: Tensor, primary: str,
-                 progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """(one row per set: arch, k, method, draw, members, coverage, mean ASRs, budget; one row per set × target;
-    notes). ``fns``: target → images-to-logits on the reference engine."""
-    cfg, sc = ctx.cfg, ctx.cfg.sampling
-    ref = cfg.transfer.reference_engine
-    bs = cfg.transfer.batch_size
-    aim = attack_labels(ctx, labels) if cfg.attack.targeted else None
-    clean = predict_all(fns, images, bs)
-    ladders = arch_ladders(ctx.names.codecs)
-    sets, cells, notes = [], [], []
-    memo: dict[tuple[str, ...], dict[str, Any]] = {}
+def label(members: tuple[str, ...]) -> str:
+    return "+".join(f"q{codec_parts(m)[1]}" for m in members)
 
-    def evaluate(members: tuple[str, ...]) -> dict[str, Any]:
-        if members not in memo:
-            adv, evals, cached = craft(ctx, out, list(members), images, labels)
-            m = metrics(labels, clean, predict_all(fns, variant(adv, primary), bs), aim)
-            memo[members] = {"per_target": m, "grad_evals": evals, "cached": cached}
-        return memo[members]
 
-    jobs = [(a, k) for a in ladders for k in sc.k]
-    for arch, k in tqdm(jobs, desc="paper A sampling", disable=not progress):
-        ladder = ladders[arch]
-        matrix, undefined = asr_matrix(transfer, ref, primary, ladder)
-        if undefined:
-            notes.append(f"sampling {arch}: {undefined} cell(s) of its ASR matrix had no clean-correct image; "
-                         "taken as ASR 0 for the selection")
-        cov = Coverage(matrix, sc.interpolation)
-        sel = select_sources(matrix, k, interpolation=sc.interpolation)
-        base = random_baseline(matrix, k, sc.random_draws, seed=cfg.run.seed, interpolation=sc.interpolation,
-                               evaluate=lambda s: 0.0)  # the draws only; evaluated below
-        for method, draw, members in [("saliency", 0, sel.sources),
-                                      *(("random", i + 1, s) for i, s in enumerate(base.sets))]:
-            rec = evaluate(tuple(members))
-            label = "+".join(f"q{codec_parts(m)[1]}" for m in members)
-            row = {"arch": arch, "k": k, "method": method, "draw": draw, "members": label,
-                   "coverage": cov.score([ladder.index(m) for m in members])}
-            per = []
-            for t, m in rec["per_target"].items():
-                parts = codec_parts(t)
-                rel = ("classifier" if t == cfg.models.classifier else
-                       "same arch" if parts and parts[0] == arch else "other arch" if parts else "other")
-                per.append({**row, "target": t, "relation": rel, "member": t in members, "asr": m["asr"],
-                            "n_clean_correct": m["n_clean_correct"], "clean_acc": m["clean_acc"]})
-            p = pd.DataFrame(per)
+def run_sampling(ctx: Context, out: Path, cells: Cells, setting: Setting, ladder: list[str], candidates: list[str],
+                 others: list[str], fns: dict[str, Callable[[Tensor], Any]], images: Tensor, labels: Tensor,
+                 progress: bool = True) -> tuple[pd.DataFrame, Cells, dict[tuple[str, ...], dict[str, np.ndarray]]]:
+    """(one row per enumerated set: k, members, every score variant, held-out ASRs, budget; the held-out cells;
+    per set, the per-image outcome on non-member qualities and on the other architectures)."""
+    sc = ctx.cfg.sampling
+    matrix = asr_matrix(cells, setting, candidates, ladder)
+    held = Cells(images, labels, fns, ctx.cfg.transfer.batch_size)
+    rows, per_image = [], {}
+    jobs = [(k, s) for k in sc.k for s in enumerate_sets(candidates, k)]
+    scores = {(sv, iv): {k: score_sets(matrix, enumerate_sets(candidates, k), interpolation=iv, score=sv)
+                         for k in sc.k} for sv in SCORES for iv in INTERPOLATIONS}
+    index = {k: 0 for k in sc.k}
+    for k, members in tqdm(jobs, desc="paper A sampling (every k-set)", disable=not progress):
+        adv, evals, cached = craft(ctx, out, list(members), images, labels, setting=setting)
+        nonmembers = [t for t in ladder if t not in members]
+        held.add(setting, "+".join(members), adv, [*ladder, *others])
+        src = "+".join(members)
+        per_image[members] = {"nonmember": held.per_image(setting, [(src, t) for t in nonmembers]),
+                              "other_arch": held.per_image(setting, [(src, t) for t in others])}
+        row = {"k": k, "members": label(members), "set": src, "grad_evals": evals, "steps": setting.steps,
+               "images": len(images), "cached": cached,
+               "heldout_asr_nonmember": nanmean(per_image[members]["nonmember"]),
+               "heldout_asr_other_arch": nanmean(per_image[members]["other_arch"])}
+        for (sv, iv), by_k in scores.items():
+            row[f"score_{sv}_{iv}"] = float(by_k[k][index[k]])
+        index[k] += 1
+        rows.append(row)
+    sets = pd.DataFrame(rows)
+    check_budget(sets)
+    return sets, held, per_image
 
-            def mean(mask: pd.Series, df: pd.DataFrame = p) -> float:
-                v = df.loc[mask, "asr"].to_numpy(float)
-                return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
 
-            sets.append({**row, "asr_same_arch": mean(p["relation"] == "same arch"),
-                         "asr_same_arch_nonmember": mean((p["relation"] == "same arch") & ~p["member"]),
-                         "asr_other_archs": mean(p["relation"] == "other arch"),
-                         "asr_classifier": mean(p["relation"] == "classifier"),
-                         "grad_evals": rec["grad_evals"], "steps": cfg.attack.steps, "images": len(images),
-                         "eot_samples": cfg.attack.eot_samples, "cached": rec["cached"]})
-            cells.extend(per)
-    return pd.DataFrame(sets), pd.DataFrame(cells), notes
+def check_budget(sets: pd.DataFrame) -> None:
+    """Raise :class:`BudgetError` unless every set of one k had the same, positive, gradient evaluations."""
+    for k, g in sets.groupby("k"):
+        if g["grad_evals"].nunique() != 1 or int(g["grad_evals"].iloc[0]) <= 0:
+            raise BudgetError(f"sampling k={k}: the sets' gradient evaluations differ or are zero: "
+                              f"{dict(zip(g['members'], g['grad_evals'], strict=True))}")
+
+
+def chosen(sets: pd.DataFrame, k: int, score: str, interpolation: str) -> pd.Series:
+    """The set of size ``k`` with the highest score (ties: the first in enumeration order)."""
+    g = sets[sets["k"] == k]
+    return g.loc[g[f"score_{score}_{interpolation}"].idxmax()]
+
+
+def percentile(values: np.ndarray, value: float) -> float:
+    """Mid-rank percentile of ``value`` among ``values``: share below plus half the share equal."""
+    v = np.asarray(values, dtype=float)
+    return float(np.mean(v < value) + 0.5 * np.mean(v == value))
+
+
+def ablation(sets: pd.DataFrame) -> pd.DataFrame:
+    """Per k × score × interpolation: the chosen set, its held-out ASRs, its exact percentile among every k-set,
+    and Spearman's ρ (with p) between the score and the held-out ASR across sets, on non-member qualities and on
+    the other architectures."""
+    rows = []
+    for k in sorted(sets["k"].unique()):
+        g = sets[sets["k"] == k]
+        for sv in SCORES:
+            for iv in INTERPOLATIONS:
+                c = chosen(sets, k, sv, iv)
+                row: dict[str, Any] = {"k": int(k), "score": sv, "interpolation": iv, "sets": len(g),
+                                       "chosen": c["members"]}
+                for where in ("nonmember", "other_arch"):
+                    col = f"heldout_asr_{where}"
+                    vals = g[col].to_numpy(float)
+                    s = g[f"score_{sv}_{iv}"].to_numpy(float)
+                    ok = np.isfinite(vals)
+                    rho = spearmanr(s[ok], vals[ok]) if ok.sum() > 2 and np.ptp(s[ok]) > 0 and np.ptp(vals[ok]) > 0 \
+                        else None
+                    row |= {f"{where}_chosen": float(c[col]), f"{where}_mean_of_sets": nanmean(vals),
+                            f"{where}_best_set": g.loc[g[col].idxmax(), "members"] if ok.any() else None,
+                            f"{where}_best": float(np.nanmax(vals)) if ok.any() else float("nan"),
+                            f"{where}_percentile": percentile(vals[ok], float(c[col])) if ok.any() else float("nan"),
+                            f"{where}_spearman": float(rho.statistic) if rho else float("nan"),
+                            f"{where}_spearman_p": float(rho.pvalue) if rho else float("nan")}
+                rows.append(row)
+    return pd.DataFrame(rows)

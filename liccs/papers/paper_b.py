@@ -1,20 +1,22 @@
-"""Paper B's driver: "A training-free defense framework for robust learned image compression" (two-way /
-K-way compression), run as the ``[defense]`` stage of ``liccs run`` (issue 7).
+"""Paper B's driver: "A training-free defense framework for robust learned image compression", run as the
+``[defense]`` stage of ``liccs run``.
 
-The encoder compresses the image and K−1 invertible transforms of it, keeps the lowest rate-distortion loss,
-signals the choice in ``⌈log2 K⌉`` header bits, and the decoder inverts it
-(:class:`~liccs.attack.defense.KWayDefense`). This stage measures, on the run's images (``data.source``,
-centre-cropped to ``defense.crop``):
+The paper's defense (:class:`~liccs.attack.defense_random.RandomKWayDefense`): per image and request, identity +
+K−1 transforms drawn from a family (dihedral, circular and padded shifts, 2× upscaling), the lowest RD loss
+kept, its family index in a ``⌈log2 |family|⌉``-bit header; the deterministic K-way defense
+(:class:`~liccs.attack.defense.KWayDefense`) at ``defense.kway_k`` beside it. On the run's images
+(``data.source``, centre-cropped to ``defense.crop``), for each attacked codec:
 
-1. PGD (L∞, ``defense.eps``) on the distortion and rate objectives (``defense.objectives``) against each
-   codec of ``defense.attack_codecs``: bpp (real bitstreams), PSNR and MS-SSIM of clean and attacked images;
-2. the same through the K-way defense for every K of ``defense.k``, and its cost on clean images for every
-   codec of ``[models]`` (bpp, PSNR, BD-rate over the qualities, measured encode time);
-3. the adaptive EoT attack on each K-way defense at ``defense.focus_eps``, and how much of the gain survives;
-4. beyond the paper: the images crafted on the PyTorch codec through every deployed codec of the export stage
-   (``ort-cpu``, ``ort-cpu-int8``, GPU engines where present), plain for every eps and K-way at ``focus_eps``.
+1. PGD (L∞) on every objective of ``defense.objectives`` × ``defense.eps`` at ``defense.steps``, the strength
+   ladder ``defense.strength_steps`` (distortion) at ``focus_eps``, and the sign-noise control;
+2. every image set through the plain codec, the random defense (every K of ``defense.k``), its oracle (the
+   candidate of lowest true distortion against the clean image) and the K-way defense, with PSNR against the
+   clean image, the attacked image and the plain codec's clean reconstruction;
+3. the adaptive attacks (EoT over the family, the selection-aware attack) on the random defense at its largest K;
+4. the declared claims (``defense.claims``), decided over images (:mod:`liccs.papers.paper_b_claims`).
 
-The generic ``[attack]``/``[transfer]`` stages measure classification; the codec-only objectives run here.
+Clean images go through every codec of [models] (the cost, BD-rate over the qualities). No deployed-engine
+replay: the attacks' transfer to engines is the generic [transfer] stage's subject.
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from liccs.attack.defense import COMPRESSAI_MSE_LAMBDAS, KWayDefense
+from liccs.attack.defense_random import RandomKWayDefense, transform_family
 from liccs.attack.transforms import get_transforms
 from liccs.config import ConfigError, RunConfig
 from liccs.errors import InputError, LiccsError
+from liccs.papers import paper_b_claims as C
 from liccs.papers import paper_b_tables as T
 from liccs.papers.paper_b_attacks import AttackSpec, craft
-from liccs.papers.paper_b_eval import Images, evaluate, load_images, timed_clean
+from liccs.papers.paper_b_eval import Images, load_images
+from liccs.papers.paper_b_measure import measure, plain
 
 if TYPE_CHECKING:
     from liccs.run.exports import Exports
@@ -44,21 +49,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("liccs")
 
 TABLES: list[tuple[str, str, list[str] | None]] = [
-    ("paper_b_attack", "Paper B, attacks: PGD (L∞) on the distortion and rate objectives against each PyTorch codec, "
-     "clean vs attacked (bpp from real bitstreams; mean over images).", None),
-    ("paper_b_defense", "Paper B, K-way defense under PGD (k = 1: plain codec). gain: dB of PSNR (distortion) or % "
-     "of bpp saved (rate) against the plain codec under the same attack.",
-     ["arch", "quality", "objective", "eps_255", "k", "bpp_clean", "bpp_adv", "psnr_clean", "psnr_adv",
-      "ms_ssim_adv", "gain", "nonidentity_adv"]),
-    ("paper_b_clean_cost", "Paper B, the defense's cost on clean images, with the measured encode time per image.",
-     ["arch", "quality", "k", "bpp_plain", "bpp_kway", "bpp_change_pct", "psnr_plain", "psnr_kway", "psnr_change",
-      "nonidentity", "encode_s_plain", "encode_s_kway", "encode_overhead"]),
-    ("paper_b_bd_rate", "Paper B, BD-rate of the K-way defense against the plain codec over the qualities "
-     "(clean images; negative: fewer bits at equal quality).", None),
-    ("paper_b_adaptive", "Paper B, adaptive EoT attack on each K-way defense vs plain PGD at the same eps. gain: "
-     "defended codec under this attack vs plain codec under PGD; gain_kept: share surviving EoT.", None),
-    ("paper_b_deployed", "Paper B, beyond the paper: images crafted on the PyTorch codec through the deployed codecs. "
-     "damage_ratio: damage on the engine / damage on PyTorch (PSNR drop or bpp rise).", None),
+    ("paper_b_attack", "Paper B, attacks and the sign-noise control on each plain PyTorch codec: PSNR against the "
+     "clean image, the attacked input and the clean image's plain reconstruction; bpp change (real bitstreams).",
+     ["arch", "quality", "attack", "objective", "eps_255", "steps", "bpp", "psnr_clean", "psnr_input", "psnr_recon",
+      "bpp_change_pct", "psnr_drop"]),
+    ("paper_b_defense", "Paper B, every attacked set through the plain codec (none), the random per-input defense, "
+     "its oracle and the deterministic K-way defense. gain: dB of PSNR vs clean, or % of bpp saved (rate).",
+     ["arch", "quality", "attack", "objective", "eps_255", "steps", "defense", "k", "bpp", "psnr_clean", "gain"]),
+    ("paper_b_recoverable", "Paper B, the damage split: what the defense recovers, what the oracle could recover "
+     "(selection's upper bound) and what no candidate undoes (dB of PSNR vs clean).", None),
+    ("paper_b_clean_cost", "Paper B, each defense's cost on clean images, with the measured encode time per image.",
+     ["arch", "quality", "defense", "k", "bpp_plain", "bpp_defended", "bpp_change_pct", "psnr_change"]),
+    ("paper_b_bd_rate", "Paper B, BD-rate (PSNR) of each defense against the plain codec over the qualities.", None),
+    ("paper_b_adaptive", "Paper B, the random defense under PGD, EoT and the selection-aware attack; worst: per "
+     "image the minimum gain over them.", ["objective", "k", "attack", "gain"]),
+    ("paper_b_claims", "Paper B, the declared claims, paired over images, Holm-adjusted (liccs.stats).",
+     ["claim", "effect", "ci_low", "ci_high", "p", "p_holm", "mde", "sesoi", "verdict"]),
     ("paper_b_images", "Paper B, every measurement per image (CSV: all rows).", None),
 ]
 
@@ -78,14 +84,19 @@ def attacked_codecs(cfg: RunConfig, codecs: list[str]) -> list[str]:
     d = cfg.defense
     try:
         pool = [t for t in get_transforms(d.transforms) if t.name != "identity"]
+        family = transform_family(d.max_shift)
     except InputError as e:
         raise _fail("defense.transforms", str(e)) from None
     for i, k in enumerate(d.k):
-        if not 1 <= k <= len(pool) + 1:
-            raise _fail(f"defense.k[{i}]", f"K={k} needs {k - 1} transforms; defense.transforms has {len(pool)}")
+        if not 1 <= k <= len(family):
+            raise _fail(f"defense.k[{i}]", f"K={k} is outside [1, {len(family)}] (the family's size)")
+    if d.kway_k > len(pool) + 1:
+        raise _fail("defense.kway_k", f"K={d.kway_k} needs {d.kway_k - 1} transforms; defense.transforms has {len(pool)}")
     if not any(math.isclose(d.focus_eps, e, rel_tol=1e-9) for e in d.eps):
         raise _fail("defense.focus_eps", f"{d.focus_eps * 255:g}/255 must be one of defense.eps "
                     f"({', '.join(f'{e * 255:g}/255' for e in d.eps)})")
+    if unknown := C.check(d.claims):
+        raise _fail("defense.claims", f"unknown claim(s) {unknown}; valid: {', '.join(C.CLAIMS)}")
     if d.rate != "bytes":
         raise _fail("defense.rate", "paper B's stage scores candidates by their real bytes ('bytes'); "
                     f"{d.rate!r} is not supported here")
@@ -109,45 +120,16 @@ def attacked_codecs(cfg: RunConfig, codecs: list[str]) -> list[str]:
     return attacked or list(codecs)
 
 
-def _defenses(cfg: RunConfig, codec: Any, ks: list[int]) -> dict[int, KWayDefense]:
+def _defenses(cfg: RunConfig, codec: Any) -> tuple[dict[int, RandomKWayDefense], KWayDefense | None]:
     d = cfg.defense
     lmbda = None if d.lmbda == "codec" else float(d.lmbda)
     try:
-        return {k: KWayDefense(codec, k, transforms=d.transforms, lmbda=lmbda, rate="bytes", seed=cfg.run.seed)
-                for k in ks}
+        fam = transform_family(d.max_shift)
+        randoms = {k: RandomKWayDefense(codec, k, family=fam, lmbda=lmbda, seed=cfg.run.seed) for k in sorted(set(d.k))}
+        kway = KWayDefense(codec, d.kway_k, transforms=d.transforms, lmbda=lmbda, seed=cfg.run.seed) if d.kway_k else None
     except InputError as e:
         raise _fail("defense.lmbda", f"{e} (set a number)") from None
-
-
-class _Rows:
-    """Per-image rows of one codec, tagged with the codec and the condition."""
-
-    def __init__(self, name: str, images: Images) -> None:
-        from liccs.zoo import parse_codec
-
-        spec = parse_codec(name)
-        self.base = {"codec": name, "arch": spec.arch, "quality": spec.quality}
-        self.names = images.names
-        self.rows: list[dict[str, Any]] = []
-
-    def add(self, idx: list[int], rows: list[dict[str, Any]], engine: str, spec: AttackSpec | None) -> None:
-        tag = {"engine": engine, "attack": spec.attack if spec else "none",
-               "objective": spec.objective if spec else "none",
-               "eps_255": round(spec.eps * 255, 3) if spec else 0.0, "target_k": spec.target_k if spec else 0}
-        if len(rows) % len(idx):
-            raise RuntimeError(f"{len(rows)} rows for {len(idx)} images")
-        for j, r in enumerate(rows):  # rows are grouped by K, images in order within each
-            self.rows.append({**self.base, **tag, "image": self.names[idx[j % len(idx)]], **r})
-
-
-def _eval(out: _Rows, defense: KWayDefense, images: Images, sets: list[Tensor] | None, ks: list[int], bs: int,
-          engine: str, spec: AttackSpec | None) -> None:
-    """Rows of an image set (``None``: the clean images) through ``defense``'s codec, plain and each K of ``ks``.
-    MS-SSIM is computed for PyTorch's plain PGD rows only (the tables that show it)."""
-    msssim = engine == "torch" and (spec is None or spec.attack == "pgd")
-    for idx in images.groups(bs):
-        x = images.stack(idx) if sets is None else Images(sets, images.names).stack(idx)
-        out.add(idx, evaluate(defense, x, ks, msssim), engine, spec)
+    return randoms, kway
 
 
 class _Clock:
@@ -166,72 +148,77 @@ class _Clock:
         return ", ".join(f"{k} {v:.0f}" for k, v in self.seconds.items())
 
 
-def _attacked(ctx: Context, exports: Exports, name: str, defenses: dict[int, KWayDefense], images: Images,
-              r: _Rows, folder: Path, clock: _Clock, bar: Any) -> None:
-    """Every attack on codec ``name`` (PGD per objective × eps, EoT per objective × K at ``focus_eps``), through
-    the PyTorch codec and every deployed one."""
-    cfg, d = ctx.cfg, ctx.cfg.defense
-    codec, bs, ks = ctx.codecs[name], cfg.data.batch_size, sorted(set(d.k))
-    specs = [AttackSpec(o, e, d.steps, d.surrogate, cfg.run.seed) for o in d.objectives for e in d.eps]
-    focus = [s for s in specs if math.isclose(s.eps, d.focus_eps, rel_tol=1e-9)]
-    adv: dict[AttackSpec, list[Tensor]] = {}
-    for s in specs:
-        bar.set_postfix_str(f"{name} pgd {s.objective} {s.eps * 255:g}/255")
-        adv[s], _ = craft(codec, s, images, bs, folder)
-        clock.lap("pgd")
-        _eval(r, defenses[max(ks)], images, adv[s], [1, *ks], bs, "torch", s)
-        clock.lap("pgd eval")
-    for s in focus:
-        for k in (k for k in ks if k > 1):
-            bar.set_postfix_str(f"{name} eot {s.objective} K={k}")
-            e = AttackSpec(s.objective, s.eps, d.steps, d.surrogate, cfg.run.seed, k, d.eot_samples)
-            x_eot, _ = craft(codec, e, images, bs, folder, defenses[k])
-            clock.lap("eot")
-            _eval(r, defenses[k], images, x_eot, [1, k], bs, "torch", e)
-            clock.lap("eot eval")
-    for engine, deployed in exports.deployed.items():
-        if engine == "torch" or name not in deployed:
-            continue
-        bar.set_postfix_str(f"{name} on {engine}")
-        dd = _defenses(cfg, deployed[name], [max(ks)])[max(ks)]
-        _eval(r, dd, images, None, [1, *ks], bs, engine, None)
-        for s in specs:
-            _eval(r, dd, images, adv[s], [1, *ks] if s in focus else [1], bs, engine, s)
-        clock.lap("deployed")
+def _specs(cfg: RunConfig, kmax: int) -> list[AttackSpec]:
+    """Every attack of an attacked codec: PGD sweep, strength ladder, noise control, adaptive attacks."""
+    d, seed = cfg.defense, cfg.run.seed
+    specs = [AttackSpec("pgd", o, e, d.steps, d.surrogate, seed) for o in d.objectives for e in d.eps]
+    specs += [AttackSpec("pgd", "distortion", d.focus_eps, n, d.surrogate, seed) for n in d.strength_steps
+              if n != d.steps and "distortion" in d.objectives]
+    specs.append(AttackSpec("noise", "none", d.focus_eps, 0, d.surrogate, seed))
+    specs += [AttackSpec(a, o, d.focus_eps, d.steps, d.surrogate, seed, f"random-{kmax}", d.eot_samples if a == "eot"
+                         else 1, d.tau) for o in ("distortion", "rate") if o in d.objectives for a in d.adaptive]
+    return specs
+
+
+def _tag(spec: AttackSpec | None) -> dict[str, Any]:
+    if spec is None:
+        return {"attack": "none", "objective": "none", "eps_255": 0.0, "steps": 0, "target": "none"}
+    return {"attack": spec.attack, "objective": spec.objective, "eps_255": round(spec.eps * 255, 3),
+            "steps": spec.steps, "target": spec.target}
 
 
 def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], out: Path,
               progress: bool = True) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Paper B's experiments (see the module docstring): its tables by name, and one-line findings."""
     from liccs.papers.paper_b_findings import findings
+    from liccs.zoo import parse_codec
 
     cfg, d = ctx.cfg, ctx.cfg.defense
     attacked = attacked_codecs(cfg, ctx.names.codecs)
     images = load_images(cfg)
-    bs, ks = cfg.data.batch_size, sorted(set(d.k))
+    bs, kmax = cfg.data.batch_size, max(d.k)
     rows: list[dict[str, Any]] = []
     clock = _Clock()
     bar = tqdm(ctx.names.codecs, desc="paper B", disable=not progress)
     for name in bar:
-        codec, r = ctx.codecs[name], _Rows(name, images)
-        defenses = _defenses(cfg, codec, [1, *ks])
-        for idx in images.groups(bs):  # clean: each K through its own encoder and decoder, timed
-            r.add(idx, timed_clean(codec, {k: defenses[k] for k in ks}, images.stack(idx)), "torch", None)
+        codec, spec_ = ctx.codecs[name], parse_codec(name)
+        base = {"codec": name, "arch": spec_.arch, "quality": spec_.quality}
+        randoms, kway = _defenses(cfg, codec)
+        recon: dict[int, Tensor] = {}
+        for idx in images.groups(bs):  # clean images: every defense, timed; the plain reconstruction kept
+            x = images.stack(idx)
+            recon[idx[0]] = plain(codec, x)[0]
+            for n, r in enumerate(measure(codec, randoms, kway, x, x, recon[idx[0]], cfg.run.seed + idx[0])):
+                rows.append({**base, **_tag(None), "image": images.names[idx[n % len(idx)]], **r})
         clock.lap("clean")
-        if name in attacked:
-            _attacked(ctx, exports, name, defenses, images, r, out / "paper-b" / "adversarial", clock, bar)
-        rows += r.rows
+        if name not in attacked:
+            continue
+        for s in _specs(cfg, kmax):
+            bar.set_postfix_str(f"{name} {s.attack} {s.objective} {s.steps} steps")
+            adv, _ = craft(codec, s, images, bs, out / "paper-b" / "adversarial",
+                           randoms[kmax] if s.attack in ("eot", "select") else None)
+            clock.lap(s.attack)
+            for idx in images.groups(bs):
+                x_adv = Images(adv, images.names).stack(idx)
+                res = measure(codec, {kmax: randoms[kmax]}, kway, x_adv,
+                              images.stack(idx), recon[idx[0]], cfg.run.seed + idx[0])
+                for n, r in enumerate(res):
+                    rows.append({**base, **_tag(s), "image": images.names[idx[n % len(idx)]], **r})
+            clock.lap("eval")
     per_image = pd.DataFrame(rows)
     s = T.summary(per_image)
     tables = {"paper_b_attack": T.attack_table(s), "paper_b_defense": T.defense_table(s),
-              "paper_b_clean_cost": T.clean_cost_table(s), "paper_b_bd_rate": T.bd_rate_table(s),
-              "paper_b_adaptive": T.adaptive_table(s), "paper_b_deployed": T.deployed_table(s),
+              "paper_b_recoverable": T.recoverable_table(s), "paper_b_clean_cost": T.clean_cost_table(s),
+              "paper_b_bd_rate": T.bd_rate_table(s), "paper_b_adaptive": T.adaptive_table(s, per_image),
+              "paper_b_claims": C.claims_table(per_image, d.claims, round(d.focus_eps * 255, 3), d.steps, d.alpha),
               "paper_b_images": per_image}
     clock.lap("tables")
+    fam = transform_family(d.max_shift)
     notes = [f"Paper B: {len(images.x)} images of {cfg.data.source}"
              + (f", centre {d.crop}×{d.crop} crops at full resolution" if d.crop else ", whole images")
-             + f"; PGD L∞ {d.steps} steps, surrogate {d.surrogate}, eps {', '.join(f'{e * 255:g}' for e in d.eps)}/255; "
-             f"attacked codecs: {', '.join(attacked)}; K-way transforms {', '.join(d.transforms)}, "
-             f"λ {'of each codec' if d.lmbda == 'codec' else d.lmbda}; EoT {d.eot_samples} draws at "
-             f"{d.focus_eps * 255:g}/255. Stage seconds: {clock}."]
-    return tables, notes + findings(tables, d.focus_eps * 255)
+             + f"; PGD L∞, surrogate {d.surrogate}, {d.steps} steps at eps {', '.join(f'{e * 255:g}' for e in d.eps)}/255, "
+             f"strength ladder {d.strength_steps} at {d.focus_eps * 255:g}/255; attacked codecs: {', '.join(attacked)}; "
+             f"random defense K {d.k} over a family of {len(fam)} transforms ({randoms[kmax].header_bits}-bit header), "
+             f"K-way (fixed) K={d.kway_k}; λ {'of each codec' if d.lmbda == 'codec' else d.lmbda}; adaptive "
+             f"{', '.join(d.adaptive)} (EoT {d.eot_samples} draws, τ {d.tau:g}). Stage seconds: {clock}."]
+    return tables, notes + findings(tables)

@@ -1,11 +1,18 @@
-"""Paper B's attacks on a codec alone, crafted in PyTorch: PGD (L∞) on the distortion or the rate objective
-against the plain codec, and the adaptive EoT attack against a K-way defense (Athalye et al., ICML 2018),
-which averages the gradient over the defense's candidate transforms
-(:class:`~liccs.attack.adaptive.RandomTransformLICCS`).
+"""Paper B's attacks on a codec alone ("A training-free defense framework for robust learned image
+compression"), crafted in PyTorch:
 
-The adversarial images are quantized to 8 bits (what a saved PNG holds, and still inside the eps ball around
-the 8-bit originals) and cached under ``<run.out>/paper-b/adversarial/`` by a key of everything that
-determines them: the codec's weights, the images, the attack's settings and the seed.
+- ``pgd``: PGD (L∞) on an objective (``distortion``, ``distortion-clean``, ``distortion-recon``, ``rate``)
+  against the plain codec;
+- ``noise``: the control, ``x + eps · sign(u)`` with random signs (no gradient);
+- ``eot``: the adaptive EoT attack on a K-way defense (Athalye et al., ICML 2018), averaging the gradient over
+  the defense's transforms (:class:`~liccs.attack.adaptive.RandomTransformLICCS`; the random defense's whole
+  family);
+- ``select``: the selection-aware adaptive attack (:mod:`liccs.attack.adaptive_select`), through a soft
+  minimum of the candidates' RD losses.
+
+The adversarial images are quantized to 8 bits (what a saved PNG holds, still inside the eps ball around the
+8-bit originals) and cached under ``<run.out>/paper-b/adversarial/`` by a key of everything that determines
+them: the codec's weights, the images, the attack's settings, the defense and the seed.
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from liccs.attack.adaptive import RandomTransformLICCS
+from liccs.attack.adaptive_select import SelectionAware, SoftSelected
 from liccs.attack.base import create_attack
 from liccs.attack.defense import KWayDefense
+from liccs.attack.defense_random import RandomKWayDefense
 from liccs.attack.ensemble import CodecOnly
 from liccs.attack.eot import EoT
 from liccs.attack.evaluate import quantize_png
@@ -28,50 +37,71 @@ from liccs.export.graphs import module_hash
 from liccs.fileio import atomic_write, json_digest
 from liccs.papers.paper_b_eval import Images
 
+ATTACKS = ("pgd", "noise", "eot", "select")
+
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """One attack: PGD on ``objective`` at ``eps``; ``target_k > 1`` makes it the adaptive EoT attack on the
-    K-way defense with that K (``samples`` transform draws per step)."""
+    """One attack (see the module docstring); ``target`` names the defense an adaptive attack aims at."""
 
+    attack: str
     objective: str
     eps: float
     steps: int
     surrogate: str
     seed: int
-    target_k: int = 0
+    target: str = "none"
     samples: int = 1
+    tau: float = 0.02
 
-    @property
-    def attack(self) -> str:
-        return "eot" if self.target_k > 1 else "pgd"
+    def __post_init__(self) -> None:
+        if self.attack not in ATTACKS:
+            raise ValueError(f"attack must be one of {ATTACKS}, got {self.attack!r}")
 
 
 def target_model(codec: nn.Module, spec: AttackSpec, defense: KWayDefense | None) -> nn.Module:
-    """What the attack differentiates: the codec alone, or EoT over the defense's candidate transforms."""
-    if spec.target_k > 1:
-        if defense is None or defense.k != spec.target_k:
-            raise ValueError(f"the adaptive attack on K={spec.target_k} needs that defense")
-        return EoT(RandomTransformLICCS.from_defense(defense, None, spec.surrogate), samples=spec.samples)
+    """What the attack differentiates: the codec alone, EoT over the defense's transforms, or the soft selection."""
+    if spec.attack in ("eot", "select") and defense is None:
+        raise ValueError(f"the adaptive attack {spec.attack!r} needs its defense")
+    if spec.attack == "eot":
+        pool = defense.family if isinstance(defense, RandomKWayDefense) else defense.candidates
+        return EoT(RandomTransformLICCS(defense.codec, None, pool, spec.surrogate), samples=spec.samples)
+    if spec.attack == "select":
+        return SelectionAware(defense, spec.surrogate, spec.tau)
     return CodecOnly(codec, spec.surrogate)
+
+
+def sign_noise(x: Tensor, eps: float, seed: int) -> Tensor:
+    """The control: ``x + eps · s`` with independent random signs ``s ∈ {−1, +1}``, clamped to [0, 1]."""
+    gen = torch.Generator().manual_seed(seed)
+    s = torch.randint(0, 2, x.shape, generator=gen).to(x.dtype).mul_(2).sub_(1)
+    return (x + eps * s).clamp(0, 1)
+
+
+def _run(codec: nn.Module, spec: AttackSpec, x: Tensor, defense: KWayDefense | None, offset: int) -> Tensor:
+    if spec.attack == "noise":
+        return sign_noise(x, spec.eps, spec.seed + offset)
+    objective: Any = SoftSelected(spec.objective) if spec.attack == "select" else spec.objective
+    atk = create_attack("pgd", target_model(codec, spec, defense), eps=spec.eps, norm="linf", steps=spec.steps,
+                        objective=objective, seed=spec.seed)
+    return atk(x)
 
 
 def craft(codec: nn.Module, spec: AttackSpec, images: Images, batch_size: int, folder: Path,
           defense: KWayDefense | None = None) -> tuple[list[Tensor], bool]:
     """Adversarial images (8-bit, one ``[1, 3, H, W]`` per image) of ``spec``; (images, loaded from the cache)."""
     key = json_digest({"spec": asdict(spec), "codec": module_hash(codec),
-                       "candidates": [t.name for t in defense.candidates] if defense is not None else None,
+                       "defense": defense.describe() if defense is not None else None,
                        "images": [hashlib.sha256(x.numpy().tobytes()).hexdigest() for x in images.x]})
-    path = folder / f"{getattr(codec, 'liccs_name', 'codec').replace('@', '-')}-{spec.attack}-{key[:16]}.pt"
+    name = getattr(codec, "liccs_name", "codec").replace("@", "-")
+    path = folder / f"{name}-{spec.attack}-{spec.objective}-{key[:16]}.pt"
     if path.is_file():
         hit = torch.load(path, weights_only=True)
         if hit.get("key") == key:
             return list(hit["images"]), True
-    atk = create_attack("pgd", target_model(codec, spec, defense), eps=spec.eps, norm="linf", steps=spec.steps,
-                        objective=spec.objective, seed=spec.seed)
     adv: list[Tensor | None] = [None] * len(images.x)
     for idx in images.groups(batch_size):
-        out = quantize_png(atk(images.stack(idx)))
+        out = quantize_png(_run(codec, spec, images.stack(idx), defense, idx[0]))
         for n, i in enumerate(idx):
             adv[i] = out[n:n + 1]
     record: dict[str, Any] = {"key": key, "images": adv, "names": images.names, "spec": asdict(spec)}

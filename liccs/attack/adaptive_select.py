@@ -1,0 +1,132 @@
+"""The selection-aware adaptive attack on the K-way defense of paper B ("A training-free defense framework for
+robust learned image compression"): differentiate through the defense's choice instead of averaging over it.
+
+For the candidate set (the deterministic defense's K transforms, or for the random defense a fresh per-image
+draw of identity + K−1 family members at every step, from the attack's generator), every branch's RD loss
+
+    ``L_k = R_k + λ · 255² · MSE(T_k⁻¹(x̂_k), x_adv)``
+
+is computed through the rounding surrogate (``R_k``: the likelihood bpp), the choice is relaxed to a soft
+minimum ``w = softmax(−L / τ)`` (τ → 0: the hard argmin, its gradient flowing through the chosen branch as in
+BPDA, Athalye et al., ICML 2018), and the attack maximizes ``Σ_k w_k · objective_k``: the distortion of the
+chosen branch against the attacked input (``distortion``) or its rate (``rate``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from liccs.attack.defense import KWayDefense, codec_name
+from liccs.attack.defense_random import RandomKWayDefense
+from liccs.attack.ensemble import CodecOnly, EnsembleOutput
+from liccs.attack.objectives import Objective
+from liccs.attack.randomness import RandomSource
+from liccs.errors import InputError
+from liccs.pipeline import CodecOutput
+
+KINDS = ("distortion", "rate")
+
+
+@dataclass
+class SelectedOutput(EnsembleOutput):
+    """Every branch of one forward: reconstructions ``[K]`` of ``[B, 3, H, W]``, rate ``[B, K]``, RD loss and
+    the soft-minimum weights ``[B, K]``."""
+
+    branch_x_hat: list[Tensor] | None = None
+    branch_bpp: Tensor | None = None
+    rd: Tensor | None = None
+    weights: Tensor | None = None
+
+
+class SelectionAware(nn.Module, RandomSource):
+    """The defended codec with a differentiable (soft-minimum) candidate choice, as an attack target.
+
+    Args:
+        defense: a :class:`KWayDefense` (fixed candidates) or :class:`RandomKWayDefense` (drawn per step).
+        rounding: the surrogate crossing the quantizers.
+        tau: temperature of the soft minimum, in the RD loss's units (bpp).
+    """
+
+    is_attack_target = True
+    reduce = "loss"
+    num_classes = None
+    samples = 1
+
+    def __init__(self, defense: KWayDefense, rounding: str = "ste", tau: float = 0.02) -> None:
+        super().__init__()
+        if not tau > 0:
+            raise InputError(f"tau must be > 0, got {tau!r}")
+        self.defense, self.tau, self.rounding = defense, float(tau), rounding
+        self.random = isinstance(defense, RandomKWayDefense)
+        self.transforms = defense.family if self.random else defense.candidates
+        self.member = CodecOnly(defense.codec, rounding)
+        self.members = nn.ModuleList([self.member])
+        self.names = [codec_name(defense.codec)]
+
+    def draw(self, b: int) -> Tensor:
+        """Family indices ``[B, K]`` of this step's candidates (slot 0 the identity)."""
+        k = self.defense.k
+        if not self.random:
+            return torch.arange(k).expand(b, k)
+        gen, n = self.rng(), len(self.transforms) - 1
+        return torch.stack([torch.cat([torch.zeros(1, dtype=torch.long), 1 + torch.randperm(n, generator=gen)[: k - 1]])
+                            for _ in range(b)])
+
+    def forward_all(self, x: Tensor, logits: bool = False) -> SelectedOutput:
+        if logits:
+            raise InputError("the selection-aware target is a bare codec: no logits")
+        b, k = x.shape[0], self.defense.k
+        pixels = int(x.shape[-2]) * int(x.shape[-1])
+        index = self.draw(b)
+        rec: dict[tuple[int, int], Tensor] = {}
+        bpp: dict[tuple[int, int], Tensor] = {}
+        for f in sorted(set(index.flatten().tolist())):
+            where = (index == f).nonzero().tolist()
+            t = self.transforms[f]
+            out = self.member.reconstruct(t(x[[i for i, _ in where]]))
+            x_hat, rate = t.inverse(out.x_hat), out.bpp(pixels)
+            for n, (i, j) in enumerate(where):
+                rec[(i, j)], bpp[(i, j)] = x_hat[n], rate[n]
+        branch = [torch.stack([rec[(i, j)] for i in range(b)]) for j in range(k)]
+        rate = torch.stack([torch.stack([bpp[(i, j)] for j in range(k)]) for i in range(b)])
+        mse = torch.stack([(xh - x).pow(2).flatten(1).mean(1) for xh in branch], 1)
+        rd = rate + self.defense.lmbda * 255.0**2 * mse
+        w = torch.softmax(-rd / self.tau, 1)
+        soft = sum(w[:, j, None, None, None] * branch[j] for j in range(k))
+        return SelectedOutput(None, [CodecOutput(soft, {})], x, "loss", None, branch, rate, rd, w)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_all(x).recs[0].x_hat
+
+    def describe(self) -> dict[str, Any]:
+        return {"target": "selection-aware", "tau": self.tau, "rounding": self.rounding,
+                "defense": self.defense.describe()}
+
+
+class SoftSelected(Objective):
+    """``Σ_k w_k · objective_k`` over a :class:`SelectionAware` target's branches: the chosen branch's
+    distortion against the attacked input, or its rate (both maximized)."""
+
+    needs_codec = True
+
+    def __init__(self, kind: str = "distortion") -> None:
+        if kind not in KINDS:
+            raise InputError(f"selection-aware objective must be one of {KINDS}, got {kind!r}")
+        self.kind = kind
+        self.name = f"selected-{kind}"
+
+    def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        if not isinstance(out, SelectedOutput):
+            raise InputError("the selection-aware objective needs a SelectionAware target")
+        if self.kind == "rate":
+            per = out.branch_bpp
+        else:
+            per = torch.stack([(xh - out.inputs).pow(2).flatten(1).mean(1) for xh in out.branch_x_hat], 1)
+        return (out.weights * per).sum(1)
+
+    def describe(self) -> dict[str, Any]:
+        return {"objective": self.name, "selection": "softmin over the candidates' RD loss"}
