@@ -22,11 +22,16 @@ from torch import Tensor, nn
 
 from liccs.attack.diversity import InputDiversity
 from liccs.attack.ensemble import as_ensemble
-from liccs.attack.objectives import Objective, parse_objective, target_members, target_names
+from liccs.attack.objectives import (
+    Objective,
+    parse_objective,
+    target_members,
+    target_names,
+)
 from liccs.attack.randomness import bind_generators
-from liccs.pipeline import module_device
 from liccs.attack.threat import ThreatModel
 from liccs.errors import InputError
+from liccs.pipeline import module_device
 from liccs.zoo.registry import Registry
 
 MAX_STEPS = 100_000

@@ -30,7 +30,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from liccs.attack.transforms import DEFAULT_TRANSFORMS, Invertible, get_transform, get_transforms
+from liccs.attack.transforms import (
+    DEFAULT_TRANSFORMS,
+    Invertible,
+    get_transform,
+    get_transforms,
+)
 from liccs.data import crop_to, pad_to_multiple
 from liccs.errors import InputError
 

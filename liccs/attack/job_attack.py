@@ -21,7 +21,14 @@ from liccs.attack.base import create_attack, load_families, parse_eps
 from liccs.attack.diversity import InputDiversity
 from liccs.attack.ensemble import Ensemble, build_ensemble
 from liccs.attack.eot import EoT
-from liccs.attack.evaluate import attack_rows, codec_quality, format_table, hard_predictions, mean_rows, quantize_png
+from liccs.attack.evaluate import (
+    attack_rows,
+    codec_quality,
+    format_table,
+    hard_predictions,
+    mean_rows,
+    quantize_png,
+)
 from liccs.attack.io import save_adversarial
 from liccs.attack.objectives import parse_objective
 from liccs.data import open_source, to_float

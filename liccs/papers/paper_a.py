@@ -28,7 +28,13 @@ from tqdm.auto import tqdm
 
 from liccs.config import ConfigError, RunConfig
 from liccs.papers.paper_a_attacks import craft, heldout_images
-from liccs.papers.paper_a_cells import Cells, Setting, decay_slope, ladder_pairs, nanmean
+from liccs.papers.paper_a_cells import (
+    Cells,
+    Setting,
+    decay_slope,
+    ladder_pairs,
+    nanmean,
+)
 from liccs.papers.paper_a_claims import claims
 from liccs.papers.paper_a_sampling import ablation, arch_ladders, run_sampling
 from liccs.papers.paper_a_tables import codec_parts
@@ -120,7 +126,7 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
 
     cfg, sc = ctx.cfg, ctx.cfg.sampling
     check_config(cfg, ctx.names)
-    clf, bs = cfg.models.classifier, cfg.data.batch_size
+    clf = cfg.models.classifier
     ladders = arch_ladders(ctx.names.codecs)
     ladder, lineage = ladders[sc.arch], ladders.get(sc.lineage_arch, []) if sc.lineage_arch else []
     others = [c for c in ctx.names.codecs if c not in ladder and c not in lineage]

@@ -23,7 +23,13 @@ from scipy.stats import spearmanr
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from liccs.attack.saliency import INTERPOLATIONS, SCORES, AsrMatrix, enumerate_sets, score_sets
+from liccs.attack.saliency import (
+    INTERPOLATIONS,
+    SCORES,
+    AsrMatrix,
+    enumerate_sets,
+    score_sets,
+)
 from liccs.papers.paper_a_attacks import craft
 from liccs.papers.paper_a_cells import Cells, Setting, nanmean
 from liccs.papers.paper_a_tables import BudgetError, codec_parts
