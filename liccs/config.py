@@ -72,8 +72,10 @@ class DataSection:
 
 @dataclass
 class ExportSection:
-    """Engines to export to and the parity tolerances."""
+    """Engines to export to and the parity tolerances; ``enabled = false`` skips export, parity and the deployed
+    codecs (a run whose stages only use the PyTorch models, such as paper A's)."""
 
+    enabled: bool = True
     engines: list[str] = _cv(["torch", "ort-cpu", "ort-cpu-int8"])
     max_abs_err: float = 1e-3
     min_top1_agreement: float = 0.99
@@ -125,9 +127,8 @@ class SamplingSection:
     whose off-diagonal ASR falls fastest with |Δq| at ``steps[0]``, or a number) also gets ``steps[1:]`` and
     hosts the lineage, classifier-alone and sampling experiments. ``candidates``: the qualities the ensembles
     are drawn from (empty: the whole ladder); every k-set of them is crafted on ``images`` held-out images.
-    ``score``/``interpolation``: the primary saliency score; every variant is reported. ``far_dq``: the
-    neighbour claim contrasts |Δq| = 1 with |Δq| ≥ far_dq. ``sesoi_*``: each claim's smallest effect of
-    interest (ASR), fixed before the run (:mod:`liccs.stats`); ``alpha`` the family-wise level (Holm).
+    ``score``/``interpolation``: the primary saliency score (every variant is reported); ``far_dq``: the neighbour
+    claim's far cells (|Δq| ≥ far_dq); ``sesoi_*``: each claim's smallest effect of interest, ``alpha`` (Holm).
     """
 
     enabled: bool = False

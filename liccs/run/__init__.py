@@ -47,6 +47,9 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
     from liccs.run import attacks, exports, profiles, report, transfers
 
     names = check_names(cfg)  # every name, before any work
+    if not cfg.export.enabled and (cfg.profile.enabled or (cfg.attack.enabled and cfg.transfer.enabled)):
+        raise RunError("export.enabled is false, but the profile and transfer stages run the exported graphs: "
+                       "enable the export or disable profile and transfer")
     check_paper_stages(cfg, names)
     commit = git_commit()  # the code that runs: the manifest is written at the end, when HEAD may have moved
     if cfg.run.threads:
@@ -66,9 +69,12 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
 
     ctx: Context = load_context(cfg, names, progress)
     lap("load")
-    ex = exports.run_exports(ctx, progress)
-    tables.update(parity=ex.parity, export=ex.export, rate_distortion=exports.rate_distortion(ctx, ex, progress))
-    lap("export+parity")
+    if cfg.export.enabled:
+        ex = exports.run_exports(ctx, progress)
+        tables.update(parity=ex.parity, export=ex.export, rate_distortion=exports.rate_distortion(ctx, ex, progress))
+        lap("export+parity")
+    else:
+        ex = exports.Exports(pd.DataFrame(), pd.DataFrame())
     if cfg.profile.enabled:
         tables.update(profiles.run_profiles(ctx, ex, progress))
         lap("profile")

@@ -15,6 +15,7 @@ from torch import nn
 
 from liccs import stats
 from liccs.config import ConfigError, load_config
+from liccs.run.setup import RunError
 from liccs.papers import paper_a
 from liccs.papers.paper_a_cells import Cells, Setting, ladder_pairs
 from liccs.papers.paper_a_claims import claims
@@ -136,6 +137,9 @@ def test_bad_sampling_config_is_refused_before_any_work(monkeypatch: pytest.Monk
         liccs.run.run_config(CONFIG, quick=True, overrides=['sampling.arch="nope"'], progress=False)
     with pytest.raises(ConfigError, match=r"sampling\.candidates\[0\]: q5"):
         liccs.run.run_config(CONFIG, quick=True, overrides=["sampling.candidates=[5]"], progress=False)
+    with pytest.raises(RunError, match="export.enabled is false"):
+        liccs.run.run_config(CONFIG, quick=True, overrides=["attack.enabled=true", "transfer.enabled=true"],
+                             progress=False)
     with pytest.raises(ConfigError, match=r"sampling\.images"):
         load_config(CONFIG, quick=True, overrides=["sampling.images=0"])
     with pytest.raises(ConfigError, match=r"sampling\.focus_eps"):
