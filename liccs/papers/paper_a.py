@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -38,6 +39,7 @@ from liccs.papers.paper_a_cells import (
 from liccs.papers.paper_a_claims import claims
 from liccs.papers.paper_a_sampling import ablation, arch_ladders, run_sampling
 from liccs.papers.paper_a_tables import codec_parts
+from liccs.pipeline import codec_roundtrip, psnr
 
 if TYPE_CHECKING:
     from liccs.run.exports import Exports
@@ -49,6 +51,8 @@ TABLES: list[tuple[str, str, list[str] | None]] = [
      "detectable effect (80% power) at this image count, and the verdict from the rule fixed before the run.",
      ["claim", "contrast", "n_images", "mean_a", "mean_b", "effect", "ci_low", "ci_high", "p", "p_holm", "mde",
       "sesoi", "verdict"]),
+    ("paper_a_models", "Paper A, every codec on the run's images: bpp from its real bitstreams, PSNR, and the clean "
+     "top-1 of LICCS (the lineage ladder's qualities are trained from scratch, the chain ladder's fine-tuned).", None),
     ("paper_a_sweep", "Paper A, eps × steps sweep over the ladder: white-box ASR, neighbour (|Δq| = 1) and far "
      "ASR, least-squares slope of cell ASR per step of |Δq| and Spearman ρ; focus: where the decay is steepest "
      "(the declared rule) and the later experiments run.", None),
@@ -112,6 +116,20 @@ def _sweep_row(cells: Cells, st: Setting, ladder: list[str], far_dq: int) -> dic
             "far_asr": mean(ladder_pairs(ladder, lambda d: d >= far_dq)), "slope_per_q": slope, "spearman_rho": rho}
 
 
+@torch.no_grad()
+def models_table(ctx: Context, cells: Cells) -> pd.DataFrame:
+    """bpp (real bitstreams), PSNR and the clean top-1 of LICCS per codec, on the run's images."""
+    rows = []
+    for name in ctx.names.codecs:
+        x_hat, nbytes = codec_roundtrip(ctx.codecs[name], ctx.images)
+        arch, q = codec_parts(name)
+        rows.append({"codec": name, "arch": arch, "quality": q, "images": len(ctx.images),
+                     "bpp": 8 * sum(nbytes) / len(nbytes) / (ctx.images.shape[-2] * ctx.images.shape[-1]),
+                     "psnr": float(psnr(x_hat.clamp(0, 1), ctx.images).mean()),
+                     "clean_top1": float(cells.clean_correct(name).mean())})
+    return pd.DataFrame(rows)
+
+
 def _subset(df: pd.DataFrame, st: Setting, **eq: object) -> pd.DataFrame:
     m = (df["eps_255"] == st.eps_255) & (df["steps"] == st.steps)
     for k, v in eq.items():
@@ -170,7 +188,7 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
     chain = dist[dist["source_q"].isin(lq) & dist["target_q"].isin(lq)].assign(training="chain (fine-tuned)")
     indep = _subset(frame, focus, source=lineage, target=lineage).assign(training="independent")
     result = {
-        "paper_a_claims": claim_table, "paper_a_sweep": sweep, "paper_a_distance": distance,
+        "paper_a_claims": claim_table, "paper_a_models": models_table(ctx, cells), "paper_a_sweep": sweep, "paper_a_distance": distance,
         "paper_a_lineage": pd.concat([chain, indep], ignore_index=True)[
             ["training", "source_q", "target_q", "asr", "n_clean_correct"]],
         "paper_a_cross_arch": _subset(frame, focus, source=ladder, target=others),
