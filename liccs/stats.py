@@ -10,7 +10,9 @@ difference ``d_i = a_i − b_i`` per image. For each claim this module gives
 - the minimum detectable effect at this image count: ``(z₁₋α/2 + z_power) · sd(d) / √n`` (two-sided, normal
   approximation of the paired test; Cohen 1988), at the family's smallest per-test α (Holm's first step, α/m);
 - a verdict from a rule fixed before the run (:func:`verdict`): the claim *holds* when the adjusted p is below α
-  with the predicted sign, is *reversed* when it is below α with the other sign, *did not hold* when it is not
+  and the CI excludes 0 on the predicted side, is *reversed* when both hold on the other side (a significant p
+  whose CI still reaches 0, as a skewed mean can give beside Wilcoxon's rank test, decides nothing; this CI
+  condition was added after the first paper B run of 2026-11-30 called such a claim "holds"), *did not hold* when it is not
   significant, the CI excludes every effect at least as large as the claim's smallest effect of interest
   (``sesoi``, declared in the config with the claim) and the test had the power for it (at least
   :data:`MIN_IMAGES` images and an MDE no larger than the sesoi), and otherwise *cannot be decided at this size*.
@@ -139,7 +141,11 @@ def verdict(effect: float, ci_low: float, ci_high: float, p_adjusted: float, *, 
     if not all(math.isfinite(v) for v in (effect, ci_low, ci_high, p_adjusted)):
         return UNDECIDED
     if p_adjusted < alpha:
-        return HOLDS if direction * effect > 0 else REVERSED
+        if (direction > 0 and ci_low > 0) or (direction < 0 and ci_high < 0):
+            return HOLDS
+        if (direction > 0 and ci_high < 0) or (direction < 0 and ci_low > 0):
+            return REVERSED
+        return UNDECIDED
     bound = ci_high if direction > 0 else -ci_low  # the CI's reach in the predicted direction
     powered = n >= MIN_IMAGES and math.isfinite(mde) and mde <= sesoi
     return NOT_HELD if bound < sesoi and powered else UNDECIDED

@@ -70,6 +70,7 @@ def test_paired_drops_nonfinite_pairs_and_checks_lengths() -> None:
     (0.02, -0.04, 0.08, 0.4, 1, stats.UNDECIDED),     # CI still reaches 0.05: too few images
     (0.00, -0.01, 0.01, 0.8, -1, stats.NOT_HELD),
     (-0.02, -0.08, 0.04, 0.4, -1, stats.UNDECIDED),
+    (0.02, -0.05, 0.04, 0.001, 1, stats.UNDECIDED),   # significant rank test, but the mean's CI reaches 0
 ])
 def test_verdict_rule(effect: float, lo: float, hi: float, p: float, direction: int, expected: str) -> None:
     assert stats.verdict(effect, lo, hi, p, sesoi=0.05, direction=direction, n=100, mde=0.04) == expected
