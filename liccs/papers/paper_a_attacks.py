@@ -1,10 +1,9 @@
-"""Paper A's own attacks ("Transferable learned image compression-resistant adversarial perturbations"):
-FGSM per model for the white-box table, and the ensembles of saliency-score vs random sampling.
+"""Paper A's own attacks ("Transferable learned image compression-resistant adversarial perturbations"): PGD
+through one model or an ensemble of k qualities, at a :class:`~liccs.papers.paper_a_cells.Setting`.
 
-Every attack takes the run's ``[attack]`` settings (eps, norm, surrogate, objective, seed; the ensembles also
-its name, steps, step size and random start; FGSM one step of size eps). The ensembles count their *member
-gradient evaluations* (members × images, each forward/backward of the attack), so that a saliency set and a
-random set of the same k can be shown to have had the same budget. Crafted images are cached under
+Every attack takes the run's ``[attack]`` settings (norm, surrogate, objective, seed, random start), with eps,
+steps and step size from the setting. The ensembles count their *member gradient evaluations* (members × images,
+each forward/backward of the attack), so that every k-set can be shown to have had the same budget. Crafted images are cached under
 ``<out>/adversarial/paper-a/`` by a key of everything that determines them; a re-run loads them.
 """
 
@@ -14,7 +13,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -25,7 +23,6 @@ from liccs.attack.eot import EoT
 from liccs.export.cache import atomic_write
 from liccs.fileio import json_digest
 from liccs.papers.paper_a_cells import Setting
-from liccs.profiling.transfer import as_uint8_variant, cell_metrics, top1
 from liccs.run.attacks import OBJECTIVES, device_key
 from liccs.run.setup import Context
 
@@ -118,20 +115,3 @@ def heldout_images(ctx: Context, n: int) -> tuple[Tensor, Tensor, str]:
             y = ctx.classifier(x).argmax(1)  # the CPU model: x is on the CPU
     return x, y, (f"sampling: ensembles crafted and evaluated on {len(batch.names)} images of {ctx.cfg.data.source} "
                   f"disjoint from the {len(used)} run images whose ASR matrix selected them (no selection leakage)")
-
-
-def predict_all(fns: dict[str, Any], images: Tensor, batch_size: int) -> dict[str, np.ndarray]:
-    """Top-1 of every target (name → images-to-logits) on ``images``."""
-    return {t: np.concatenate([top1(fn(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])
-            for t, fn in fns.items()}
-
-
-def metrics(labels: Tensor, clean: dict[str, np.ndarray], adv: dict[str, np.ndarray],
-            targets: Tensor | None) -> dict[str, dict[str, float]]:
-    """Cell metrics (ASR over clean-correct images, ...) per target, as :func:`cell_metrics` computes them."""
-    return {t: cell_metrics(labels, clean[t], adv[t], targets=targets) for t in adv}
-
-
-def variant(images: Tensor, name: str) -> Tensor:
-    """The images a target receives in transfer variant ``name`` (``float`` or ``uint8``)."""
-    return as_uint8_variant(images) if name == "uint8" else images

@@ -125,7 +125,7 @@ def decay_slope(cells: Cells, setting: Setting, ladder: Sequence[str]) -> tuple[
         v = cells.get(setting, s, t)
         if np.isfinite(v).any():
             x.append(abs(q[s] - q[t]))
-            y.append(float(np.nanmean(v)))
+            y.append(nanmean(v))
     if len(set(x)) < 2:
         return float("nan"), float("nan")
     rho = spearmanr(x, y).statistic if np.ptp(y) > 0 else float("nan")
