@@ -37,9 +37,10 @@ from liccs.engines.codec import DeployedCodec
 from liccs.engines.indexes import build_indexes
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import stage_feeds
+from liccs.families import family_of
 from liccs.manifest import manifest, write_json
-from liccs.pipeline import codec_family, psnr
-from liccs.run.profiles import coder_stages
+from liccs.pipeline import psnr
+from liccs.stages.profile import coder_stages
 from liccs.zoo import load_codec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -67,13 +68,13 @@ def bench_model(name: str, images: list[torch.Tensor], cache: ArtifactCache, sta
             codec.decompress(c0["strings"], c0["shape"]), d.decompress(e0["strings"], e0["shape"], e0["size"])
     for k, x in enumerate(tqdm(images, desc=name, leave=False)):
         with torch.no_grad():
-            t, c = timed(lambda: codec.compress(x))
+            t, c = timed(lambda x=x: codec.compress(x))
             ref["encode"].append(t)
-            t, r = timed(lambda: codec.decompress(c["strings"], c["shape"]))
+            t, r = timed(lambda c=c: codec.decompress(c["strings"], c["shape"]))
             ref["decode"].append(t)
-            t, e = timed(lambda: d.compress(x))
+            t, e = timed(lambda x=x: d.compress(x))
             dep["encode"].append(t)
-            t, o = timed(lambda: d.decompress(e["strings"], e["shape"], e["size"]))
+            t, o = timed(lambda e=e: d.decompress(e["strings"], e["shape"], e["size"]))
             dep["decode"].append(t)
             payload = [[unframe(s)[0] for s in lst] for lst in e["strings"]]
             equal += int(payload == [list(s) for s in c["strings"]])
@@ -83,15 +84,16 @@ def bench_model(name: str, images: list[torch.Tensor], cache: ArtifactCache, sta
             feeds = stage_feeds(codec, x)
             for s in ("g_a", "h_a", "h_s", "g_s"):
                 (inp,) = feeds[s].values()
-                st[s]["compressai"].append(timed(lambda: getattr(codec, s)(inp))[0])
-                st[s]["deployed"].append(timed(lambda: d.runners[s].infer({next(iter(feeds[s])): inp}))[0])
+                st[s]["compressai"].append(timed(lambda s=s, inp=inp: getattr(codec, s)(inp))[0])
+                st[s]["deployed"].append(
+                    timed(lambda s=s, inp=inp, feeds=feeds: d.runners[s].infer({next(iter(feeds[s])): inp}))[0])
             # scale-table indexes, built twice per image (encode and decode): CompressAI's loop vs liccs's search
             gc = codec.gaussian_conditional
             (z_hat,) = feeds["h_s"].values()
             scales = codec.h_s(z_hat)
-            scales = scales.chunk(2, 1)[0] if codec_family(codec) == "mean-scale" else scales
-            st["build_indexes"]["compressai"].append(timed(lambda: gc.build_indexes(scales))[0])
-            st["build_indexes"]["deployed"].append(timed(lambda: build_indexes(gc, scales))[0])
+            scales = family_of(codec).split_params(scales)[0]
+            st["build_indexes"]["compressai"].append(timed(lambda gc=gc, scales=scales: gc.build_indexes(scales))[0])
+            st["build_indexes"]["deployed"].append(timed(lambda gc=gc, scales=scales: build_indexes(gc, scales))[0])
             for s, fn in coder_stages(codec, d, x).items():  # one coder: both sides call the same code
                 t = timed(fn)[0]
                 st[s]["compressai"].append(t)

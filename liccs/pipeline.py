@@ -3,8 +3,8 @@
 One ``nn.Module`` taking images in [0, 1], with a named rounding surrogate on the gradient path
 (:mod:`liccs.rounding`). ``rounding="hard"`` is the deployed behaviour (no gradient).
 
-:func:`codec_forward` re-implements CompressAI's forward per model family so that the surrogate,
-not ``torch.round``, crosses each quantizer:
+:func:`codec_forward` re-implements CompressAI's forward per model family (:mod:`liccs.families`) so that
+the surrogate, not ``torch.round``, crosses each quantizer:
 
 - factorized: ``ŷ = Q(y - m) + m`` (m: the entropy bottleneck's medians).
 - scale hyperprior: ``ẑ = Q(z - m) + m``; ``ŷ = Q(y)`` (zero-mean Gaussian), as CompressAI's coder does.
@@ -22,17 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.models import (
-    FactorizedPrior,
-    JointAutoregressiveHierarchicalPriors,
-    MeanScaleHyperprior,
-    ScaleHyperprior,
-)
 from torch import Tensor, nn
 
-from liccs.data import crop_to, pad_to_multiple
+from liccs.core import crop_to, pad_to_multiple
 from liccs.errors import InputError
+from liccs.families import CodecFamily, family_of, likelihood_bpp
 from liccs.rounding import Surrogate, get_surrogate
 
 #: Every CompressAI image model downsamples by at most 2**6.
@@ -49,77 +43,14 @@ class CodecOutput:
     def bpp(self, num_pixels: int | None = None) -> Tensor:
         """Estimated bits per pixel per image, ``Σ -log2 p / (H·W)`` (the likelihood estimate of the rate)."""
         n = num_pixels or self.x_hat.shape[-2] * self.x_hat.shape[-1]
-        bits = sum(-torch.log2(lik).flatten(1).sum(1) for lik in self.likelihoods.values())
-        return bits / n
-
-
-def codec_family(codec: nn.Module) -> str:
-    """``factorized``, ``scale-hyperprior``, ``mean-scale`` or ``autoregressive``, from the model class."""
-    for cls, family in (
-        (JointAutoregressiveHierarchicalPriors, "autoregressive"),
-        (MeanScaleHyperprior, "mean-scale"),
-        (ScaleHyperprior, "scale-hyperprior"),
-        (FactorizedPrior, "factorized"),
-    ):
-        if isinstance(codec, cls):
-            return family
-    raise InputError(f"codec of class {type(codec).__name__} is not a supported CompressAI image model")
-
-
-def _eb_medians(eb: EntropyBottleneck) -> Tensor:
-    return eb.quantiles[:, 0, 1].view(1, -1, 1, 1)
-
-
-def _eb_likelihood(eb: EntropyBottleneck, z_hat: Tensor) -> Tensor:
-    """The entropy bottleneck's likelihood of ``z_hat`` ``[B, C, H, W]``."""
-    c = z_hat.shape[1]
-    values = z_hat.transpose(0, 1).reshape(c, 1, -1)
-    lik, _, _ = eb._likelihood(values)
-    if eb.use_likelihood_bound:
-        lik = eb.likelihood_lower_bound(lik)
-    return lik.reshape(c, z_hat.shape[0], *z_hat.shape[2:]).transpose(0, 1)
-
-
-def _gc_likelihood(gc: GaussianConditional, y_hat: Tensor, scales: Tensor, means: Tensor | None) -> Tensor:
-    lik = gc._likelihood(y_hat, scales, means)
-    if gc.use_likelihood_bound:
-        lik = gc.likelihood_lower_bound(lik)
-    return lik
-
-
-def _quantize_eb(eb: EntropyBottleneck, z: Tensor, q: Surrogate) -> Tensor:
-    m = _eb_medians(eb)
-    return q(z - m) + m
+        return likelihood_bpp(self.likelihoods.values(), n)
 
 
 def codec_forward(codec: nn.Module, x: Tensor, rounding: str | Surrogate = "ste") -> CodecOutput:
     """Run a CompressAI model on ``x`` (sides multiples of 64) with ``rounding`` crossing each quantizer."""
     q = get_surrogate(rounding) if isinstance(rounding, str) else rounding
-    family = codec_family(codec)
-    y = codec.g_a(x)
-    if family == "factorized":
-        y_hat = _quantize_eb(codec.entropy_bottleneck, y, q)
-        return CodecOutput(codec.g_s(y_hat), {"y": _eb_likelihood(codec.entropy_bottleneck, y_hat)})
-
-    z = codec.h_a(torch.abs(y) if family == "scale-hyperprior" else y)
-    z_hat = _quantize_eb(codec.entropy_bottleneck, z, q)
-    z_lik = _eb_likelihood(codec.entropy_bottleneck, z_hat)
-    gc = codec.gaussian_conditional
-    if family == "scale-hyperprior":
-        scales = codec.h_s(z_hat)
-        y_hat = q(y)
-        y_lik = _gc_likelihood(gc, y_hat, scales, None)
-    elif family == "mean-scale":
-        scales, means = codec.h_s(z_hat).chunk(2, 1)
-        y_hat = q(y - means) + means
-        y_lik = _gc_likelihood(gc, y_hat, scales, means)
-    else:  # autoregressive, CompressAI's forward convention (see module docstring)
-        params = codec.h_s(z_hat)
-        y_hat = q(y)
-        ctx = codec.context_prediction(y_hat)
-        scales, means = codec.entropy_parameters(torch.cat((params, ctx), dim=1)).chunk(2, 1)
-        y_lik = _gc_likelihood(gc, q(y - means) + means, scales, means)
-    return CodecOutput(codec.g_s(y_hat), {"y": y_lik, "z": z_lik})
+    x_hat, likelihoods = family_of(codec).forward(codec, x, q)
+    return CodecOutput(x_hat, likelihoods)
 
 
 @torch.no_grad()
@@ -142,7 +73,8 @@ class LICCS(nn.Module):
         clamp: clamp the reconstruction to [0, 1], as the deployed decoder does.
     """
 
-    def __init__(self, codec: nn.Module | None, classifier: nn.Module, rounding: str = "ste", clamp: bool = True) -> None:
+    def __init__(self, codec: nn.Module | None, classifier: nn.Module, rounding: str = "ste",
+                 clamp: bool = True) -> None:
         super().__init__()
         self.codec = codec
         self.classifier = classifier
@@ -150,7 +82,7 @@ class LICCS(nn.Module):
         self._surrogate = get_surrogate(rounding)
         self.clamp = clamp
         if codec is not None:
-            self.family = codec_family(codec)
+            self.family: CodecFamily = family_of(codec)
 
     def reconstruct(self, x: Tensor) -> CodecOutput:
         """The codec's reconstruction of ``x`` ``[B, 3, H, W]`` in [0, 1] (any H, W), with likelihoods."""
@@ -158,7 +90,7 @@ class LICCS(nn.Module):
             raise InputError(f"LICCS expects float images [B, 3, H, W] in [0, 1], got {tuple(x.shape)} {x.dtype}")
         if self.codec is None:
             return CodecOutput(x, {})
-        if self.rounding == "hard" and self.family == "autoregressive":
+        if self.rounding == "hard" and self.family.is_sequential:
             x_hat, _ = codec_roundtrip(self.codec, x)
             return CodecOutput(x_hat, {})
         xp, size = pad_to_multiple(x, PAD_MULTIPLE)

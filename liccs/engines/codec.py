@@ -18,26 +18,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from liccs.data import crop_to, pad_to_multiple
+from liccs.core import check_images, crop_to, pad_to_multiple
 from liccs.engines.autoregressive import compress_ar, decompress_ar
-from liccs.engines.base import Runner, value_bounds
+from liccs.engines.base import Runner
 from liccs.engines.bitstream import BitstreamError, Container, crc32, frame, unframe
+from liccs.engines.factory import runner_for
 from liccs.engines.indexes import build_indexes
 from liccs.errors import InputError
-from liccs.export.graphs import STAGES, codec_graphs, module_hash, stage_feeds
-from liccs.pipeline import PAD_MULTIPLE, codec_family
+from liccs.export.graphs import codec_graphs, module_hash, stage_feeds
+from liccs.families import family_of
+from liccs.pipeline import PAD_MULTIPLE
 
 MISMATCH = ("raise", "decode")
 LOOP_STAGES = ("context_step", "entropy_parameters")
-
-
-def _check_images(x: Tensor) -> None:
-    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3 or x.dtype != torch.float32:
-        raise InputError(f"images must be a float32 tensor [B, 3, H, W], got "
-                         f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
-    lo, hi = value_bounds(x) if x.numel() else (0.0, 0.0)
-    if not (0 <= lo and hi <= 1):  # False for NaN too
-        raise InputError(f"images must lie in [0, 1]; got min {lo:.4g}, max {hi:.4g}")
 
 
 def _index_check(indexes: Tensor) -> int:
@@ -49,10 +42,10 @@ class DeployedCodec:
     runs on the CPU with ``codec``'s tables. Build one with :meth:`on_engine`."""
 
     def __init__(self, codec: nn.Module, runners: Mapping[str, Runner], engine: str = "custom") -> None:
-        self.codec, self.family, self.engine = codec, codec_family(codec), engine
-        missing = set(STAGES[self.family]) - set(runners) - {"context_prediction"}
+        self.codec, self.family, self.engine = codec, family_of(codec), engine
+        missing = set(self.family.stages) - set(runners) - {"context_prediction"}
         if missing:
-            raise InputError(f"deployed {self.family} codec needs runners for {sorted(missing)}")
+            raise InputError(f"deployed {self.family.name} codec needs runners for {sorted(missing)}")
         self.runners = dict(runners)
         self.name = getattr(codec, "liccs_name", type(codec).__name__)
         self.fingerprint = bytes.fromhex(module_hash(codec)[:16])
@@ -61,8 +54,6 @@ class DeployedCodec:
     def on_engine(cls, codec: nn.Module, engine: str, cache: Any = None, *, exporter: str = "auto",
                   calibration_images: Tensor | None = None) -> DeployedCodec:
         """Every stage of ``codec`` on ``engine`` (int8 engines calibrate on ``calibration_images``)."""
-        from liccs.engines.factory import runner_for
-
         graphs, _ = codec_graphs(codec, with_reconstruct=False)
         graphs.pop("context_prediction", None)  # the loop runs context_step; the padded graph is for parity
         feeds = stage_feeds(codec, calibration_images) if calibration_images is not None else {}
@@ -92,24 +83,25 @@ class DeployedCodec:
     @torch.no_grad()
     def compress(self, images: Tensor) -> dict[str, Any]:
         """{"strings": [[framed bytes per image] per latent], "shape": latent (h, w), "size": image (H, W)}."""
-        _check_images(images)
+        check_images(images)
         xp, size = pad_to_multiple(images, PAD_MULTIPLE)
         eb, gc = self.codec.entropy_bottleneck, getattr(self.codec, "gaussian_conditional", None)
         y = self._run("g_a", "x", xp)
-        if self.family == "factorized":
+        if not self.family.hyperprior:
             return {"strings": [[frame(s) for s in eb.compress(y)]], "shape": tuple(y.shape[-2:]), "size": size}
-        z = self._run("h_a", "y", torch.abs(y) if self.family == "scale-hyperprior" else y)
+        z = self._run("h_a", "y", self.family.hyper_input(y))
         z_strings = eb.compress(z)
         z_hat = eb.decompress(z_strings, z.shape[-2:])
         params = self._hyper(z_hat)
-        if self.family == "autoregressive":
+        if self.family.is_sequential:
             coded = [compress_ar(gc, self.runners["context_step"], self.runners["entropy_parameters"],
                                  y[i:i + 1], params[i:i + 1]) for i in range(y.shape[0])]
             y_frames = [frame(s, checks) for s, checks in coded]
         else:
-            scales, means = (params, None) if self.family == "scale-hyperprior" else params.chunk(2, 1)
+            scales, means = self.family.split_params(params)
             indexes = build_indexes(gc, scales)
-            y_frames = [frame(s, [_index_check(indexes[i])]) for i, s in enumerate(gc.compress(y, indexes, means=means))]
+            strings = gc.compress(y, indexes, means=means)
+            y_frames = [frame(s, [_index_check(indexes[i])]) for i, s in enumerate(strings)]
         return {"strings": [y_frames, [frame(s) for s in z_strings]], "shape": tuple(z.shape[-2:]), "size": size}
 
     @torch.no_grad()
@@ -123,18 +115,18 @@ class DeployedCodec:
         """
         if on_mismatch not in MISMATCH:
             raise InputError(f"on_mismatch must be one of {MISMATCH}, got {on_mismatch!r}")
-        want = 1 if self.family == "factorized" else 2
+        latents = self.family.latents
+        want = len(latents)
         if not isinstance(strings, (list, tuple)) or len(strings) != want:
             raise BitstreamError(f"{self.name}: expected {want} string list(s) (one per latent), got "
                                  f"{len(strings) if isinstance(strings, (list, tuple)) else type(strings).__name__}")
-        latents = ("y",) if want == 1 else ("y", "z")
         parsed = [[unframe(s, f"{self.name}: latent {lat} of image {i}") for i, s in enumerate(lst)]
                   for lat, lst in zip(latents, strings)]
         if len({len(p) for p in parsed}) != 1:
             raise BitstreamError(f"{self.name}: latents have different image counts {[len(p) for p in parsed]}")
         shape = tuple(int(s) for s in shape)
         eb, gc = self.codec.entropy_bottleneck, getattr(self.codec, "gaussian_conditional", None)
-        if self.family == "factorized":
+        if not self.family.hyperprior:
             y_hat, match = eb.decompress([p for p, _ in parsed[0]], shape), [True] * len(parsed[0])
         else:
             z_hat = eb.decompress([p for p, _ in parsed[1]], shape)
@@ -148,7 +140,7 @@ class DeployedCodec:
     def _decode_y(self, gc: nn.Module, frames: list[tuple[bytes, tuple[int, ...]]], params: Tensor,
                   on_mismatch: str) -> tuple[Tensor, list[bool]]:
         channels = self.codec.M
-        if self.family == "autoregressive":
+        if self.family.is_sequential:
             ys, match = [], []
             for i, (payload, checks) in enumerate(frames):
                 y, bad = decompress_ar(gc, self.runners["context_step"], self.runners["entropy_parameters"],
@@ -157,7 +149,7 @@ class DeployedCodec:
                 ys.append(y)
                 match.append(bad is None)
             return torch.cat(ys), match
-        scales, means = (params, None) if self.family == "scale-hyperprior" else params.chunk(2, 1)
+        scales, means = self.family.split_params(params)
         indexes = build_indexes(gc, scales)
         payloads, match = [], []
         for i, (payload, checks) in enumerate(frames):

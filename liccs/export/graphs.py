@@ -35,16 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from liccs.core import pad_to_multiple
 from liccs.errors import InputError
 from liccs.export.inference import inference_form
-from liccs.pipeline import PAD_MULTIPLE, codec_family, codec_forward
+from liccs.families import family_of, medians, quantize
+from liccs.pipeline import PAD_MULTIPLE, codec_forward
 
-STAGES = {
-    "factorized": ("g_a", "g_s"),
-    "scale-hyperprior": ("g_a", "h_a", "h_s", "g_s"),
-    "mean-scale": ("g_a", "h_a", "h_s", "g_s"),
-    "autoregressive": ("g_a", "h_a", "h_s", "g_s", "context_prediction", "context_step", "entropy_parameters"),
-}
+#: family name → the stages exported for it (each family's ``stages``; kept for callers that key by name)
 _IO = {  # stage: (input name, input stride, output name)
     "g_a": ("x", 1, "y"),
     "h_a": ("y", 16, "z"),
@@ -111,7 +108,7 @@ class GraphSpec:
         return out
 
 
-_CODE_FILES = ("liccs/export/inference.py", "liccs/export/graphs.py", "liccs/pipeline.py")
+_CODE_FILES = ("liccs/export/inference.py", "liccs/export/graphs.py", "liccs/pipeline.py", "liccs/families.py")
 
 
 def code_hash() -> str:
@@ -197,12 +194,12 @@ def _stage_channels(codec: nn.Module, stage: str) -> int:
 
 def codec_graphs(codec: nn.Module, with_reconstruct: bool = True) -> tuple[dict[str, GraphSpec], dict[str, str]]:
     """(graphs, not exportable: graph → reason) of a CompressAI model (``liccs_name`` names it)."""
-    family = codec_family(codec)
+    family = family_of(codec)
     model = getattr(codec, "liccs_name", type(codec).__name__)
     inf = inference_form(codec)
     code = code_hash()
     graphs: dict[str, GraphSpec] = {}
-    for stage in STAGES[family]:
+    for stage in family.stages:
         in_name, stride, out_name = _IO[stage]
         if stage == "context_step":
             body, ref = ContextStep(inf.context_prediction), ContextStep(codec.context_prediction)
@@ -215,7 +212,7 @@ def codec_graphs(codec: nn.Module, with_reconstruct: bool = True) -> tuple[dict[
         graphs[stage] = GraphSpec(model, stage, _Stage(body).eval(), (spec,), (out_name,),
                                   module_hash(body, stage, code), reference=_Stage(ref).eval())
     skipped: dict[str, str] = {}
-    if family == "autoregressive":
+    if family.is_sequential:
         skipped["reconstruct"] = SEQUENTIAL_REASON
     elif with_reconstruct:
         graphs["reconstruct"] = GraphSpec(model, "reconstruct", Reconstruct(inf).eval(),
@@ -240,13 +237,14 @@ _CROP_NOTE = ["spatial size fixed at the classifier's crop; resize + centre crop
 def _crop_hw(classifier: nn.Module) -> tuple[int, int]:
     crop = getattr(getattr(getattr(classifier, "preprocess", None), "cfg", None), "crop", None)
     if crop is None:
-        raise InputError(f"classifier {type(classifier).__name__} has no preprocess.cfg.crop: its input size is unknown")
+        raise InputError(f"classifier {type(classifier).__name__} has no preprocess.cfg.crop: "
+                         "its input size is unknown")
     return (int(crop), int(crop))
 
 
 def liccs_graph(codec: nn.Module, classifier: nn.Module) -> GraphSpec | str:
     """codec → classifier as one graph, or the reason it cannot be one (autoregressive codecs)."""
-    if codec_family(codec) == "autoregressive":
+    if family_of(codec).is_sequential:
         return SEQUENTIAL_REASON
     inf = inference_form(codec)
     model = f"{getattr(codec, 'liccs_name', type(codec).__name__)}+{getattr(classifier, 'liccs_name', 'classifier')}"
@@ -265,29 +263,22 @@ def stage_feeds(codec: nn.Module, images: Tensor) -> dict[str, dict[str, Tensor]
     hyperprior), ``Q(y − μ) + μ`` (mean-scale); for autoregressive models the context and entropy-parameter
     inputs are those of CompressAI's forward (``ŷ = Q(y)``), which have the statistics of the real ones.
     """
-    from liccs.data import pad_to_multiple
-
-    family = codec_family(codec)
+    family = family_of(codec)
     xp, _ = pad_to_multiple(images, PAD_MULTIPLE)
     feeds: dict[str, dict[str, Tensor]] = {"g_a": {"x": xp}, "reconstruct": {"x": images}}
     y = codec.g_a(xp)
-    m = codec.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)  # the entropy bottleneck's medians
-    if family == "factorized":
-        feeds["g_s"] = {"y_hat": torch.round(y - m) + m}
+    if not family.hyperprior:
+        feeds["g_s"] = {"y_hat": family.quantize_y(codec, y, None, torch.round)}
         return feeds
-    h_in = torch.abs(y) if family == "scale-hyperprior" else y
+    h_in = family.hyper_input(y)
     feeds["h_a"] = {"y": h_in}
     z = codec.h_a(h_in)
-    z_hat = torch.round(z - m) + m
+    z_hat = quantize(z, torch.round, medians(codec.entropy_bottleneck))
     feeds["h_s"] = {"z_hat": z_hat}
     params = codec.h_s(z_hat)
-    if family == "mean-scale":
-        means = params.chunk(2, 1)[1]
-        y_hat = torch.round(y - means) + means
-    else:
-        y_hat = torch.round(y)
+    y_hat = family.quantize_y(codec, y, params, torch.round)
     feeds["g_s"] = {"y_hat": y_hat}
-    if family == "autoregressive":
+    if family.is_sequential:
         cp = codec.context_prediction
         ctx = F.conv2d(y_hat, cp.weight * cp.mask, cp.bias, padding=cp.padding)
         feeds["context_prediction"] = {"y_hat": y_hat}

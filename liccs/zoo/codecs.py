@@ -15,13 +15,12 @@ from compressai.zoo import image as cz
 from compressai.zoo.pretrained import load_pretrained
 from torch import nn
 
-from liccs.errors import InputError, UnknownNameError
-from liccs.zoo.registry import Registry
+from liccs.core import Registry
+from liccs.errors import InputError, UnknownNameError, WeightsError
+from liccs.families import AUTOREGRESSIVE, FACTORIZED, MEAN_SCALE, SCALE_HYPERPRIOR, CodecFamily
+from liccs.zoo.weights import resolve_pretrained
 
 METRICS = ("mse", "ms-ssim")
-
-#: family → what the pipeline and the exporter must do around the stages
-FAMILIES = ("factorized", "scale-hyperprior", "mean-scale", "autoregressive")
 
 
 @dataclass(frozen=True)
@@ -42,11 +41,12 @@ class CodecEntry:
     """A codec architecture: how to build it at a quality and where its pretrained weights live.
 
     ``pretrained(quality, metric)`` returns a local checkpoint path or raises :class:`WeightsError`
-    (CompressAI's zoo: hub cache → download; liccs's mini zoo: cache → train).
+    (CompressAI's zoo: hub cache → download; liccs's mini zoo: cache → train). ``family``: what the pipeline
+    and the exporter do around its stages (:mod:`liccs.families`; ``family.name`` in tables).
     """
 
     arch: str
-    family: str
+    family: CodecFamily
     qualities: tuple[int, ...]
     build: Callable[[int], nn.Module]
     pretrained: Callable[[int, str], Path]
@@ -77,8 +77,6 @@ def parse_codec(name: str) -> CodecSpec:
 
 def _compressai_pretrained(arch: str) -> Callable[[int, str], Path]:
     def resolve(quality: int, metric: str) -> Path:
-        from liccs.errors import WeightsError
-        from liccs.zoo.weights import resolve_pretrained
 
         url = cz.model_urls.get(arch, {}).get(metric, {}).get(quality)
         if url is None:
@@ -93,15 +91,15 @@ def convert_compressai_state(state: dict) -> dict:
     return load_pretrained(state)
 
 
-_COMPRESSAI: dict[str, tuple[type[nn.Module], str, str]] = {
+_COMPRESSAI: dict[str, tuple[type[nn.Module], CodecFamily, str]] = {
     # arch: (class, family, paper)
-    "bmshj2018-factorized": (cm.FactorizedPrior, "factorized", "Ballé et al., ICLR 2018 (factorized prior)"),
-    "bmshj2018-factorized-relu": (cm.FactorizedPriorReLU, "factorized", "Ballé et al., ICLR 2018, GDN→ReLU"),
-    "bmshj2018-hyperprior": (cm.ScaleHyperprior, "scale-hyperprior", "Ballé et al., ICLR 2018 (scale hyperprior)"),
-    "mbt2018-mean": (cm.MeanScaleHyperprior, "mean-scale", "Minnen et al., NeurIPS 2018 (mean-scale hyperprior)"),
-    "mbt2018": (cm.JointAutoregressiveHierarchicalPriors, "autoregressive", "Minnen et al., NeurIPS 2018 (joint AR)"),
-    "cheng2020-anchor": (cm.Cheng2020Anchor, "autoregressive", "Cheng et al., CVPR 2020 (anchor)"),
-    "cheng2020-attn": (cm.Cheng2020Attention, "autoregressive", "Cheng et al., CVPR 2020 (attention)"),
+    "bmshj2018-factorized": (cm.FactorizedPrior, FACTORIZED, "Ballé et al., ICLR 2018 (factorized prior)"),
+    "bmshj2018-factorized-relu": (cm.FactorizedPriorReLU, FACTORIZED, "Ballé et al., ICLR 2018, GDN→ReLU"),
+    "bmshj2018-hyperprior": (cm.ScaleHyperprior, SCALE_HYPERPRIOR, "Ballé et al., ICLR 2018 (scale hyperprior)"),
+    "mbt2018-mean": (cm.MeanScaleHyperprior, MEAN_SCALE, "Minnen et al., NeurIPS 2018 (mean-scale hyperprior)"),
+    "mbt2018": (cm.JointAutoregressiveHierarchicalPriors, AUTOREGRESSIVE, "Minnen et al., NeurIPS 2018 (joint AR)"),
+    "cheng2020-anchor": (cm.Cheng2020Anchor, AUTOREGRESSIVE, "Cheng et al., CVPR 2020 (anchor)"),
+    "cheng2020-attn": (cm.Cheng2020Attention, AUTOREGRESSIVE, "Cheng et al., CVPR 2020 (attention)"),
 }
 
 

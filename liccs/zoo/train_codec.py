@@ -24,15 +24,17 @@ from compressai.models import FactorizedPrior, MeanScaleHyperprior, ScaleHyperpr
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from liccs.zoo.classifiers import resize_center_crop
+from liccs.core import resize_center_crop
+from liccs.families import FACTORIZED, MEAN_SCALE, SCALE_HYPERPRIOR, CodecFamily
+from liccs.pipeline import codec_roundtrip, psnr  # lazily: liccs.pipeline imports liccs.zoo
 
 #: CompressAI's λ per quality for MSE (q1..q8).
 LAMBDAS: dict[int, float] = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
 
-ARCHS: dict[str, tuple[type[nn.Module], str]] = {
-    "bmshj2018-factorized": (FactorizedPrior, "factorized"),
-    "bmshj2018-hyperprior": (ScaleHyperprior, "scale-hyperprior"),
-    "mbt2018-mean": (MeanScaleHyperprior, "mean-scale"),
+ARCHS: dict[str, tuple[type[nn.Module], CodecFamily]] = {
+    "bmshj2018-factorized": (FactorizedPrior, FACTORIZED),
+    "bmshj2018-hyperprior": (ScaleHyperprior, SCALE_HYPERPRIOR),
+    "mbt2018-mean": (MeanScaleHyperprior, MEAN_SCALE),
 }
 
 
@@ -112,42 +114,6 @@ def build_codec(arch: str, N: int, M: int) -> nn.Module:
     return ARCHS[arch][0](N, M)
 
 
-def _ste(v: Tensor) -> Tensor:
-    return v + (torch.round(v) - v).detach()
-
-
-def _medians(eb: nn.Module) -> Tensor:
-    return eb.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
-
-
-def train_forward(model: nn.Module, x: Tensor, family: str) -> tuple[Tensor, Tensor]:
-    """(x̂, estimated bpp per image) with mixed quantization: noisy likelihoods, rounded decoder input."""
-    n_pix = x.shape[-2] * x.shape[-1]
-    y = model.g_a(x)
-    eb = model.entropy_bottleneck
-    if family == "factorized":
-        _, y_lik = eb(y)
-        m = _medians(eb)
-        x_hat = model.g_s(_ste(y - m) + m)
-        liks = [y_lik]
-    else:
-        z = model.h_a(torch.abs(y) if family == "scale-hyperprior" else y)
-        _, z_lik = eb(z)
-        m = _medians(eb)
-        params = model.h_s(_ste(z - m) + m)
-        if family == "scale-hyperprior":
-            _, y_lik = model.gaussian_conditional(y, params)
-            y_dec = _ste(y)
-        else:
-            scales, means = params.chunk(2, 1)
-            _, y_lik = model.gaussian_conditional(y, scales, means=means)
-            y_dec = _ste(y - means) + means
-        x_hat = model.g_s(y_dec)
-        liks = [y_lik, z_lik]
-    bpp = sum(-torch.log2(lik).flatten(1).sum(1) for lik in liks) / n_pix
-    return x_hat, bpp
-
-
 def cifar_to_codec_input(images: Tensor, size: int = 64, interpolation: str = "nearest") -> Tensor:
     """uint8 CIFAR ``[N, 3, 32, 32]`` → float [0, 1] at ``size × size``, as ``liccs run`` loads them for a mini codec
     (``load_batch(resize=64, crop=64, interpolation="nearest")``)."""
@@ -192,7 +158,7 @@ def train_quality(
             for grp in opt.param_groups:
                 grp["lr"] = cfg.lr / 10
         x = next(data).to(device)
-        x_hat, bpp = train_forward(model, x, family)
+        x_hat, bpp = family.train_forward(model, x)  # noisy likelihoods, rounded decoder input
         mse = F.mse_loss(x_hat, x)
         loss = lmbda * 255**2 * mse + bpp.mean()
         opt.zero_grad(set_to_none=True)
@@ -258,8 +224,6 @@ def evaluate_roundtrip(
     Returns ``bpp``, ``psnr`` (mean over images, reconstruction clamped to [0, 1]) and, with ``classify``,
     the predictions under key ``pred`` are summarized by the caller (see :func:`liccs.zoo.mini_report`).
     """
-    from liccs.pipeline import codec_roundtrip, psnr  # lazily: liccs.pipeline imports liccs.zoo
-
     codec = codec.eval()
     codec.update(force=True)
     bits, ps, preds = [], [], []

@@ -8,9 +8,9 @@ from compressai.layers import GDN, GDN1, MaskedConv2d
 from compressai.ops import LowerBound
 
 from liccs.export.errors import ExportError
-from liccs.export.graphs import STAGES, codec_graphs
+from liccs.export.graphs import codec_graphs
 from liccs.export.inference import InferenceGDN, inference_form
-from liccs.pipeline import codec_family
+from liccs.families import family_of
 from liccs.zoo import CODECS
 from tests.engines.helpers import codec
 
@@ -51,9 +51,9 @@ def test_graphs_hold_no_training_layers(arch):
     """Every stage of every registered codec is free of GDN, MaskedConv2d and LowerBound, and equals the original."""
     c = codec(f"{arch}@q{min(CODECS.get(arch).qualities)}")
     graphs, skipped = codec_graphs(c, with_reconstruct=False)
-    family = codec_family(c)
-    assert set(graphs) == set(STAGES[family])
-    assert ("reconstruct" in skipped) == (family == "autoregressive")
+    family = family_of(c)
+    assert set(graphs) == set(family.stages)
+    assert ("reconstruct" in skipped) == family.is_sequential
     for g in graphs.values():
         assert not [m for m in g.module.modules() if isinstance(m, (GDN, MaskedConv2d, LowerBound))], g.label
         x = g.example(image_hw=(64, 64), batch=1)[g.inputs[0].name]
