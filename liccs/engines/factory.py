@@ -14,6 +14,7 @@ import numpy as np
 
 from liccs.engines.base import Runner, get_engine
 from liccs.export.cache import ArtifactCache
+from liccs.export.onnx import OnnxFromTorch
 
 #: Image sides a TensorRT profile covers by default: (min, opt, max), multiples of 64.
 TRT_IMAGE_SIDES = (64, 512, 1024)
@@ -44,10 +45,9 @@ def runner_for(engine: str, graph: Any, cache: ArtifactCache | None = None, *, e
     spec = get_engine(engine)
     name = f"{engine}:{graph.label}"
     if spec.backend == "tensorrt":
-        from liccs.export.onnx import OnnxFromTorch
-
         onnx_path = OnnxFromTorch(graph, cache, exporter)().path
         kw.pop("threads", None)  # ONNX Runtime settings; TensorRT builds take none
         kw.pop("spinning", None)
-        return spec.make_runner(onnx_path, name=name, profile=kw.pop("profile", None) or trt_profile(graph), **kw)
+        return spec.make_runner(onnx_path, name=name, profile=kw.pop("profile", None) or trt_profile(graph),
+                                cache=cache, calibration=calibration, **kw)
     return spec.make_runner(graph, name=name, cache=cache, exporter=exporter, calibration=calibration, **kw)

@@ -1,192 +1,96 @@
-"""TensorRT runner: a serialized engine bound to torch CUDA tensors (no pycuda), and the ``trt-*`` engine names.
+"""``trt-fp32``, ``trt-fp16``, ``trt-bf16``, ``trt-int8``: Polygraphy's ``TrtRunner`` behind liccs's Runner.
 
-Follows the name-based I/O API of TensorRT 10.x, unchanged in 11.x: ``num_io_tensors``, ``get_tensor_name``,
-``get_tensor_mode``, ``get_tensor_dtype``, ``get_tensor_profile_shape``; per call ``set_input_shape``, then
-``get_tensor_shape`` for the outputs, ``set_tensor_address(name, tensor.data_ptr())`` and
-``execute_async_v3(torch.cuda.current_stream().cuda_stream)`` (a side stream when the current one is the
-legacy default stream). Importing this module does not import tensorrt. None of it has run against a real
-TensorRT on the machine it was written on.
+Numpy feeds give numpy outputs, torch feeds CUDA tensors. Polygraphy reuses its output buffers and runs on its own
+stream: outputs are copied, and torch's stream is synchronized before CUDA feeds are read. Importing this module
+imports neither tensorrt nor polygraphy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from liccs.engines.arrays import wants_numpy
 from liccs.engines.base import ENGINES, Array, EngineSpec, EngineUnavailable, Runner, TensorMeta
 from liccs.errors import InputError
-from liccs.export.tensorrt import (
-    INSTALL_HINT,
-    PRECISIONS,
-    EngineFromOnnx,
-    EngineFromPath,
-    TensorRTError,
-    deserialize_engine,
-    import_tensorrt,
-    make_logger,
-)
-
-#: ``trt.DataType`` member names → torch dtypes (the types an engine's I/O tensors can have).
-TRT_TO_TORCH: dict[str, torch.dtype] = {
-    "FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT8": torch.int8,
-    "INT32": torch.int32, "INT64": torch.int64, "BOOL": torch.bool, "UINT8": torch.uint8,
-    "FP8": torch.float8_e4m3fn,
-}
-TORCH_TO_TRT: dict[torch.dtype, str] = {v: k for k, v in TRT_TO_TORCH.items()}
-
-EngineSource = bytes | str | Path | Callable[[], bytes]
-
-
-def torch_dtype(trt_dtype: Any) -> torch.dtype:
-    """The torch dtype of a ``trt.DataType`` (matched by member name, so it works on any TensorRT version)."""
-    name = getattr(trt_dtype, "name", str(trt_dtype)).split(".")[-1]
-    try:
-        return TRT_TO_TORCH[name]
-    except KeyError:
-        raise TensorRTError(f"TensorRT data type {name} has no torch equivalent here; "
-                            f"known: {sorted(TRT_TO_TORCH)}") from None
-
-
-def tensor_meta(dtype: torch.dtype, shape: Sequence[int], profile: Sequence[Sequence[int]] | None = None) -> TensorMeta:
-    """TensorMeta of an engine input: -1 dims become None, bounded by the profile's (min, opt, max) shapes."""
-    dims = tuple(None if int(d) < 0 else int(d) for d in shape)
-    name = str(dtype).removeprefix("torch.")
-    if all(d is not None for d in dims):
-        return TensorMeta(name, dims)
-    if profile is None:
-        raise TensorRTError(f"input of shape {shape} is dynamic but the engine reports no profile for it")
-    lo, _, hi = profile
-    return TensorMeta(name, dims, tuple(int(d) for d in lo), tuple(int(d) for d in hi))
-
-
-def _to_device(value: Array, device: torch.device) -> torch.Tensor:
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(np.ascontiguousarray(value))
-    return value.to(device).contiguous()
+from liccs.export.errors import ArtifactError
+from liccs.export.tensorrt import INSTALL_HINT, PRECISIONS, EngineFromOnnx, require_tensorrt, trt_failure
 
 
 class TrtRunner(Runner):
-    """Runs a serialized TensorRT engine on the current CUDA device and torch's current stream.
+    """A TensorRT engine on the current GPU through Polygraphy's ``TrtRunner`` (profile 0). ``engine``: engine bytes,
+    an engine file, or a step (:class:`EngineFromOnnx`) returning an Artifact or a path, called on activation."""
 
-    ``engine`` is engine bytes, an engine file path, or a build step such as :class:`EngineFromOnnx`
-    (called at activation). Numpy feeds give numpy outputs (bf16 as float32); torch feeds give CUDA tensors.
-    Profile 0 is used; a shape outside it is refused by ``check_feed`` with the tensor's name.
-    """
-
-    def __init__(self, engine: EngineSource, name: str = "trt") -> None:
+    def __init__(self, engine: bytes | str | Path | Callable[[], Any], name: str = "trt") -> None:
         super().__init__(name)
-        self._engine_source = engine
-        self._engine: Any = None
-        self._context: Any = None
-        self._stream: torch.cuda.Stream | None = None
+        self.engine_source, self.source, self._runner = engine, "<engine bytes>", None
 
     def _load(self) -> bytes:
-        src = self._engine_source
-        if isinstance(src, (str, Path)):
-            return EngineFromPath(src)()
+        src = self.engine_source() if callable(self.engine_source) else self.engine_source
         if isinstance(src, (bytes, bytearray, memoryview)):
-            return bytes(src) if not isinstance(src, bytes) else src
-        if callable(src):
-            return src()
-        raise InputError(f"{self.name}: engine must be bytes, a path or a build step, got {type(src).__name__}")
+            return bytes(src)
+        path = Path(getattr(src, "path", src))
+        self.source = str(path)
+        if not path.is_file() or not path.stat().st_size:
+            raise ArtifactError(f"{self.name}: engine file {path} does not exist or is empty")
+        return path.read_bytes()
 
     def activate_impl(self) -> None:
-        trt = import_tensorrt(need_builder=False)
+        _, pt = require_tensorrt()
         if not torch.cuda.is_available():
             raise EngineUnavailable(f"{self.name}: TensorRT needs a CUDA GPU; none is visible")
-        blob = self._load()
-        self.source = getattr(blob, "source", "<engine bytes>")
-        self._logger = make_logger(trt)  # must outlive the runtime and the engine
-        self._runtime = trt.Runtime(self._logger)
-        self._engine = deserialize_engine(trt, self._runtime, self._logger.collector, blob, self.source)
-        self._context = self._engine.create_execution_context()
-        if self._context is None:
-            raise TensorRTError(f"{self.name}: no execution context for engine {self.source}: "
-                                f"{self._logger.collector.summary()}")
-        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
-        self._inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self._outputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        self._dtypes = {n: torch_dtype(self._engine.get_tensor_dtype(n)) for n in names}
+        data = self._load()
+        with trt_failure(f"{self.name}: TensorRT cannot load engine {self.source} (truncated or corrupt, or built by "
+                         f"another TensorRT or for another GPU: rebuild it from its ONNX)"):
+            runner = pt.TrtRunner(pt.EngineFromBytes(data), name=self.name)
+            runner.activate()
+        self._runner = runner
 
     def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]:
-        out: dict[str, TensorMeta] = {}
-        for n in self._inputs:
-            shape = tuple(self._engine.get_tensor_shape(n))
-            profile = self._engine.get_tensor_profile_shape(n, 0) if any(int(d) < 0 for d in shape) else None
-            out[n] = tensor_meta(self._dtypes[n], shape, profile)
+        out = {}
+        for name, meta in self._runner.get_input_metadata(use_numpy_dtypes=False).items():
+            shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in meta.shape)
+            b = self._runner.engine.get_tensor_profile_shape(name, 0) if None in shape else None  # (min, opt, max)
+            lo, hi = (tuple(int(d) for d in b[0]), tuple(int(d) for d in b[2])) if b is not None else (None, None)
+            out[name] = TensorMeta(meta.dtype.name, shape, lo, hi)
         return out
 
     def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]:
-        device = torch.device("cuda", torch.cuda.current_device())
-        caller = torch.cuda.current_stream(device)
-        # TensorRT warns about, and synchronizes extra on, the legacy default stream: use our own stream then,
-        # ordered after the caller's work.
-        stream = caller if caller.cuda_stream != 0 else self._side_stream(device)
-        if stream is not caller:
-            stream.wait_stream(caller)
-        collector = self._logger.collector
-        collector.clear()
-        held: list[torch.Tensor] = []  # keeps the inputs alive until the stream is done
-        outputs: dict[str, torch.Tensor] = {}
-        with torch.cuda.stream(stream):
-            for n in self._inputs:
-                t = _to_device(feed[n], device)
-                if t.dtype != self._dtypes[n]:  # check=False skips the base checks; never hand TensorRT wrong bytes
-                    raise InputError(f"{self.name}: input {n!r} must be {self._dtypes[n]}, got {t.dtype}")
-                if not self._context.set_input_shape(n, tuple(t.shape)):
-                    raise InputError(f"{self.name}: TensorRT refused shape {tuple(t.shape)} for input {n!r} of "
-                                     f"engine {self.source}: {collector.summary()}")
-                self._context.set_tensor_address(n, t.data_ptr())
-                held.append(t)
-            for n in self._outputs:
-                shape = tuple(int(d) for d in self._context.get_tensor_shape(n))
-                if any(d < 0 for d in shape):
-                    raise TensorRTError(f"{self.name}: output {n!r} of engine {self.source} has a data-dependent "
-                                        f"shape {shape}; this runner does not support such outputs")
-                outputs[n] = torch.empty(shape, dtype=self._dtypes[n], device=device)
-                self._context.set_tensor_address(n, outputs[n].data_ptr())
-            if not self._context.execute_async_v3(torch.cuda.current_stream(device).cuda_stream):
-                raise TensorRTError(f"{self.name}: TensorRT failed to run engine {self.source}: {collector.summary()}")
-        stream.synchronize()
-        if any(isinstance(v, np.ndarray) for v in feed.values()):
-            return {n: (o.float() if o.dtype == torch.bfloat16 else o).cpu().numpy() for n, o in outputs.items()}
-        if stream is not caller:
-            for o in outputs.values():
-                o.record_stream(caller)  # the caller's later work on them must finish before their memory is reused
-        return dict(outputs)
+        if any(isinstance(v, torch.Tensor) and v.is_cuda for v in feed.values()):
+            torch.cuda.current_stream().synchronize()  # Polygraphy reads the inputs on its own stream
+        arrays = {k: np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v.contiguous() for k, v in feed.items()}
+        host = wants_numpy(feed)
+        with trt_failure(f"{self.name}: TensorRT failed to run engine {self.source}"):
+            out = self._runner.infer(arrays, check_inputs=False, copy_outputs_to_host=host)
+        # Polygraphy's next call overwrites these buffers: hand out copies
+        return {k: np.array(v, copy=True) if host else torch.as_tensor(v).clone() for k, v in out.items()}
 
-    def _side_stream(self, device: torch.device) -> torch.cuda.Stream:
-        if self._stream is None:
-            self._stream = torch.cuda.Stream(device)
-        return self._stream
-
-    def deactivate_impl(self) -> None:
-        self._context = None  # the context before the engine, the engine before the runtime
-        self._engine = None
-        self._runtime = None
-        self._stream = None
+    def deactivate_impl(self) -> None:  # called only after a successful activation
+        runner, self._runner = self._runner, None
+        runner.deactivate()
 
 
 def _runner_factory(precision: str) -> Callable[..., TrtRunner]:
     def make_runner(artifact: Any, *, name: str | None = None, profile: Mapping[str, Any] | None = None,
                     **build_options: Any) -> TrtRunner:
-        """An ONNX path is built at ``precision`` (``profile``, ``build_options`` → EngineFromOnnx); else loaded."""
-        if isinstance(artifact, (str, Path)) and Path(artifact).suffix.lower() == ".onnx":
-            source: Any = EngineFromOnnx(artifact, precision, profile, **build_options)
-        elif profile or build_options:
-            raise InputError(f"trt-{precision}: profile and build options apply to an ONNX file, not to {artifact!r}")
-        else:
-            source = artifact
-        return TrtRunner(source, name=name or f"trt-{precision}")
+        """An ONNX file, or a step returning one, is built (:class:`EngineFromOnnx` with ``profile`` and
+        ``build_options``); an engine file, engine bytes or an :class:`EngineFromOnnx` is loaded as it is."""
+        name = name or f"trt-{precision}"
+        if (callable(artifact) and not isinstance(artifact, EngineFromOnnx)) or \
+                (isinstance(artifact, (str, Path)) and Path(artifact).suffix.lower() == ".onnx"):
+            return TrtRunner(EngineFromOnnx(artifact, precision, profile, **build_options), name)
+        if profile or build_options:
+            raise InputError(f"{name}: a profile and build options apply to an ONNX file, not to {artifact!r}")
+        return TrtRunner(artifact, name)
 
     return make_runner
 
 
 for _precision in PRECISIONS:
     ENGINES.register(f"trt-{_precision}", EngineSpec(
-        name=f"trt-{_precision}", backend="tensorrt", precision=_precision, device="cuda",
-        make_runner=_runner_factory(_precision), requires=("tensorrt",), needs_cuda=True, install_hint=INSTALL_HINT))
+        f"trt-{_precision}", "tensorrt", _precision, "cuda", _runner_factory(_precision),
+        requires=("tensorrt", "polygraphy"), needs_cuda=True, install_hint=INSTALL_HINT))
