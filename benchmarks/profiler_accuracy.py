@@ -111,14 +111,17 @@ def main(argv: list[str] | None = None) -> int:
         "", f"Callable: {summary['callable']}.", "",
         f"- liccs p50 over its {len(pooled['liccs'])} samples from {args.rounds} interleaved rounds: "
         f"**{liccs_ms:.3f} ms**",
-        f"- torch.utils.benchmark median over its {len(pooled['tub'])} blocks from the same rounds: **{tub_ms:.3f} ms**",
+        f"- torch.utils.benchmark median over its {len(pooled['tub'])} blocks from the same rounds: "
+        f"**{tub_ms:.3f} ms**",
         f"- difference: **{rel:+.2%}** (target ±{TARGET:.0%}: {'met' if summary['within_target'] else 'NOT met'})",
         f"- median over rounds of each timer's own statistic: {per_round[0]:.3f} ms vs {per_round[1]:.3f} ms "
         f"({summary['median_of_rounds_relative_difference']:+.2%}); per-round ratio "
         f"{summary['round_ratio_min']:.3f}–{summary['round_ratio_max']:.3f}",
         f"- load average before/after: {load_before[0]:.2f} / {summary['load_average_after'][0]:.2f} "
         f"(shared machine); wall time {summary['wall_s']} s",
-        "", "| round | order | liccs p50 ms | liccs p90 ms | liccs iters | tub median ms | tub IQR ms | tub blocks × n | ratio |",
+        "",
+        "| round | order | liccs p50 ms | liccs p90 ms | liccs iters | tub median ms | tub IQR ms | tub blocks × n "
+        "| ratio |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [f"| {r['round']} | {r['order']} | {r['liccs_p50_ms']:.3f} | {r['liccs_p90_ms']:.3f} | "

@@ -31,7 +31,7 @@ from liccs.profiling.flops import add_rates, count_flops, matmul_ceiling
 from liccs.profiling.profile import profile_stages
 from liccs.profiling.timer import TimerConfig
 from liccs.report.tables import to_markdown
-from liccs.run.profiles import sweep_images
+from liccs.stages.profile import sweep_images
 from liccs.zoo import load_codec
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -27,7 +27,7 @@ from liccs.manifest import manifest, write_json
 from liccs.profiling.profile import growth_table, sweep
 from liccs.profiling.timer import TimerConfig
 from liccs.report.tables import to_markdown
-from liccs.run.profiles import coder_stages, sweep_images
+from liccs.stages.profile import coder_stages, sweep_images
 from liccs.zoo import load_codec
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -26,7 +26,8 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
     if args.kind in ("codecs", "all"):
         for arch in CODECS.names():
             e = CODECS.get(arch)
-            print(f"{arch:<28} q{min(e.qualities)}..q{max(e.qualities)}  metrics {','.join(e.metrics)}  {e.description}")
+            print(f"{arch:<28} q{min(e.qualities)}..q{max(e.qualities)}  metrics {','.join(e.metrics)}  "
+                  f"{e.description}")
         if args.verbose:
             print(" ".join(codec_names()))
     if args.kind in ("classifiers", "all"):
@@ -53,7 +54,7 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from liccs.run import run_config
+    from liccs.jobs.run import run_config
 
     result = run_config(args.config, quick=args.quick, overrides=args.set, out=args.out, progress=not args.no_progress)
     for name, reason in result["skipped"].items():
@@ -64,8 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
-    from liccs.attack.cli_args import attack_job
-    from liccs.attack.job_attack import run_attack
+    from liccs.jobs.attack import run_attack
+    from liccs.jobs.cli_args import attack_job
 
     print(run_attack(attack_job(args))["table"])
     print(f"wrote one PNG per image, adversarial.pt and attack.json to {args.out}")
@@ -73,8 +74,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 def cmd_defend(args: argparse.Namespace) -> int:
-    from liccs.attack.cli_args import defend_job
-    from liccs.attack.job_defend import run_defend
+    from liccs.jobs.cli_args import defend_job
+    from liccs.jobs.defend import run_defend
 
     print(run_defend(defend_job(args))["table"])
     print(f"wrote {args.out}/defense.json")
@@ -82,7 +83,7 @@ def cmd_defend(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from liccs.profiling.parity import ExportJob, format_table, run_export
+    from liccs.jobs.export import ExportJob, format_table, run_export
 
     result = run_export(ExportJob.from_args(args))
     print(format_table(result["records"]))
@@ -92,7 +93,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from liccs.profiling.parity import ExportJob, format_table, run_export
+    from liccs.jobs.export import ExportJob, format_table, run_export
 
     records = run_export(ExportJob.from_args(args))["records"]
     print(format_table(records))
@@ -136,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_run)
 
-    from liccs.attack.cli_args import add_attack_arguments, add_defend_arguments
+    from liccs.jobs.cli_args import add_attack_arguments, add_defend_arguments
 
     s = sub.add_parser("attack", help="adversarial images against a codec+classifier (or an ensemble of codecs)")
     add_attack_arguments(s)
@@ -145,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_defend_arguments(s)
     s.set_defaults(func=cmd_defend)
 
-    from liccs.export.cli_args import add_export_arguments
+    from liccs.jobs.cli_args import add_export_arguments
 
     s = sub.add_parser("export", help="codecs x engines -> artifacts, parity.json, export and cross-decode reports")
     add_export_arguments(s)

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+from tqdm.auto import tqdm
 
+from liccs.core import resize_center_crop
 from liccs.errors import ImageReadError, InputError
 from liccs.paths import data_dir
 
@@ -69,37 +70,8 @@ def to_uint8(x: Tensor) -> Tensor:
     return x.detach().clamp(0, 1).mul(255.0).round().to(torch.uint8)
 
 
-def check_unit_range(x: Tensor, name: str = "images") -> None:
-    """Raise unless ``x`` is a float tensor with every value in [0, 1] (no NaN)."""
-    if not x.is_floating_point():
-        raise InputError(f"{name} must be float in [0, 1], got dtype {x.dtype}")
-    if x.numel() and (torch.isnan(x).any() or x.min() < 0 or x.max() > 1):
-        raise InputError(f"{name} must lie in [0, 1]; got min {x.min().item():.4g}, max {x.max().item():.4g}")
-
-
-def pad_to_multiple(x: Tensor, multiple: int = 64, mode: str = "replicate") -> tuple[Tensor, tuple[int, int]]:
-    """Pad ``[..., H, W]`` at the bottom and right to multiples of ``multiple``; returns (padded, (H, W))."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x, (h, w)
-    squeeze = x.dim() == 3
-    y = x.unsqueeze(0) if squeeze else x
-    y = F.pad(y.float() if not y.is_floating_point() else y, (0, pw, 0, ph), mode=mode)
-    if not x.is_floating_point():
-        y = y.to(x.dtype)
-    return (y.squeeze(0) if squeeze else y), (h, w)
-
-
-def crop_to(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Undo :func:`pad_to_multiple`: the top-left ``H × W`` of ``x``."""
-    return x[..., : size[0], : size[1]]
-
-
 def prepare(image: Tensor, resize: int | None, crop: int | None, interpolation: str = "bilinear") -> Tensor:
     """uint8 or float image → float [0, 1] at a classifier's input geometry (shorter side, centre crop)."""
-    from liccs.zoo.classifiers import resize_center_crop
-
     x = to_float(image) if image.dtype == torch.uint8 else image
     if crop is None:
         return x
@@ -303,8 +275,6 @@ def load_batch(
     With ``crop`` the images are resized (shorter side ``resize``) and centre-cropped to one size
     and stacked into ``[N, 3, crop, crop]``; otherwise they are stacked only if they share a size.
     """
-    from tqdm.auto import tqdm
-
     idx = list(range(len(source))) if indices is None else list(indices)
     images: list[Tensor] = []
     names: list[str] = []

@@ -73,7 +73,8 @@ def run_checks() -> list[Check]:
         if not d.is_dir():
             raise FileNotFoundError(f"{d} (set LICCS_DATA)")
         kodak = len(list((d / "kodak").glob("*.png")))
-        return f"{d}: {kodak} Kodak images, imagenet-samples.csv {'found' if (d / 'imagenet-samples.csv').is_file() else 'missing'}"
+        return (f"{d}: {kodak} Kodak images, imagenet-samples.csv "
+                f"{'found' if (d / 'imagenet-samples.csv').is_file() else 'missing'}")
 
     attempt("torch", torch_info)
     attempt("torchvision", lambda: _version("torchvision"))

@@ -81,7 +81,7 @@ def manifest(config: dict[str, Any] | None = None, *, started_at: str | None = N
     now = git_commit()
     moved = {"commit_at_end": now} if started_at is not None and now != started_at else {}
     return {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "commit": started_at if started_at is not None else now,
         **moved,
         "python": platform.python_version(),

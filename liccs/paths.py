@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch.hub
+
 #: The project's root when liccs runs from a checkout (flat layout: liccs/ sits in the root).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,8 +33,6 @@ def cache_dir() -> Path:
 
 def hub_checkpoint_dir() -> Path:
     """torch hub's checkpoints folder, where pretrained weights are looked for and downloaded to."""
-    import torch.hub
-
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 

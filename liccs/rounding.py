@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from liccs.zoo.registry import Registry
+from liccs.core import Registry
 
 Surrogate = Callable[[Tensor], Tensor]
 

@@ -12,8 +12,8 @@ difference ``d_i = a_i − b_i`` per image. For each claim this module gives
 - a verdict from a rule fixed before the run (:func:`verdict`): the claim *holds* when the adjusted p is below α
   and the CI excludes 0 on the predicted side, is *reversed* when both hold on the other side (a significant p
   whose CI still reaches 0, as a skewed mean can give beside Wilcoxon's rank test, decides nothing; this CI
-  condition was added after the first paper B run of 2026-11-30 called such a claim "holds"), *did not hold* when it is not
-  significant, the CI excludes every effect at least as large as the claim's smallest effect of interest
+  condition was added after the first paper B run of 2026-11-30 called such a claim "holds"), *did not hold* when it
+  is not significant, the CI excludes every effect at least as large as the claim's smallest effect of interest
   (``sesoi``, declared in the config with the claim) and the test had the power for it (at least
   :data:`MIN_IMAGES` images and an MDE no larger than the sesoi), and otherwise *cannot be decided at this size*.
 """
@@ -53,7 +53,8 @@ class PairedResult:
         return asdict(self)
 
 
-def _as_pair(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _as_pair(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
+             what: str) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
     if x.shape != y.shape:
         raise InputError(f"{what}: paired samples differ in length ({len(x)} vs {len(y)})")

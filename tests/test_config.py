@@ -16,7 +16,8 @@ def test_the_four_configs_exist():
     assert {p.stem for p in CONFIGS} >= {"quick-cpu", "gpu", "paper-a", "paper-b"}
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)  # not the bare stem: "gpu" would be read as the gpu marker
+# ids: the file name, not the bare stem: "gpu" would be read as the gpu marker
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_loads_with_and_without_quick_and_round_trips(path):
     cfg = load_config(path)
     assert isinstance(cfg, RunConfig) and cfg.run.name == path.stem

@@ -4,16 +4,15 @@ import pytest
 import torch
 from PIL import Image
 
+from liccs.core import crop_to, pad_to_multiple
 from liccs.data import (
     CIFAR10_CLASSES,
     FolderSource,
     cifar10,
-    crop_to,
     imagenet_samples,
     kodak,
     load_batch,
     open_source,
-    pad_to_multiple,
     read_image,
     to_float,
     to_uint8,

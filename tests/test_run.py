@@ -62,8 +62,8 @@ def test_unavailable_engine_is_skipped_with_its_reason(quick_run: Path) -> None:
 
 def test_rerun_reuses_the_adversarial_images(quick_run: Path) -> None:
     from liccs.config import load_config
-    from liccs.run import check_names, load_context
-    from liccs.run.attacks import run_attacks
+    from liccs.jobs.run import check_names, load_context
+    from liccs.stages.attack import run_attacks
 
     cfg = load_config(DEFAULT, quick=True, overrides=[f'run.out="{quick_run}"'])
     ctx = load_context(cfg, check_names(cfg), progress=False)
@@ -80,14 +80,14 @@ def test_rerun_reuses_the_adversarial_images(quick_run: Path) -> None:
 ])
 def test_bad_config_is_refused_before_any_work_naming_the_key(override: str, key: str, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import liccs.run
+    import liccs.jobs.run as run_job
 
     def no_work(*a: object, **k: object) -> None:
         raise AssertionError("a model or an image was loaded before the config was refused")
 
-    monkeypatch.setattr(liccs.run, "load_context", no_work)
+    monkeypatch.setattr(run_job, "load_context", no_work)
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
-        liccs.run.run_config(DEFAULT, quick=True, overrides=[override], out=str(tmp_path / "x"), progress=False)
+        run_job.run_config(DEFAULT, quick=True, overrides=[override], out=str(tmp_path / "x"), progress=False)
     assert not (tmp_path / "x").exists()
 
 

@@ -6,7 +6,7 @@ only replay the images it writes. One file per family: :mod:`~liccs.attack.fgsm`
 (:mod:`~liccs.attack.eot`) as options; :mod:`~liccs.attack.objectives`, :mod:`~liccs.attack.ensemble`,
 :mod:`~liccs.attack.saliency` (paper A) and :mod:`~liccs.attack.defense` (paper B).
 
-The names below load on first use (PEP 562), so that ``liccs.attack.cli_args`` imports without torch.
+The names below load on first use (PEP 562), so that ``liccs.jobs.cli_args`` imports without torch.
 """
 
 from __future__ import annotations

@@ -36,8 +36,9 @@ from liccs.attack.transforms import (
     get_transform,
     get_transforms,
 )
-from liccs.data import crop_to, pad_to_multiple
+from liccs.core import crop_to, pad_to_multiple
 from liccs.errors import InputError
+from liccs.pipeline import codec_forward
 
 #: CompressAI's training λ of its MSE models by quality (loss ``λ·255²·MSE + bpp``).
 COMPRESSAI_MSE_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
@@ -141,8 +142,6 @@ class KWayDefense:
         size = (int(xt.shape[-2]), int(xt.shape[-1]))
         pixels = size[0] * size[1]
         if self.rate_mode == "likelihood":
-            from liccs.pipeline import codec_forward
-
             est = codec_forward(self.codec, pad_to_multiple(xt, self.pad_multiple)[0], "hard")
             rate = est.bpp(pixels) + self.header_bits / pixels
             return rate, t.inverse(crop_to(est.x_hat.clamp(0, 1), size)), None, None

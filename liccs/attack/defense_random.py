@@ -89,7 +89,8 @@ class RandomKWayDefense(KWayDefense):
     def draw(self, batch: int, seed: int) -> Tensor:
         """Family indices ``[B, K]``: 0 then K−1 distinct non-identity transforms per image, from ``seed``."""
         gen = torch.Generator().manual_seed(int(seed))
-        rows = [torch.cat([torch.zeros(1, dtype=torch.long), 1 + torch.randperm(len(self.pool), generator=gen)[: self.k - 1]])
+        rows = [torch.cat([torch.zeros(1, dtype=torch.long),
+                           1 + torch.randperm(len(self.pool), generator=gen)[: self.k - 1]])
                 for _ in range(batch)]
         return torch.stack(rows)
 
@@ -136,7 +137,8 @@ class RandomKWayDefense(KWayDefense):
     def result(self, s: Scoring, chosen: list[int], rate: Tensor, rd: Tensor, size: tuple[int, int]) -> KWayResult:
         """The encoding of ``chosen`` (slots) and the decoder's output of it."""
         b = len(chosen)
-        enc = KWayEncoding([s.strings[c][i] for i, c in enumerate(chosen)], [s.shapes[c][i] for i, c in enumerate(chosen)],
+        enc = KWayEncoding([s.strings[c][i] for i, c in enumerate(chosen)],
+                           [s.shapes[c][i] for i, c in enumerate(chosen)],
                            [int(s.index[i, c]) for i, c in enumerate(chosen)], [size] * b, self.header_bits)
         bpp = torch.tensor(enc.bits(), dtype=torch.float64) / s.pixels
         names = [self.family[f].name for f in s.index[0].tolist()]

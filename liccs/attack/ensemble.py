@@ -23,6 +23,8 @@ from torch import Tensor, nn
 
 from liccs.errors import InputError
 from liccs.pipeline import LICCS, CodecOutput
+from liccs.rounding import get_surrogate
+from liccs.zoo import load_codec, parse_codec
 
 REDUCTIONS = ("loss", "logits")
 
@@ -168,8 +170,6 @@ def build_ensemble(
     Every name is checked before any model is loaded: an unknown architecture or quality raises
     :class:`~liccs.errors.UnknownNameError` listing the valid ones.
     """
-    from liccs.rounding import get_surrogate
-    from liccs.zoo import load_codec, parse_codec
 
     names = [codecs] if isinstance(codecs, str) else list(codecs)
     if not names:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from pytorch_msssim import ms_ssim as _ms_ssim
 from torch import Tensor, nn
 
 from liccs.pipeline import LICCS, codec_roundtrip, psnr
@@ -21,7 +22,6 @@ def ms_ssim(a: Tensor, b: Tensor) -> list[float | None]:
     """MS-SSIM per image (Wang et al. 2003, pytorch_msssim), None where the image is too small for 5 scales."""
     if min(a.shape[-2:]) < MSSSIM_MIN_SIDE:
         return [None] * a.shape[0]
-    from pytorch_msssim import ms_ssim as _ms_ssim
 
     return _ms_ssim(a.float(), b.float(), data_range=1.0, size_average=False).tolist()
 

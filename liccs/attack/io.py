@@ -5,6 +5,7 @@ surrogate(s), the source model(s), the seed, and the manifest with versions).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,6 @@ def save_adversarial(out_dir: str | Path, images: Tensor | Sequence[Tensor], nam
 
 def load_adversarial(out_dir: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """(name → float image [3, H, W], sidecar) as written by :func:`save_adversarial`."""
-    import json
-
     out = Path(out_dir)
     if not (out / TENSORS).is_file():
         raise InputError(f"{out} holds no {TENSORS}: not written by save_adversarial")

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liccs.attack.ensemble import EnsembleOutput, member_parts
+from liccs.core import Registry
 from liccs.errors import InputError
 from liccs.pipeline import LICCS
-from liccs.zoo.registry import Registry
 
 
 class Objective:

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
+from liccs.attack.base import create_attack
+from liccs.attack.ensemble import build_ensemble
 from liccs.errors import InputError
 from liccs.zoo.codecs import parse_codec
 
@@ -360,8 +362,6 @@ def saliency_attack(matrix: AsrMatrix, k: int, classifier: object, images: objec
                     interpolation: str = "linear", deployed: Sequence[str] | None = None, score: str = "envelope",
                     **attack_kwargs: object):
     """Select the best ``k`` sources and run the ensemble attack on them: (adv images, selection, attack)."""
-    from liccs.attack.base import create_attack
-    from liccs.attack.ensemble import build_ensemble
 
     sel = select_sources(matrix, k, interpolation=interpolation, deployed=deployed, score=score)
     ens = build_ensemble(sel.sources, classifier, weights=weights, rounding=rounding, reduce=reduce)

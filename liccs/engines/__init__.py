@@ -7,18 +7,13 @@ onnxruntime-gpu, cuda-python): asking for an engine this machine cannot run rais
 - :mod:`.torch_engine` — ``torch``, ``torch-fp16``, ``torch-bf16``, ``torch-compile``
 - :mod:`.aoti` — ``aoti`` (AOTInductor)
 - :mod:`.ort` — ``ort-cpu``, ``ort-cpu-int8``, ``ort-cuda``, ``ort-cuda-fp16``, ``ort-trt-fp16``
-- :mod:`.tensorrt` — ``trt-fp32``, ``trt-fp16``, ``trt-bf16``, ``trt-int8`` (when present)
+- :mod:`.tensorrt` — ``trt-fp32``, ``trt-fp16``, ``trt-bf16``, ``trt-int8`` (on Polygraphy)
 - :func:`runner_for` — a runner of an exported graph on any engine; :mod:`.codec` — the deployed codec.
 """
 
-import importlib.util
-
-from liccs.engines import aoti, ort, torch_engine  # noqa: F401  (registration)
+from liccs.engines import aoti, ort, tensorrt, torch_engine  # noqa: F401  (registration)
 from liccs.engines.base import ENGINES, EngineSpec, EngineUnavailable, Runner, TensorMeta, available_engines, get_engine
 from liccs.engines.factory import runner_for
-
-if importlib.util.find_spec("liccs.engines.tensorrt") is not None:  # written separately; never imports tensorrt
-    from liccs.engines import tensorrt  # noqa: F401
 
 __all__ = ["ENGINES", "EngineSpec", "EngineUnavailable", "Runner", "TensorMeta", "available_engines", "get_engine",
            "runner_for"]

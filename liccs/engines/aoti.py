@@ -17,6 +17,7 @@ import torch
 from liccs.engines.arrays import graph_meta, like_feed, to_torch
 from liccs.engines.base import ENGINES, Array, EngineSpec, Runner, TensorMeta
 from liccs.errors import InputError
+from liccs.export.aoti import AotiFromTorch
 from liccs.export.cache import ArtifactCache
 from liccs.export.errors import ArtifactError
 
@@ -63,8 +64,6 @@ def make_runner(artifact: Any, *, cache: ArtifactCache | None = None, name: str 
                 **_: Any) -> AotiRunner:
     """A GraphSpec (compiled into the cache) or a ``.pt2`` path with ``inputs`` metadata."""
     if hasattr(artifact, "module") and hasattr(artifact, "inputs"):
-        from liccs.export.aoti import AotiFromTorch
-
         return AotiRunner(AotiFromTorch(artifact, cache, DEVICE), graph_meta(artifact), artifact.outputs, name)
     if inputs is None:
         raise InputError(f"aoti: a package path ({artifact}) needs inputs={{name: TensorMeta}}")

@@ -1,8 +1,9 @@
 """CompressAI's sequential coding loop of autoregressive models (mbt2018, cheng2020), around stage runners.
 
 For each latent position (row by row) the ``context_step`` runner (the masked 5×5 context convolution
-without padding) sees the window of already coded ``ŷ`` and the ``entropy_parameters`` runner turns it (with ``h_s``'s params there) into the Gaussian's
-scale and mean; the scale picks the entropy table. This is CompressAI's ``_compress_ar``/``_decompress_ar``
+without padding) sees the window of already coded ``ŷ`` and the ``entropy_parameters`` runner turns it (with
+``h_s``'s params there) into the Gaussian's scale and mean; the scale picks the entropy table. This is
+CompressAI's ``_compress_ar``/``_decompress_ar``
 with the two networks replaced by runners, so the strings are interchangeable with CompressAI's own.
 One crc32 per latent row of the table indexes goes into the frame, so a decoder that drifts onto other
 tables is caught at the end of the first row it damages.

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from liccs.core import Registry, check_range
 from liccs.errors import EngineUnavailable, InputError  # noqa: F401  (EngineUnavailable re-exported)
-from liccs.zoo.registry import Registry
 
 Array = np.ndarray | torch.Tensor
 
@@ -46,20 +46,8 @@ def _dtype_name(x: Array) -> str:
     return np.dtype(x.dtype).name
 
 
-def value_bounds(t: torch.Tensor) -> tuple[float, float]:
-    """(min, max) of a non-empty ``t`` in one pass; both are NaN when ``t`` holds a NaN."""
-    lo, hi = torch.aminmax(t.detach())
-    return float(lo), float(hi)
-
-
 def _check_range(runner: str, key: str, x: Array, bounds: tuple[float, float]) -> None:
-    t = torch.as_tensor(x) if isinstance(x, np.ndarray) else x
-    if not t.numel():
-        return
-    lo, hi = value_bounds(t)
-    if not (bounds[0] <= lo and hi <= bounds[1]):  # False for NaN too
-        raise InputError(f"{runner}: input {key!r} must lie in [{bounds[0]}, {bounds[1]}]; got min {lo:.4g}, "
-                         f"max {hi:.4g}" + (" (it holds NaN)" if lo != lo else ""))
+    check_range(torch.as_tensor(x) if isinstance(x, np.ndarray) else x, f"{runner}: input {key!r}", bounds)
 
 
 class Runner(ABC):
@@ -144,7 +132,7 @@ class Runner(ABC):
     @abstractmethod
     def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]: ...
 
-    def deactivate_impl(self) -> None:
+    def deactivate_impl(self) -> None:  # noqa: B027 -- optional no-op hook; abstract would break Runners without it
         """Release what ``activate_impl`` acquired (default: nothing)."""
 
 

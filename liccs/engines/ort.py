@@ -20,6 +20,9 @@ from liccs.engines.base import ENGINES, Array, EngineSpec, Runner, TensorMeta
 from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
 from liccs.export.errors import ArtifactError
+from liccs.export.onnx import OnnxFromTorch, load_onnx
+from liccs.export.quantize import Fp16OnnxFromOnnx, Int8OnnxFromOnnx
+from liccs.paths import cache_dir
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(uint8)": "uint8", "tensor(int8)": "int8",
@@ -110,16 +113,12 @@ class OrtRunner(Runner):
 
 def has_qdq(path: Path) -> bool:
     """True when an ONNX file already holds QuantizeLinear/DequantizeLinear nodes."""
-    from liccs.export.onnx import load_onnx
-
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in load_onnx(path, check=False).graph.node)
 
 
 def _onnx_source(artifact: Any, cache: ArtifactCache | None, exporter: str) -> Any:
     """A GraphSpec becomes its OnnxFromTorch step; paths and steps pass through."""
     if hasattr(artifact, "module") and hasattr(artifact, "inputs"):
-        from liccs.export.onnx import OnnxFromTorch
-
         return OnnxFromTorch(artifact, cache, exporter)
     return artifact
 
@@ -139,8 +138,6 @@ def _factory(name: str, providers: Sequence[Any], variant: str | None = None):
         if variant == "int8":
             source = _int8_source(name, source, calibration, cache)
         elif variant == "fp16":
-            from liccs.export.quantize import Fp16OnnxFromOnnx
-
             source = Fp16OnnxFromOnnx(source, cache)
         return OrtRunner(source, providers, name, _ranges(artifact, value_ranges), threads, spinning)
 
@@ -148,8 +145,6 @@ def _factory(name: str, providers: Sequence[Any], variant: str | None = None):
 
 
 def _int8_source(name: str, source: Any, calibration: Any, cache: ArtifactCache | None) -> Any:
-    from liccs.export.quantize import Int8OnnxFromOnnx
-
     if not callable(source) and has_qdq(Path(source)):
         return source
     if not calibration:
@@ -159,8 +154,6 @@ def _int8_source(name: str, source: Any, calibration: Any, cache: ArtifactCache 
 
 
 def _trt_ep_options() -> dict[str, Any]:
-    from liccs.paths import cache_dir
-
     d = cache_dir() / "ort-trt-ep"
     return {"trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(d),
             "trt_timing_cache_enable": True, "trt_timing_cache_path": str(d)}

@@ -6,6 +6,7 @@ key therefore holds the torch version, the CPU and the compiler next to the sour
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.export import Dim
 
 from liccs.export.cache import Artifact, ArtifactCache
 from liccs.export.errors import ExportError
@@ -24,8 +26,6 @@ from liccs.export.onnx import dynamic_axes
 
 def compiler_id() -> str:
     """The C++ compiler AOTInductor would use (``$CXX`` or ``c++``/``g++``), with its version line."""
-    import os
-
     cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
     if not cxx:
         return "none"
@@ -51,8 +51,6 @@ class AotiFromTorch:
         return self.cache.get_or_build("aoti", self.graph.label, self.key(), ".pt2", self._build)
 
     def _build(self, path: Path) -> dict[str, Any]:
-        from torch.export import Dim
-
         if compiler_id() == "none" and self.device == "cpu":
             raise ExportError(f"{self.graph.label}: AOTInductor needs a C++ compiler (g++ or clang++); none found")
         example = {k: v.to(self.device) for k, v in self.graph.example().items()}

@@ -17,7 +17,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import onnx
 import torch
+from google.protobuf.message import DecodeError
+from torch.export import Dim
 
 from liccs.export.cache import Artifact, ArtifactCache
 from liccs.export.errors import ArtifactError, ExportError
@@ -45,8 +48,6 @@ def dynamic_axes(graph: GraphSpec) -> dict[str, dict[int, str]]:
 
 def load_onnx(path: str | Path, check: bool = True) -> Any:
     """Read (and check) an ONNX file; a missing, truncated or corrupt file raises :class:`ArtifactError`."""
-    import onnx
-    from google.protobuf.message import DecodeError
 
     path = Path(path)
     if not path.is_file():
@@ -91,10 +92,9 @@ def _frozen_axes(model: Any, graph: GraphSpec) -> list[str]:
 
 
 def _export_dynamo(graph: GraphSpec, path: Path, opset: int) -> None:
-    from torch.export import Dim
-
     if len(graph.inputs) != 1:
-        raise ExportError(f"{graph.label}: the dynamo path here handles one input (forward(x)), got {len(graph.inputs)}")
+        raise ExportError(f"{graph.label}: the dynamo path here handles one input (forward(x)), "
+                          f"got {len(graph.inputs)}")
     example = graph.example()
     dyn = {"x": {a: Dim.DYNAMIC for a in dynamic_axes(graph)[graph.inputs[0].name]}}
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():

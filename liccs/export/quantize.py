@@ -123,7 +123,6 @@ class Fp16OnnxFromOnnx:
     def _build(src: Path, dst: Path) -> dict[str, Any]:
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
-
         from onnxruntime.transformers.onnx_model import OnnxModel
 
         model = OnnxModel(convert_float_to_float16(load_onnx(src), keep_io_types=True))

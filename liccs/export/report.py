@@ -14,6 +14,7 @@ from liccs.export.cache import Artifact, ArtifactCache
 from liccs.export.errors import ExportError
 from liccs.export.graphs import GraphSpec, classifier_graph, codec_graphs, liccs_graph
 from liccs.export.onnx import OnnxFromTorch
+from liccs.manifest import write_json
 
 
 @dataclass
@@ -97,6 +98,4 @@ def export_codec(codec: nn.Module, cache: ArtifactCache | None = None, exporter:
 
 def write_report(report: ExportReport, path: str | Path) -> Path:
     """``export_report.json`` (atomic)."""
-    from liccs.manifest import write_json
-
     return write_json(path, report.to_dict())

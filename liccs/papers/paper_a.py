@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,6 +26,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from liccs.checks.predictors import predictors
 from liccs.config import ConfigError, RunConfig
 from liccs.papers.paper_a_attacks import craft, heldout_images
 from liccs.papers.paper_a_cells import (
@@ -40,12 +40,9 @@ from liccs.papers.paper_a_claims import claims
 from liccs.papers.paper_a_sampling import ablation, arch_ladders, run_sampling
 from liccs.papers.paper_a_tables import codec_parts
 from liccs.pipeline import codec_roundtrip, psnr
+from liccs.stage import Context, Exports, Names, Results, StageBase, StageResult, TableSpec, register
 
-if TYPE_CHECKING:
-    from liccs.run.exports import Exports
-    from liccs.run.setup import Context, Names
-
-TABLES: list[tuple[str, str, list[str] | None]] = [
+_TABLES: list[tuple[str, str, list[str] | None]] = [
     ("paper_a_claims", "Paper A, the declared claims: paired over images (Wilcoxon signed-rank, or exact McNemar "
      "for 0/1 outcomes), 95% BCa bootstrap CI of the mean difference, Holm-adjusted p across the family, minimum "
      "detectable effect (80% power) at this image count, and the verdict from the rule fixed before the run.",
@@ -71,6 +68,8 @@ TABLES: list[tuple[str, str, list[str] | None]] = [
     ("paper_a_cells", "Paper A, every evaluated cell (setting × source × target): ASR over the clean-correct images.",
      None),
 ]
+#: The report shows the paper stages' tables first (order 0), in this order.
+TABLES = tuple(TableSpec(n, c, tuple(cols) if cols else None, order=0) for n, c, cols in _TABLES)
 
 
 def check_config(cfg: RunConfig, names: Names) -> None:
@@ -140,8 +139,6 @@ def _subset(df: pd.DataFrame, st: Setting, **eq: object) -> pd.DataFrame:
 def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], out: Path, progress: bool = True,
               tables: dict[str, pd.DataFrame] | None = None) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Paper A's tables (see the module docstring) and one-line findings with their numbers."""
-    from liccs.run.transfers import predictors
-
     cfg, sc = ctx.cfg, ctx.cfg.sampling
     check_config(cfg, ctx.names)
     clf = cfg.models.classifier
@@ -188,7 +185,8 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
     chain = dist[dist["source_q"].isin(lq) & dist["target_q"].isin(lq)].assign(training="chain (fine-tuned)")
     indep = _subset(frame, focus, source=lineage, target=lineage).assign(training="independent")
     result = {
-        "paper_a_claims": claim_table, "paper_a_models": models_table(ctx, cells), "paper_a_sweep": sweep, "paper_a_distance": distance,
+        "paper_a_claims": claim_table, "paper_a_models": models_table(ctx, cells), "paper_a_sweep": sweep,
+        "paper_a_distance": distance,
         "paper_a_lineage": pd.concat([chain, indep], ignore_index=True)[
             ["training", "source_q", "target_q", "asr", "n_clean_correct"]],
         "paper_a_cross_arch": _subset(frame, focus, source=ladder, target=others),
@@ -216,3 +214,21 @@ def _ablation_lines(ab: pd.DataFrame, sc: object) -> list[str]:
                          f"(p {r['nonmember_spearman_p']:.2g}); other architectures: percentile "
                          f"{r['other_arch_percentile']:.2f}, ρ {r['other_arch_spearman']:+.2f}")
     return lines
+
+
+class PaperAStage(StageBase):
+    """Paper A (transferable LIC-resistant perturbations) as a stage of ``liccs run``, on by ``[sampling]``."""
+
+    name, section, order = "paper-a", "sampling", 50
+    tables = TABLES
+
+    def check(self, cfg: RunConfig, names: Names) -> None:
+        check_config(cfg, names)
+
+    def run(self, ctx: Context, results: Results) -> StageResult:
+        tables, notes = run_stage(ctx, results.exports, results.adversarial, ctx.out, ctx.progress,
+                                  tables=results.tables)
+        return StageResult(tables, notes=notes)
+
+
+register(PaperAStage())

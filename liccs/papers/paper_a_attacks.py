@@ -3,8 +3,8 @@ through one model or an ensemble of k qualities, at a :class:`~liccs.papers.pape
 
 Every attack takes the run's ``[attack]`` settings (norm, surrogate, objective, seed, random start), with eps,
 steps and step size from the setting. The ensembles count their *member gradient evaluations* (members × images,
-each forward/backward of the attack), so that every k-set can be shown to have had the same budget. Crafted images are cached under
-``<out>/adversarial/paper-a/`` by a key of everything that determines them; a re-run loads them.
+each forward/backward of the attack), so that every k-set can be shown to have had the same budget. Crafted images
+are cached under ``<out>/adversarial/paper-a/`` by a key of everything that determines them; a re-run loads them.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from liccs.attack.base import Attack, create_attack
 from liccs.attack.diversity import InputDiversity
 from liccs.attack.ensemble import Ensemble, EnsembleOutput
 from liccs.attack.eot import EoT
+from liccs.data import load_batch, open_source
 from liccs.export.cache import atomic_write
 from liccs.fileio import json_digest
 from liccs.papers.paper_a_cells import Setting
-from liccs.run.attacks import OBJECTIVES, device_key
-from liccs.run.setup import Context
+from liccs.stage import ATTACK_OBJECTIVES, Context, device_key
+from liccs.zoo import image_geometry
 
 
 class CountingEnsemble(Ensemble):
@@ -42,14 +43,14 @@ class CountingEnsemble(Ensemble):
 
 
 def make_attack(ctx: Context, target: nn.Module, fgsm: bool = False, setting: Setting | None = None) -> Attack:
-    """The run's attack on ``target`` (as :func:`liccs.run.attacks.craft` builds it), or FGSM at the same eps;
+    """The run's attack on ``target`` (as :func:`liccs.stages.attack.craft` builds it), or FGSM at the same eps;
     ``setting`` replaces its eps, steps and step size."""
     a = ctx.cfg.attack
     if a.eot_samples > 1:
         target = EoT(target, samples=a.eot_samples)
     eps = setting.eps if setting else a.eps
     steps, alpha = (setting.steps, setting.step_size) if setting else (a.steps, min(a.step_size, a.eps))
-    common: dict[str, Any] = dict(eps=eps, norm=a.norm, targeted=a.targeted, objective=OBJECTIVES[a.objective],
+    common: dict[str, Any] = dict(eps=eps, norm=a.norm, targeted=a.targeted, objective=ATTACK_OBJECTIVES[a.objective],
                                   seed=ctx.cfg.run.seed, diversity=InputDiversity() if a.input_diversity else None)
     if fgsm:
         return create_attack("fgsm", target, **common)
@@ -91,9 +92,6 @@ def craft(ctx: Context, out: Path, members: list[str], images: Tensor, labels: T
 def heldout_images(ctx: Context, n: int) -> tuple[Tensor, Tensor, str]:
     """``n`` images of ``data.source`` that are not among the run's images (evenly spaced over the rest), their
     labels, and a note; the run's own images (with a note saying so) when the source has none left."""
-    from liccs.data import load_batch, open_source
-    from liccs.run.setup import image_geometry
-
     source = open_source(ctx.cfg.data.source)
     used = set(ctx.image_names)
     free = [i for i in range(len(source)) if source.describe(i)[0] not in used]

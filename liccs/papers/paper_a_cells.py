@@ -5,7 +5,7 @@ ensemble ``a+b``, or the classifier alone) with one setting (eps, steps), evalua
 reference engine. Its outcome per image is 1 (the target classified the clean image correctly and the
 adversarial one wrongly), 0 (still correct) or NaN (the clean image was already wrong: not counted), so every
 contrast of two cells is paired over the same images (:mod:`liccs.stats`). ASR is the mean over the counted
-images, as in :func:`liccs.profiling.transfer.cell_metrics`. The images the targets receive are the attack's,
+images, as in :func:`liccs.checks.transfer.cell_metrics`. The images the targets receive are the attack's,
 rounded to 8 bits (what a deployed system receives).
 """
 
@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import spearmanr
 from torch import Tensor
 
+from liccs.checks.transfer import as_uint8_variant, top1
 from liccs.papers.paper_a_tables import codec_parts
-from liccs.profiling.transfer import as_uint8_variant, top1
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,6 @@ def ladder_pairs(ladder: Sequence[str], dq: Callable[[int], bool]) -> list[tuple
 
 def decay_slope(cells: Cells, setting: Setting, ladder: Sequence[str]) -> tuple[float, float]:
     """(least-squares slope of cell ASR against |Δq| over the ladder's off-diagonal cells, Spearman ρ)."""
-    from scipy.stats import spearmanr
-
     q = {c: codec_parts(c)[1] for c in ladder}
     x, y = [], []
     for s, t in ladder_pairs(ladder, lambda d: True):

@@ -33,7 +33,7 @@ from liccs.attack.saliency import (
 from liccs.papers.paper_a_attacks import craft
 from liccs.papers.paper_a_cells import Cells, Setting, nanmean
 from liccs.papers.paper_a_tables import BudgetError, codec_parts
-from liccs.run.setup import Context
+from liccs.stage import Context
 
 
 def arch_ladders(codecs: list[str]) -> dict[str, list[str]]:

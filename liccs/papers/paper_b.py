@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from torch import Tensor
@@ -40,15 +40,14 @@ from liccs.papers import paper_b_claims as C
 from liccs.papers import paper_b_tables as T
 from liccs.papers.paper_b_attacks import AttackSpec, craft
 from liccs.papers.paper_b_eval import Images, load_images
+from liccs.papers.paper_b_findings import findings
 from liccs.papers.paper_b_measure import measure, plain
-
-if TYPE_CHECKING:
-    from liccs.run.exports import Exports
-    from liccs.run.setup import Context, Names
+from liccs.stage import Context, Exports, Names, Results, StageBase, StageResult, TableSpec, register
+from liccs.zoo import parse_codec
 
 log = logging.getLogger("liccs")
 
-TABLES: list[tuple[str, str, list[str] | None]] = [
+_TABLES: list[tuple[str, str, list[str] | None]] = [
     ("paper_b_attack", "Paper B, attacks and the sign-noise control on each plain PyTorch codec: PSNR against the "
      "clean image, the attacked input and the clean image's plain reconstruction; bpp change (real bitstreams).",
      ["arch", "quality", "attack", "objective", "eps_255", "steps", "bpp", "psnr_clean", "psnr_input", "psnr_recon",
@@ -67,6 +66,8 @@ TABLES: list[tuple[str, str, list[str] | None]] = [
      ["claim", "effect", "ci_low", "ci_high", "p", "p_holm", "mde", "sesoi", "verdict"]),
     ("paper_b_images", "Paper B, every measurement per image (CSV: all rows).", None),
 ]
+#: The report shows the paper stages' tables first (order 0), in this order.
+TABLES = tuple(TableSpec(n, c, tuple(cols) if cols else None, order=0) for n, c, cols in _TABLES)
 
 
 def _fail(key: str, msg: str) -> ConfigError:
@@ -91,7 +92,8 @@ def attacked_codecs(cfg: RunConfig, codecs: list[str]) -> list[str]:
         if not 1 <= k <= len(family):
             raise _fail(f"defense.k[{i}]", f"K={k} is outside [1, {len(family)}] (the family's size)")
     if d.kway_k > len(pool) + 1:
-        raise _fail("defense.kway_k", f"K={d.kway_k} needs {d.kway_k - 1} transforms; defense.transforms has {len(pool)}")
+        raise _fail("defense.kway_k",
+                    f"K={d.kway_k} needs {d.kway_k - 1} transforms; defense.transforms has {len(pool)}")
     if not any(math.isclose(d.focus_eps, e, rel_tol=1e-9) for e in d.eps):
         raise _fail("defense.focus_eps", f"{d.focus_eps * 255:g}/255 must be one of defense.eps "
                     f"({', '.join(f'{e * 255:g}/255' for e in d.eps)})")
@@ -106,7 +108,6 @@ def attacked_codecs(cfg: RunConfig, codecs: list[str]) -> list[str]:
             if ":" in c or not q.isdigit() or int(q) not in COMPRESSAI_MSE_LAMBDAS:
                 raise _fail("defense.lmbda", f'"codec" takes CompressAI\'s MSE λ of the quality, which {c!r} has '
                             "not; set a number")
-    from liccs.zoo import parse_codec
 
     attacked = []
     for i, c in enumerate(d.attack_codecs):
@@ -126,7 +127,8 @@ def _defenses(cfg: RunConfig, codec: Any) -> tuple[dict[int, RandomKWayDefense],
     try:
         fam = transform_family(d.max_shift)
         randoms = {k: RandomKWayDefense(codec, k, family=fam, lmbda=lmbda, seed=cfg.run.seed) for k in sorted(set(d.k))}
-        kway = KWayDefense(codec, d.kway_k, transforms=d.transforms, lmbda=lmbda, seed=cfg.run.seed) if d.kway_k else None
+        kway = (KWayDefense(codec, d.kway_k, transforms=d.transforms, lmbda=lmbda, seed=cfg.run.seed)
+                if d.kway_k else None)
     except InputError as e:
         raise _fail("defense.lmbda", f"{e} (set a number)") from None
     return randoms, kway
@@ -170,8 +172,6 @@ def _tag(spec: AttackSpec | None) -> dict[str, Any]:
 def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], out: Path,
               progress: bool = True) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Paper B's experiments (see the module docstring): its tables by name, and one-line findings."""
-    from liccs.papers.paper_b_findings import findings
-    from liccs.zoo import parse_codec
 
     cfg, d = ctx.cfg, ctx.cfg.defense
     attacked = attacked_codecs(cfg, ctx.names.codecs)
@@ -216,9 +216,28 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
     fam = transform_family(d.max_shift)
     notes = [f"Paper B: {len(images.x)} images of {cfg.data.source}"
              + (f", centre {d.crop}×{d.crop} crops at full resolution" if d.crop else ", whole images")
-             + f"; PGD L∞, surrogate {d.surrogate}, {d.steps} steps at eps {', '.join(f'{e * 255:g}' for e in d.eps)}/255, "
-             f"strength ladder {d.strength_steps} at {d.focus_eps * 255:g}/255; attacked codecs: {', '.join(attacked)}; "
+             + f"; PGD L∞, surrogate {d.surrogate}, {d.steps} steps at eps "
+             f"{', '.join(f'{e * 255:g}' for e in d.eps)}/255, "
+             f"strength ladder {d.strength_steps} at {d.focus_eps * 255:g}/255; "
+             f"attacked codecs: {', '.join(attacked)}; "
              f"random defense K {d.k} over a family of {len(fam)} transforms ({randoms[kmax].header_bits}-bit header), "
              f"K-way (fixed) K={d.kway_k}; λ {'of each codec' if d.lmbda == 'codec' else d.lmbda}; adaptive "
              f"{', '.join(d.adaptive)} (EoT {d.eot_samples} draws, τ {d.tau:g}). Stage seconds: {clock}."]
     return tables, notes + findings(tables)
+
+
+class PaperBStage(StageBase):
+    """Paper B (a training-free defense for robust LIC) as a stage of ``liccs run``, on by ``[defense]``."""
+
+    name, section, order = "paper-b", "defense", 60
+    tables = TABLES
+
+    def check(self, cfg: RunConfig, names: Names) -> None:
+        check_config(cfg, names)
+
+    def run(self, ctx: Context, results: Results) -> StageResult:
+        tables, notes = run_stage(ctx, results.exports, results.adversarial, ctx.out, ctx.progress)
+        return StageResult(tables, notes=notes)
+
+
+register(PaperBStage())

@@ -37,7 +37,8 @@ def _per_image(df: pd.DataFrame, col: str) -> pd.Series:
     return df.groupby("image", sort=True)[col].mean()
 
 
-def contrasts(images: pd.DataFrame, eps_255: float, steps: int, margin: float) -> dict[str, tuple[pd.Series, pd.Series]]:
+def contrasts(images: pd.DataFrame, eps_255: float, steps: int,
+              margin: float) -> dict[str, tuple[pd.Series, pd.Series]]:
     """(a, b) per image of every claim (see the module docstring)."""
     t = images
     kmax = int(t[t["defense"] == "random"]["k"].max())
@@ -48,7 +49,8 @@ def contrasts(images: pd.DataFrame, eps_255: float, steps: int, margin: float) -
 
     def sel(attack: str, objective: str, defense: str) -> pd.DataFrame:
         k = 1 if defense == "none" else kmax
-        return at[(at["attack"] == attack) & (at["objective"] == objective) & (at["defense"] == defense) & (at["k"] == k)]
+        return at[(at["attack"] == attack) & (at["objective"] == objective) & (at["defense"] == defense)
+                  & (at["k"] == k)]
 
     out: dict[str, tuple[pd.Series, pd.Series]] = {}
     plain_clean = clean_att[clean_att["defense"] == "none"]

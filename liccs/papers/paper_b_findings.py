@@ -27,7 +27,8 @@ def attack_findings(t: pd.DataFrame) -> list[str]:
 def recoverable_findings(t: pd.DataFrame) -> list[str]:
     out = []
     for (atk, obj, steps), g in t.groupby(["attack", "objective", "steps"], sort=False):
-        out.append(f"Paper B recoverable damage, {atk} on {obj} ({steps} steps): damage {_f(g['damage_db'].mean())} dB; "
+        out.append(f"Paper B recoverable damage, {atk} on {obj} ({steps} steps): "
+                   f"damage {_f(g['damage_db'].mean())} dB; "
                    f"the defense recovers {_f(g['defense_recovers_db'].mean())} dB; recoverable by selection (oracle) "
                    f"{_f(g['recoverable_db'].mean())} dB (oracle gain {_f(g['oracle_gain_db'].mean())} dB), "
                    f"{_f(g['unrecoverable_db'].mean())} dB no candidate undoes.")

@@ -116,7 +116,8 @@ def clean_cost_table(s: pd.DataFrame) -> pd.DataFrame:
                      "images": r["images"], "bpp_plain": p["bpp"], "bpp_defended": r["bpp"],
                      "bpp_change_pct": (r["bpp"] / p["bpp"] - 1) * 100, "psnr_plain": p["psnr_clean"],
                      "psnr_defended": r["psnr_clean"], "psnr_change": r["psnr_clean"] - p["psnr_clean"],
-                     "nonidentity": r["nonidentity"], "encode_s_plain": p["encode_s"], "encode_s_defended": r["encode_s"],
+                     "nonidentity": r["nonidentity"], "encode_s_plain": p["encode_s"],
+                     "encode_s_defended": r["encode_s"],
                      "encode_overhead": r["encode_s"] / p["encode_s"] if p["encode_s"] else math.nan})
     return pd.DataFrame(rows).sort_values(["arch", "defense", "k", "quality"], ignore_index=True)
 

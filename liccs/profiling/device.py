@@ -6,8 +6,8 @@ import platform
 import re
 import resource
 import sys
-from pathlib import Path
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch

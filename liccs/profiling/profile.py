@@ -29,6 +29,7 @@ from liccs.profiling.timer import TimerConfig, measure
 
 StageLike = Callable[[], Any] | tuple[Runner, Mapping[str, Array]]
 END_TO_END = "end-to-end"
+DEFAULT_TIMER_CONFIG = TimerConfig()  # frozen, so one shared default instance is safe
 
 
 def as_callable(stage: StageLike, name: str = "stage") -> Callable[[], Any]:
@@ -48,7 +49,7 @@ def as_callable(stage: StageLike, name: str = "stage") -> Callable[[], Any]:
     return stage
 
 
-def profile_stages(stages: Mapping[str, StageLike], config: TimerConfig = TimerConfig(), *, batch_size: int = 1,
+def profile_stages(stages: Mapping[str, StageLike], config: TimerConfig = DEFAULT_TIMER_CONFIG, *, batch_size: int = 1,
                    image_shape: tuple[int, int] | None = None, end_to_end: StageLike | None = None,
                    meta: Mapping[str, Any] | None = None, env: bool = True, progress: bool = True) -> pd.DataFrame:
     """Time every stage (and the end-to-end callable, if given) one after the other.
@@ -103,7 +104,7 @@ def dominant_stages(table: pd.DataFrame, by: Sequence[str] = ("engine",), metric
 
 
 def sweep(make_stages: Callable[[int, tuple[int, int]], Mapping[str, StageLike]], batch_sizes: Iterable[int],
-          resolutions: Iterable[tuple[int, int]], config: TimerConfig = TimerConfig(), *,
+          resolutions: Iterable[tuple[int, int]], config: TimerConfig = DEFAULT_TIMER_CONFIG, *,
           make_end_to_end: Callable[[int, tuple[int, int]], StageLike] | None = None,
           meta: Mapping[str, Any] | None = None, env: bool = False, progress: bool = True) -> pd.DataFrame:
     """:func:`profile_stages` at every (batch size, (H, W)); ``make_stages(batch, (h, w))`` builds the stages.

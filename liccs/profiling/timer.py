@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -231,8 +232,6 @@ class TimingResult:
 
 def to_frame(results: list[TimingResult], env: bool = True):  # -> pandas.DataFrame
     """Rows of :meth:`TimingResult.to_dict`."""
-    import pandas as pd
-
     return pd.DataFrame([r.to_dict(env=env) for r in results])
 
 

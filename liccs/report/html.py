@@ -14,9 +14,12 @@ from typing import Any
 import pandas as pd
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#222}
-h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
-.meta{color:#555;font-size:.85rem}.notes{background:#fff8e1;border-left:4px solid #f0b400;padding:.5rem 1rem;margin:1rem 0}
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;\
+max-width:1100px;padding:0 1rem;color:#222}
+h1{font-size:1.6rem;margin-bottom:.2rem}\
+h2{font-size:1.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+.meta{color:#555;font-size:.85rem}\
+.notes{background:#fff8e1;border-left:4px solid #f0b400;padding:.5rem 1rem;margin:1rem 0}
 .skipped{background:#fdecea;border-left:4px solid #d93025;padding:.5rem 1rem;margin:1rem 0}
 figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85rem;color:#555}
 table{border-collapse:collapse;font-size:.78rem;margin:.5rem 0;display:block;overflow-x:auto}

@@ -55,7 +55,8 @@ def asr_heatmaps(table: pd.DataFrame, *, value: str = "asr", panel: str = "engin
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     sources, targets = list(dict.fromkeys(table[row])), list(dict.fromkeys(table[col]))
-    fig = Figure(figsize=(1.2 + 0.75 * len(targets) * ncols + 1.2 * ncols, 0.9 + 0.55 * len(sources) * nrows + 0.9 * nrows),
+    fig = Figure(figsize=(1.2 + 0.75 * len(targets) * ncols + 1.2 * ncols,
+                          0.9 + 0.55 * len(sources) * nrows + 0.9 * nrows),
                  layout="constrained")
     image = None
     for i, p in enumerate(panels):
@@ -121,7 +122,8 @@ def latency_bars(table: pd.DataFrame, *, label: Sequence[str] = ("engine", "stag
 
 
 def throughput_vs_batch(table: pd.DataFrame, *, x: str = "batch_size", y: str = "images_per_s",
-                        series: Sequence[str] = ("engine", "stage"), title: str = "Throughput against batch size") -> bytes:
+                        series: Sequence[str] = ("engine", "stage"),
+                        title: str = "Throughput against batch size") -> bytes:
     """Lines of ``y`` against ``x`` (log2 axis), one per ``series`` combination."""
     series = [c for c in series if c in table.columns]
     _require(table, [x, y], "throughput_vs_batch")

@@ -114,7 +114,8 @@ class Report:
         return added
 
     def write(self, out: str | os.PathLike[str], **manifest_extra: Any) -> dict[str, Path]:
-        """Write the folder; returns the written files by role (``html``, ``md``, ``manifest``, ``table:NAME.csv``...)."""
+        """Write the folder; returns the written files by role (``html``, ``md``, ``manifest``,
+        ``table:NAME.csv``...)."""
         out = Path(out)
         (out / "tables").mkdir(parents=True, exist_ok=True)
         files: dict[str, Path] = {}
@@ -131,7 +132,8 @@ class Report:
             fig_names.append(p.name)
         man = make_manifest(self.config, report={
             "title": self.title, "notes": self.notes, "skipped": [{"name": n, "reason": r} for n, r in self.skipped],
-            "tables": {n: {"rows": len(t.df), "columns": [str(c) for c in t.df.columns]} for n, t in self.tables.items()},
+            "tables": {n: {"rows": len(t.df), "columns": [str(c) for c in t.df.columns]}
+                       for n, t in self.tables.items()},
             "figures": fig_names,
             "parquet": "written" if parquet_available() else "skipped: pyarrow is not installed",
         }, **manifest_extra)

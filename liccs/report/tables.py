@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from liccs.errors import InputError
@@ -33,12 +34,14 @@ def write_table(df: pd.DataFrame, folder: Path, name: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     stem = slug(name)
     paths = [atomic_write(folder / f"{stem}.csv", lambda p: df.to_csv(p, index=False)),
-             atomic_write(folder / f"{stem}.json", lambda p: df.to_json(p, orient="records", indent=1, default_handler=str))]
+             atomic_write(folder / f"{stem}.json",
+                          lambda p: df.to_json(p, orient="records", indent=1, default_handler=str))]
     if parquet_available():
         # object columns of mixed types (None next to str) are stored as text
         safe = df.copy()
-        for col in safe.columns[safe.dtypes == object]:
-            safe[col] = safe[col].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+        for col in safe.columns[safe.dtypes == np.dtype(object)]:
+            safe[col] = safe[col].map(
+                lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
         paths.append(atomic_write(folder / f"{stem}.parquet", lambda p: safe.to_parquet(p, index=False)))
     return paths
 

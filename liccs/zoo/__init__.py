@@ -14,14 +14,15 @@ import torch
 from torch import nn
 
 from liccs.errors import WeightsError
+from liccs.zoo import mini as _mini  # noqa: F401,E402  (registers the offline mini zoo: mini-…)
 from liccs.zoo.classifiers import CLASSIFIERS, Classifier, ClassifierEntry, PreprocessConfig
 from liccs.zoo.codecs import CODECS, CodecEntry, CodecSpec, convert_compressai_state, parse_codec
 from liccs.zoo.weights import WeightsInfo, load_checkpoint, load_state, sha256_of
-from liccs.zoo import mini as _mini  # noqa: F401,E402  (registers the offline mini zoo: mini-…)
 
 Weights = str | os.PathLike[str]
 
 __all__ = [
+    "image_geometry",
     "CLASSIFIERS",
     "CODECS",
     "Classifier",
@@ -136,3 +137,15 @@ def load_classifier(
     model.liccs_name = name
     model.liccs_weights = info
     return model
+
+
+def image_geometry(codecs: dict[str, nn.Module], classifier: nn.Module) -> tuple[int | None, int | None, str]:
+    """(resize, crop, interpolation) the images are loaded at: the codecs' training geometry (mini CIFAR: 64,
+    nearest), else the classifier's."""
+    extras = [CODECS.get(c.split("@")[0]).extra for c in codecs]
+    sizes = {(e.get("image_size"), e.get("upsample", "bilinear")) for e in extras}
+    if len(sizes) == 1 and None not in next(iter(sizes)):
+        s, mode = sizes.pop()
+        return s, s, mode
+    cfg = classifier.preprocess.cfg
+    return cfg.resize, cfg.crop, cfg.interpolation

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+import torchvision
 from torch import Tensor, nn
 
-from liccs.zoo.registry import Registry
+from liccs.core import Registry, resize_center_crop
+from liccs.zoo.weights import resolve_pretrained
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -53,29 +54,11 @@ class Preprocess(nn.Module):
 
 
 def to_geometry(x: Tensor, cfg: PreprocessConfig) -> Tensor:
-    """The geometric part of ``cfg`` on a float batch ``[N, 3, H, W]`` (no normalization); a no-op at ``crop × crop``."""
+    """The geometric part of ``cfg`` on a float batch ``[N, 3, H, W]`` (no normalization); a no-op at
+    ``crop × crop``."""
     if cfg.crop is None or tuple(x.shape[-2:]) == (cfg.crop, cfg.crop):
         return x
     return resize_center_crop(x, cfg.resize or cfg.crop, cfg.crop, cfg.interpolation)
-
-
-def resize_center_crop(x: Tensor, resize: int, crop: int, interpolation: str = "bilinear") -> Tensor:
-    """Resize the shorter side to ``resize``, then centre-crop ``crop × crop``.
-
-    ``bilinear``/``bicubic`` are antialiased (torchvision's default); ``nearest`` and ``area`` are the exact
-    pair the CIFAR-scale mini zoo uses: a 2× nearest upsample followed by ``area`` (2×2 mean) gives back
-    the original pixels, so the codec is the only thing between the image and the classifier.
-    """
-    h, w = x.shape[-2:]
-    scale = resize / min(h, w)
-    nh, nw = max(crop, round(h * scale)), max(crop, round(w * scale))
-    if (nh, nw) != (h, w):
-        if interpolation in ("nearest", "area"):
-            x = F.interpolate(x, size=(nh, nw), mode=interpolation)
-        else:
-            x = F.interpolate(x, size=(nh, nw), mode=interpolation, antialias=True, align_corners=False)
-    top, left = (nh - crop) // 2, (nw - crop) // 2
-    return x[..., top : top + crop, left : left + crop]
 
 
 class Classifier(nn.Module):
@@ -120,8 +103,6 @@ TORCHVISION_MODELS = (
 
 
 def _torchvision_entry(name: str) -> ClassifierEntry:
-    import torchvision
-
     weights = torchvision.models.get_model_weights(name).DEFAULT
     t = weights.transforms()
     preprocess = PreprocessConfig(
@@ -133,8 +114,6 @@ def _torchvision_entry(name: str) -> ClassifierEntry:
     )
 
     def pretrained() -> Path:
-        from liccs.zoo.weights import resolve_pretrained
-
         return resolve_pretrained(weights.url, f"{name} ({weights})")
 
     return ClassifierEntry(

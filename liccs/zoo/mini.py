@@ -35,6 +35,7 @@ from liccs.zoo.classifiers import CLASSIFIERS, ClassifierEntry, PreprocessConfig
 from liccs.zoo.codecs import CODECS, CodecEntry
 from liccs.zoo.train_classifier import CIFAR_MEAN, CIFAR_STD, ClassifierTrainConfig, ResNet9, train_classifier
 from liccs.zoo.train_codec import ARCHS, LAMBDAS, LadderConfig, build_codec, train_ladder
+from liccs.zoo.train_data import cifar10_tensors, natural_crops
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +148,6 @@ LADDER_CONFIGS: dict[str, MiniLadder] = {
 
 
 def _load_train_images(cfg: LadderConfig | ClassifierTrainConfig, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    from liccs.zoo.train_data import cifar10_tensors, natural_crops
-
     if isinstance(cfg, LadderConfig) and cfg.data.startswith("imagenet-crops-"):
         imgs = natural_crops(int(cfg.data.rsplit("-", 1)[1]), cfg.train_limit or 4, cfg.seed, progress)
         return imgs, torch.zeros(len(imgs), dtype=torch.long)
@@ -256,7 +255,8 @@ def _register() -> None:
         CODECS.register(ml.name, CodecEntry(
             arch=ml.name, family=ARCHS[c.arch][1], qualities=c.qualities, build=build, pretrained=pretrained,
             description=ml.description,
-            extra={**WEIGHTS_SOURCE, "base_arch": c.arch, **(_CIFAR_GEOMETRY if c.data.startswith("cifar10-64") else {}),
+            extra={**WEIGHTS_SOURCE, "base_arch": c.arch,
+                   **(_CIFAR_GEOMETRY if c.data.startswith("cifar10-64") else {}),
                    "lambdas": {q: LAMBDAS[q] for q in c.qualities}},
         ))
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 from tqdm.auto import tqdm
 
 from liccs.data import kodak, to_float
@@ -23,6 +25,7 @@ from liccs.pipeline import codec_forward, psnr
 from liccs.zoo import load_classifier, load_codec
 from liccs.zoo import mini_store as store
 from liccs.zoo.mini import MiniClassifier, MiniLadder
+from liccs.zoo.mini_report_render import render
 from liccs.zoo.train_classifier import accuracy
 from liccs.zoo.train_codec import LAMBDAS, cifar_to_codec_input, evaluate_roundtrip
 from liccs.zoo.train_data import cifar10_tensors
@@ -86,58 +89,56 @@ def evaluate_classifier(mc: MiniClassifier, x: torch.Tensor, y: torch.Tensor, pr
             "weights": str(clf.liccs_weights), "config": meta.get("config"), "log": _curve_log(meta)}
 
 
+def _evaluate_ladder(ml: MiniLadder, desc: str, progress: bool,
+                     evaluate: Callable[[nn.Module, dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """Every quality of ``ml``: ``evaluate(codec, training meta)`` gives its row's measures (untrained qualities
+    get ``trained: False``), with the ladder's training wall and CPU time and loss curves."""
+    rows, cpus, logs = [], [], {}
+    walls: float | None = 0.0
+    for q in tqdm(ml.config.qualities, desc=desc, disable=not progress, leave=False):
+        if not available(ml.entry_name(q), ml.key):
+            rows.append({"quality": q, "trained": False})
+            continue
+        meta = store.read_meta(ml.entry_name(q), ml.key) or {}  # {}: committed weights, no training record
+        walls = None if walls is None or "wall_s" not in meta else walls + meta["wall_s"]
+        cpus.append(meta.get("cpu_s"))
+        logs[q] = _curve_log(meta)
+        rows.append({"quality": q, "trained": True, "lambda": LAMBDAS[q],
+                     **evaluate(load_codec(ml.entry_name(q)), meta)})
+    cpu = sum(cpus) if cpus and None not in cpus else None
+    return {"name": ml.name, "rows": rows, "train_wall_s": walls, "train_cpu_s": cpu, "logs": logs}
+
+
 def evaluate_cifar_ladder(ml: MiniLadder, clf: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                           progress: bool) -> dict[str, Any]:
     """bpp, PSNR (real entropy coding, 64×64) and LICCS accuracy per quality on the images ``x``."""
     xin = cifar_to_codec_input(x)
-    rows, cpus, logs = [], [], {}
-    walls: float | None = 0.0
-    for q in tqdm(ml.config.qualities, desc=f"evaluating {ml.name}", disable=not progress, leave=False):
-        if not available(ml.entry_name(q), ml.key):
-            rows.append({"quality": q, "trained": False})
-            continue
-        meta = store.read_meta(ml.entry_name(q), ml.key) or {}  # {}: committed weights, no training record
-        walls = None if walls is None or "wall_s" not in meta else walls + meta["wall_s"]
-        cpus.append(meta.get("cpu_s"))
-        logs[q] = _curve_log(meta)
-        codec = load_codec(ml.entry_name(q))
+
+    def measure(codec: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
         r = evaluate_roundtrip(codec, xin, 200, classify=clf)
         with torch.no_grad():
             est = torch.cat([codec_forward(codec, xin[i : i + 200], "hard").bpp() for i in range(0, len(xin), 200)])
-        rows.append({"quality": q, "trained": True, "lambda": LAMBDAS[q], "bpp": r["bpp"],
-                     "bpp_likelihood_estimate": est.mean().item(), "psnr": r["psnr"],
-                     "liccs_top1": (r["pred"] == y).float().mean().item(), "train_wall_s": meta.get("wall_s"),
-                     "weights": "cache" if meta else "committed"})
-    cpu = sum(cpus) if cpus and None not in cpus else None
-    return {"name": ml.name, "rows": rows, "train_wall_s": walls, "train_cpu_s": cpu, "logs": logs}
+        return {"bpp": r["bpp"], "bpp_likelihood_estimate": est.mean().item(), "psnr": r["psnr"],
+                "liccs_top1": (r["pred"] == y).float().mean().item(), "train_wall_s": meta.get("wall_s"),
+                "weights": "cache" if meta else "committed"}
+
+    return _evaluate_ladder(ml, f"evaluating {ml.name}", progress, measure)
 
 
 def evaluate_natural_ladder(ml: MiniLadder, images: list[torch.Tensor], progress: bool) -> dict[str, Any]:
     """bpp and PSNR per quality on Kodak (real entropy coding), each image coded on its own."""
-    rows, cpus, logs = [], [], {}
-    walls: float | None = 0.0
-    for q in tqdm(ml.config.qualities, desc=f"evaluating {ml.name} on Kodak", disable=not progress, leave=False):
-        if not available(ml.entry_name(q), ml.key):
-            rows.append({"quality": q, "trained": False})
-            continue
-        meta = store.read_meta(ml.entry_name(q), ml.key) or {}  # {}: committed weights, no training record
-        walls = None if walls is None or "wall_s" not in meta else walls + meta["wall_s"]
-        cpus.append(meta.get("cpu_s"))
-        logs[q] = _curve_log(meta)
-        codec = load_codec(ml.entry_name(q))
+
+    def measure(codec: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
         res = [evaluate_roundtrip(codec, to_float(img)[None], 1) for img in images]
-        rows.append({"quality": q, "trained": True, "lambda": LAMBDAS[q],
-                     "bpp": float(np.mean([r["bpp"] for r in res])), "psnr": float(np.mean([r["psnr"] for r in res])),
-                     "train_wall_s": meta.get("wall_s")})
-    cpu = sum(cpus) if cpus and None not in cpus else None
-    return {"name": ml.name, "rows": rows, "train_wall_s": walls, "train_cpu_s": cpu, "logs": logs}
+        return {"bpp": float(np.mean([r["bpp"] for r in res])), "psnr": float(np.mean([r["psnr"] for r in res])),
+                "train_wall_s": meta.get("wall_s")}
+
+    return _evaluate_ladder(ml, f"evaluating {ml.name} on Kodak", progress, measure)
 
 
 def write_report(members: list[MiniClassifier | MiniLadder], out_dir: str | Path, walls: dict[str, float],
                  eval_images: int = 2000, progress: bool = True) -> dict[str, Any]:
     """Evaluate ``members`` from the cache and write report.md, results.json, rd.csv, plots and manifest.json."""
-    from liccs.zoo.mini_report_render import render
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -168,7 +168,8 @@ def render(results: dict[str, Any], out: Path) -> None:
           "Models trained by `liccs zoo train` on the shared data (CIFAR-10 train, imagenet-samples crops); "
           "evaluated on CIFAR-10 test and Kodak through the real entropy coder (`compress`/`decompress`). "
           "Written by `liccs.zoo.mini_report`; numbers come from the run recorded in `manifest.json`.", ""]
-    md += ["## Classifier", "", "| model | clean top-1 (10k test) | top-1 at 64×64 LICCS geometry | train wall (s) | bar ≥ 85% |",
+    md += ["## Classifier", "",
+           "| model | clean top-1 (10k test) | top-1 at 64×64 LICCS geometry | train wall (s) | bar ≥ 85% |",
            "|---|---|---|---|---|"]
     for c in results["classifiers"]:
         md.append(f"| {c['name']} | {100 * c['top1']:.2f}% | {100 * c['top1_at_64']:.2f}% | "
@@ -203,7 +204,8 @@ def render(results: dict[str, Any], out: Path) -> None:
         at64 = [c["top1_at_64"] for c in results["classifiers"] if c["name"] == results.get("liccs_classifier")]
         if at64:
             md += ["", f"For reference, the classifier alone on the 64×64 geometry without a codec (CIFAR upsampled "
-                   f"2× nearest, then its own area resize back to 32×32, an exact inverse pair), all 10k test images: {100 * at64[0]:.2f}%."]
+                   f"2× nearest, then its own area resize back to 32×32, an exact inverse pair), all 10k test images: "
+                   f"{100 * at64[0]:.2f}%."]
         md += ["", "Quality bars:", "", *bars, ""]
     if results["natural_ladders"]:
         md += ["## Natural-image ladders on Kodak (24 images) against Pillow JPEG", "",

@@ -104,7 +104,8 @@ def committed(name: str, key: str) -> Path | None:
 
 def export_fp16(names_keys: list[tuple[str, str]], out_dir: Path = COMMITTED_DIR,
                 replace: bool = False) -> dict[str, Any]:
-    """Copy cached models as fp16 state dicts (small and integer tensors unchanged) into ``out_dir`` with ``index.json``.
+    """Copy cached models as fp16 state dicts (small and integer tensors unchanged) into ``out_dir`` with
+    ``index.json``.
     ``replace``: the index holds exactly these models afterwards; the files of the others are removed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     index_path = out_dir / "index.json"

@@ -50,14 +50,16 @@ def select(names: list[str] | None, seed: int | None = None) -> list[MiniClassif
         elif n in LADDER_CONFIGS:
             m = LADDER_CONFIGS[n]
         else:
-            raise InputError(f"unknown mini-zoo model {n!r}; valid: {', '.join([*CLASSIFIER_CONFIGS, *LADDER_CONFIGS])}")
+            raise InputError(f"unknown mini-zoo model {n!r}; "
+                             f"valid: {', '.join([*CLASSIFIER_CONFIGS, *LADDER_CONFIGS])}")
         if seed is not None and seed != m.config.seed:
             m = replace(m, config=replace(m.config, seed=seed))
         out.append(m)
     return out
 
 
-def train_zoo(members: list[MiniClassifier | MiniLadder], device: str = "cpu", progress: bool = True) -> dict[str, float]:
+def train_zoo(members: list[MiniClassifier | MiniLadder], device: str = "cpu",
+              progress: bool = True) -> dict[str, float]:
     """Train every member missing from the cache; returns the wall seconds each took in this call."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda was asked for but no CUDA GPU is visible")

@@ -20,7 +20,8 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
 def _conv_bn(cin: int, cout: int, pool: bool = False) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                               nn.ReLU(inplace=True)]
     if pool:
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
@@ -119,7 +120,8 @@ def train_classifier(
     model = ResNet9(cfg.width).to(device).to(memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.dim() > 1]
     no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0}],
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                           {"params": no_decay, "weight_decay": 0}],
                           lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     steps_per_epoch = len(images) // cfg.batch_size
     total = steps_per_epoch * cfg.epochs if max_steps is None else max_steps

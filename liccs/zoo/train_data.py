@@ -6,6 +6,7 @@ Natural-image crops come from ``imagenet-samples`` only (Kodak is the test set a
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -33,7 +34,6 @@ def _cached_tensors(path: Path) -> dict[str, Tensor] | None:
     meta = path.with_suffix(".json")
     if not (path.is_file() and meta.is_file()):
         return None
-    import json
 
     if json.loads(meta.read_text()).get("sha256") != sha256_of(path):
         log.warning("cached data %s does not match its recorded sha256; rebuilding it", path)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from liccs.attack import ATTACKS, PGD, EoT, FGSM, InputDiversity, create_attack
+from liccs.attack import ATTACKS, FGSM, PGD, EoT, InputDiversity, create_attack
 from liccs.attack.randomness import bind_generators
 from liccs.pipeline import LICCS
 from tests.attack.conftest import tiny_codec

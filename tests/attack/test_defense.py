@@ -69,7 +69,7 @@ def test_k1_is_bit_identical_to_the_plain_codec(codec_kind, images):
         if codec_kind == "tiny":
             ref, nbytes = codec_roundtrip(codec, x)
         else:
-            from liccs.data import crop_to, pad_to_multiple
+            from liccs.core import crop_to, pad_to_multiple
 
             xp, size = pad_to_multiple(x, 64)
             out = codec.compress(xp)

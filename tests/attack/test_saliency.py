@@ -10,8 +10,16 @@ import pytest
 import torch
 from scipy.interpolate import PchipInterpolator
 
-from liccs.attack.saliency import (SCORES, AsrMatrix, Coverage, enumerate_sets, random_baseline, saliency_attack,
-                                   score_sets, select_sources)
+from liccs.attack.saliency import (
+    SCORES,
+    AsrMatrix,
+    Coverage,
+    enumerate_sets,
+    random_baseline,
+    saliency_attack,
+    score_sets,
+    select_sources,
+)
 from liccs.errors import InputError, UnknownNameError
 
 HP = [f"bmshj2018-hyperprior@q{q}" for q in range(1, 9)]

@@ -11,7 +11,7 @@ from torch import nn
 from liccs.zoo import CODECS, load_codec
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def codec(name: str) -> nn.Module:
     """A codec with random weights, loaded once per test session (tests must not modify it)."""
     return load_codec(name, "random")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from liccs.checks.crossdecode import cross_decode
 from liccs.engines.autoregressive import single_thread
 from liccs.engines.base import Runner
 from liccs.engines.bitstream import BitstreamError, unframe
 from liccs.engines.codec import DeployedCodec, bpp
-from liccs.engines.crossdecode import cross_decode
 from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
 from liccs.pipeline import codec_roundtrip

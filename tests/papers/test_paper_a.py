@@ -15,7 +15,7 @@ from torch import nn
 
 from liccs import stats
 from liccs.config import ConfigError, load_config
-from liccs.run.setup import RunError
+from liccs.jobs.run_setup import RunError
 from liccs.papers import paper_a
 from liccs.papers.paper_a_cells import Cells, Setting, ladder_pairs
 from liccs.papers.paper_a_claims import claims
@@ -128,17 +128,17 @@ def test_counting_ensemble_counts_member_gradient_evaluations() -> None:
 
 
 def test_bad_sampling_config_is_refused_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    import liccs.run
+    import liccs.jobs.run as run_job
 
-    monkeypatch.setattr(liccs.run, "load_context", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(run_job, "load_context", lambda *a, **k: pytest.fail("work started"))
     with pytest.raises(ConfigError, match=r"sampling\.k\[1\].*k=3 is more than the 2 candidate"):
-        liccs.run.run_config(CONFIG, quick=True, overrides=["sampling.k=[1, 3]"], progress=False)
+        run_job.run_config(CONFIG, quick=True, overrides=["sampling.k=[1, 3]"], progress=False)
     with pytest.raises(ConfigError, match=r"sampling\.arch.*valid: mini-tiny-bmshj2018-hyperprior"):
-        liccs.run.run_config(CONFIG, quick=True, overrides=['sampling.arch="nope"'], progress=False)
+        run_job.run_config(CONFIG, quick=True, overrides=['sampling.arch="nope"'], progress=False)
     with pytest.raises(ConfigError, match=r"sampling\.candidates\[0\]: q5"):
-        liccs.run.run_config(CONFIG, quick=True, overrides=["sampling.candidates=[5]"], progress=False)
+        run_job.run_config(CONFIG, quick=True, overrides=["sampling.candidates=[5]"], progress=False)
     with pytest.raises(RunError, match="export.enabled is false"):
-        liccs.run.run_config(CONFIG, quick=True, overrides=["attack.enabled=true", "transfer.enabled=true"],
+        run_job.run_config(CONFIG, quick=True, overrides=["attack.enabled=true", "transfer.enabled=true"],
                              progress=False)
     with pytest.raises(ConfigError, match=r"sampling\.images"):
         load_config(CONFIG, quick=True, overrides=["sampling.images=0"])
@@ -158,8 +158,8 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Pa
 def test_quick_run_writes_every_table_and_the_claims(quick_run: Path) -> None:
     for f in ("manifest.json", "report.md", "report.html"):
         assert (quick_run / f).stat().st_size > 0, f
-    for name, _, _ in paper_a.TABLES:
-        assert (quick_run / "tables" / f"{name}.csv").is_file(), name
+    for spec in paper_a.TABLES:
+        assert (quick_run / "tables" / f"{spec.name}.csv").is_file(), spec.name
     cl = pd.read_csv(quick_run / "tables" / "paper_a_claims.csv")
     assert len(cl) == 6 and set(cl["verdict"]) <= {stats.HOLDS, stats.REVERSED, stats.NOT_HELD, stats.UNDECIDED}
     md = (quick_run / "report.md").read_text()

@@ -40,10 +40,10 @@ def quick(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
 def test_quick_run_writes_every_table_and_report_file(quick: Path) -> None:
     for f in ("manifest.json", "report.md", "report.html"):
         assert (quick / f).stat().st_size > 0, f
-    for name, _, cols in paper_b.TABLES:
-        df = pd.read_csv(quick / "tables" / f"{name}.csv")
-        assert len(df), name
-        assert set(cols or []) <= set(df.columns), name
+    for spec in paper_b.TABLES:
+        df = pd.read_csv(quick / "tables" / f"{spec.name}.csv")
+        assert len(df), spec.name
+        assert set(spec.columns or []) <= set(df.columns), spec.name
     md = (quick / "report.md").read_text()
     assert "Paper B pgd on distortion" in md and "Paper B claim defense-raises-psnr" in md
     man = json.loads((quick / "manifest.json").read_text())
@@ -96,7 +96,7 @@ def test_bd_rate_known_cases() -> None:
     ("defense.eps=[]", "defense.eps"),
 ])
 def test_bad_defense_keys_are_refused_naming_the_key(override: str, key: str) -> None:
-    from liccs.run import check_names
+    from liccs.jobs.run import check_names
 
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
         cfg = load_config(CONFIG, quick=True, overrides=[override])

@@ -9,21 +9,20 @@ import math
 import pytest
 import torch
 
-from liccs.cli import main
-from liccs.data import kodak, to_float
-from liccs.export.cache import ArtifactCache
-from liccs.export.graphs import codec_graphs, stage_feeds
-from liccs.pipeline import codec_family
-from liccs.profiling.parity import (
+from liccs.checks.parity import (
     ParityRecord,
     Tolerance,
     check_deployed,
     check_graph,
     compare,
-    format_table,
     judge,
-    write_parity,
 )
+from liccs.cli import main
+from liccs.data import kodak, to_float
+from liccs.export.cache import ArtifactCache
+from liccs.export.graphs import codec_graphs, stage_feeds
+from liccs.families import family_of
+from liccs.jobs.export import format_table, write_parity
 from tests.engines.helpers import SMALL, codec, lowest_highest
 
 
@@ -54,7 +53,7 @@ def test_every_codec_passes_parity_on_ort_cpu(name, kodak_crop, sweep_cache):
     ``reconstruct`` graph, or, for autoregressive models, the deployed codec (their decoder is a loop)."""
     model = codec(name)
     tol = Tolerance(max_abs_err=1e-3)
-    if codec_family(model) == "autoregressive":
+    if family_of(model).is_sequential:
         (rec,) = check_deployed(model, ["ort-cpu"], [kodak_crop], tolerance=tol, cache=sweep_cache,
                                 exporter="torchscript")
     else:

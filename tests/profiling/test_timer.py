@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
-
 import re
+import time
 from pathlib import Path
 
 import numpy as np

@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from liccs.errors import InputError
-from liccs.profiling.transfer import (
+from liccs.checks.transfer import (
     as_uint8_variant,
     cell_metrics,
     gap_summary,
@@ -19,6 +18,7 @@ from liccs.profiling.transfer import (
     transfer_gap,
     transfer_matrix,
 )
+from liccs.errors import InputError
 
 LABELS = [0, 1, 2, 3, 4, 5]
 CLEAN = [0, 1, 2, 3, 9, 9]  # images 0-3 correct when clean, 4-5 wrong

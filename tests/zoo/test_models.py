@@ -83,8 +83,9 @@ def test_entropy_tables_are_rebuilt_after_loading(tmp_path):
 
 def test_pretrained_from_the_hub_cache(tmp_cache):
     """A file placed where the error message says is picked up as pretrained weights."""
-    from compressai.zoo.image import model_urls
     from pathlib import Path
+
+    from compressai.zoo.image import model_urls
 
     from liccs.paths import hub_checkpoint_dir
 

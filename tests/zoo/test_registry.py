@@ -1,8 +1,8 @@
 import pytest
 
+from liccs.core import Registry
 from liccs.errors import DuplicateNameError, InputError, UnknownNameError
 from liccs.zoo import CODECS, codec_names, list_classifiers, list_codecs, parse_codec
-from liccs.zoo.registry import Registry
 
 COMPRESSAI_ARCHS = ["bmshj2018-factorized", "bmshj2018-factorized-relu", "bmshj2018-hyperprior", "mbt2018-mean",
                     "mbt2018", "cheng2020-anchor", "cheng2020-attn"]

@@ -17,7 +17,7 @@ import torch
 from liccs.engines import ENGINES
 from liccs.export.graphs import codec_graphs, stage_feeds
 from liccs.profiling.timer import TimerConfig, measure_copy_compute
-from liccs.run.setup import Context
+from liccs.stage import Context
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 STAGES = ("g_a", "h_a", "h_s", "g_s")

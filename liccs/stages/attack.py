@@ -22,9 +22,7 @@ from liccs.attack.ensemble import Ensemble
 from liccs.attack.eot import EoT
 from liccs.export.cache import atomic_write
 from liccs.fileio import json_digest
-from liccs.run.setup import Context
-
-OBJECTIVES = {"classification": "ce", "distortion": "distortion", "rate": "rate"}
+from liccs.stage import ATTACK_OBJECTIVES, Context, Results, StageBase, StageResult, TableSpec, device_key, register
 
 
 def attack_key(ctx: Context, source: str) -> str:
@@ -37,11 +35,6 @@ def attack_key(ctx: Context, source: str) -> str:
            "images": hashlib.sha256(ctx.images.numpy().tobytes()).hexdigest(),
            "labels": ctx.labels.tolist(), **device_key(cfg)}
     return json_digest(key)
-
-
-def device_key(cfg: Any) -> dict[str, str]:
-    """The attack's device in a cache key; empty on the CPU, so keys made before GPUs were supported stay valid."""
-    return {} if cfg.run.device == "cpu" else {"device": cfg.run.device}
 
 
 def source_model(ctx: Context, source: str) -> Ensemble:
@@ -57,7 +50,7 @@ def craft(ctx: Context, source: str) -> Tensor:
     if a.eot_samples > 1:
         target = EoT(target, samples=a.eot_samples)
     atk = create_attack(a.name, target, eps=a.eps, norm=a.norm, steps=a.steps, alpha=min(a.step_size, a.eps),
-                        random_start=a.random_start, targeted=a.targeted, objective=OBJECTIVES[a.objective],
+                        random_start=a.random_start, targeted=a.targeted, objective=ATTACK_OBJECTIVES[a.objective],
                         seed=ctx.cfg.run.seed, diversity=InputDiversity() if a.input_diversity else None)
     labels = target_labels(ctx) if a.targeted else ctx.labels
     bs = ctx.cfg.data.batch_size
@@ -90,3 +83,17 @@ def run_attacks(ctx: Context, out: Path, progress: bool = True) -> tuple[dict[st
                      "linf": float((images - ctx.images).abs().max()), "attack": ctx.cfg.attack.name,
                      "eps": ctx.cfg.attack.eps, "steps": ctx.cfg.attack.steps, "surrogate": ctx.cfg.attack.surrogate})
     return adv, pd.DataFrame(rows)
+
+
+class AttackStage(StageBase):
+    """Adversarial images crafted in PyTorch through every attack source (cached under the run folder)."""
+
+    name, section, order = "attack", "attack", 30
+    tables = (TableSpec("attacks", "Adversarial image sets (cached under the run folder by key).", order=70),)
+
+    def run(self, ctx: Context, results: Results) -> StageResult:
+        adversarial, table = run_attacks(ctx, ctx.out, ctx.progress)
+        return StageResult({"attacks": table}, adversarial=adversarial)
+
+
+register(AttackStage())

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +21,15 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from liccs.data import ImageSource, kodak, prepare, to_float
+from liccs.engines import ENGINES
+from liccs.engines.autoregressive import single_thread
+from liccs.engines.bitstream import Container, unframe
+from liccs.engines.codec import DeployedCodec
+from liccs.engines.factory import runner_for
 from liccs.errors import EngineUnavailable, InputError, LiccsError
-from liccs.pipeline import psnr
+from liccs.export.graphs import stage_feeds
+from liccs.export.report import export_codec
+from liccs.pipeline import codec_roundtrip, psnr
 
 #: Crop sizes (H, W) of the two parity feeds: sides that are not multiples of 64; (batch 2, batch 1).
 CROPS = ((75, 117), (130, 66))
@@ -84,7 +90,8 @@ def compare(outs: Sequence[Tensor], refs: Sequence[Tensor], kind: str) -> dict[s
     m: dict[str, float | None] = {
         "max_abs_err": max(d.abs().max().item() for d in diff),
         "mean_abs_err": sum(d.abs().sum().item() for d in diff) / n,
-        "rel_err": math.sqrt(sum(d.pow(2).sum().item() for d in diff) / max(sum(r.pow(2).sum().item() for r in refs), 1e-30)),
+        "rel_err": math.sqrt(sum(d.pow(2).sum().item() for d in diff)
+                             / max(sum(r.pow(2).sum().item() for r in refs), 1e-30)),
         "psnr_db": None, "top1_agreement": None,
     }
     if kind == "image":
@@ -113,7 +120,7 @@ def _kind(output: str) -> str:
     return "image" if output == "x_hat" else "logits" if output == "logits" else "tensor"
 
 
-def _center_crop(x: Tensor, hw: tuple[int, int]) -> Tensor:
+def center_crop(x: Tensor, hw: tuple[int, int]) -> Tensor:
     h, w = min(hw[0], x.shape[-2]), min(hw[1], x.shape[-1])
     top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
     return x[..., top:top + h, left:left + w]
@@ -125,8 +132,8 @@ def parity_images(source: ImageSource | None = None, crops: Sequence[tuple[int, 
     if len(src) < 3:
         raise InputError(f"parity needs at least 3 images, the source has {len(src)}")
     imgs = [to_float(src.read(i)) for i in range(3)]
-    return [torch.stack([_center_crop(imgs[0], crops[0]), _center_crop(imgs[1], crops[0])]).contiguous(),
-            _center_crop(imgs[2], crops[1])[None].contiguous()]
+    return [torch.stack([center_crop(imgs[0], crops[0]), center_crop(imgs[1], crops[0])]).contiguous(),
+            center_crop(imgs[2], crops[1])[None].contiguous()]
 
 
 def classifier_images(batches: Sequence[Tensor], crop: int, resize: int | None = None) -> list[Tensor]:
@@ -143,8 +150,6 @@ def check_graph(graph: Any, engines: Iterable[str], feeds: Sequence[Mapping[str,
                 cache: Any = None, exporter: str = "auto",
                 calibration: Sequence[Mapping[str, np.ndarray]] | None = None) -> list[ParityRecord]:
     """Run ``graph`` on each engine over ``feeds`` and compare with PyTorch on the original model."""
-    from liccs.engines.factory import runner_for
-
     ref_module = graph.reference if graph.reference is not None else graph.module
     with torch.no_grad():
         refs = [ref_module(*f.values()) for f in feeds]
@@ -178,12 +183,8 @@ def check_deployed(codec: nn.Module, engines: Iterable[str], batches: Sequence[T
                    cache: Any = None, exporter: str = "auto", calibration_images: Tensor | None = None
                    ) -> list[ParityRecord]:
     """Stage ``codec``: real bitstreams (stage runners + entropy coder) against CompressAI's compress/decompress."""
-    from liccs.engines.bitstream import Container, unframe
-    from liccs.engines.codec import DeployedCodec
-    from liccs.pipeline import codec_roundtrip
 
     model = getattr(codec, "liccs_name", type(codec).__name__)
-    from liccs.engines.autoregressive import single_thread
 
     with single_thread():  # CompressAI's own loop of autoregressive models is made of tiny ops too
         refs, ref_bytes = zip(*[codec_roundtrip(codec, b) for b in batches])
@@ -227,8 +228,6 @@ def check_codec(codec: nn.Module, engines: Sequence[str], batches: Sequence[Tens
 
     Returns (records, export report). ``stages`` limits the graphs (names as in :mod:`liccs.export.graphs`).
     """
-    from liccs.export.graphs import stage_feeds
-    from liccs.export.report import export_codec
 
     graphs, _, report = export_codec(codec, cache, exporter, classifier, stages, report)
     failed = {r.graph: r.reason for r in report.records if r.status == "failed" and r.model in
@@ -240,13 +239,14 @@ def check_codec(codec: nn.Module, engines: Sequence[str], batches: Sequence[Tens
         cfg = classifier.preprocess.cfg
         clf_feeds = [{"x": b} for b in classifier_images(batches, cfg.crop, cfg.resize)]
         if calib is not None:
-            calib["liccs"] = calib["classifier"] = {"x": classifier_images([calibration_images], cfg.crop, cfg.resize)[0]}
+            calib["liccs"] = calib["classifier"] = {
+                "x": classifier_images([calibration_images], cfg.crop, cfg.resize)[0]}
     records: list[ParityRecord] = []
     for name, g in tqdm(graphs.items(), desc=f"parity {getattr(codec, 'liccs_name', '')}", leave=False,
                         disable=not progress):
         fs = clf_feeds if name in ("liccs", "classifier") else [f[name] for f in feeds]
         cal = [{k: v.numpy() for k, v in (calib[name] if calib and name in calib else fs[0]).items()}]
-        runnable = [e for e in engines if name not in failed or get_engine_backend(e) == "torch"]
+        runnable = [e for e in engines if name not in failed or (e in ENGINES and ENGINES.get(e).backend == "torch")]
         for e in set(engines) - set(runnable):
             records.append(ParityRecord(g.model, name, e, status="error", passed=False, tolerance=asdict(tolerance),
                                         reason=f"export failed: {failed[name]}"))
@@ -256,99 +256,3 @@ def check_codec(codec: nn.Module, engines: Sequence[str], batches: Sequence[Tens
         records += check_deployed(codec, engines, batches, tolerance=tolerance, per_engine=per_engine, cache=cache,
                                   exporter=exporter, calibration_images=calibration_images)
     return records, report
-
-
-def get_engine_backend(engine: str) -> str | None:
-    """The backend of a registered engine (None when unknown)."""
-    from liccs.engines import ENGINES
-
-    return ENGINES.get(engine).backend if engine in ENGINES else None
-
-
-def format_table(records: Sequence[ParityRecord]) -> str:
-    """A fixed-width table: one line per record."""
-    head = (f"{'model':<30} {'stage':<19} {'engine':<14} {'max abs':>9} {'mean abs':>9} {'rel':>9} "
-            f"{'PSNR dB':>8} {'top1':>5}  result")
-    lines = [head, "-" * len(head)]
-    fmt = lambda v, f: "-" if v is None else ("inf" if isinstance(v, float) and math.isinf(v) else format(v, f))  # noqa: E731
-    for r in records:
-        result = {"ok": "PASS" if r.passed else "FAIL " + "; ".join(r.failures)}.get(r.status, r.status.upper())
-        if r.status != "ok":
-            result += f": {r.reason[:70]}"
-        lines.append(f"{r.model[:30]:<30} {r.stage:<19} {r.engine:<14} {fmt(r.max_abs_err, '9.2e')} "
-                     f"{fmt(r.mean_abs_err, '9.2e')} {fmt(r.rel_err, '9.2e')} {fmt(r.psnr_db, '8.2f')} "
-                     f"{fmt(r.top1_agreement, '5.2f')}  {result}")
-    return "\n".join(lines)
-
-
-def write_parity(records: Sequence[ParityRecord], path: str | Path, config: Mapping[str, Any] | None = None) -> Path:
-    """``parity.json``: the manifest (versions, device, config) and one record per model × stage × engine."""
-    from liccs.manifest import manifest, write_json
-
-    return write_json(path, {"manifest": manifest(dict(config or {})), "records": [r.to_dict() for r in records]})
-
-
-@dataclass
-class ExportJob:
-    """What ``liccs export`` / ``liccs check`` run: codecs × engines, weights, images, where to write."""
-
-    codecs: list[str]
-    engines: list[str]
-    weights: str = "random"
-    images: str | None = None  # a folder; default: Kodak from the shared data
-    out: str = "runs/export"
-    classifier: str | None = None
-    classifier_weights: str = "random"
-    exporter: str = "auto"
-    tolerance: Tolerance = field(default_factory=Tolerance)
-    stages: list[str] | None = None
-    calibration_images: int = 4
-    cross_decode: bool = True
-
-    @classmethod
-    def from_args(cls, args: Any) -> ExportJob:
-        """From ``liccs export``/``liccs check`` arguments (:mod:`liccs.export.cli_args`)."""
-        clf_w = args.classifier_weights or ("random" if args.weights == "random" else "pretrained")
-        tol = Tolerance(args.max_abs_err, args.max_rel_err, args.min_psnr_db, args.min_top1_agreement)
-        return cls(args.codec, args.engine, args.weights, args.images, args.out, args.classifier, clf_w,
-                   args.exporter, tol, args.stages, args.calibration_images, not args.no_cross_decode)
-
-
-def run_export(job: ExportJob, progress: bool = True) -> dict[str, Any]:
-    """Export every codec of ``job`` (artifacts under ``out/artifacts``), run parity on every engine, and
-    write ``parity.json``, ``export_report.json`` and ``cross_decode.json`` under ``out``."""
-    from liccs.data import FolderSource
-    from liccs.engines.codec import DeployedCodec
-    from liccs.engines.crossdecode import cross_decode
-    from liccs.export.cache import ArtifactCache
-    from liccs.export.report import ExportReport, write_report
-    from liccs.manifest import write_json
-    from liccs.zoo import load_classifier, load_codec
-
-    out = Path(job.out)
-    source = FolderSource(job.images) if job.images else kodak()
-    batches = parity_images(source)
-    calib_idx = range(3, min(len(source), 3 + job.calibration_images))
-    calib = torch.stack([_center_crop(to_float(source.read(i)), (128, 128)) for i in calib_idx]) if calib_idx else None
-    cache = ArtifactCache(out / "artifacts")
-    clf = load_classifier(job.classifier, job.classifier_weights) if job.classifier else None
-    records: list[ParityRecord] = []
-    report, crosses = ExportReport(), []
-    for name in tqdm(job.codecs, desc="export", disable=not progress):
-        codec = load_codec(name, job.weights)
-        recs, report = check_codec(codec, job.engines, batches, classifier=clf, stages=job.stages, progress=progress,
-                                   tolerance=job.tolerance, cache=cache, exporter=job.exporter,
-                                   calibration_images=calib, report=report)
-        records += recs
-        ok = [e for e in job.engines if any(r.engine == e and r.stage == "codec" and r.status == "ok" for r in recs)]
-        if job.cross_decode and ok:
-            deployed = {e: DeployedCodec.on_engine(codec, e, cache, exporter=job.exporter, calibration_images=calib)
-                        for e in ok}
-            images = [b[i:i + 1] for b in batches for i in range(b.shape[0])]
-            names = [f"{n}#{i}" for i, n in enumerate(source.describe(j)[0] for j in (0, 1, 2))]
-            crosses += [c.to_dict() for c in cross_decode(codec, deployed, images, names)]
-    config = {k: v for k, v in asdict(job).items()}
-    write_parity(records, out / "parity.json", config)
-    write_report(report, out / "export_report.json")
-    write_json(out / "cross_decode.json", {"records": crosses})
-    return {"records": records, "report": report, "cross_decode": crosses, "out": str(out)}

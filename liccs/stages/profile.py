@@ -17,24 +17,27 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from liccs.core import pad_to_multiple, resize_center_crop
+from liccs.data import kodak, to_float
+from liccs.engines import ENGINES, runner_for
 from liccs.engines.autoregressive import compress_ar, decompress_ar
 from liccs.engines.codec import DeployedCodec
 from liccs.engines.indexes import build_indexes
+from liccs.engines.torch_engine import DEVICE
 from liccs.export.graphs import classifier_graph, stage_feeds
-from liccs.pipeline import PAD_MULTIPLE, codec_family
+from liccs.families import family_of
+from liccs.pipeline import PAD_MULTIPLE
 from liccs.profiling.flops import add_rates, count_flops, matmul_ceiling
 from liccs.profiling.profile import dominant_stages, growth_table, sweep
 from liccs.profiling.timer import TimerConfig
-from liccs.run.copy_compute import copy_compute_table
-from liccs.run.exports import Exports
-from liccs.run.setup import Context
+from liccs.stage import Context, Exports, Results, StageBase, StageResult, TableSpec, register
+from liccs.stages.profile_copy import copy_compute_table
+from liccs.zoo.classifiers import to_geometry
 
 
 @functools.lru_cache(maxsize=8)
 def sweep_images(batch: int, hw: tuple[int, int]) -> Tensor:
     """``batch`` real images at ``hw``: Kodak images resized (shorter side ≥ the larger of hw) and centre-cropped."""
-    from liccs.data import kodak, to_float
-    from liccs.zoo.classifiers import resize_center_crop
 
     src = kodak()
     side = max(hw)
@@ -49,19 +52,18 @@ def sweep_images(batch: int, hw: tuple[int, int]) -> Tensor:
 @torch.no_grad()
 def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor) -> dict[str, Callable[[], Any]]:
     """entropy_encode / entropy_decode callables of ``codec``'s CPU coder on the latents of images ``x``."""
-    from liccs.data import pad_to_multiple
 
-    family = codec_family(codec)
+    family = family_of(codec)
     eb, gc = codec.entropy_bottleneck, getattr(codec, "gaussian_conditional", None)
     y = codec.g_a(pad_to_multiple(x, PAD_MULTIPLE)[0])
-    if family == "factorized":
+    if not family.hyperprior:
         strings = eb.compress(y)
         return {"entropy_encode": lambda: eb.compress(y),
                 "entropy_decode": lambda: eb.decompress(strings, y.shape[-2:])}
-    z = codec.h_a(torch.abs(y) if family == "scale-hyperprior" else y)
+    z = codec.h_a(family.hyper_input(y))
     z_strings = eb.compress(z)
     params = codec.h_s(eb.decompress(z_strings, z.shape[-2:]))
-    if family == "autoregressive":
+    if family.is_sequential:
         cs, ep = d.runners["context_step"], d.runners["entropy_parameters"]
         coded = [compress_ar(gc, cs, ep, y[i:i + 1], params[i:i + 1]) for i in range(len(y))]
 
@@ -73,7 +75,7 @@ def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor) -> dict[str, Cal
             return [decompress_ar(gc, cs, ep, s, params[i:i + 1], codec.M, tuple(c))
                     for i, (s, c) in enumerate(coded)]
         return {"entropy_encode": enc, "entropy_decode": dec}
-    scales, means = (params, None) if family == "scale-hyperprior" else params.chunk(2, 1)
+    scales, means = family.split_params(params)
     indexes = build_indexes(gc, scales)
     y_strings = gc.compress(y, indexes, means=means)
 
@@ -94,8 +96,6 @@ def _profiled(ctx: Context) -> list[str]:
 
 def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[str, pd.DataFrame]:
     """Sweep every available engine × profiled codec; returns latency, sweep, growth, dominant and rates tables."""
-    from liccs.engines import runner_for
-    from liccs.zoo.classifiers import to_geometry
 
     p = ctx.cfg.profile
     tcfg = TimerConfig(warmup=p.warmup, min_iters=p.min_iters, min_duration_s=p.min_duration_s,
@@ -150,8 +150,6 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
 def engine_ceiling(engine: str, n: int, cache: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
     """The dense matmul rate of the device and precision ``engine`` computes in (int8 engines: fp32, since
     their convolutions are not all quantized), measured once per (device, dtype) in this run."""
-    from liccs.engines import ENGINES
-    from liccs.engines.torch_engine import DEVICE
 
     spec = ENGINES.get(engine)
     device = "cuda" if spec.device == "cuda" or (spec.backend == "torch" and DEVICE == "cuda") else "cpu"
@@ -166,8 +164,6 @@ def engine_ceiling(engine: str, n: int, cache: dict[tuple[str, str], dict[str, A
 def rates(ctx: Context, latency: pd.DataFrame, batch: int, hw: tuple[int, int]) -> pd.DataFrame:
     """FLOPs of each network stage at (batch, hw), the matmul ceiling of each engine's device and precision,
     achieved / ceiling per row."""
-    from liccs.zoo.classifiers import to_geometry
-
     x = sweep_images(batch, hw)
     out = []
     ceilings: dict[tuple[str, str], dict[str, Any]] = {}
@@ -184,5 +180,35 @@ def rates(ctx: Context, latency: pd.DataFrame, batch: int, hw: tuple[int, int]) 
         flops = counted[name]
         ceiling = engine_ceiling(str(engine), ctx.cfg.profile.matmul_n, ceilings)
         out.append(add_rates(g, flops, ceiling["gflops"]).assign(
-            ceiling_gflops=ceiling["gflops"], ceiling=f"{ceiling['device']} {ceiling['dtype']} matmul n={ceiling['n']}"))
+            ceiling_gflops=ceiling["gflops"],
+            ceiling=f"{ceiling['device']} {ceiling['dtype']} matmul n={ceiling['n']}"))
     return pd.concat(out, ignore_index=True)
+
+
+class ProfileStage(StageBase):
+    """Per-stage latency on every exported engine, the batch × resolution sweep, growth, FLOPs and ceilings."""
+
+    name, section, order = "profile", "profile", 20
+    tables = (
+        TableSpec("dominant", "Which stage dominates, per engine and codec (first sweep point).", order=10),
+        TableSpec("latency", "Per-stage latency at the first sweep point, with FLOPs and achieved / matmul ceiling.",
+                  ("engine", "codec", "stage", "batch_size", "height", "width", "p50_ms", "p90_ms", "p99_ms",
+                   "min_ms", "images_per_s", "gflop", "achieved_gflops", "ceiling", "fraction_of_ceiling", "share"),
+                  order=40),
+        TableSpec("sweep", "Batch × resolution sweep.", ("engine", "codec", "stage", "batch_size", "height", "width",
+                                                         "p50_ms", "images_per_s", "megapixels_per_s"), order=41),
+        TableSpec("copy_compute", "CUDA runs: PyTorch engines' stages as host→device copy, compute, device→host "
+                  "copy, eager and as CUDA-graph replay (first sweep point).",
+                  ("engine", "codec", "stage", "cuda_graph", "batch_size", "height", "width", "p50_ms", "h2d_p50_ms",
+                   "compute_p50_ms", "d2h_p50_ms", "peak_device_mib", "error"), order=42),
+        TableSpec("growth", "Growth of time with pixels: p50 ≈ a·pixels^b (b = 1: linear).", order=43),
+    )
+
+    def run(self, ctx: Context, results: Results) -> StageResult:
+        tables = run_profiles(ctx, results.exports, ctx.progress)
+        dominant = tables.get("dominant")
+        notes = ["Dominant stage: " + "; ".join(dominant["summary"])] if dominant is not None and len(dominant) else []
+        return StageResult(tables, notes=notes)
+
+
+register(ProfileStage())

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from liccs.data import crop_to
+from liccs.core import crop_to
 from liccs.engines.bitstream import unframe
 from liccs.engines.codec import DeployedCodec
 from liccs.pipeline import psnr

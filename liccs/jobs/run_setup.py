@@ -7,44 +7,25 @@ uses and records where each model's weights came from.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
 
+from liccs.attack.base import load_families
 from liccs.config import ConfigError, RunConfig
+from liccs.data import load_batch, open_source
+from liccs.engines import ENGINES
 from liccs.errors import LiccsError, UnknownNameError, WeightsError
+from liccs.stage import Context, Names, RunError
+from liccs.zoo import CLASSIFIERS, image_geometry, load_classifier, load_codec, parse_codec
 
 log = logging.getLogger("liccs")
 
 MINI_NOTE = ("Models come from liccs's offline mini zoo (trained by liccs on the shared data: CIFAR-10 for the "
              "classifier and the CIFAR-scale codecs, imagenet-samples crops for the mini-nat codecs), NOT from "
              "pretrained CompressAI/torchvision weights.")
-
-
-class RunError(LiccsError):
-    """A run that cannot go on; the message names the config key, model or engine."""
-
-
-@dataclass
-class Names:
-    """The run's checked names: codecs, attack sources (``+``-joined ensembles), transfer targets, engines."""
-
-    codecs: list[str]
-    sources: list[str]
-    targets: list[str]
-    export_engines: list[str]
-    transfer_engines: list[str]
-    unavailable: dict[str, str] = field(default_factory=dict)  # engine → why it cannot run here
-
-    def engines(self, which: str) -> list[str]:
-        """The available engines of ``export`` or ``transfer``."""
-        names = self.export_engines if which == "export" else self.transfer_engines
-        return [e for e in names if e not in self.unavailable]
 
 
 def _known(kind: str, key: str, name: str, valid: list[str]) -> None:
@@ -54,9 +35,6 @@ def _known(kind: str, key: str, name: str, valid: list[str]) -> None:
 
 def check_names(cfg: RunConfig) -> Names:
     """Every name in ``cfg`` checked against the registries (no model is loaded)."""
-    from liccs.attack.base import load_families
-    from liccs.engines import ENGINES
-    from liccs.zoo import CLASSIFIERS, parse_codec
 
     codecs = []
     for i, c in enumerate(cfg.models.codecs):
@@ -84,8 +62,6 @@ def check_names(cfg: RunConfig) -> Names:
     if cfg.transfer.reference_engine not in cfg.transfer.engines:
         raise ConfigError(f"transfer.reference_engine: {cfg.transfer.reference_engine!r} must be one of "
                           f"transfer.engines ({', '.join(cfg.transfer.engines)})")
-    from liccs.data import open_source
-
     try:
         open_source(cfg.data.source)
     except LiccsError as e:
@@ -105,41 +81,6 @@ def check_names(cfg: RunConfig) -> Names:
                  list(cfg.export.engines), list(cfg.transfer.engines), unavailable)
 
 
-@dataclass
-class Context:
-    """What every stage uses: models, images (float [N, 3, H, W]), labels, notes for the header."""
-
-    cfg: RunConfig
-    names: Names
-    codecs: dict[str, nn.Module]
-    classifier: nn.Module
-    images: torch.Tensor
-    labels: torch.Tensor
-    image_names: list[str]
-    notes: list[str] = field(default_factory=list)
-    weights: dict[str, Any] = field(default_factory=dict)
-    _on_device: dict[int, nn.Module] = field(default_factory=dict, repr=False)
-
-    def on_device(self, module: nn.Module) -> nn.Module:
-        """``module`` on ``run.device``, where the gradient path runs: the module itself on the CPU, else a
-        copy made once (the loaded models stay on the CPU for export, parity and the deployed codecs)."""
-        device = torch.device(self.cfg.run.device)
-        if device.type == "cpu":
-            return module
-        if id(module) not in self._on_device:
-            self._on_device[id(module)] = copy.deepcopy(module).to(device)
-        return self._on_device[id(module)]
-
-    def attack_members(self, names: list[str]) -> list[nn.Module]:
-        """What an attack source differentiates, on ``run.device``: LICCS (rounding ``attack.surrogate``) per
-        codec name, the bare classifier for the classifier's name."""
-        from liccs.pipeline import LICCS
-
-        clf = self.on_device(self.classifier)
-        return [clf if n == self.cfg.models.classifier else
-                LICCS(self.on_device(self.codecs[n]), clf, rounding=self.cfg.attack.surrogate) for n in names]
-
-
 def _load(loader: Callable[..., nn.Module], name: str, weights: str, notes: list[str]) -> nn.Module:
     try:
         return loader(name, weights)
@@ -151,24 +92,8 @@ def _load(loader: Callable[..., nn.Module], name: str, weights: str, notes: list
         return loader(name, "random")
 
 
-def image_geometry(codecs: dict[str, nn.Module], classifier: nn.Module) -> tuple[int | None, int | None, str]:
-    """(resize, crop, interpolation) the images are loaded at: the codecs' training geometry (mini CIFAR: 64,
-    nearest), else the classifier's."""
-    from liccs.zoo import CODECS
-
-    extras = [CODECS.get(c.split("@")[0]).extra for c in codecs]
-    sizes = {(e.get("image_size"), e.get("upsample", "bilinear")) for e in extras}
-    if len(sizes) == 1 and None not in next(iter(sizes)):
-        s, mode = sizes.pop()
-        return s, s, mode
-    cfg = classifier.preprocess.cfg
-    return cfg.resize, cfg.crop, cfg.interpolation
-
-
 def load_context(cfg: RunConfig, names: Names, progress: bool = True) -> Context:
     """Load the codecs, the classifier and the images; note where every model's weights came from."""
-    from liccs.data import load_batch, open_source
-    from liccs.zoo import load_classifier, load_codec
 
     notes = list(cfg.report.notes)
     clf = _load(load_classifier, cfg.models.classifier, cfg.models.weights, notes)
@@ -195,4 +120,5 @@ def load_context(cfg: RunConfig, names: Names, progress: bool = True) -> Context
     notes.append(f"{len(batch.names)} images of {cfg.data.source} at {tuple(batch.images.shape[-2:])} (the geometry "
                  "the codecs and the classifier share, for the attack, transfer and profile stages); "
                  f"classifier {cfg.models.classifier}; codecs {', '.join(names.codecs)}")
-    return Context(cfg, names, codecs, clf, batch.images.contiguous(), labels, list(batch.names), notes, weights)
+    return Context(cfg, names, codecs, clf, batch.images.contiguous(), labels, list(batch.names), notes, weights,
+                   progress=progress)

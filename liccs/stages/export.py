@@ -9,33 +9,22 @@ max abs error (``export.max_abs_err``), which quantization exceeds by design.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from liccs.checks.parity import Tolerance, check_codec, parity_images
 from liccs.engines import ENGINES, EngineUnavailable
-from liccs.engines.codec import DeployedCodec
+from liccs.engines.codec import DeployedCodec, bpp
 from liccs.export.cache import ArtifactCache
 from liccs.pipeline import psnr
-from liccs.profiling.parity import Tolerance, check_codec, parity_images
-from liccs.run.setup import Context
+from liccs.stage import Context, Exports, Results, StageBase, StageResult, TableSpec, register
+from liccs.zoo import parse_codec
 
 #: Reduced-precision engines' parity: images within 30 dB PSNR of PyTorch's, logits' top-1 agreement.
 REDUCED_PSNR_DB = 30.0
-
-
-@dataclass
-class Exports:
-    """Parity records, deployed codecs ``{engine: {codec: DeployedCodec}}`` and why some could not be built."""
-
-    parity: pd.DataFrame
-    export: pd.DataFrame
-    deployed: dict[str, dict[str, DeployedCodec]] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)  # "engine:codec" → reason
-    cache: ArtifactCache = field(default_factory=ArtifactCache)
 
 
 def tolerances(ctx: Context) -> tuple[Tolerance, dict[str, Tolerance]]:
@@ -46,18 +35,13 @@ def tolerances(ctx: Context) -> tuple[Tolerance, dict[str, Tolerance]]:
     return base, {e: reduced for e in ENGINES.names() if ENGINES.get(e).precision != "fp32"}
 
 
-def calibration(ctx: Context) -> torch.Tensor:
-    """The int8 calibration images: the first ``export.calibration_images`` of the run's images."""
-    return ctx.images[: ctx.cfg.export.calibration_images]
-
-
 def run_exports(ctx: Context, progress: bool = True) -> Exports:
     """Export every codec (with the classifier and LICCS graphs), check parity on every available engine."""
     engines = ctx.names.engines("export")
     base, per_engine = tolerances(ctx)
     cache = ArtifactCache()
     batches = parity_images()
-    calib = calibration(ctx)
+    calib = ctx.calibration()
     records, report = [], None
     for name in tqdm(ctx.names.codecs, desc="export + parity", disable=not progress):
         recs, report = check_codec(ctx.codecs[name], engines, batches, classifier=ctx.classifier, tolerance=base,
@@ -81,9 +65,6 @@ def run_exports(ctx: Context, progress: bool = True) -> Exports:
 
 def rate_distortion(ctx: Context, exports: Exports, progress: bool = True) -> pd.DataFrame:
     """bpp from the real bytes of every deployed codec's bitstreams, and PSNR of its decode, per image mean."""
-    from liccs.engines.codec import bpp
-    from liccs.zoo import parse_codec
-
     rows: list[dict[str, Any]] = []
     x = ctx.images
     jobs = [(e, n, d) for e, ds in exports.deployed.items() for n, d in ds.items()]
@@ -95,3 +76,26 @@ def rate_distortion(ctx: Context, exports: Exports, progress: bool = True) -> pd
                      "bpp": sum(bpp(b, x.shape[-2:]) for b in blobs) / len(blobs),
                      "psnr": psnr(x_hat, x).mean().item(), "images": len(blobs)})
     return pd.DataFrame(rows)
+
+
+class ExportStage(StageBase):
+    """Export + parity of every codec on every available engine, the deployed codecs, real-bitstream RD."""
+
+    name, section, order = "export", "export", 10
+    tables = (
+        TableSpec("rate_distortion", "Rate-distortion from real bitstreams of the deployed codec (mean over the "
+                  "run's images).", order=30),
+        TableSpec("parity", "Parity of every exported graph and deployed codec against PyTorch.",
+                  ("model", "stage", "engine", "status", "passed", "max_abs_err", "psnr_db", "top1_agreement",
+                   "failures", "reason"), order=60),
+        TableSpec("export", "Export of every graph.", order=61),
+    )
+
+    def run(self, ctx: Context, results: Results) -> StageResult:
+        ex = run_exports(ctx, ctx.progress)
+        rd = rate_distortion(ctx, ex, ctx.progress)
+        return StageResult({"parity": ex.parity, "export": ex.export, "rate_distortion": rd}, skipped=ex.failed,
+                           exports=ex)
+
+
+register(ExportStage())

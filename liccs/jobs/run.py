@@ -1,0 +1,82 @@
+"""The main job, ``liccs run CONFIG.toml``: every enabled stage of :data:`liccs.stage.STAGES` in order, then the
+report.
+
+Every name in the config is checked before any work (:mod:`.run_setup`), then every enabled stage's
+``check``; an engine this machine cannot run is skipped with its reason in the report. The stages are the generic
+ones (:mod:`liccs.stages`: export + parity, profile, attack, transfer) and the paper stages (:mod:`liccs.papers`);
+each reads what earlier ones produced from :class:`~liccs.stage.Results`. A re-run reuses the cached artifacts and
+adversarial images.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import liccs.papers  # noqa: F401  (registers the paper stages)
+import liccs.stages  # noqa: F401  (registers the generic stages)
+from liccs.config import RunConfig, load_config
+from liccs.jobs import run_report
+from liccs.jobs.run_setup import check_names, load_context
+from liccs.manifest import git_commit
+from liccs.stage import Context, Names, Results, RunError, ordered
+
+log = logging.getLogger("liccs")
+
+__all__ = ["Context", "Names", "RunError", "check_names", "load_config", "load_context", "run", "run_config"]
+
+
+def run_config(path: str | Path, *, quick: bool = False, overrides: list[str] | None = None,
+               out: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Load and validate ``path`` (with ``--quick`` and ``key=value`` overrides), then :func:`run` it."""
+    extra = list(overrides or []) + ([f'run.out="{out}"'] if out else [])
+    path = Path(path)
+    if not path.exists() and not path.is_absolute():  # the default config, from outside the repository
+        beside = Path(__file__).resolve().parents[2] / path
+        path = beside if beside.exists() else path
+    return run(load_config(path, quick=quick, overrides=extra), progress=progress)
+
+
+def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
+    """Run every enabled stage of ``cfg`` and write the report folder under ``cfg.run.out``.
+
+    Returns ``{"out", "files", "tables", "skipped", "seconds"}``.
+    """
+    names = check_names(cfg)  # every name, before any work
+    stages = [s for s in ordered() if s.enabled(cfg)]
+    if not cfg.export.enabled and any(s.name in ("profile", "transfer") for s in stages):
+        raise RunError("export.enabled is false, but the profile and transfer stages run the exported graphs: "
+                       "enable the export or disable profile and transfer")
+    for stage in stages:
+        stage.check(cfg, names)
+    commit = git_commit()  # the code that runs: the manifest is written at the end, when HEAD may have moved
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    torch.manual_seed(cfg.run.seed)
+    out = Path(cfg.run.out)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] = round(now - clock, 2)
+        clock = now
+
+    ctx: Context = load_context(cfg, names, progress)
+    lap("load")
+    results = Results(skipped=dict(names.unavailable))
+    for stage in stages:
+        result = stage.run(ctx, results)
+        results.add(stage, result)
+        ctx.notes.extend(result.notes)
+        lap(stage.name)
+    specs = [spec for s in ordered() for spec in s.tables]
+    files = run_report.write(ctx, results, specs, seconds, out, commit=commit)
+    lap("report")
+    return {"out": str(out), "files": {k: str(v) for k, v in files.items()}, "tables": results.tables,
+            "skipped": results.skipped, "seconds": seconds}

@@ -1,0 +1,8 @@
+"""The generic stages of ``liccs run``, each a :class:`~liccs.stage.Stage` registered in
+:data:`~liccs.stage.STAGES`: :mod:`.export` (export, parity, deployed codecs, real-bitstream RD), :mod:`.profile`
+(per-stage latency), :mod:`.attack` (adversarial images in PyTorch), :mod:`.transfer` (every engine × target).
+The paper stages live in :mod:`liccs.papers`."""
+
+from liccs.stages import attack, export, profile, transfer
+
+__all__ = ["attack", "export", "profile", "transfer"]

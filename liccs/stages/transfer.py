@@ -1,0 +1,88 @@
+"""The adversarial images (float and uint8-rounded) through every deployed engine × target model (routes:
+:mod:`liccs.checks.predictors`), the transfer gap against the reference engine, and the white-box diagonal."""
+
+from __future__ import annotations
+
+import pandas as pd
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from liccs.checks.predictors import predictors
+from liccs.checks.transfer import gap_summary, transfer_gap, transfer_matrix
+from liccs.config import RunConfig
+from liccs.engines import ENGINES, EngineUnavailable
+from liccs.stage import Context, Exports, Results, StageBase, StageResult, TableSpec, register
+from liccs.stages.attack import target_labels
+
+
+def run_transfer(ctx: Context, adversarial: dict[str, Tensor], exports: Exports,
+                 progress: bool = True) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """(tables: transfer (engine × source × target × variant), routes, gaps against the reference engine, their
+    summary, the white-box diagonal; engines that could not run: name → reason)."""
+    tc = ctx.cfg.transfer
+    engines = ctx.names.engines("transfer")
+    engines = [tc.reference_engine] + [e for e in engines if e != tc.reference_engine]
+    targets = None
+    if ctx.cfg.attack.targeted:
+        targets = target_labels(ctx)
+    frames, reference, routes, skipped = [], None, [], {}
+    for engine in tqdm(engines, desc="transfer engines", disable=not progress):
+        try:
+            fns, how = predictors(ctx, engine, exports)
+        except EngineUnavailable as e:
+            skipped[f"{engine}:transfer"] = str(e)
+            continue
+        routes += [{"engine": engine, "target": t, "route": r} for t, r in how.items()]
+        table, preds = transfer_matrix(adversarial, ctx.images, ctx.labels, fns, engine=engine, reference=reference,
+                                       variants=tc.variants, batch_size=tc.batch_size, target_labels=targets,
+                                       progress=progress)
+        if engine == tc.reference_engine:
+            reference = preds
+        frames.append(table)
+    table = pd.concat(frames, ignore_index=True)
+    out = {"transfer": table, "transfer_routes": pd.DataFrame(routes)}
+    if table["engine"].nunique() > 1:
+        gaps = transfer_gap(table, reference_engine=tc.reference_engine,
+                            precision={e: ENGINES.get(e).precision for e in engines})
+        out["transfer_gap"] = gaps.rename(columns={"asr": "asr_engine"})  # one ASR heatmap set is enough
+        out["transfer_gap_summary"] = gap_summary(gaps)
+    out["whitebox"] = whitebox(table, tc.reference_engine)
+    return out, skipped
+
+
+def whitebox(table: pd.DataFrame, reference_engine: str) -> pd.DataFrame:
+    """The diagonal: each source attacked and evaluated on itself, per engine and variant."""
+    diag = table[table["source"] == table["target"]]
+    cols = ["engine", "variant", "source", "clean_acc", "adv_acc", "asr", "n_clean_correct", "fooling_rate"]
+    return diag[cols].reset_index(drop=True) if not diag.empty else pd.DataFrame(columns=cols)
+
+
+
+class TransferStage(StageBase):
+    """Every attack source's images on every transfer engine × target (needs the attack stage)."""
+
+    name, section, order = "transfer", "transfer", 40
+    tables = (
+        TableSpec("transfer_gap_summary", "Transfer gap ASR(reference) − ASR(engine), per engine, precision and "
+                  "variant.", order=11),
+        TableSpec("whitebox", "White-box: each source evaluated on itself (hard rounding), per engine.", order=12),
+        TableSpec("transfer", "Transfer: engine × source × target × variant (ASR over clean-correct images).",
+                  ("engine", "variant", "source", "target", "clean_acc", "adv_acc", "asr", "fooling_rate",
+                   "agree_clean", "agree_adv"), order=20),
+        TableSpec("transfer_gap", "Transfer gap per cell.", order=21),
+        TableSpec("transfer_routes", "How each target runs on each engine.", order=22),
+    )
+
+    def enabled(self, cfg: RunConfig) -> bool:
+        return cfg.transfer.enabled and cfg.attack.enabled
+
+    def run(self, ctx: Context, results: Results) -> StageResult:
+        tables, skipped = run_transfer(ctx, results.adversarial, results.exports, ctx.progress)
+        gaps = tables.get("transfer_gap_summary")
+        notes = [] if gaps is None or gaps.empty else [
+            "Transfer gap ASR(reference) − ASR(engine), mean over cells: " + "; ".join(
+                f"{r.engine} ({r.precision}, {r.variant}) {r.mean_gap:+.3f}" for r in gaps.itertuples())]
+        return StageResult(tables, notes=notes, skipped=skipped)
+
+
+register(TransferStage())
