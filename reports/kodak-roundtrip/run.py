@@ -22,7 +22,8 @@ from tqdm import tqdm
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from liccs.data import kodak, pad_to_multiple, crop_to  # noqa: E402
+from liccs.core import crop_to, pad_to_multiple  # noqa: E402
+from liccs.data import kodak  # noqa: E402
 from liccs.engines.bitstream import Container, unframe  # noqa: E402
 from liccs.engines.codec import DeployedCodec  # noqa: E402
 from liccs.export.cache import ArtifactCache  # noqa: E402
