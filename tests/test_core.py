@@ -57,3 +57,8 @@ def test_resize_center_crop_nearest_then_area_gives_back_the_pixels():
     assert up.shape[-2:] == (64, 64)
     assert torch.allclose(resize_center_crop(up, 32, 32, "area"), x)
     assert resize_center_crop(torch.rand(1, 3, 40, 60), 32, 24).shape[-2:] == (24, 24)
+
+
+def test_a_value_a_hair_past_the_bound_prints_with_enough_digits():
+    with pytest.raises(InputError, match=r"max 1\.00000\d+"):
+        check_images(torch.full((1, 3, 2, 2), 1.0000001))

@@ -11,6 +11,8 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 t0=$SECONDS
 step() { echo; echo "=== [$((SECONDS - t0)) s] $*"; }
+# ONLY="tests mini profile bench" (any subset) reruns some steps; the default runs all of them
+want() { [[ " ${ONLY:-env tests mini profile bench} " == *" $1 "* ]]; }
 
 step "install the carried wheels"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -20,8 +22,7 @@ export LICCS_COMMIT=$(cat .devdata/COMMIT 2>/dev/null || echo unknown)
 export TQDM_DISABLE=1
 LICCS="python3 -m liccs.cli"
 
-step "environment"
-{
+want env && step "environment" && {
   nvidia-smi; python3 -c "import torch, torchvision, compressai, onnxruntime, numpy; print('torch', torch.__version__,
 'cuda', torch.version.cuda, 'torchvision', torchvision.__version__, 'compressai', compressai.__version__,
 'onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers(), 'numpy', numpy.__version__)"
@@ -32,21 +33,20 @@ step "environment"
 } > "$OUT/env.txt" 2>&1
 tail -25 "$OUT/env.txt"
 
-step "GPU-marked tests"
-timeout 120 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu_paths.py tests/profiling/test_timer.py \
+want tests && step "GPU-marked tests" && timeout 120 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu_paths.py tests/profiling/test_timer.py \
   2>&1 | tail -30
 
-step "mini zoo on the GPU: attacks on cuda, transfer to torch fp32/fp16/bf16 (and ort-cpu for reference)"
+want mini && { step "mini zoo on the GPU: attacks on cuda, transfer to torch fp32/fp16/bf16 (and ort-cpu for reference)"
 E='["torch", "torch-fp16", "torch-bf16", "ort-cpu"]'
-timeout 130 $LICCS run configs/quick-cpu.toml --no-progress --out "$WORK/mini-cuda" \
+timeout 200 $LICCS run configs/quick-cpu.toml --no-progress --out "$WORK/mini-cuda" \
   --set 'run.device="cuda"' --set run.threads=8 --set data.images=256 --set data.batch_size=128 \
   --set "export.engines=$E" --set "transfer.engines=$E" --set transfer.batch_size=256 --set profile.enabled=false \
   --set 'report.title="liccs on one GPU: CIFAR-scale LICCS (mini zoo), attacks on the GPU, transfer per precision"' \
   2>&1 | tail -8
-tar -C "$WORK" -czf "$OUT/mini-cuda.tgz" mini-cuda 2>/dev/null
+tar -C "$WORK" -czf "$OUT/mini-cuda.tgz" --exclude=adversarial mini-cuda 2>/dev/null; }  # the images stay there
 
-step "per-stage profile on the GPU: torch fp32/fp16/bf16, copy/compute split, CUDA-graph replay"
-timeout 200 $LICCS run configs/gpu.toml --no-progress --out "$WORK/gpu-profile" \
+want profile && { step "per-stage profile on the GPU: torch fp32/fp16/bf16, copy/compute split, CUDA-graph replay"
+timeout 320 $LICCS run configs/gpu.toml --no-progress --out "$WORK/gpu-profile" \
   --set 'models.weights="random"' --set 'models.codecs=["bmshj2018-hyperprior@q4", "mbt2018-mean@q4"]' \
   --set 'models.classifier="resnet50"' --set 'data.source="kodak"' --set data.images=4 --set data.batch_size=4 \
   --set 'export.engines=["torch", "torch-fp16", "torch-bf16"]' --set profile.warmup=2 --set profile.min_iters=5 \
@@ -55,14 +55,14 @@ timeout 200 $LICCS run configs/gpu.toml --no-progress --out "$WORK/gpu-profile" 
   --set profile.cuda_graph=true --set profile.matmul_n=8192 --set attack.enabled=false --set transfer.enabled=false \
   --set 'report.title="liccs on one GPU: per-stage latency (random weights: speed does not depend on them)"' \
   2>&1 | tail -8
-tar -C "$WORK" -czf "$OUT/gpu-profile.tgz" gpu-profile 2>/dev/null
+tar -C "$WORK" -czf "$OUT/gpu-profile.tgz" gpu-profile 2>/dev/null; }
 
-step "benchmarks: PGD speed, profiler accuracy (CUDA events vs torch.utils.benchmark)"
+want bench && { step "benchmarks: PGD speed, profiler accuracy (CUDA events vs torch.utils.benchmark)"
 mkdir -p "$WORK/bench"
 timeout 80 python3 benchmarks/gpu_attack_speed.py --out "$WORK/bench" 2>&1 | tail -12
 timeout 40 python3 benchmarks/profiler_accuracy.py --device cuda --rounds 6 --seconds 0.5 --out "$WORK/bench" \
   2>&1 | tail -6
-tar -C "$WORK" -czf "$OUT/bench.tgz" bench 2>/dev/null
+tar -C "$WORK" -czf "$OUT/bench.tgz" bench 2>/dev/null; }
 
 step "done"
 ls -la "$OUT"

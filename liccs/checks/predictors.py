@@ -22,7 +22,7 @@ from torch import Tensor
 from liccs.engines import Runner, runner_for
 from liccs.export.graphs import classifier_graph, codec_graphs, liccs_graph
 from liccs.stage import Context, Exports
-from liccs.zoo.classifiers import to_geometry
+from liccs.zoo.classifiers import host_geometry
 
 
 def _out(runner: Runner, x: Tensor) -> Tensor:
@@ -36,7 +36,7 @@ def predictors(ctx: Context, engine: str,
     calib = ctx.calibration()
 
     def host(x: Tensor) -> Tensor:
-        return to_geometry(x, pre).contiguous()
+        return host_geometry(x, pre)
 
     cache = exports.cache
     clf = runner_for(engine, classifier_graph(ctx.classifier), cache, calibration=[{"x": host(calib).numpy()}])

@@ -26,7 +26,12 @@ def check_range(x: Tensor, name: str = "images", bounds: tuple[float, float] = (
         return
     lo, hi = value_bounds(x)
     if not (bounds[0] <= lo and hi <= bounds[1]):  # False for NaN too
-        raise InputError(f"{name} must lie in [{bounds[0]:g}, {bounds[1]:g}]; got min {lo:.4g}, max {hi:.4g}"
+
+        def show(v: float) -> str:  # enough digits that a value a hair past a bound does not print as the bound
+            short = f"{v:.4g}"
+            return f"{v:.9g}" if short in (f"{bounds[0]:.4g}", f"{bounds[1]:.4g}") else short
+
+        raise InputError(f"{name} must lie in [{bounds[0]:g}, {bounds[1]:g}]; got min {show(lo)}, max {show(hi)}"
                          + (" (it holds NaN)" if lo != lo else ""))
 
 

@@ -32,7 +32,7 @@ from liccs.profiling.profile import dominant_stages, growth_table, sweep
 from liccs.profiling.timer import TimerConfig
 from liccs.stage import Context, Exports, Results, StageBase, StageResult, TableSpec, register
 from liccs.stages.profile_copy import copy_compute_table
-from liccs.zoo.classifiers import to_geometry
+from liccs.zoo.classifiers import host_geometry, to_geometry
 
 
 @functools.lru_cache(maxsize=8)
@@ -108,7 +108,7 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
         d = exports.deployed[engine][name]
         codec = ctx.codecs[name]
         clf_runner = runner_for(engine, classifier_graph(ctx.classifier), exports.cache, calibration=[
-            {"x": to_geometry(ctx.images, pre).numpy()}])
+            {"x": host_geometry(ctx.images, pre).numpy()}])
 
         def make(b: int, hw: tuple[int, int], d: DeployedCodec = d, codec: nn.Module = codec,
                  clf_runner: Any = clf_runner) -> dict[str, Any]:
@@ -118,7 +118,7 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
                                       if s in d.runners and s in wanted}
             stages.update({k: v for k, v in coder_stages(codec, d, x).items() if k in wanted})
             if "classifier" in wanted:
-                stages["classifier"] = (clf_runner, {"x": to_geometry(x, pre)})
+                stages["classifier"] = (clf_runner, {"x": host_geometry(x, pre)})
             return stages
 
         def e2e(b: int, hw: tuple[int, int], d: DeployedCodec = d, clf_runner: Any = clf_runner) -> Any:
@@ -126,7 +126,7 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
 
             def run() -> Any:
                 out = d.decompress(**{k: v for k, v in d.compress(x).items()})["x_hat"]
-                return clf_runner.infer({"x": to_geometry(out, pre)})
+                return clf_runner.infer({"x": host_geometry(out, pre)})
             return run
 
         df = sweep(make, p.batch_sizes, [tuple(r) for r in p.resolutions], tcfg, make_end_to_end=e2e,

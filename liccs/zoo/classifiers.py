@@ -61,6 +61,12 @@ def to_geometry(x: Tensor, cfg: PreprocessConfig) -> Tensor:
     return resize_center_crop(x, cfg.resize or cfg.crop, cfg.crop, cfg.interpolation)
 
 
+def host_geometry(x: Tensor, cfg: PreprocessConfig) -> Tensor:
+    """What a deployed classifier graph receives: :func:`to_geometry` on the host, clamped to [0, 1] (antialiased
+    resampling overshoots by a rounding error, e.g. 1.0000001, which the engines' input checks refuse)."""
+    return to_geometry(x, cfg).clamp(0, 1).contiguous()
+
+
 class Classifier(nn.Module):
     """A classifier that takes [0, 1] RGB images: ``logits = net(preprocess(x))``."""
 
