@@ -6,43 +6,41 @@ only replay the images it writes. One file per family: :mod:`~liccs.attack.fgsm`
 (:mod:`~liccs.attack.eot`) as options; :mod:`~liccs.attack.objectives`, :mod:`~liccs.attack.ensemble`,
 :mod:`~liccs.attack.saliency` (paper A) and :mod:`~liccs.attack.defense` (paper B).
 
-The names below load on first use (PEP 562), so that ``liccs.jobs.cli_args`` imports without torch.
+Importing the package imports every family module, so :data:`ATTACKS` is complete.
 """
 
-from __future__ import annotations
+from liccs.attack.adaptive import RandomTransformLICCS
+from liccs.attack.base import ATTACKS, Attack, create_attack, parse_eps, register_attack
+from liccs.attack.defense import KWayDefense
+from liccs.attack.diversity import InputDiversity
+from liccs.attack.ensemble import CodecOnly, Ensemble, EnsembleOutput, build_ensemble
+from liccs.attack.eot import EoT
+from liccs.attack.fgsm import FGSM
+from liccs.attack.io import load_adversarial, save_adversarial
+from liccs.attack.mifgsm import MIFGSM
+from liccs.attack.objectives import (
+    OBJECTIVES,
+    ClassificationLoss,
+    DistortionLoss,
+    Objective,
+    RateLoss,
+    Weighted,
+    parse_objective,
+)
+from liccs.attack.pgd import IFGSM, PGD, IterativeAttack
+from liccs.attack.saliency import (
+    AsrMatrix,
+    enumerate_sets,
+    random_baseline,
+    saliency_attack,
+    score_sets,
+    select_sources,
+)
+from liccs.attack.threat import NORMS, ThreatModel
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "liccs.attack.base": ("ATTACKS", "Attack", "create_attack", "parse_eps", "register_attack"),
-    "liccs.attack.diversity": ("InputDiversity",),
-    "liccs.attack.ensemble": ("CodecOnly", "Ensemble", "EnsembleOutput", "build_ensemble"),
-    "liccs.attack.eot": ("EoT",),
-    "liccs.attack.fgsm": ("FGSM",),
-    "liccs.attack.mifgsm": ("MIFGSM",),
-    "liccs.attack.objectives": ("OBJECTIVES", "ClassificationLoss", "DistortionLoss", "Objective", "RateLoss",
-                                "Weighted", "parse_objective"),
-    "liccs.attack.pgd": ("IFGSM", "PGD", "IterativeAttack"),
-    "liccs.attack.threat": ("NORMS", "ThreatModel"),
-    "liccs.attack.defense": ("KWayDefense",),
-    "liccs.attack.adaptive": ("RandomTransformLICCS",),
-    "liccs.attack.saliency": ("AsrMatrix", "enumerate_sets", "random_baseline", "saliency_attack", "score_sets",
-                              "select_sources"),
-    "liccs.attack.io": ("load_adversarial", "save_adversarial"),
-}
-_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'liccs.attack' has no attribute {name!r}")
-    importlib.import_module("liccs.attack.base").load_families()  # ATTACKS is complete once seen
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__ = ["ATTACKS", "FGSM", "IFGSM", "MIFGSM", "NORMS", "OBJECTIVES", "PGD", "AsrMatrix", "Attack",
+           "ClassificationLoss", "CodecOnly", "DistortionLoss", "Ensemble", "EnsembleOutput", "EoT", "InputDiversity",
+           "IterativeAttack", "KWayDefense", "Objective", "RandomTransformLICCS", "RateLoss", "ThreatModel", "Weighted",
+           "build_ensemble", "create_attack", "enumerate_sets", "load_adversarial", "parse_eps", "parse_objective",
+           "random_baseline", "register_attack", "saliency_attack", "save_adversarial", "score_sets",
+           "select_sources"]

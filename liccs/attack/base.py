@@ -240,18 +240,13 @@ class Attack:
         }
 
 
-#: Every attack family, by name. Import it from :mod:`liccs.attack` (which loads the family modules, as
-#: :func:`load_families` does): the families register themselves when their module is imported.
+#: Every attack family, by name: the families register themselves when their module is imported, and the
+#: :mod:`liccs.attack` package imports all of them (so any import from it completes this registry).
 ATTACKS: Registry[type[Attack]] = Registry("attack")
-FAMILY_MODULES = ("liccs.attack.fgsm", "liccs.attack.pgd", "liccs.attack.mifgsm")
 
 
 def load_families() -> Registry[type[Attack]]:
-    """Import every family module (registering its attacks) and return :data:`ATTACKS`."""
-    import importlib
-
-    for name in FAMILY_MODULES:
-        importlib.import_module(name)
+    """:data:`ATTACKS`, complete (the package has imported every family module)."""
     return ATTACKS
 
 
