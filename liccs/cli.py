@@ -56,7 +56,8 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from liccs.jobs.run import run_config
 
-    result = run_config(args.config, quick=args.quick, overrides=args.set, out=args.out, progress=not args.no_progress)
+    result = run_config(args.config, quick=args.quick, overrides=args.set, out=args.out, progress=not args.no_progress,
+                        executor=args.executor, address=args.address)
     for name, reason in result["skipped"].items():
         print(f"skipped {name}: {reason}")
     print(f"wrote {result['out']}/report.html, report.md, manifest.json and tables/ "
@@ -134,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set data.images=4 (repeatable)")
     s.add_argument("--out", default=None, help="report folder (default: the config's run.out)")
+    s.add_argument("--executor", choices=("serial", "ray"), default=None,
+                   help="where the attack tasks run (default: the config's run.executor, serial)")
+    s.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",
+                   help="with --executor ray: the cluster to join (default: start a local Ray instance)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_run)
 

@@ -4,14 +4,8 @@ Every key is checked before any work starts: an unknown section or key, or a val
 out of range, raises :class:`ConfigError` naming the key (``profile.min_iters``) and listing the valid keys.
 Fractions are accepted where a float is expected (``eps = "8/255"``).
 
-A ``[quick]`` table holds overrides for a fast variant (``--quick``), nested or dotted::
-
-    [quick.data]
-    images = 4
-    [quick]
-    "profile.min_iters" = 3
-
-:func:`load_config` validates them at load time too, so a bad quick override fails before any work.
+A ``[quick]`` table holds overrides for a fast variant (``--quick``), nested (``[quick.data]``) or dotted
+(``"profile.min_iters" = 3``); :func:`load_config` validates them at load time too.
 """
 
 from __future__ import annotations
@@ -42,13 +36,15 @@ def _cv(default: list[Any]) -> Any:
 
 @dataclass
 class RunSection:
-    """Name, output folder, seed, device and CPU threads of the run."""
+    """Name, output folder, seed, device, CPU threads and executor of the run."""
 
     name: str = "quick-cpu"
     out: str = "reports/quick-cpu"
     seed: int = 0
     device: Literal["cpu", "cuda"] = "cpu"
-    threads: int = 2  # torch intra-op threads; 0 leaves torch's default
+    threads: int = 2  # torch intra-op threads, in this process and in every task; 0 leaves torch's default
+    executor: Literal["serial", "ray"] = "serial"  # where the attack tasks run (liccs.executor)
+    address: str = ""  # ray: "" starts a local instance, "auto" joins `ray start`, "ray://HOST:PORT" a client
 
 
 @dataclass

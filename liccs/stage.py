@@ -29,6 +29,7 @@ from liccs.config import RunConfig
 from liccs.core import Registry
 from liccs.engines.codec import DeployedCodec
 from liccs.errors import LiccsError
+from liccs.executor import RayExecutor, SerialExecutor
 from liccs.export.cache import ArtifactCache
 from liccs.pipeline import LICCS
 
@@ -39,6 +40,13 @@ ATTACK_OBJECTIVES = {"classification": "ce", "distortion": "distortion", "rate":
 def device_key(cfg: RunConfig) -> dict[str, str]:
     """The attack's device in a cache key; empty on the CPU, so keys made before GPUs were supported stay valid."""
     return {} if cfg.run.device == "cpu" else {"device": cfg.run.device}
+
+
+def task_resources(cfg: RunConfig) -> dict[str, Any]:
+    """What an attack task asks of the executor: the run's torch threads as CPUs (the same threads as a serial run,
+    so that the numbers do not depend on where a task ran), and a GPU when the attack runs on CUDA."""
+    threads = cfg.run.threads
+    return {"num_cpus": max(1, threads), "num_gpus": 1 if cfg.run.device == "cuda" else 0, "threads": threads}
 
 
 class RunError(LiccsError):
@@ -76,6 +84,7 @@ class Context:
     notes: list[str] = field(default_factory=list)
     weights: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+    executor: SerialExecutor | RayExecutor = field(default_factory=SerialExecutor)
     _on_device: dict[int, nn.Module] = field(default_factory=dict, repr=False)
 
     @property

@@ -4,9 +4,11 @@ before any work, naming the key."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from liccs.cli import main
@@ -97,3 +99,33 @@ def test_unknown_key_in_a_config_file_is_a_cli_error(tmp_path: Path, capsys: pyt
     assert main(["run", str(bad), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "profile.min_itres" in err and "min_iters" in err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason="Ray is not installed (pip install 'liccs[distributed]')")
+def test_the_ray_executor_gives_the_serial_tables(quick_run: Path, tmp_path: Path) -> None:
+    """The same run with its attack tasks on a local Ray instance: every table cell equal (timings aside)."""
+    import ray
+
+    out = tmp_path / "ray"
+    engines = f'["torch", "ort-cpu", "{MISSING}"]'
+    try:
+        rc = main(["run", str(DEFAULT), "--quick", "--no-progress", "--out", str(out), "--executor", "ray",
+                   "--set", f"export.engines={engines}", "--set", f"transfer.engines={engines}"])
+    finally:
+        ray.shutdown()
+    assert rc == 0
+    timed = {"latency", "sweep", "growth", "dominant"}  # timings differ from run to run
+    compared = 0
+    for f in sorted((quick_run / "tables").glob("*.csv")):
+        if f.stem in timed:
+            continue
+        drop = ["status", "path", "seconds"] if f.stem == "export" else []  # artifact cache hits and build times
+        a, b = pd.read_csv(f).drop(columns=drop), pd.read_csv(out / "tables" / f.name).drop(columns=drop)
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=f.name)
+        compared += 1
+    assert compared >= 9
+    man = json.loads((out / "manifest.json").read_text())
+    tasks = man["executor"]["tasks"]
+    assert man["executor"]["name"] == "ray" and len(tasks) == 3 and {t["status"] for t in tasks} == {"done"}
+    assert man["executor"]["critical_path_seconds"] <= man["executor"]["work_seconds"]

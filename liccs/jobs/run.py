@@ -15,25 +15,36 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 import liccs.papers  # noqa: F401  (registers the paper stages)
 import liccs.stages  # noqa: F401  (registers the generic stages)
 from liccs.config import RunConfig, load_config
+from liccs.executor import RayExecutor, make_executor, summary
 from liccs.jobs import run_report
 from liccs.jobs.run_setup import check_names, load_context
 from liccs.manifest import git_commit
-from liccs.stage import Context, Names, Results, RunError, ordered
+from liccs.paths import cache_dir
+from liccs.stage import Context, Names, Results, RunError, TableSpec, ordered
 
 log = logging.getLogger("liccs")
 
 __all__ = ["Context", "Names", "RunError", "check_names", "load_config", "load_context", "run", "run_config"]
 
 
+#: Tasks that failed after their retries (Ray executor): their results are missing from the other tables.
+FAILED = TableSpec("failed", "Failed: tasks that still failed after their retries (their results are missing from the "
+                   "tables below), with their key and error.", order=1)
+
+
 def run_config(path: str | Path, *, quick: bool = False, overrides: list[str] | None = None,
-               out: str | None = None, progress: bool = True) -> dict[str, Any]:
+               out: str | None = None, progress: bool = True, executor: str | None = None,
+               address: str | None = None) -> dict[str, Any]:
     """Load and validate ``path`` (with ``--quick`` and ``key=value`` overrides), then :func:`run` it."""
     extra = list(overrides or []) + ([f'run.out="{out}"'] if out else [])
+    extra += [f'run.executor="{executor}"'] if executor else []
+    extra += [f'run.address="{address}"'] if address else []
     path = Path(path)
     if not path.exists() and not path.is_absolute():  # the default config, from outside the repository
         beside = Path(__file__).resolve().parents[2] / path
@@ -68,15 +79,25 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
         clock = now
 
     ctx: Context = load_context(cfg, names, progress)
+    ctx.executor = make_executor(cfg.run.executor, cfg.run.address, num_cpus=None)
+    if isinstance(ctx.executor, RayExecutor):
+        out.mkdir(parents=True, exist_ok=True)
+        ctx.executor.check_shared([out, cache_dir()])
     lap("load")
     results = Results(skipped=dict(names.unavailable))
     for stage in stages:
+        ctx.executor.stage = stage.name
         result = stage.run(ctx, results)
         results.add(stage, result)
         ctx.notes.extend(result.notes)
         lap(stage.name)
-    specs = [spec for s in ordered() for spec in s.tables]
-    files = run_report.write(ctx, results, specs, seconds, out, commit=commit)
+    failed = [r.to_dict() for r in ctx.executor.records if r.status == "failed"]
+    if failed:
+        results.tables["failed"] = pd.DataFrame(failed)
+        ctx.notes.append(f"{len(failed)} task(s) failed after their retries: see Failed; their cells are missing")
+    specs = [FAILED] + [spec for s in ordered() for spec in s.tables]
+    files = run_report.write(ctx, results, specs, seconds, out, commit=commit,
+                             executor={"name": ctx.executor.name, **summary(ctx.executor, seconds)})
     lap("report")
     return {"out": str(out), "files": {k: str(v) for k, v in files.items()}, "tables": results.tables,
             "skipped": results.skipped, "seconds": seconds}

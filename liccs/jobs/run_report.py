@@ -31,8 +31,8 @@ def build_report(ctx: Context, results: Results, specs: Sequence[TableSpec], sec
 
 
 def write(ctx: Context, results: Results, specs: Sequence[TableSpec], seconds: dict[str, float], out: Path,
-          commit: str | None = None) -> dict[str, Any]:
+          commit: str | None = None, **manifest_extra: Any) -> dict[str, Any]:
     """Write the report folder under ``out``; returns its files by role. ``commit``: the checkout's commit when
     the run started (the manifest's ``commit``; see :func:`liccs.manifest.manifest`)."""
     rep = build_report(ctx, results, specs, seconds)
-    return rep.write(out, weights=ctx.weights, seconds=seconds, started_at=commit)
+    return rep.write(out, weights=ctx.weights, seconds=seconds, started_at=commit, **manifest_extra)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from liccs.checks.predictors import predictors
 from liccs.config import ConfigError, RunConfig
-from liccs.papers.paper_a_attacks import craft, heldout_images
+from liccs.papers.paper_a_attacks import craft, heldout_images, precraft
 from liccs.papers.paper_a_cells import (
     Cells,
     Setting,
@@ -149,6 +149,7 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
     cells = Cells(ctx.images, ctx.labels, fns, cfg.transfer.batch_size)
 
     def attack(st: Setting, sources: list[str], targets: list[str], desc: str) -> None:
+        precraft(ctx, out, [([s], ctx.images, ctx.labels, st) for s in sources], f"paper A {desc} ({st.label()})")
         for s in tqdm(sources, desc=f"paper A {desc} ({st.label()})", disable=not progress):
             adv, _, _ = craft(ctx, out, [s], ctx.images, ctx.labels, setting=st)
             cells.add(st, s, adv, targets)

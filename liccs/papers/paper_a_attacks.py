@@ -21,10 +21,11 @@ from liccs.attack.diversity import InputDiversity
 from liccs.attack.ensemble import Ensemble, EnsembleOutput
 from liccs.attack.eot import EoT
 from liccs.data import load_batch, open_source
+from liccs.executor import Task
 from liccs.export.cache import atomic_write
 from liccs.fileio import json_digest
 from liccs.papers.paper_a_cells import Setting
-from liccs.stage import ATTACK_OBJECTIVES, Context, device_key
+from liccs.stage import ATTACK_OBJECTIVES, Context, device_key, task_resources
 from liccs.zoo import image_geometry
 
 
@@ -62,10 +63,10 @@ def attack_labels(ctx: Context, labels: Tensor) -> Tensor:
     return (labels + 1) % int(ctx.classifier.num_classes) if ctx.cfg.attack.targeted else labels
 
 
-def craft(ctx: Context, out: Path, members: list[str], images: Tensor, labels: Tensor, *,
-          fgsm: bool = False, setting: Setting | None = None) -> tuple[Tensor, int, bool]:
-    """(adversarial images, member gradient evaluations, loaded from the cache) of one source set; ``setting``
-    replaces the run's eps, steps and step size."""
+def stored_as(ctx: Context, out: Path, members: list[str], images: Tensor, labels: Tensor, *, fgsm: bool = False,
+              setting: Setting | None = None) -> tuple[Path, str]:
+    """(file, key) a source set's adversarial images are stored under: the key covers everything that determines
+    them."""
     cfg = ctx.cfg
     over = {"eps": setting.eps, "steps": setting.steps, "step_size": setting.step_size} if setting else {}
     key = json_digest({"attack": cfg.to_dict()["attack"] | over, "fgsm": fgsm, "seed": cfg.run.seed, "members": members,
@@ -75,7 +76,38 @@ def craft(ctx: Context, out: Path, members: list[str], images: Tensor, labels: T
     tag = ("fgsm-" if fgsm else "ens-") + "_".join(m.replace("@", "-") for m in members)
     if setting:
         tag = f"e{setting.eps_255:g}s{setting.steps}-{tag}"
-    path = out / "adversarial" / "paper-a" / f"{tag[:120]}-{key[:16]}.pt"
+    return out / "adversarial" / "paper-a" / f"{tag[:120]}-{key[:16]}.pt", key
+
+
+def _craft_task(ctx: Context, out: Path, members: list[str], images: Tensor, labels: Tensor,
+                setting: Setting | None) -> int:
+    return craft(ctx, out, members, images, labels, setting=setting)[1]
+
+
+def precraft(ctx: Context, out: Path, jobs: list[tuple[list[str], Tensor, Tensor, Setting | None]],
+             stage: str) -> set[tuple[str, ...]]:
+    """On a parallel executor, craft every job (members, images, labels, setting) whose images are not stored yet
+    as a task (each stores them under its key, where :func:`craft` then reads them); returns the member sets
+    crafted now. On the serial executor nothing: :func:`craft` crafts on demand, in one pass."""
+    if ctx.executor.name == "serial":
+        return set()
+    tasks = []
+    for members, images, labels, setting in jobs:
+        path, key = stored_as(ctx, out, members, images, labels, setting=setting)
+        hit = torch.load(path, weights_only=True) if path.is_file() else None
+        if hit is None or hit.get("key") != key:
+            tasks.append(Task(key, "+".join(members), _craft_task, (ctx, out, list(members), images, labels, setting),
+                              **task_resources(ctx.cfg)))
+    ctx.executor.run(tasks, stage, ctx.progress)
+    return {tuple(t.args[2]) for t in tasks}
+
+
+def craft(ctx: Context, out: Path, members: list[str], images: Tensor, labels: Tensor, *,
+          fgsm: bool = False, setting: Setting | None = None) -> tuple[Tensor, int, bool]:
+    """(adversarial images, member gradient evaluations, loaded from the cache) of one source set; ``setting``
+    replaces the run's eps, steps and step size."""
+    cfg = ctx.cfg
+    path, key = stored_as(ctx, out, members, images, labels, fgsm=fgsm, setting=setting)
     hit = torch.load(path, weights_only=True) if path.is_file() else None
     if hit is not None and hit.get("key") == key:
         return hit["images"], int(hit["grad_evals"]), True

@@ -30,7 +30,7 @@ from liccs.attack.saliency import (
     enumerate_sets,
     score_sets,
 )
-from liccs.papers.paper_a_attacks import craft
+from liccs.papers.paper_a_attacks import craft, precraft
 from liccs.papers.paper_a_cells import Cells, Setting, nanmean
 from liccs.papers.paper_a_tables import BudgetError, codec_parts
 from liccs.stage import Context
@@ -68,6 +68,7 @@ def run_sampling(ctx: Context, out: Path, cells: Cells, setting: Setting, ladder
     scores = {(sv, iv): {k: score_sets(matrix, enumerate_sets(candidates, k), interpolation=iv, score=sv)
                          for k in sc.k} for sv in SCORES for iv in INTERPOLATIONS}
     index = {k: 0 for k in sc.k}
+    fresh = precraft(ctx, out, [(list(m), images, labels, setting) for _, m in jobs], "paper A sampling (tasks)")
     for k, members in tqdm(jobs, desc="paper A sampling (every k-set)", disable=not progress):
         adv, evals, cached = craft(ctx, out, list(members), images, labels, setting=setting)
         nonmembers = [t for t in ladder if t not in members]
@@ -76,7 +77,7 @@ def run_sampling(ctx: Context, out: Path, cells: Cells, setting: Setting, ladder
         per_image[members] = {"nonmember": held.per_image(setting, [(src, t) for t in nonmembers]),
                               "other_arch": held.per_image(setting, [(src, t) for t in others])}
         row = {"k": k, "members": label(members), "set": src, "grad_evals": evals, "steps": setting.steps,
-               "images": len(images), "cached": cached,
+               "images": len(images), "cached": cached and tuple(members) not in fresh,
                "heldout_asr_nonmember": nanmean(per_image[members]["nonmember"]),
                "heldout_asr_other_arch": nanmean(per_image[members]["other_arch"])}
         for (sv, iv), by_k in scores.items():

@@ -14,15 +14,25 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from liccs.attack.base import create_attack
 from liccs.attack.diversity import InputDiversity
 from liccs.attack.ensemble import Ensemble
 from liccs.attack.eot import EoT
+from liccs.executor import Task
 from liccs.export.cache import atomic_write
 from liccs.fileio import json_digest
-from liccs.stage import ATTACK_OBJECTIVES, Context, Results, StageBase, StageResult, TableSpec, device_key, register
+from liccs.stage import (
+    ATTACK_OBJECTIVES,
+    Context,
+    Results,
+    StageBase,
+    StageResult,
+    TableSpec,
+    device_key,
+    register,
+    task_resources,
+)
 
 
 def attack_key(ctx: Context, source: str) -> str:
@@ -62,26 +72,42 @@ def target_labels(ctx: Context) -> Tensor:
     return (ctx.labels + 1) % int(ctx.classifier.num_classes)
 
 
+def craft_to_file(ctx: Context, source: str, path: Path, key: str) -> str:
+    """Craft ``source``'s images and store them under ``key`` at ``path`` (a task: the file is its result)."""
+    images = craft(ctx, source)
+    record = {"key": key, "images": images, "names": ctx.image_names}
+    atomic_write(path, lambda tmp: torch.save(record, tmp))
+    return str(path)
+
+
+def _stored(path: Path, key: str) -> Tensor | None:
+    hit = torch.load(path, weights_only=True) if path.is_file() else None
+    return hit["images"] if hit is not None and hit.get("key") == key else None
+
+
 def run_attacks(ctx: Context, out: Path, progress: bool = True) -> tuple[dict[str, Tensor], pd.DataFrame]:
-    """Adversarial images per source (cached), and a table: source, key, cached, L∞ of the perturbation."""
+    """Adversarial images per source (cached; the missing ones crafted as tasks on ``ctx.executor``), and a table:
+    source, key, cached, L∞ of the perturbation. A source whose task failed is left out (the run's *Failed*
+    section names it)."""
     folder = out / "adversarial"
+    paths = {s: folder / f"{s.replace('+', '_').replace('@', '-')}-{attack_key(ctx, s)[:16]}.pt"
+             for s in ctx.names.sources}
+    keys = {s: attack_key(ctx, s) for s in ctx.names.sources}
+    cached = {s for s in ctx.names.sources if _stored(paths[s], keys[s]) is not None}
+    tasks = [Task(keys[s], s, craft_to_file, (ctx, s, paths[s], keys[s]), **task_resources(ctx.cfg))
+             for s in ctx.names.sources if s not in cached]
+    ctx.executor.run(tasks, "attack", progress)
     adv: dict[str, Tensor] = {}
     rows = []
-    for source in tqdm(ctx.names.sources, desc="attack", disable=not progress):
-        key = attack_key(ctx, source)
-        path = folder / f"{source.replace('+', '_').replace('@', '-')}-{key[:16]}.pt"
-        hit = torch.load(path, weights_only=True) if path.is_file() else None
-        cached = hit is not None and hit.get("key") == key
-        if cached:
-            images = hit["images"]
-        else:
-            images = craft(ctx, source)
-            record = {"key": key, "images": images, "names": ctx.image_names}
-            atomic_write(path, lambda tmp, rec=record: torch.save(rec, tmp))
+    for source in ctx.names.sources:
+        images = _stored(paths[source], keys[source])
+        if images is None:  # its task failed
+            continue
         adv[source] = images
-        rows.append({"source": source, "cached": cached, "file": str(path.relative_to(out)), "key": key[:16],
-                     "linf": float((images - ctx.images).abs().max()), "attack": ctx.cfg.attack.name,
-                     "eps": ctx.cfg.attack.eps, "steps": ctx.cfg.attack.steps, "surrogate": ctx.cfg.attack.surrogate})
+        rows.append({"source": source, "cached": source in cached, "file": str(paths[source].relative_to(out)),
+                     "key": keys[source][:16], "linf": float((images - ctx.images).abs().max()),
+                     "attack": ctx.cfg.attack.name, "eps": ctx.cfg.attack.eps, "steps": ctx.cfg.attack.steps,
+                     "surrogate": ctx.cfg.attack.surrogate})
     return adv, pd.DataFrame(rows)
 
 
