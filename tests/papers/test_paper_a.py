@@ -4,6 +4,7 @@ percentile and budget check, bad input refused before any work, and the quick va
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -175,3 +176,20 @@ def test_quick_run_enumerates_every_set_with_equal_budgets(quick_run: Path) -> N
     assert list(sets.groupby("k").size()) == [2, 1]  # two qualities: two 1-sets, one 2-set
     for k, g in sets.groupby("k"):
         assert set(g["grad_evals"]) == {k * cfg.sampling.steps[0] * cfg.sampling.images}
+
+
+def test_paper_a_on_ray_gives_the_serial_tables(quick_run: Path, tmp_path: Path) -> None:
+    """Paper A's crafts as tasks on a local Ray instance: every table cell equal to the serial run's."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'liccs[distributed]')")
+    from liccs.cli import main
+
+    out = tmp_path / "ray"
+    try:
+        assert main(["run", str(CONFIG), "--quick", "--no-progress", "--out", str(out), "--executor", "ray"]) == 0
+    finally:
+        ray.shutdown()
+    for spec in paper_a.TABLES:
+        a, b = (pd.read_csv(d / "tables" / f"{spec.name}.csv") for d in (quick_run, out))
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=spec.name)
+    tasks = json.loads((out / "manifest.json").read_text())["executor"]["tasks"]
+    assert tasks and {t["status"] for t in tasks} == {"done"} and {t["stage"] for t in tasks} == {"paper-a"}
