@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from liccs.engines import Runner, runner_for
+from liccs.engines.codec import DeployedCodec
 from liccs.export.graphs import classifier_graph, codec_graphs, liccs_graph
 from liccs.stage import Context, Exports
 from liccs.zoo.classifiers import host_geometry
@@ -49,8 +50,9 @@ def predictors(ctx: Context, engine: str,
             continue
         codec = ctx.codecs[t]
         graph = liccs_graph(codec, ctx.classifier)
-        if isinstance(graph, str):
-            d = exports.deployed[engine][t]
+        if isinstance(graph, str):  # the deployed codec of the export stage; built here in a task's worker
+            d = exports.deployed.get(engine, {}).get(t) or DeployedCodec.on_engine(codec, engine, cache,
+                                                                                 calibration_images=calib)
             fns[t] = lambda x, d=d: _out(clf, host(d.decompress(**d.compress(x))["x_hat"]))
             how[t] = "deployed codec (real bitstreams) + classifier graph"
         elif at_crop:

@@ -5,40 +5,74 @@ from __future__ import annotations
 
 import pandas as pd
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from liccs.checks.predictors import predictors
-from liccs.checks.transfer import gap_summary, transfer_gap, transfer_matrix
+from liccs.checks.transfer import Predictions, gap_summary, transfer_gap, transfer_matrix
 from liccs.config import RunConfig
 from liccs.engines import ENGINES, EngineUnavailable
-from liccs.stage import Context, Exports, Results, StageBase, StageResult, TableSpec, register
+from liccs.executor import Task
+from liccs.stage import (
+    Context,
+    Exports,
+    Results,
+    RunError,
+    StageBase,
+    StageResult,
+    TableSpec,
+    register,
+    task_resources,
+)
 from liccs.stages.attack import target_labels
+
+
+def transfer_on(ctx: Context, engine: str, adversarial: dict[str, Tensor], exports: Exports,
+                reference: Predictions | None) -> tuple[pd.DataFrame, Predictions, list[dict[str, str]]] | str:
+    """One engine's transfer (a task): (table, its predictions, routes), or why the engine cannot run here."""
+    tc = ctx.cfg.transfer
+    try:
+        fns, how = predictors(ctx, engine, exports)
+    except EngineUnavailable as e:
+        return str(e)
+    table, preds = transfer_matrix(adversarial, ctx.images, ctx.labels, fns, engine=engine, reference=reference,
+                                   variants=tc.variants, batch_size=tc.batch_size,
+                                   target_labels=target_labels(ctx) if ctx.cfg.attack.targeted else None,
+                                   progress=False)
+    return table, preds, [{"engine": engine, "target": t, "route": r} for t, r in how.items()]
 
 
 def run_transfer(ctx: Context, adversarial: dict[str, Tensor], exports: Exports,
                  progress: bool = True) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
     """(tables: transfer (engine × source × target × variant), routes, gaps against the reference engine, their
-    summary, the white-box diagonal; engines that could not run: name → reason)."""
+    summary, the white-box diagonal; engines that could not run: name → reason).
+
+    One task per engine on ``ctx.executor``: the reference engine first (its predictions feed the agreement
+    columns), then every other engine side by side. On a parallel executor a task rebuilds the deployed codecs it
+    needs from the artifact cache (runners do not travel)."""
     tc = ctx.cfg.transfer
     engines = ctx.names.engines("transfer")
-    engines = [tc.reference_engine] + [e for e in engines if e != tc.reference_engine]
-    targets = None
-    if ctx.cfg.attack.targeted:
-        targets = target_labels(ctx)
-    frames, reference, routes, skipped = [], None, [], {}
-    for engine in tqdm(engines, desc="transfer engines", disable=not progress):
-        try:
-            fns, how = predictors(ctx, engine, exports)
-        except EngineUnavailable as e:
-            skipped[f"{engine}:transfer"] = str(e)
-            continue
-        routes += [{"engine": engine, "target": t, "route": r} for t, r in how.items()]
-        table, preds = transfer_matrix(adversarial, ctx.images, ctx.labels, fns, engine=engine, reference=reference,
-                                       variants=tc.variants, batch_size=tc.batch_size, target_labels=targets,
-                                       progress=progress)
-        if engine == tc.reference_engine:
-            reference = preds
-        frames.append(table)
+    others = [e for e in engines if e != tc.reference_engine]
+    shipped = exports if ctx.executor.name == "serial" else Exports(cache=exports.cache)
+
+    def tasks(names: list[str], reference: Predictions | None) -> list[Task]:
+        return [Task(f"transfer:{e}", e, transfer_on, (ctx, e, adversarial, shipped, reference),
+                     **task_resources(ctx.cfg) | {"num_gpus": int(ENGINES.get(e).device == "cuda")}) for e in names]
+
+    first = ctx.executor.run(tasks([tc.reference_engine], None), "transfer (reference)", progress)
+    ref = first.get(f"transfer:{tc.reference_engine}")
+    if ref is None or isinstance(ref, str):
+        raise RunError(f"transfer.reference_engine {tc.reference_engine!r} could not run the transfer: "
+                       f"{ref or 'its task failed (see Failed)'}")
+    done = {tc.reference_engine: ref}
+    if others:  # a task that failed on the executor is missing here and named in the run's Failed table
+        rest = ctx.executor.run(tasks(others, ref[1]), "transfer engines", progress)
+        done |= {e: rest.get(f"transfer:{e}") for e in others}
+    frames, routes, skipped = [], [], {}
+    for engine, res in done.items():
+        if isinstance(res, str):
+            skipped[f"{engine}:transfer"] = res
+        elif res is not None:
+            frames.append(res[0])
+            routes += res[2]
     table = pd.concat(frames, ignore_index=True)
     out = {"transfer": table, "transfer_routes": pd.DataFrame(routes)}
     if table["engine"].nunique() > 1:
