@@ -15,12 +15,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from liccs.checks.parity import Tolerance, check_codec, parity_images
+from liccs.checks.parity import ParityRecord, Tolerance, check_codec, parity_images
 from liccs.engines import ENGINES, EngineUnavailable
 from liccs.engines.codec import DeployedCodec, bpp
+from liccs.executor import Task
 from liccs.export.cache import ArtifactCache
+from liccs.export.report import ExportReport
 from liccs.pipeline import psnr
-from liccs.stage import Context, Exports, Results, StageBase, StageResult, TableSpec, register
+from liccs.stage import Context, Exports, Results, StageBase, StageResult, TableSpec, register, task_resources
 from liccs.zoo import parse_codec
 
 #: Reduced-precision engines' parity: images within 30 dB PSNR of PyTorch's, logits' top-1 agreement.
@@ -35,6 +37,14 @@ def tolerances(ctx: Context) -> tuple[Tolerance, dict[str, Tolerance]]:
     return base, {e: reduced for e in ENGINES.names() if ENGINES.get(e).precision != "fp32"}
 
 
+def export_and_check(codec: torch.nn.Module, engines: list[str], batches: list[torch.Tensor],
+                     classifier: torch.nn.Module, base: Tolerance, per_engine: dict[str, Tolerance],
+                     cache: ArtifactCache, calib: torch.Tensor) -> tuple[list[ParityRecord], ExportReport]:
+    """One codec's export (with the classifier and LICCS graphs) and parity on every engine (a task)."""
+    return check_codec(codec, engines, batches, classifier=classifier, tolerance=base, per_engine=per_engine,
+                       cache=cache, calibration_images=calib, progress=False)
+
+
 def run_exports(ctx: Context, progress: bool = True) -> Exports:
     """Export every codec (with the classifier and LICCS graphs), check parity on every available engine."""
     engines = ctx.names.engines("export")
@@ -42,15 +52,20 @@ def run_exports(ctx: Context, progress: bool = True) -> Exports:
     cache = ArtifactCache()
     batches = parity_images()
     calib = ctx.calibration()
-    records, report = [], None
-    for name in tqdm(ctx.names.codecs, desc="export + parity", disable=not progress):
-        recs, report = check_codec(ctx.codecs[name], engines, batches, classifier=ctx.classifier, tolerance=base,
-                                   per_engine=per_engine, cache=cache, calibration_images=calib, report=report,
-                                   progress=progress)
-        records += recs
+    tasks = [Task(f"export:{name}", name, export_and_check,
+                  (ctx.codecs[name], engines, batches, ctx.classifier, base, per_engine, cache, calib),
+                  **task_resources(ctx.cfg) | {"num_gpus": int(any(ENGINES.get(e).device == "cuda" for e in engines))})
+             for name in ctx.names.codecs]
+    done = ctx.executor.run(tasks, "export + parity", progress)
+    records, report = [], ExportReport()
+    for name in ctx.names.codecs:  # in the config's order; a codec whose task failed is named in Failed
+        if f"export:{name}" in done:
+            recs, rep = done[f"export:{name}"]
+            records += recs
+            report.records += rep.records
     parity = pd.DataFrame([{k: v for k, v in r.to_dict().items() if k not in ("tolerance", "extra", "shapes")}
                            | {"failures": "; ".join(r.failures)} for r in records])
-    export = pd.DataFrame([r.__dict__ for r in report.records]) if report is not None else pd.DataFrame()
+    export = pd.DataFrame([r.__dict__ for r in report.records]) if report.records else pd.DataFrame()
     out = Exports(parity, export, cache=cache)
     for engine in tqdm(engines, desc="deployed codecs", disable=not progress):
         out.deployed[engine] = {}
