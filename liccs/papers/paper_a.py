@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from liccs.checks.predictors import predictors
 from liccs.config import ConfigError, RunConfig
+from liccs.papers.driver import PaperStage
 from liccs.papers.paper_a_attacks import craft, heldout_images, precraft
 from liccs.papers.paper_a_cells import (
     Cells,
@@ -40,7 +41,7 @@ from liccs.papers.paper_a_claims import claims
 from liccs.papers.paper_a_sampling import ablation, arch_ladders, run_sampling
 from liccs.papers.paper_a_tables import codec_parts
 from liccs.pipeline import codec_roundtrip, psnr
-from liccs.stage import Context, Exports, Names, Results, StageBase, StageResult, TableSpec, register
+from liccs.stage import Context, Exports, Names, TableSpec, register
 
 _TABLES: list[tuple[str, str, list[str] | None]] = [
     ("paper_a_claims", "Paper A, the declared claims: paired over images (Wilcoxon signed-rank, or exact McNemar "
@@ -217,19 +218,6 @@ def _ablation_lines(ab: pd.DataFrame, sc: object) -> list[str]:
     return lines
 
 
-class PaperAStage(StageBase):
-    """Paper A (transferable LIC-resistant perturbations) as a stage of ``liccs run``, on by ``[sampling]``."""
-
-    name, section, order = "paper-a", "sampling", 50
-    tables = TABLES
-
-    def check(self, cfg: RunConfig, names: Names) -> None:
-        check_config(cfg, names)
-
-    def run(self, ctx: Context, results: Results) -> StageResult:
-        tables, notes = run_stage(ctx, results.exports, results.adversarial, ctx.out, ctx.progress,
-                                  tables=results.tables)
-        return StageResult(tables, notes=notes)
-
-
-register(PaperAStage())
+#: Paper A as a stage of ``liccs run``, on by ``[sampling]``.
+register(PaperStage("paper-a", "sampling", 50, TABLES, check_config,
+                    lambda ctx, r: run_stage(ctx, r.exports, r.adversarial, ctx.out, ctx.progress, tables=r.tables)))

@@ -38,11 +38,12 @@ from liccs.config import ConfigError, RunConfig
 from liccs.errors import InputError, LiccsError
 from liccs.papers import paper_b_claims as C
 from liccs.papers import paper_b_tables as T
+from liccs.papers.driver import PaperStage
 from liccs.papers.paper_b_attacks import AttackSpec, craft
 from liccs.papers.paper_b_eval import Images, load_images
 from liccs.papers.paper_b_findings import findings
 from liccs.papers.paper_b_measure import measure, plain
-from liccs.stage import Context, Exports, Names, Results, StageBase, StageResult, TableSpec, register
+from liccs.stage import Context, Exports, Names, TableSpec, register
 from liccs.zoo import parse_codec
 
 log = logging.getLogger("liccs")
@@ -226,18 +227,6 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
     return tables, notes + findings(tables)
 
 
-class PaperBStage(StageBase):
-    """Paper B (a training-free defense for robust LIC) as a stage of ``liccs run``, on by ``[defense]``."""
-
-    name, section, order = "paper-b", "defense", 60
-    tables = TABLES
-
-    def check(self, cfg: RunConfig, names: Names) -> None:
-        check_config(cfg, names)
-
-    def run(self, ctx: Context, results: Results) -> StageResult:
-        tables, notes = run_stage(ctx, results.exports, results.adversarial, ctx.out, ctx.progress)
-        return StageResult(tables, notes=notes)
-
-
-register(PaperBStage())
+#: Paper B as a stage of ``liccs run``, on by ``[defense]``.
+register(PaperStage("paper-b", "defense", 60, TABLES, check_config,
+                    lambda ctx, r: run_stage(ctx, r.exports, r.adversarial, ctx.out, ctx.progress)))
