@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from liccs.core import resize_center_crop
+from liccs.core.progress import tqdm
 from liccs.errors import ImageReadError, InputError
 from liccs.paths import data_dir
 

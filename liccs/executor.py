@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from liccs.core.progress import tqdm
 from liccs.errors import LiccsError
 
 EXECUTORS = ("serial", "ray")

@@ -62,3 +62,18 @@ def test_resize_center_crop_nearest_then_area_gives_back_the_pixels():
 def test_a_value_a_hair_past_the_bound_prints_with_enough_digits():
     with pytest.raises(InputError, match=r"max 1\.00000\d+"):
         check_images(torch.full((1, 3, 2, 2), 1.0000001))
+
+
+def test_progress_in_a_log_is_one_plain_line_per_finished_bar():
+    import io
+
+    from liccs.core.progress import tqdm
+
+    log = io.StringIO()  # not a terminal
+    for _ in tqdm(range(50), desc="stage", file=log):
+        pass
+    with tqdm(total=3, desc="inner", file=log, leave=False) as bar:  # a nested bar leaves nothing
+        bar.update(3)
+        bar.set_postfix(done=3)
+    text = log.getvalue()
+    assert "\r" not in text and text.count("\n") == 1 and text.startswith("stage: 100%") and "50/50" in text

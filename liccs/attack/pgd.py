@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from liccs.attack.base import Attack, register_attack
+from liccs.core.progress import tqdm
 
 
 class IterativeAttack(Attack):

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from liccs.core import crop_to
+from liccs.core.progress import tqdm
 from liccs.engines.bitstream import unframe
 from liccs.engines.codec import DeployedCodec
 from liccs.pipeline import psnr

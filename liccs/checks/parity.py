@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from liccs.core.progress import tqdm
 from liccs.data import ImageSource, kodak, prepare, to_float
 from liccs.engines import ENGINES
 from liccs.engines.autoregressive import single_thread

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
+from liccs.core.progress import tqdm
 from liccs.errors import InputError
 
 PredictFn = Callable[[torch.Tensor], Any]  # images [B, 3, H, W] in [0, 1] → logits [B, classes]

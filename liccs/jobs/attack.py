@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from liccs.attack.base import create_attack, load_families, parse_eps
 from liccs.attack.diversity import InputDiversity
@@ -31,6 +30,7 @@ from liccs.attack.evaluate import (
 )
 from liccs.attack.io import save_adversarial
 from liccs.attack.objectives import parse_objective
+from liccs.core.progress import tqdm
 from liccs.data import open_source, to_float
 from liccs.errors import InputError
 from liccs.zoo import load_classifier, parse_codec

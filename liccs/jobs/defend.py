@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from liccs.attack.adaptive import RandomTransformLICCS
 from liccs.attack.base import create_attack, load_families, parse_eps
@@ -27,6 +26,7 @@ from liccs.attack.eot import EoT
 from liccs.attack.evaluate import format_table, mean_rows, ms_ssim, quantize_png
 from liccs.attack.objectives import parse_objective
 from liccs.attack.transforms import DEFAULT_TRANSFORMS, get_transforms
+from liccs.core.progress import tqdm
 from liccs.data import open_source, read_image, to_float
 from liccs.errors import InputError
 from liccs.manifest import manifest, write_json

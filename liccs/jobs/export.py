@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from liccs.checks.crossdecode import cross_decode
 from liccs.checks.parity import ParityRecord, Tolerance, center_crop, check_codec, parity_images
+from liccs.core.progress import tqdm
 from liccs.data import FolderSource, kodak, to_float
 from liccs.engines.codec import DeployedCodec
 from liccs.export.cache import ArtifactCache

@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from liccs.checks.predictors import predictors
 from liccs.config import ConfigError, RunConfig
+from liccs.core.progress import tqdm
 from liccs.papers.driver import PaperStage
 from liccs.papers.paper_a_attacks import craft, heldout_images, precraft
 from liccs.papers.paper_a_cells import (

@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from liccs.attack.saliency import (
     INTERPOLATIONS,
@@ -30,6 +29,7 @@ from liccs.attack.saliency import (
     enumerate_sets,
     score_sets,
 )
+from liccs.core.progress import tqdm
 from liccs.papers.paper_a_attacks import craft, precraft
 from liccs.papers.paper_a_cells import Cells, Setting, nanmean
 from liccs.papers.paper_a_tables import BudgetError, codec_parts

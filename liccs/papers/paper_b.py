@@ -29,12 +29,12 @@ from typing import Any
 
 import pandas as pd
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from liccs.attack.defense import COMPRESSAI_MSE_LAMBDAS, KWayDefense
 from liccs.attack.defense_random import RandomKWayDefense, transform_family
 from liccs.attack.transforms import get_transforms
 from liccs.config import ConfigError, RunConfig
+from liccs.core.progress import tqdm
 from liccs.errors import InputError, LiccsError
 from liccs.papers import paper_b_claims as C
 from liccs.papers import paper_b_tables as T

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
+from liccs.core.progress import tqdm
 from liccs.engines.base import Array, Runner
 from liccs.errors import InputError
 from liccs.profiling.timer import TimerConfig, measure

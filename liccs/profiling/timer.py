@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
+from liccs.core.progress import tqdm
 from liccs.errors import InputError
 from liccs.profiling.device import MemoryWatch, cuda_graph_replay, default_sync, environment, to_device
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from liccs.checks.parity import ParityRecord, Tolerance, check_codec, parity_images
+from liccs.core.progress import tqdm
 from liccs.engines import ENGINES, EngineUnavailable
 from liccs.engines.codec import DeployedCodec, bpp
 from liccs.executor import Task

@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from liccs.core import pad_to_multiple, resize_center_crop
+from liccs.core.progress import tqdm
 from liccs.data import kodak, to_float
 from liccs.engines import ENGINES, runner_for
 from liccs.engines.autoregressive import compress_ar, decompress_ar

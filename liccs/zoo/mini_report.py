@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from tqdm.auto import tqdm
 
+from liccs.core.progress import tqdm
 from liccs.data import kodak, to_float
 from liccs.manifest import manifest, write_json
 from liccs.pipeline import codec_forward, psnr

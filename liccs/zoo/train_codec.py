@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from compressai.models import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from liccs.core import resize_center_crop
+from liccs.core.progress import tqdm
 from liccs.families import FACTORIZED, MEAN_SCALE, SCALE_HYPERPRIOR, CodecFamily
 from liccs.pipeline import codec_roundtrip, psnr  # lazily: liccs.pipeline imports liccs.zoo
 

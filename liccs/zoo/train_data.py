@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from liccs.core.progress import tqdm
 from liccs.data import cifar10, imagenet_samples, to_float
 from liccs.errors import ImageReadError
 from liccs.manifest import write_json
