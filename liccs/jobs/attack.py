@@ -34,6 +34,7 @@ from liccs.core.progress import tqdm
 from liccs.data import open_source, to_float
 from liccs.errors import InputError
 from liccs.zoo import load_classifier, parse_codec
+from liccs.zoo.weights import random_weights_banner
 
 
 @dataclass
@@ -44,7 +45,7 @@ class AttackJob:
     classifier: str
     images: str
     out: str
-    weights: str = "random"
+    weights: str = "pretrained"
     classifier_weights: str | None = None
     attack: str = "pgd"
     eps: str | float = "8/255"
@@ -160,7 +161,9 @@ def run_attack(job: AttackJob) -> dict[str, Any]:
             r["linf_png"] = linf
     else:
         summary = mean_rows(rows, ["bpp_clean", "bpp_adv", "psnr_clean", "psnr_adv"], ["model"])
+    models = {n: getattr(m, "codec", m) for n, m in zip(target.names, target.members, strict=True)}
+    banner = random_weights_banner(models | ({job.classifier: clf} if clf is not None else {}))
     sidecar = {"attack": atk.describe(), "job": asdict(job), "labels": label_kind, "summary": summary,
-               "seconds": round(time.perf_counter() - t0, 2)}
+               "seconds": round(time.perf_counter() - t0, 2), "warning": banner}
     save_adversarial(job.out, advs, names, sidecar, labels=labels)
-    return {**sidecar, "table": format_table(summary)}
+    return {**sidecar, "table": "\n".join(filter(None, [banner, format_table(summary)]))}

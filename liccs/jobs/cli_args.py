@@ -25,8 +25,9 @@ def add_attack_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--codec", required=True,
                    help="ARCH@qN[,ARCH@qN...] (an ensemble), or 'none' for the classifier alone")
     s.add_argument("--classifier", required=True, help="a registered classifier, or 'none' to attack the codecs alone")
-    s.add_argument("--weights", default="random",
-                   help="random | pretrained | PATH (codecs, and classifier unless --classifier-weights)")
+    s.add_argument("--weights", default="pretrained",
+                   help="pretrained (default; mini-… models: the cache, the committed weights, or training) | random | "
+                        "PATH (codecs, and classifier unless --classifier-weights)")
     s.add_argument("--classifier-weights", default=None, help="random | pretrained | PATH for the classifier")
     s.add_argument("--attack", default="pgd", help="fgsm | ifgsm | pgd | mifgsm (the ATTACKS registry)")
     s.add_argument("--eps", default="8/255", help="radius, a number or a fraction like 8/255")
@@ -59,7 +60,7 @@ def attack_job(a: argparse.Namespace) -> AttackJob:
 
 def add_defend_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--codec", required=True, help="ARCH@qN")
-    s.add_argument("--weights", default="random", help="random | pretrained | PATH")
+    s.add_argument("--weights", default="pretrained", help="pretrained (default) | random | PATH")
     s.add_argument("--images", required=True, help="clean images: a folder, a CSV, or kodak | ...")
     s.add_argument("--adv", default=None, help="folder of attacked PNGs with the same stems (default: craft them here)")
     s.add_argument("--k", default="2,4", help="comma-separated K values of the K-way defense")

@@ -32,6 +32,7 @@ from liccs.errors import InputError
 from liccs.manifest import manifest, write_json
 from liccs.pipeline import codec_roundtrip, psnr
 from liccs.zoo import load_codec, parse_codec
+from liccs.zoo.weights import random_weights_banner
 
 METRICS = ("bpp", "psnr", "ms_ssim", "seconds")
 
@@ -43,7 +44,7 @@ class DefendJob:
     codec: str
     images: str
     out: str
-    weights: str = "random"
+    weights: str = "pretrained"
     adv: str | None = None
     k: tuple[int, ...] = (2, 4)
     lmbda: float | None = None
@@ -128,11 +129,14 @@ def run_defend(job: DefendJob) -> dict[str, Any]:
                 m = _measure(partial(_defended, d), xs)
                 rows.append({"image": sample.name, "set": set_name, "defense": f"k-way K={k}", **m})
     summary = mean_rows(rows, METRICS, ["set", "defense"])
+    banner = random_weights_banner({job.codec: codec})
     result = {"job": asdict(job), "codec": {"name": job.codec, "weights": codec.liccs_weights.to_dict()},
+              "warning": banner,
               "defenses": [d.describe() for d in defenses.values()],
               "attack": plain_attack.describe() if plain_attack is not None else {"from": job.adv},
               "adaptive": {k: a.describe() for k, a in adaptive.items()}, "summary": summary, "rows": rows,
               "reference": "PSNR and MS-SSIM of the reconstruction against the codec's input image",
               "seconds": round(time.perf_counter() - t0, 2), "manifest": manifest()}
     write_json(Path(job.out) / "defense.json", result)
-    return {**result, "table": format_table(summary, ["set", "defense", "images", *METRICS])}
+    return {**result, "table": "\n".join(filter(None, [banner, format_table(summary, ["set", "defense", "images",
+                                                                                       *METRICS])]))}

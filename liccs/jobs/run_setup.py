@@ -20,6 +20,7 @@ from liccs.engines import ENGINES
 from liccs.errors import LiccsError, UnknownNameError, WeightsError
 from liccs.stage import Context, Names, RunError
 from liccs.zoo import CLASSIFIERS, image_geometry, load_classifier, load_codec, parse_codec
+from liccs.zoo.weights import random_weights_banner
 
 log = logging.getLogger("liccs")
 
@@ -101,6 +102,9 @@ def load_context(cfg: RunConfig, names: Names, progress: bool = True) -> Context
     weights = {n: m.liccs_weights.to_dict() for n, m in [*codecs.items(), (cfg.models.classifier, clf)]}
     if any(w.get("source") == "mini-zoo" for w in weights.values()):
         notes.insert(0, MINI_NOTE)
+    banner = random_weights_banner({**codecs, cfg.models.classifier: clf})
+    if banner:
+        notes.insert(0, banner)
     source = open_source(cfg.data.source)
     n = min(cfg.data.images, len(source))
     resize, crop, interpolation = image_geometry(codecs, clf)

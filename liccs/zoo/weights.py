@@ -11,11 +11,13 @@ import re
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from torch import nn
 
 from liccs.errors import WeightsError
 from liccs.fileio import sha256_file as sha256_of
@@ -116,3 +118,12 @@ def load_state(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path
         first = str(e).splitlines()
         detail = " ".join(line.strip() for line in first[:4])
         raise WeightsError(f"checkpoint {path} does not fit {what}: {detail}") from None
+
+
+def random_weights_banner(models: Mapping[str, nn.Module]) -> str | None:
+    """A line to print above any result computed with a model on random weights (None when every model is trained)."""
+    names = [n for n, m in models.items() if getattr(getattr(m, "liccs_weights", None), "source", None) == "random"]
+    if not names:
+        return None
+    return (f"RANDOM WEIGHTS: {', '.join(names)} {'is' if len(names) == 1 else 'are'} untrained; these numbers say "
+            "nothing about trained models")

@@ -67,9 +67,11 @@ def test_cli_attack_writes_one_png_per_input_with_its_stem_and_a_sidecar(image_d
 def test_cli_defend_table_with_crafted_adaptive_and_given_attacks(image_dir, tmp_path, capsys):
     out = tmp_path / "def"
     rc = main(["defend", "--codec", "bmshj2018-factorized@q1", "--images", str(image_dir), "--k", "1,2",
-               "--steps", "1", "--eot", "1", "--limit", "2", "--out", str(out)])
+               "--steps", "1", "--eot", "1", "--limit", "2", "--out", str(out), "--weights", "random"])
     assert rc == 0
-    assert "k-way K=2" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "k-way K=2" in printed
+    assert printed.startswith("RANDOM WEIGHTS: bmshj2018-factorized@q1 is untrained")  # said where it is read
     res = json.loads((out / "defense.json").read_text())
     sets = {(r["set"], r["defense"]) for r in res["summary"]}
     assert {("clean", "none"), ("clean", "k-way K=2"), ("attacked", "k-way K=1"), ("adaptive-k2", "k-way K=2")} <= sets
@@ -85,7 +87,7 @@ def test_cli_defend_table_with_crafted_adaptive_and_given_attacks(image_dir, tmp
     for p in image_dir.iterdir():
         Image.fromarray((255 - read_image(p)).permute(1, 2, 0).numpy()).save(adv / p.name)
     assert main(["defend", "--codec", "bmshj2018-factorized@q1", "--images", str(image_dir), "--adv", str(adv),
-                 "--k", "2", "--limit", "1", "--out", str(out)]) == 0
+                 "--k", "2", "--limit", "1", "--out", str(out), "--weights", "random"]) == 0
     res = json.loads((out / "defense.json").read_text())
     assert res["attack"] == {"from": str(adv)}
 
@@ -106,10 +108,22 @@ def test_cli_errors_are_clear_and_early(argv, tmp_path, capsys):
 def test_cli_attack_on_codecs_alone_reports_rate_and_distortion(image_dir, tmp_path):
     out = tmp_path / "codec"
     assert main(["attack", "--codec", "bmshj2018-factorized@q1", "--classifier", "none", "--objective", "distortion",
-                 "--eps", "4/255", "--steps", "2", "--images", str(image_dir), "--out", str(out)]) == 0
+                 "--eps", "4/255", "--steps", "2", "--images", str(image_dir), "--out", str(out),
+                 "--weights", "random"]) == 0
     side = json.loads((out / "attack.json").read_text())
     assert side["labels"] == "none"
     row = side["summary"][0]
     assert row["model"] == "bmshj2018-factorized@q1" and row["images"] == 3
     assert row["bpp_clean"] > 0 and row["psnr_adv"] < row["psnr_clean"]  # the attack degraded the reconstruction
     assert side["attack"]["objective"] == {"objective": "distortion", "reference": "input", "metric": "mse"}
+
+
+def test_cli_attack_defaults_to_trained_weights_and_says_nothing_about_random_ones(image_dir, tmp_path, capsys):
+    """The default weights are the trained ones (the mini zoo's committed weights here): no banner, and the
+    sidecar records where the weights came from."""
+    out = tmp_path / "trained"
+    assert main(["attack", "--codec", "mini-tiny-bmshj2018-hyperprior@q1", "--classifier", "mini-tiny-cifar-resnet",
+                 "--eps", "8/255", "--steps", "1", "--images", str(image_dir), "--out", str(out)]) == 0
+    assert "RANDOM WEIGHTS" not in capsys.readouterr().out
+    side = json.loads((out / "attack.json").read_text())
+    assert side["job"]["weights"] == "pretrained" and side["warning"] is None
