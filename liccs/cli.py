@@ -88,6 +88,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from liccs.jobs.export import ExportJob, format_table, run_export
 
     result = run_export(ExportJob.from_args(args))
+    for why in result["skipped"]:
+        print(f"skipped an unreadable image: {why}")
     print(format_table(result["records"]))
     print(result["report"].table())
     print(f"wrote artifacts/, parity.json, export_report.json and cross_decode.json to {args.out}")
@@ -97,7 +99,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from liccs.jobs.export import ExportJob, format_table, run_export
 
-    records = run_export(ExportJob.from_args(args))["records"]
+    result = run_export(ExportJob.from_args(args))
+    for why in result["skipped"]:
+        print(f"skipped an unreadable image: {why}")
+    records = result["records"]
     print(format_table(records))
     return 0 if all(r.passed for r in records if r.status != "unavailable") else 1
 

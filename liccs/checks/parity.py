@@ -26,7 +26,7 @@ from liccs.engines.autoregressive import single_thread
 from liccs.engines.bitstream import Container, unframe
 from liccs.engines.codec import DeployedCodec
 from liccs.engines.factory import runner_for
-from liccs.errors import EngineUnavailable, InputError, LiccsError
+from liccs.errors import EngineUnavailable, ImageReadError, InputError, LiccsError
 from liccs.export.graphs import stage_feeds
 from liccs.export.report import export_codec
 from liccs.pipeline import codec_roundtrip, psnr
@@ -126,14 +126,33 @@ def center_crop(x: Tensor, hw: tuple[int, int]) -> Tensor:
     return x[..., top:top + h, left:left + w]
 
 
-def parity_images(source: ImageSource | None = None, crops: Sequence[tuple[int, int]] = CROPS) -> list[Tensor]:
-    """Real image batches: centre crops of images 0, 1 at ``crops[0]`` (batch 2), image 2 at ``crops[1]``."""
-    src = source if source is not None else kodak()
-    if len(src) < 3:
-        raise InputError(f"parity needs at least 3 images, the source has {len(src)}")
-    imgs = [to_float(src.read(i)) for i in range(3)]
-    return [torch.stack([center_crop(imgs[0], crops[0]), center_crop(imgs[1], crops[0])]).contiguous(),
-            center_crop(imgs[2], crops[1])[None].contiguous()]
+def readable(source: ImageSource, n: int, skipped: list[str] | None = None) -> tuple[list[Tensor], list[str]]:
+    """The first ``n`` images of ``source`` that can be read (float), with their names; an unreadable one is
+    skipped and named in ``skipped`` (name: why). None readable is an :class:`InputError` naming the source."""
+    imgs, names = [], []
+    for i in range(len(source)):
+        if len(imgs) == n:
+            break
+        try:
+            imgs.append(to_float(source.read(i)))
+            names.append(source.describe(i)[0])
+        except ImageReadError as e:
+            if skipped is not None:
+                skipped.append(f"{source.describe(i)[0]}: {e}")
+    if not imgs:
+        raise InputError(f"no readable image in {getattr(source, 'root', source)} ({len(source)} file(s) tried)")
+    return imgs, names
+
+
+def parity_images(source: ImageSource | None = None, crops: Sequence[tuple[int, int]] = CROPS,
+                  skipped: list[str] | None = None) -> list[Tensor]:
+    """Real image batches from the first three readable images: centre crops of the first two at ``crops[0]``
+    (a batch of 2; of 1 with one readable image), the third (else the first again) at ``crops[1]``. Unreadable
+    images are skipped and named in ``skipped``."""
+    imgs, _ = readable(source if source is not None else kodak(), 3, skipped)
+    third = imgs[2] if len(imgs) > 2 else imgs[0]
+    return [torch.stack([center_crop(im, crops[0]) for im in imgs[:2]]).contiguous(),
+            center_crop(third, crops[1])[None].contiguous()]
 
 
 def classifier_images(batches: Sequence[Tensor], crop: int, resize: int | None = None) -> list[Tensor]:

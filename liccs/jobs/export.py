@@ -12,9 +12,9 @@ from typing import Any
 import torch
 
 from liccs.checks.crossdecode import cross_decode
-from liccs.checks.parity import ParityRecord, Tolerance, center_crop, check_codec, parity_images
+from liccs.checks.parity import ParityRecord, Tolerance, center_crop, check_codec, parity_images, readable
 from liccs.core.progress import tqdm
-from liccs.data import FolderSource, kodak, to_float
+from liccs.data import FolderSource, kodak
 from liccs.engines.codec import DeployedCodec
 from liccs.export.cache import ArtifactCache
 from liccs.export.report import ExportReport, write_report
@@ -74,9 +74,11 @@ def run_export(job: ExportJob, progress: bool = True) -> dict[str, Any]:
     write ``parity.json``, ``export_report.json`` and ``cross_decode.json`` under ``out``."""
     out = Path(job.out)
     source = FolderSource(job.images) if job.images else kodak()
-    batches = parity_images(source)
-    calib_idx = range(3, min(len(source), 3 + job.calibration_images))
-    calib = torch.stack([center_crop(to_float(source.read(i)), (128, 128)) for i in calib_idx]) if calib_idx else None
+    skipped: list[str] = []
+    imgs, img_names = readable(source, 3 + job.calibration_images, skipped)
+    batches = parity_images(source, skipped=[])
+    calib_imgs = imgs[3:] or imgs  # calibration: the images after the parity ones, else the parity ones
+    calib = torch.stack([center_crop(im, (128, 128)) for im in calib_imgs[: job.calibration_images]])
     cache = ArtifactCache(out / "artifacts")
     clf = load_classifier(job.classifier, job.classifier_weights) if job.classifier else None
     records: list[ParityRecord] = []
@@ -92,10 +94,10 @@ def run_export(job: ExportJob, progress: bool = True) -> dict[str, Any]:
             deployed = {e: DeployedCodec.on_engine(codec, e, cache, exporter=job.exporter, calibration_images=calib)
                         for e in ok}
             images = [b[i:i + 1] for b in batches for i in range(b.shape[0])]
-            names = [f"{n}#{i}" for i, n in enumerate(source.describe(j)[0] for j in (0, 1, 2))]
+            names = [f"{n}#{i}" for i, n in enumerate([*img_names[:2], img_names[2 if len(img_names) > 2 else 0]])]
             crosses += [c.to_dict() for c in cross_decode(codec, deployed, images, names)]
-    config = {k: v for k, v in asdict(job).items()}
+    config = {k: v for k, v in asdict(job).items()} | {"skipped_images": skipped}
     write_parity(records, out / "parity.json", config)
     write_report(report, out / "export_report.json")
     write_json(out / "cross_decode.json", {"records": crosses})
-    return {"records": records, "report": report, "cross_decode": crosses, "out": str(out)}
+    return {"records": records, "report": report, "cross_decode": crosses, "out": str(out), "skipped": skipped}

@@ -117,3 +117,31 @@ def test_cli_export_then_check(tmp_path, shared_data, capsys):
     check = [*args, "--stages", "reconstruct", "--no-cross-decode", "--max-abs-err", "1e-12"]
     assert main(["check", *check]) == 1  # a tolerance ort-cpu cannot meet: check fails
     assert "FAIL max abs err" in capsys.readouterr().out
+
+
+def test_export_skips_unreadable_images_and_runs_parity_on_one(tmp_path, shared_data, capsys):
+    """A truncated PNG and a text file named .png are skipped and named; parity runs on the one good image."""
+    images = tmp_path / "imgs"
+    images.mkdir()
+    good = (shared_data / "kodak").iterdir().__next__()
+    (images / "a_truncated.png").write_bytes(good.read_bytes()[:200])
+    (images / "b_notes.png").write_text("not an image")
+    (images / "c_good.png").write_bytes(good.read_bytes())
+    out = tmp_path / "out"
+    assert main(["check", "--codec", SMALL, "--engine", "ort-cpu", "--weights", "random", "--images", str(images),
+                 "--out", str(out), "--exporter", "torchscript", "--stages", "reconstruct", "--no-cross-decode"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped an unreadable image: a_truncated" in printed and "skipped an unreadable image: b_notes" in printed
+    data = json.loads((out / "parity.json").read_text())
+    assert len(data["manifest"]["config"]["skipped_images"]) == 2
+    rec = [r for r in data["records"] if r["stage"] == "reconstruct"]
+    assert rec and all(r["passed"] for r in rec)
+
+
+def test_export_of_a_folder_without_a_readable_image_is_a_clear_error(tmp_path, capsys):
+    images = tmp_path / "empty"
+    images.mkdir()
+    (images / "notes.png").write_text("not an image")
+    assert main(["check", "--codec", SMALL, "--engine", "ort-cpu", "--weights", "random", "--images", str(images),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "no readable image" in capsys.readouterr().err
