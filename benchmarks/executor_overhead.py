@@ -56,7 +56,7 @@ def cluster_bound(path: Path) -> tuple[dict, list[dict]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="configs/quick-cpu.toml")
+    ap.add_argument("--config", default="liccs/configs/quick-cpu.toml")
     ap.add_argument("--full", action="store_true", help="the config itself, not its [quick] variant")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--manifest", type=Path, help="a Ray run's manifest.json for the cluster bound")

@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     z.set_defaults(func=cmd_zoo_train)
 
     s = sub.add_parser("run", help="the main job: export, parity, profile, attack, transfer, report")
-    s.add_argument("config", nargs="?", default="configs/quick-cpu.toml", help="a run config (TOML)")
+    s.add_argument("config", nargs="?", default="quick-cpu",
+                   help="a run config: a TOML file, or a built-in one by name (quick-cpu, paper-a, paper-b, gpu)")
     s.add_argument("--quick", action="store_true", help="apply the config's [quick] overrides (the test variant)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set data.images=4 (repeatable)")

@@ -22,7 +22,7 @@ from torch import Tensor
 from liccs.core import resize_center_crop
 from liccs.core.progress import tqdm
 from liccs.errors import ImageReadError, InputError
-from liccs.paths import data_dir
+from liccs.paths import data_dir, where_data
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -120,7 +120,7 @@ class FolderSource(ImageSource):
     def __init__(self, root: str | Path, labels: dict[str, int] | None = None) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise ImageReadError(f"image folder {self.root} does not exist")
+            raise ImageReadError(f"image folder {self.root} does not exist{where_data(self.root)}")
         self.files = sorted(p for p in self.root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         self.labels = labels or {}
 
@@ -141,7 +141,7 @@ class CsvSource(ImageSource):
     def __init__(self, csv_path: str | Path, root: str | Path | None = None) -> None:
         self.csv_path = Path(csv_path)
         if not self.csv_path.is_file():
-            raise ImageReadError(f"CSV {self.csv_path} does not exist")
+            raise ImageReadError(f"CSV {self.csv_path} does not exist{where_data(self.csv_path)}")
         self.root = Path(root) if root else self.csv_path.with_suffix("")
         with open(self.csv_path, newline="") as f:
             rows = list(csv.DictReader(f))
@@ -167,7 +167,7 @@ class CifarZipSource(ImageSource):
     def __init__(self, zip_path: str | Path, split: str | None = None, limit_per_class: int | None = None) -> None:
         self.zip_path = Path(zip_path)
         if not self.zip_path.is_file():
-            raise ImageReadError(f"CIFAR zip {self.zip_path} does not exist")
+            raise ImageReadError(f"CIFAR zip {self.zip_path} does not exist{where_data(self.zip_path)}")
         self._zip: zipfile.ZipFile | None = None
         members = [n for n in self._open().namelist() if n.lower().endswith((".jpg", ".jpeg", ".png"))]
         entries: list[tuple[str, int]] = []

@@ -23,6 +23,18 @@ def data_dir() -> Path:
     return candidates[0]
 
 
+def where_data(path: str | os.PathLike[str]) -> str:
+    """For an error about a missing ``path`` inside the shared data: where liccs looked, and how to point it at the
+    data (empty when ``path`` is not under :func:`data_dir`)."""
+    base = data_dir()
+    if not Path(path).resolve().is_relative_to(base.resolve()):
+        return ""
+    how = (f"LICCS_DATA={os.environ['LICCS_DATA']}" if os.environ.get("LICCS_DATA")
+           else f"LICCS_DATA is unset, and the checkout's ../shared/data ({PROJECT_ROOT.parent / 'shared' / 'data'}) "
+                "was tried")
+    return f" ({how}): set LICCS_DATA to the folder that holds kodak/, imagenet-samples/ and cifar10-*.zip"
+
+
 def cache_dir() -> Path:
     """liccs's own cache (exports, engines, trained models): ``$LICCS_CACHE``, else ``~/.cache/liccs``."""
     env = os.environ.get("LICCS_CACHE")

@@ -9,7 +9,7 @@ import pytest
 
 from liccs.config import ConfigError, RunConfig, apply_overrides, from_dict, load_config, parse_override, with_quick
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "liccs" / "configs").glob("*.toml"))
 
 
 def test_the_four_configs_exist():

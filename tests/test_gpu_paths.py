@@ -63,7 +63,7 @@ def test_small_run_on_the_gpu(tmp_path, shared_data):
     a few images, every torch engine."""
     out = tmp_path / "run"
     engines = '["torch", "torch-fp16", "torch-bf16"]'
-    rc = main(["run", str(ROOT / "configs" / "quick-cpu.toml"), "--no-progress", "--out", str(out),
+    rc = main(["run", str(ROOT / "liccs" / "configs" / "quick-cpu.toml"), "--no-progress", "--out", str(out),
                "--set", 'run.device="cuda"', "--set", f"export.engines={engines}",
                "--set", f"transfer.engines={engines}", "--set", "profile.cuda_graph=true",
                "--set", "data.images=8", "--set", "data.batch_size=8", "--set", "attack.steps=2",

@@ -16,7 +16,7 @@ from liccs.config import ConfigError
 from liccs.engines import ENGINES
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ROOT / "configs" / "quick-cpu.toml"
+DEFAULT = ROOT / "liccs" / "configs" / "quick-cpu.toml"
 MISSING = "ort-cuda"  # a GPU engine: unavailable on a CPU-only machine
 
 

@@ -38,7 +38,7 @@ want tests && step "GPU-marked tests" && timeout 120 python3 -m pytest -m gpu -q
 
 want mini && { step "mini zoo on the GPU: attacks on cuda, transfer to torch fp32/fp16/bf16 (and ort-cpu for reference)"
 E='["torch", "torch-fp16", "torch-bf16", "ort-cpu"]'
-timeout 200 $LICCS run configs/quick-cpu.toml --no-progress --out "$WORK/mini-cuda" \
+timeout 200 $LICCS run quick-cpu --no-progress --out "$WORK/mini-cuda" \
   --set 'run.device="cuda"' --set run.threads=8 --set data.images=256 --set data.batch_size=128 \
   --set "export.engines=$E" --set "transfer.engines=$E" --set transfer.batch_size=256 --set profile.enabled=false \
   --set 'report.title="liccs on one GPU: CIFAR-scale LICCS (mini zoo), attacks on the GPU, transfer per precision"' \
@@ -46,7 +46,7 @@ timeout 200 $LICCS run configs/quick-cpu.toml --no-progress --out "$WORK/mini-cu
 tar -C "$WORK" -czf "$OUT/mini-cuda.tgz" --exclude=adversarial mini-cuda 2>/dev/null; }  # the images stay there
 
 want profile && { step "per-stage profile on the GPU: torch fp32/fp16/bf16, copy/compute split, CUDA-graph replay"
-timeout 320 $LICCS run configs/gpu.toml --no-progress --out "$WORK/gpu-profile" \
+timeout 320 $LICCS run gpu --no-progress --out "$WORK/gpu-profile" \
   --set 'models.weights="random"' --set 'models.codecs=["bmshj2018-hyperprior@q4", "mbt2018-mean@q4"]' \
   --set 'models.classifier="resnet50"' --set 'data.source="kodak"' --set data.images=4 --set data.batch_size=4 \
   --set 'export.engines=["torch", "torch-fp16", "torch-bf16"]' --set profile.warmup=2 --set profile.min_iters=5 \

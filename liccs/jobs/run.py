@@ -20,7 +20,7 @@ import torch
 
 import liccs.papers  # noqa: F401  (registers the paper stages)
 import liccs.stages  # noqa: F401  (registers the generic stages)
-from liccs.config import RunConfig, load_config
+from liccs.config import ConfigError, RunConfig, load_config
 from liccs.executor import RayExecutor, make_executor, summary
 from liccs.jobs import run_report
 from liccs.jobs.run_setup import check_names, load_context
@@ -33,6 +33,23 @@ log = logging.getLogger("liccs")
 __all__ = ["Context", "Names", "RunError", "check_names", "load_config", "load_context", "run", "run_config"]
 
 
+#: The configs that ship inside the package (``liccs run quick-cpu``, ``liccs run paper-a``, ...).
+BUILTIN_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def resolve_config(path: str | Path) -> Path:
+    """``path`` when it is a file; else the built-in config of that name (``quick-cpu``, ``quick-cpu.toml``, or a
+    checkout's ``configs/quick-cpu.toml``); else a :class:`ConfigError` listing the built-in names."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    builtin = BUILTIN_CONFIGS / f"{p.name.removesuffix('.toml')}.toml"
+    if builtin.is_file() and (len(p.parts) == 1 or p.parent.name == "configs"):
+        return builtin
+    names = ", ".join(sorted(q.stem for q in BUILTIN_CONFIGS.glob("*.toml")))
+    raise ConfigError(f"config {str(path)!r} is neither a file nor a built-in config (built-in: {names})")
+
+
 #: Tasks that failed after their retries (Ray executor): their results are missing from the other tables.
 FAILED = TableSpec("failed", "Failed: tasks that still failed after their retries (their results are missing from the "
                    "tables below), with their key and error.", order=1)
@@ -41,15 +58,12 @@ FAILED = TableSpec("failed", "Failed: tasks that still failed after their retrie
 def run_config(path: str | Path, *, quick: bool = False, overrides: list[str] | None = None,
                out: str | None = None, progress: bool = True, executor: str | None = None,
                address: str | None = None) -> dict[str, Any]:
-    """Load and validate ``path`` (with ``--quick`` and ``key=value`` overrides), then :func:`run` it."""
+    """Load and validate ``path`` (a file, or a built-in config's name: :func:`resolve_config`; with ``--quick``
+    and ``key=value`` overrides), then :func:`run` it."""
     extra = list(overrides or []) + ([f'run.out="{out}"'] if out else [])
     extra += [f'run.executor="{executor}"'] if executor else []
     extra += [f'run.address="{address}"'] if address else []
-    path = Path(path)
-    if not path.exists() and not path.is_absolute():  # the default config, from outside the repository
-        beside = Path(__file__).resolve().parents[2] / path
-        path = beside if beside.exists() else path
-    return run(load_config(path, quick=quick, overrides=extra), progress=progress)
+    return run(load_config(resolve_config(path), quick=quick, overrides=extra), progress=progress)
 
 
 def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:

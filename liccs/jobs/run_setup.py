@@ -73,7 +73,7 @@ def check_names(cfg: RunConfig) -> Names:
         if why:
             unavailable[e] = why
     if cfg.run.device == "cuda" and not torch.cuda.is_available():
-        raise RunError("run.device is 'cuda' but no CUDA GPU is visible here; use configs/quick-cpu.toml or "
+        raise RunError("run.device is 'cuda' but no CUDA GPU is visible here; use liccs/configs/quick-cpu.toml or "
                        "--set run.device=\"cpu\"")
     if cfg.transfer.reference_engine in unavailable:
         raise RunError(f"transfer.reference_engine {cfg.transfer.reference_engine!r} cannot run here: "

@@ -36,7 +36,7 @@ DEFAULT_ORDER = (
     "mini-nat-bmshj2018-hyperprior",
     "mini-nat-mbt2018-mean",
 )
-#: What the default ``liccs run`` config (``configs/quick-cpu.toml``) needs, committed as fp16 weights.
+#: What the default ``liccs run`` config (``liccs/configs/quick-cpu.toml``) needs, committed as fp16 weights.
 COMMITTED = ("mini-cifar-resnet", "mini-bmshj2018-hyperprior@q1", "mini-bmshj2018-hyperprior@q4",
              "mini-bmshj2018-hyperprior@q8")
 

@@ -24,7 +24,7 @@ from liccs.papers.paper_a_sampling import ablation, percentile
 from liccs.papers.paper_a_tables import BudgetError
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "configs" / "paper-a.toml"
+CONFIG = ROOT / "liccs" / "configs" / "paper-a.toml"
 A, IND, CLF = "bmshj2018-hyperprior", "mbt2018-mean", "resnet18"
 LADDER = [f"{A}@q{q}" for q in range(1, 7)]
 LINEAGE = [f"{IND}@q{q}" for q in (2, 4, 6)]

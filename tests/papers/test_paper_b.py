@@ -18,10 +18,10 @@ from liccs.papers import paper_b
 from liccs.papers.paper_b_tables import bd_rate
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "configs" / "paper-b.toml"
+CONFIG = ROOT / "liccs" / "configs" / "paper-b.toml"
 #: The quick variant, cut to fit the test's time on a fresh cache: one ladder, random weights (no training),
 #: two engines, two eps, one attacked codec. The quick variant itself (both ladders, trained tiny models,
-#: ort-cpu-int8, four eps) runs with `liccs run configs/paper-b.toml --quick`.
+#: ort-cpu-int8, four eps) runs with `liccs run paper-b --quick`.
 FAST = ['models.codecs=["mini-tiny-bmshj2018-hyperprior@q1", "mini-tiny-bmshj2018-hyperprior@q6"]',
         'export.engines=["torch"]', 'models.weights="random"', "run.threads=1", "data.images=3",
         'defense.eps=["2/255", "4/255"]', 'defense.attack_codecs=["mini-tiny-bmshj2018-hyperprior@q6"]']

@@ -152,7 +152,7 @@ class _ReachedTraining(Exception):
 def _default_run_models() -> list[str]:
     import tomllib
 
-    cfg = tomllib.loads((Path(__file__).parents[2] / "configs" / "quick-cpu.toml").read_text())
+    cfg = tomllib.loads((Path(__file__).parents[2] / "liccs" / "configs" / "quick-cpu.toml").read_text())
     return [*cfg["models"]["codecs"], cfg["models"]["classifier"]]
 
 
