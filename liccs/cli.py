@@ -107,6 +107,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if all(r.passed for r in records if r.status != "unavailable") else 1
 
 
+def cmd_encode(args: argparse.Namespace) -> int:
+    from liccs.jobs.codec_files import encode_files
+
+    rows, banner = encode_files(args.codec, args.weights, args.engine, args.images, args.out)
+    print("\n".join(filter(None, [banner, *(f"{r['file']}: {r['bytes']} bytes, {r['bpp']:.4f} bpp "
+                                                f"({r['height']}x{r['width']})" for r in rows)])))
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from liccs.jobs.codec_files import decode_files
+
+    rows = decode_files(args.codec, args.weights, args.engine, args.files, args.out, args.on_mismatch)
+    for r in rows:
+        note = "" if r["tables_match"] else "  (decoded on OTHER entropy tables than the encoder's: not the image sent)"
+        print(f"{r['file']} -> {r['png']}{note}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="liccs", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -166,6 +185,22 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("check", help="parity of every engine against PyTorch (exit 1 on a failure)")
     add_export_arguments(s)
     s.set_defaults(func=cmd_check)
+    for name, what in (("encode", "images → .liccs files (one per image) with a deployed codec on an engine"),
+                       ("decode", ".liccs files → PNGs with a deployed codec on an engine")):
+        s = sub.add_parser(name, help=what)
+        s.add_argument("--codec", required=True, help="ARCH@qN: the codec (its weights' fingerprint is in each file)")
+        s.add_argument("--weights", default="pretrained", help="pretrained (default) | random | PATH")
+        s.add_argument("--engine", default="ort-cpu", help="the engine its networks run on (default ort-cpu)")
+        s.add_argument("-o", "--out", required=True, help="output folder")
+        if name == "encode":
+            s.add_argument("images", nargs="+", help="image files")
+            s.set_defaults(func=cmd_encode)
+        else:
+            s.add_argument("files", nargs="+", help=".liccs files")
+            s.add_argument("--on-mismatch", default="raise", choices=("raise", "decode"),
+                           help="when this engine picks other entropy tables than the encoder: refuse (default) or "
+                                "decode anyway and say so")
+            s.set_defaults(func=cmd_decode)
     return p
 
 

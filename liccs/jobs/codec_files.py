@@ -1,0 +1,76 @@
+"""``liccs encode`` / ``liccs decode``: image files through a deployed codec on any engine, as ``.liccs`` files.
+
+Each ``.liccs`` file is one :class:`~liccs.engines.bitstream.Container` (the deployed codec's own format: a header
+with the weights' fingerprint, image and latent sizes, then the framed strings with their checksums), so a file
+made by other weights, or damaged, is refused naming the file, and a decoder on another engine whose networks
+pick other entropy tables than the encoder's says so instead of returning a wrong image (``on_mismatch="decode"``
+decodes anyway, for measuring the drift). Like CompressAI's codec example, on any engine liccs deploys to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from liccs.attack.io import save_png
+from liccs.data import read_image, to_float
+from liccs.engines.bitstream import BitstreamError
+from liccs.engines.codec import MISMATCH, DeployedCodec, bpp
+from liccs.errors import InputError
+from liccs.export.cache import ArtifactCache
+from liccs.zoo import load_codec
+from liccs.zoo.weights import random_weights_banner
+
+SUFFIX = ".liccs"
+
+
+def deployed(codec: str, weights: str, engine: str) -> tuple[DeployedCodec, str | None]:
+    """The deployed ``codec`` on ``engine`` (artifacts in the cache), and the random-weights banner if any."""
+    model = load_codec(codec, weights)
+    return DeployedCodec.on_engine(model, engine, ArtifactCache()), random_weights_banner({codec: model})
+
+
+def encode_files(codec: str, weights: str, engine: str, images: Sequence[str | Path],
+                 out: str | Path) -> tuple[list[dict[str, Any]], str | None]:
+    """One ``STEM.liccs`` per image under ``out``: (rows: file, size, bytes, bpp; the random-weights banner)."""
+    if not images:
+        raise InputError("no image to encode")
+    d, banner = deployed(codec, weights, engine)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path in map(Path, images):
+        x = to_float(read_image(path))[None]
+        (data,) = d.encode(x)
+        target = out / f"{path.stem}{SUFFIX}"
+        target.write_bytes(data)
+        rows.append({"image": str(path), "file": str(target), "height": x.shape[-2], "width": x.shape[-1],
+                     "bytes": len(data), "bpp": round(bpp(data, x.shape[-2:]), 4)})
+    return rows, banner
+
+
+def decode_files(codec: str, weights: str, engine: str, files: Sequence[str | Path], out: str | Path,
+                 on_mismatch: str = "raise") -> list[dict[str, Any]]:
+    """One ``STEM.png`` per ``.liccs`` file under ``out``; rows: file, png, tables_match. A damaged file, one made
+    by other weights, or (``on_mismatch="raise"``) one whose tables this engine does not reproduce raises
+    :class:`BitstreamError` naming the file."""
+    if on_mismatch not in MISMATCH:
+        raise InputError(f"on_mismatch must be one of {MISMATCH}, got {on_mismatch!r}")
+    if not files:
+        raise InputError("no .liccs file to decode")
+    d, _ = deployed(codec, weights, engine)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path in map(Path, files):
+        if not path.is_file():
+            raise InputError(f"{path} does not exist")
+        try:
+            res = d.decode(path.read_bytes(), on_mismatch=on_mismatch, where=str(path))
+        except BitstreamError as e:
+            msg = str(e) if str(path) in str(e) else f"{path}: {e}"
+            raise BitstreamError(msg) from None
+        png = save_png(res["x_hat"][0], out / f"{path.stem}.png")
+        rows.append({"file": str(path), "png": str(png), "tables_match": res["tables_match"]})
+    return rows
