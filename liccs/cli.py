@@ -126,6 +126,15 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from liccs.jobs.compare import compare_runs
+
+    print(compare_runs(args.runs, args.out)["markdown"])
+    if args.out:
+        print(f"wrote {args.out}/report.md, report.html and tables/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="liccs", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -185,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("check", help="parity of every engine against PyTorch (exit 1 on a failure)")
     add_export_arguments(s)
     s.set_defaults(func=cmd_check)
+    s = sub.add_parser("compare", help="two or more report folders side by side (the first is the baseline)")
+    s.add_argument("runs", nargs="+", help="report folders (liccs run --out ...)")
+    s.add_argument("--out", default=None, help="also write the comparison as a report folder (Markdown and HTML)")
+    s.set_defaults(func=cmd_compare)
     for name, what in (("encode", "images → .liccs files (one per image) with a deployed codec on an engine"),
                        ("decode", ".liccs files → PNGs with a deployed codec on an engine")):
         s = sub.add_parser(name, help=what)
