@@ -36,6 +36,11 @@ window.addEventListener('load', function () {
     else { console.error('liccs report: figure failed to decode: ' + im.alt); }
   }
   document.body.setAttribute('data-figures-ok', String(ok));
+  var wide = 0;  // figures drawn wider than the page's column would be shrunk until unreadable
+  for (var j = 0; j < document.images.length; j++) {
+    if (document.images[j].naturalWidth > 1400) { wide++; }
+  }
+  document.body.setAttribute('data-figures-wide', String(wide));
 });
 """
 

@@ -93,52 +93,107 @@ def rd_curves(table: pd.DataFrame, *, x: str = "bpp", y: str = "psnr", series: s
     return _finish_xy(fig, ax, x, y, title)
 
 
-def latency_bars(table: pd.DataFrame, *, label: Sequence[str] = ("engine", "stage"), center: str = "p50_ms",
-                 whiskers: Sequence[str] = ("p90_ms", "p99_ms"), low: str | None = "min_ms",
-                 title: str = "Latency (bar: p50; whiskers: p90, p99; dot: min)") -> bytes:
-    """Horizontal bars at ``center`` with whiskers to each of ``whiskers`` (thinner for higher ones)."""
+#: At most this many lines or bar groups per axes; more go to further panels.
+MAX_SERIES = 8
+#: Panels per row of a small-multiples figure.
+PANEL_COLS = 3
+
+
+def _panels(table: pd.DataFrame, panel: str | Sequence[str] | None,
+            series: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
+    """(title, rows) per panel: one per ``panel`` value (or combination), split further so that no panel holds
+    more than :data:`MAX_SERIES` ``series`` combinations."""
+    out = []
+    cols = [panel] if isinstance(panel, str) else list(panel or [])
+    for p, g in (table.groupby(cols, sort=False) if cols else [((), table)]):
+        p = " / ".join(map(str, p if isinstance(p, tuple) else (p,)))
+        keys = list(dict.fromkeys(map(tuple, g[list(series)].astype(str).to_numpy()))) if series else [()]
+        chunks = [keys[i:i + MAX_SERIES] for i in range(0, len(keys), MAX_SERIES)]
+        for n, chunk in enumerate(chunks):
+            rows = g[g[list(series)].astype(str).apply(tuple, axis=1).isin(chunk)] if series else g
+            out.append((f"{p}" + (f" ({n + 1}/{len(chunks)})" if len(chunks) > 1 else ""), rows))
+    return out
+
+
+def _grid(n: int, width: float, height: float, sharex: bool = False) -> tuple[Figure, list[Any]]:
+    ncols = min(PANEL_COLS, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(width * ncols, height * nrows + 0.5), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def latency_figure(table: pd.DataFrame, *, label: Sequence[str] = ("engine", "stage"), center: str = "p50_ms",
+                   whiskers: Sequence[str] = ("p90_ms", "p99_ms"), low: str | None = "min_ms",
+                   title: str = "Latency (bar: p50; whiskers: p90, p99; dot: min)") -> Figure:
+    """One panel per engine (the first ``label`` column), bars sorted by ``center`` with whiskers to each of
+    ``whiskers`` (thinner for higher ones), at most :data:`MAX_SERIES` bars per panel; x in milliseconds."""
     label = [c for c in label if c in table.columns]
     _require(table, [center, *whiskers] + ([low] if low else []), "latency_bars")
     if not label:
         raise InputError(f"latency_bars: none of the label columns is in the table ({list(table.columns)})")
-    names = table[label].astype(str).agg(" / ".join, axis=1).tolist()
-    ypos = np.arange(len(names))
-    fig = Figure(figsize=(7, 0.8 + 0.32 * len(names)))
-    ax = fig.add_subplot()
-    ax.barh(ypos, table[center], color="#4c78a8", label=center)
-    for k, w in enumerate(whiskers):
-        err = np.clip(table[w].to_numpy(float) - table[center].to_numpy(float), 0, None)
-        ax.errorbar(table[center], ypos, xerr=[np.zeros_like(err), err], fmt="none", ecolor="k",
-                    elinewidth=2.0 / (k + 1), capsize=4 - k, label=w)
-    if low:
-        ax.plot(table[low], ypos, "o", color="#f58518", markersize=3, label=low)
-    ax.set_yticks(ypos, names, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("milliseconds")
-    ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.6 / len(names)), ncol=4)
-    ax.set_title(title, fontsize=10)
-    return to_png(fig)
+    panel, rest = (label[0], label[1:]) if len(label) > 1 else (None, label)
+    panels = _panels(table, panel, rest)
+    fig, axes = _grid(len(panels), 4.0, 0.6 + 0.3 * min(MAX_SERIES, max(len(g) for _, g in panels)))
+    for ax, (name, g) in zip(axes, panels, strict=True):
+        g = g.sort_values(center, ascending=False)
+        ypos = np.arange(len(g))
+        ax.barh(ypos, g[center], color="#4c78a8", label=center)
+        for k, w in enumerate(whiskers):
+            err = np.clip(g[w].to_numpy(float) - g[center].to_numpy(float), 0, None)
+            ax.errorbar(g[center].to_numpy(float), ypos, xerr=np.vstack([np.zeros_like(err), err]), fmt="none",
+                        ecolor="k", elinewidth=2.0 / (k + 1), capsize=4 - k, label=w)
+        if low:
+            ax.plot(g[low], ypos, "o", color="#f58518", markersize=3, label=low)
+        ax.set_yticks(ypos, g[rest].astype(str).agg(" / ".join, axis=1).tolist(), fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{center.removesuffix('_ms')} latency (ms)", fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title(name, fontsize=9)
+    axes[0].legend(fontsize=6, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    return fig
 
 
-def throughput_vs_batch(table: pd.DataFrame, *, x: str = "batch_size", y: str = "images_per_s",
-                        series: Sequence[str] = ("engine", "stage"),
-                        title: str = "Throughput against batch size") -> bytes:
-    """Lines of ``y`` against ``x`` (log2 axis), one per ``series`` combination."""
-    series = [c for c in series if c in table.columns]
+def latency_bars(table: pd.DataFrame, **kw: Any) -> bytes:
+    """:func:`latency_figure` as PNG bytes."""
+    return to_png(latency_figure(table, **kw))
+
+
+def throughput_figure(table: pd.DataFrame, *, x: str = "batch_size", y: str = "images_per_s",
+                      series: Sequence[str] = ("stage",), panel: Sequence[str] = ("engine",),
+                      title: str = "Throughput against batch size") -> Figure:
+    """Small multiples: one panel per ``panel`` combination (engine, resolution), one line per ``series``
+    combination (at most :data:`MAX_SERIES` per panel), ``y`` against ``x`` on a log2 axis, shared axes."""
+    rest = [c for c in series if c in table.columns]
     _require(table, [x, y], "throughput_vs_batch")
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
-    groups = table.groupby(series, sort=False) if series else [((), table)]
-    for key, g in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        g = g.groupby(x, as_index=False)[y].mean().sort_values(x)
-        ax.plot(g[x], g[y], marker="o", markersize=3, label=" / ".join(map(str, key)) or y)
-    ax.set_xscale("log", base=2)
+    panels = _panels(table, [c for c in panel if c in table.columns], rest)
+    fig, axes = _grid(len(panels), 3.6, 2.9, sharex=True)
     ys = table[y][table[y] > 0]
-    if len(ys) and ys.max() / ys.min() > 20:  # stages an order of magnitude apart
-        ax.set_yscale("log")
+    log_y = len(ys) and ys.max() / ys.min() > 20  # stages an order of magnitude apart
     ticks = sorted(table[x].dropna().unique())
-    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-    ax.minorticks_off()
-    return _finish_xy(fig, ax, x, y, title)
+    for ax, (name, g) in zip(axes, panels, strict=True):
+        for key, line in (g.groupby(rest, sort=False) if rest else [((), g)]):
+            key = key if isinstance(key, tuple) else (key,)
+            line = line.groupby(x, as_index=False)[y].mean().sort_values(x)
+            ax.plot(line[x], line[y], marker="o", markersize=3, label=" / ".join(map(str, key)) or y)
+        ax.set_xscale("log", base=2)
+        if log_y:
+            ax.set_yscale("log")
+            ax.set_ylim(ys.min() / 1.5, ys.max() * 1.5)  # the same scale in every panel
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel(x.replace("_", " "), fontsize=8)
+        ax.set_ylabel(y.replace("_", " "), fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def throughput_vs_batch(table: pd.DataFrame, **kw: Any) -> bytes:
+    """:func:`throughput_figure` as PNG bytes."""
+    return to_png(throughput_figure(table, **kw))

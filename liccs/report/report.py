@@ -108,8 +108,8 @@ class Report:
                 added.append(title)
             if {"batch_size", "images_per_s"} <= cols and df["batch_size"].nunique() > 1:
                 title = f"Throughput against batch size ({t.name})"
-                series = ["engine", "stage", *[c for c in varying if c != "batch_size"]]
-                self.add_figure(title, plots.throughput_vs_batch(df, series=series, title=title))
+                panel = ["engine", *[c for c in varying if c != "batch_size"]]  # e.g. engine / height / width
+                self.add_figure(title, plots.throughput_vs_batch(df, series=["stage"], panel=panel, title=title))
                 added.append(title)
         return added
 

@@ -113,6 +113,7 @@ def test_html_opens_in_headless_chromium_without_console_errors(written, tmp_pat
     dom, console = _open_in_chromium(out / "report.html", tmp_path / "profile")
     assert console == []  # the page logs nothing unless something failed
     assert 'data-figures-ok="5"' in dom  # its load handler ran and every figure decoded
+    assert 'data-figures-wide="0"' in dom  # every figure fits the page's column at its own size
 
 
 def test_chromium_check_catches_a_broken_figure(tmp_path):
