@@ -25,20 +25,22 @@ from liccs.zoo.weights import random_weights_banner
 SUFFIX = ".liccs"
 
 
-def deployed(codec: str, weights: str, engine: str) -> tuple[DeployedCodec, str | None]:
-    """The deployed ``codec`` on ``engine`` (artifacts in the cache), and the random-weights banner if any."""
+def deployed(codec: str, weights: str, engine: str, inputs: Sequence[Any], what: str,
+             out: str | Path) -> tuple[DeployedCodec, str | None, Path]:
+    """The deployed ``codec`` on ``engine`` (artifacts in the cache), the random-weights banner if any, and the
+    output folder (made); no ``inputs`` is an error naming ``what`` was expected."""
+    if not inputs:
+        raise InputError(f"no {what} given")
     model = load_codec(codec, weights)
-    return DeployedCodec.on_engine(model, engine, ArtifactCache()), random_weights_banner({codec: model})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return DeployedCodec.on_engine(model, engine, ArtifactCache()), random_weights_banner({codec: model}), out
 
 
 def encode_files(codec: str, weights: str, engine: str, images: Sequence[str | Path],
                  out: str | Path) -> tuple[list[dict[str, Any]], str | None]:
     """One ``STEM.liccs`` per image under ``out``: (rows: file, size, bytes, bpp; the random-weights banner)."""
-    if not images:
-        raise InputError("no image to encode")
-    d, banner = deployed(codec, weights, engine)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    d, banner, out = deployed(codec, weights, engine, images, "image to encode", out)
     rows = []
     for path in map(Path, images):
         x = to_float(read_image(path))[None]
@@ -57,11 +59,7 @@ def decode_files(codec: str, weights: str, engine: str, files: Sequence[str | Pa
     :class:`BitstreamError` naming the file."""
     if on_mismatch not in MISMATCH:
         raise InputError(f"on_mismatch must be one of {MISMATCH}, got {on_mismatch!r}")
-    if not files:
-        raise InputError("no .liccs file to decode")
-    d, _ = deployed(codec, weights, engine)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    d, _, out = deployed(codec, weights, engine, files, ".liccs file to decode", out)
     rows = []
     for path in map(Path, files):
         if not path.is_file():
