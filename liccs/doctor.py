@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 from dataclasses import dataclass
 
 from liccs.paths import cache_dir, data_dir, hub_checkpoint_dir
@@ -35,6 +37,16 @@ def _entropy_coder() -> str:
     import compressai
 
     return f"{compressai.get_entropy_coder()} round-trips ({len(strings[0])} bytes for 256 symbols)"
+
+
+def _dependency_warnings() -> str:
+    """The warnings the dependencies raise at import (the CLI hides them unless ``-v``), named once here."""
+    code = "import torch, torchvision, compressai, onnx, onnxruntime"
+    proc = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, timeout=120)
+    found = sorted({ln.split("Warning: ", 1)[1].strip() for ln in proc.stderr.splitlines() if "Warning: " in ln})
+    if not found:
+        return "none at import"
+    return f"{len(found)} at import, hidden by the CLI unless -v (not liccs's): " + "; ".join(found)
 
 
 def run_checks() -> list[Check]:
@@ -86,6 +98,7 @@ def run_checks() -> list[Check]:
             hint="install with `pip install 'liccs[tensorrt]'` (needs NVIDIA's package index and a GPU); "
                  "TensorRT engines are unavailable until then")
     attempt("shared data", data_info, required=False)
+    attempt("dependency warnings", _dependency_warnings, required=False)
     attempt("cache", lambda: f"{cache_dir()} (LICCS_CACHE); pretrained weights looked for in {hub_checkpoint_dir()}")
     return checks
 
