@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes."""
@@ -62,3 +64,11 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def load_keyed(path: str | os.PathLike[str], key: str) -> dict[str, Any] | None:
+    """The ``torch.save``-d record at ``path`` when it was stored under ``key`` (its ``"key"`` entry), else None:
+    how a cached result (adversarial images, ...) is found again."""
+    path = Path(path)
+    hit = torch.load(path, weights_only=True) if path.is_file() else None
+    return hit if hit is not None and hit.get("key") == key else None

@@ -150,6 +150,11 @@ def parity_images(source: ImageSource | None = None, crops: Sequence[tuple[int, 
     (a batch of 2; of 1 with one readable image), the third (else the first again) at ``crops[1]``. Unreadable
     images are skipped and named in ``skipped``."""
     imgs, _ = readable(source if source is not None else kodak(), 3, skipped)
+    return parity_batches(imgs, crops)
+
+
+def parity_batches(imgs: Sequence[Tensor], crops: Sequence[tuple[int, int]] = CROPS) -> list[Tensor]:
+    """:func:`parity_images`' batches from images already read (float ``[3, H, W]``, at least one)."""
     third = imgs[2] if len(imgs) > 2 else imgs[0]
     return [torch.stack([center_crop(im, crops[0]) for im in imgs[:2]]).contiguous(),
             center_crop(third, crops[1])[None].contiguous()]

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from liccs.checks.crossdecode import cross_decode
-from liccs.checks.parity import ParityRecord, Tolerance, center_crop, check_codec, parity_images, readable
+from liccs.checks.parity import ParityRecord, Tolerance, center_crop, check_codec, parity_batches, readable
 from liccs.core.progress import tqdm
 from liccs.data import FolderSource, kodak
 from liccs.engines.codec import DeployedCodec
@@ -76,7 +76,7 @@ def run_export(job: ExportJob, progress: bool = True) -> dict[str, Any]:
     source = FolderSource(job.images) if job.images else kodak()
     skipped: list[str] = []
     imgs, img_names = readable(source, 3 + job.calibration_images, skipped)
-    batches = parity_images(source, skipped=[])
+    batches = parity_batches(imgs[:3])
     calib_imgs = imgs[3:] or imgs  # calibration: the images after the parity ones, else the parity ones
     calib = torch.stack([center_crop(im, (128, 128)) for im in calib_imgs[: job.calibration_images]])
     cache = ArtifactCache(out / "artifacts")

@@ -23,7 +23,7 @@ from liccs.attack.eot import EoT
 from liccs.data import load_batch, open_source
 from liccs.executor import Task
 from liccs.export.cache import atomic_write
-from liccs.fileio import json_digest
+from liccs.fileio import json_digest, load_keyed
 from liccs.papers.paper_a_cells import Setting
 from liccs.stage import ATTACK_OBJECTIVES, Context, device_key, task_resources
 from liccs.zoo import image_geometry
@@ -94,8 +94,7 @@ def precraft(ctx: Context, out: Path, jobs: list[tuple[list[str], Tensor, Tensor
     tasks = []
     for members, images, labels, setting in jobs:
         path, key = stored_as(ctx, out, members, images, labels, setting=setting)
-        hit = torch.load(path, weights_only=True) if path.is_file() else None
-        if hit is None or hit.get("key") != key:
+        if load_keyed(path, key) is None:
             tasks.append(Task(key, "+".join(members), _craft_task, (ctx, out, list(members), images, labels, setting),
                               **task_resources(ctx.cfg)))
     ctx.executor.run(tasks, stage, ctx.progress)
@@ -108,8 +107,8 @@ def craft(ctx: Context, out: Path, members: list[str], images: Tensor, labels: T
     replaces the run's eps, steps and step size."""
     cfg = ctx.cfg
     path, key = stored_as(ctx, out, members, images, labels, fgsm=fgsm, setting=setting)
-    hit = torch.load(path, weights_only=True) if path.is_file() else None
-    if hit is not None and hit.get("key") == key:
+    hit = load_keyed(path, key)
+    if hit is not None:
         return hit["images"], int(hit["grad_evals"]), True
     ens = CountingEnsemble(ctx.attack_members(members), names=members)
     atk = make_attack(ctx, ens, fgsm=fgsm, setting=setting)

@@ -21,7 +21,7 @@ from liccs.attack.ensemble import Ensemble
 from liccs.attack.eot import EoT
 from liccs.executor import Task
 from liccs.export.cache import atomic_write
-from liccs.fileio import json_digest
+from liccs.fileio import json_digest, load_keyed
 from liccs.stage import (
     ATTACK_OBJECTIVES,
     Context,
@@ -80,30 +80,25 @@ def craft_to_file(ctx: Context, source: str, path: Path, key: str) -> str:
     return str(path)
 
 
-def _stored(path: Path, key: str) -> Tensor | None:
-    hit = torch.load(path, weights_only=True) if path.is_file() else None
-    return hit["images"] if hit is not None and hit.get("key") == key else None
-
-
 def run_attacks(ctx: Context, out: Path, progress: bool = True) -> tuple[dict[str, Tensor], pd.DataFrame]:
     """Adversarial images per source (cached; the missing ones crafted as tasks on ``ctx.executor``), and a table:
     source, key, cached, L∞ of the perturbation. A source whose task failed is left out (the run's *Failed*
     section names it)."""
     folder = out / "adversarial"
-    paths = {s: folder / f"{s.replace('+', '_').replace('@', '-')}-{attack_key(ctx, s)[:16]}.pt"
-             for s in ctx.names.sources}
     keys = {s: attack_key(ctx, s) for s in ctx.names.sources}
-    cached = {s for s in ctx.names.sources if _stored(paths[s], keys[s]) is not None}
+    paths = {s: folder / f"{s.replace('+', '_').replace('@', '-')}-{keys[s][:16]}.pt" for s in ctx.names.sources}
+    stored = {s: load_keyed(paths[s], keys[s]) for s in ctx.names.sources}
+    cached = {s for s, hit in stored.items() if hit is not None}
     tasks = [Task(keys[s], s, craft_to_file, (ctx, s, paths[s], keys[s]), **task_resources(ctx.cfg))
              for s in ctx.names.sources if s not in cached]
     ctx.executor.run(tasks, "attack", progress)
     adv: dict[str, Tensor] = {}
     rows = []
     for source in ctx.names.sources:
-        images = _stored(paths[source], keys[source])
-        if images is None:  # its task failed
+        hit = stored[source] or load_keyed(paths[source], keys[source])  # crafted now: read the task's file
+        if hit is None:  # its task failed
             continue
-        adv[source] = images
+        adv[source] = images = hit["images"]
         rows.append({"source": source, "cached": source in cached, "file": str(paths[source].relative_to(out)),
                      "key": keys[source][:16], "linf": float((images - ctx.images).abs().max()),
                      "attack": ctx.cfg.attack.name, "eps": ctx.cfg.attack.eps, "steps": ctx.cfg.attack.steps,
