@@ -95,7 +95,8 @@ class ProfileSection:
 
 @dataclass
 class AttackSection:
-    """The attack crafted on the PyTorch models (sources: ``ARCH@qN``, ``+``-joined for an ensemble)."""
+    """The attack (sources: ``ARCH@qN``, ``+`` for an ensemble) on the PyTorch models or on the replica of
+    ``target_engine``; each ``engine_aware`` entry ``ENGINE[:differential]`` adds ``SOURCE~ENGINE[:differential]``."""
 
     enabled: bool = True
     name: Literal["fgsm", "pgd", "mifgsm"] = "pgd"
@@ -106,7 +107,9 @@ class AttackSection:
     random_start: bool = True
     targeted: bool = False
     surrogate: Literal["ste", "noise", "identity", "cubic"] = "ste"
-    objective: Literal["classification", "distortion", "rate"] = "classification"
+    objective: Literal["classification", "distortion", "rate", "differential"] = "classification"
+    target_engine: str = "torch"
+    engine_aware: list[str] = _cv([])
     input_diversity: bool = False
     eot_samples: int = 1
     sources: list[str] = _cv([])  # empty: every codec of [models]

@@ -34,7 +34,47 @@ from liccs.export.cache import ArtifactCache
 from liccs.pipeline import LICCS
 
 #: ``attack.objective`` of the config → the attack's objective (:data:`liccs.attack.objectives.OBJECTIVES`)
-ATTACK_OBJECTIVES = {"classification": "ce", "distortion": "distortion", "rate": "rate"}
+ATTACK_OBJECTIVES = {"classification": "ce", "distortion": "distortion", "rate": "rate", "differential": "differential"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """An attack source: its members, the engine whose deployment the attacker differentiates (``torch``: the
+    PyTorch models; otherwise the replica of that engine's graphs) and whether it aims at the disagreement between
+    PyTorch and the deployment (``differential``). Its label, ``A+B``, ``A~ENGINE`` or ``A~ENGINE:differential``,
+    names its images in every table."""
+
+    members: tuple[str, ...]
+    engine: str = "torch"
+    differential: bool = False
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.members) + ("" if self.engine == "torch" else f"~{self.engine}") + (
+            ":differential" if self.differential else "")
+
+    @property
+    def base(self) -> str:
+        """The label of the same members crafted on the PyTorch models."""
+        return "+".join(self.members)
+
+    @staticmethod
+    def parse(label: str) -> Source:
+        rest, _, objective = label.partition(":")
+        members, _, engine = rest.partition("~")
+        return Source(tuple(members.split("+")), engine or "torch", objective == "differential")
+
+
+def attack_sources(cfg: RunConfig, base: list[str]) -> list[Source]:
+    """The run's sources: ``base`` (``attack.sources`` or every model) crafted as ``attack.target_engine`` and
+    ``attack.objective`` say, then each again per ``attack.engine_aware`` entry (``ENGINE[:differential]``)."""
+    a = cfg.attack
+    main = [Source(tuple(b.split("+")), a.target_engine, a.objective == "differential") for b in base]
+    extra = []
+    for entry in a.engine_aware:
+        engine, _, objective = entry.partition(":")
+        extra += [Source(tuple(b.split("+")), engine, objective == "differential") for b in base]
+    return list(dict.fromkeys(main + extra))
 
 
 def device_key(cfg: RunConfig) -> dict[str, str]:

@@ -69,7 +69,7 @@ def test_rerun_reuses_the_adversarial_images(quick_run: Path) -> None:
 
     cfg = load_config(DEFAULT, quick=True, overrides=[f'run.out="{quick_run}"'])
     ctx = load_context(cfg, check_names(cfg), progress=False)
-    _, table = run_attacks(ctx, quick_run, progress=False)
+    _, table, _ = run_attacks(ctx, quick_run, progress=False)
     assert table["cached"].all() and len(table) == 3
 
 
@@ -131,3 +131,24 @@ def test_the_ray_executor_gives_the_serial_tables(quick_run: Path, tmp_path: Pat
     assert man["executor"]["name"] == "ray" and {t["status"] for t in tasks} == {"done"}
     assert per_stage == {"attack": 3, "transfer": 2}  # 3 sources; torch and ort-cpu (ort-cuda cannot run here)
     assert man["executor"]["critical_path_seconds"] <= man["executor"]["work_seconds"]
+
+
+def test_quick_run_with_engine_aware_sources(tmp_path: Path, shared_data: Path) -> None:
+    """Sources crafted on the int8 replica and the differential ones: their parity gate, transfer rows on the real
+    int8 engine and the paired summary reach the tables and the report."""
+    out = tmp_path / "aware"
+    engines = '["torch", "ort-cpu-int8"]'
+    rc = main(["run", str(DEFAULT), "--quick", "--no-progress", "--out", str(out), "--set", "profile.enabled=false",
+               "--set", f"export.engines={engines}", "--set", f"transfer.engines={engines}",
+               "--set", 'attack.engine_aware=["ort-cpu-int8", "ort-cpu-int8:differential"]'])
+    assert rc == 0
+    parity = pd.read_csv(out / "tables" / "replica_parity.csv")
+    assert len(parity) == 3 and parity["usable"].all() and (parity["top1_agreement"] >= 0.99).all()
+    transfer = pd.read_csv(out / "tables" / "transfer.csv")
+    aware = transfer[transfer["source"].str.contains("~ort-cpu-int8")]
+    assert set(aware["engine"]) == {"torch", "ort-cpu-int8"} and aware["source"].nunique() == 6
+    summary = pd.read_csv(out / "tables" / "engine_aware.csv")
+    assert set(summary["measure"]) == {"gap", "recovered", "deployed-only"}
+    assert {"ci_low", "ci_high", "mde", "p_holm", "verdict"} <= set(summary.columns)
+    report = (out / "report.md").read_text()
+    assert "~ort-cpu-int8:differential on ort-cpu-int8 (deployed-only)" in report

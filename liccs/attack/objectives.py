@@ -8,6 +8,9 @@
   plain codec's reconstruction of the clean image (``reference="recon"``: hard rounding, no transform, what the
   undefended decoder outputs; paper B's third distortion reference); mean over members.
 - :class:`RateLoss`: estimated bits per pixel ``Σ -log2 p(ŷ, ẑ) / (H·W)`` from the likelihoods; mean over members.
+- :class:`DifferentialLoss`: the disagreement between a float model and its deployment (DIVA: Hao et al., "A Tale of
+  Two Models: Constructing Evasive Attacks on Edge Models", MLSys 2022): ``p_float(y|x) − c · p_deployed(y|x)``
+  over an ensemble of exactly two members, [float, deployed replica].
 - :class:`Weighted`: ``Σ w_i · objective_i``; :func:`parse_objective` reads ``"ce+100*distortion"``.
 
 Every objective is maximized; targeted mode is meaningful for the classification loss only.
@@ -173,6 +176,39 @@ class RateLoss(Objective):
         return {"objective": "rate", "estimate": "likelihood bpp"}
 
 
+class DifferentialLoss(Objective):
+    """DIVA's objective (Hao et al., MLSys 2022, eq. 2): ``p_float(y|x) − c · p_deployed(y|x)`` per image, maximized.
+
+    The target is an ensemble of two members, in this order: the float model (PyTorch) and the differentiable
+    replica of its deployment (:mod:`liccs.engines.replica`). Maximizing pushes the deployed prediction away from
+    the label while keeping the float model's confidence in it: an attack that fools the deployment only.
+    Untargeted only.
+    """
+
+    needs_logits = True
+    name = "differential"
+
+    def __init__(self, c: float = 1.0) -> None:
+        if not c > 0:
+            raise InputError(f"the differential objective's weight c must be > 0, got {c}")
+        self.c = float(c)
+
+    def check(self, target: nn.Module) -> None:
+        members = target_members(target)
+        if len(members) != 2 or any(member_parts(m)[1] is None for m in members):
+            raise InputError(f"objective 'differential' needs two classifying members, [float, deployed], got "
+                             f"{len(members)}: {target_names(target)}")
+
+    def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        if targeted:
+            raise InputError("objective 'differential' is untargeted")
+        p = out.logits.float().softmax(-1).gather(2, labels.view(1, -1, 1).expand(2, -1, 1)).squeeze(2)
+        return p[0] - self.c * p[1]
+
+    def describe(self) -> dict[str, Any]:
+        return {"objective": "differential", "c": self.c, "members": ["float", "deployed"]}
+
+
 class Weighted(Objective):
     """``Σ w_i · objective_i`` over (weight, objective) terms."""
 
@@ -207,13 +243,14 @@ OBJECTIVES.register("distortion", lambda: DistortionLoss("input"))
 OBJECTIVES.register("distortion-clean", lambda: DistortionLoss("clean"))
 OBJECTIVES.register("distortion-recon", lambda: DistortionLoss("recon"))
 OBJECTIVES.register("rate", RateLoss)
+OBJECTIVES.register("differential", DifferentialLoss)
 
 _TERM = re.compile(r"^\s*(?:(?P<w>[0-9.eE+-]+)\s*\*)?\s*(?P<name>[a-z\-]+)\s*$")
 
 
 def parse_objective(spec: str | Objective) -> Objective:
     """An objective from a name (``ce``, ``margin``, ``distortion``, ``distortion-clean``, ``distortion-recon``,
-    ``rate``) or a sum
+    ``rate``, ``differential``) or a sum
     of weighted names (``"ce+100*distortion"``)."""
     if isinstance(spec, Objective):
         return spec

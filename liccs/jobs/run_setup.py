@@ -18,7 +18,7 @@ from liccs.config import ConfigError, RunConfig
 from liccs.data import load_batch, open_source
 from liccs.engines import ENGINES
 from liccs.errors import LiccsError, UnknownNameError, WeightsError
-from liccs.stage import Context, Names, RunError
+from liccs.stage import Context, Names, RunError, attack_sources
 from liccs.zoo import CLASSIFIERS, image_geometry, load_classifier, load_codec, parse_codec
 from liccs.zoo.weights import random_weights_banner
 
@@ -52,6 +52,26 @@ def check_names(cfg: RunConfig) -> Names:
             if member not in codecs + alone:
                 raise ConfigError(f"attack.sources[{i}]: {member!r} is not a model of [models]; valid: "
                                   f"{', '.join(codecs + alone)}")
+    replicable = [e for e in ENGINES.names() if ENGINES.get(e).backend == "onnxruntime"]
+    for i, entry in enumerate([cfg.attack.target_engine, *cfg.attack.engine_aware]):
+        key = "attack.target_engine" if i == 0 else f"attack.engine_aware[{i - 1}]"
+        engine, _, objective = entry.partition(":")
+        if i == 0 and engine == "torch":
+            continue
+        if engine not in replicable or objective not in ("", "differential") or (i == 0 and objective):
+            raise ConfigError(f"{key}: {entry!r} is not an engine with a differentiable replica"
+                              f"{'' if i == 0 else '[:differential]'}; valid engines: {', '.join(replicable)}")
+        if engine not in cfg.transfer.engines:
+            raise ConfigError(f"{key}: {engine!r} must be one of transfer.engines, where the attack is measured "
+                              f"({', '.join(cfg.transfer.engines)})")
+        if cfg.attack.objective not in ("classification", "differential"):
+            raise ConfigError(f"{key}: an engine-aware attack needs attack.objective classification or "
+                              f"differential, not {cfg.attack.objective!r}")
+    srcs = attack_sources(cfg, sources)
+    for s in srcs:
+        if s.differential and (s.engine == "torch" or len(s.members) != 1):
+            raise ConfigError(f"attack source {s.label!r}: the differential objective needs attack.target_engine "
+                              "(or an engine_aware entry) and single-model sources")
     targets = cfg.transfer.targets or codecs
     for i, t in enumerate(targets):
         if t not in codecs + alone:
@@ -78,7 +98,7 @@ def check_names(cfg: RunConfig) -> Names:
     if cfg.transfer.reference_engine in unavailable:
         raise RunError(f"transfer.reference_engine {cfg.transfer.reference_engine!r} cannot run here: "
                        f"{unavailable[cfg.transfer.reference_engine]}")
-    return Names(codecs, list(sources), list(targets) + [m for m in alone if m not in targets],
+    return Names(codecs, [s.label for s in srcs], list(targets) + [m for m in alone if m not in targets],
                  list(cfg.export.engines), list(cfg.transfer.engines), unavailable)
 
 

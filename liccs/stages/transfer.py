@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 from torch import Tensor
 
+from liccs.checks.engine_aware import engine_aware_summary
 from liccs.checks.predictors import predictors
 from liccs.checks.transfer import Predictions, gap_summary, transfer_gap, transfer_matrix
 from liccs.config import RunConfig
@@ -81,6 +82,11 @@ def run_transfer(ctx: Context, adversarial: dict[str, Tensor], exports: Exports,
         out["transfer_gap"] = gaps.rename(columns={"asr": "asr_engine"})  # one ASR heatmap set is enough
         out["transfer_gap_summary"] = gap_summary(gaps)
     out["whitebox"] = whitebox(table, tc.reference_engine)
+    preds = {e: res[1] for e, res in done.items() if res is not None and not isinstance(res, str)}
+    aware = engine_aware_summary(ctx.labels.numpy(), preds, list(adversarial), reference_engine=tc.reference_engine,
+                                 variant="uint8" if "uint8" in tc.variants else tc.variants[0])
+    if not aware.empty:
+        out["engine_aware"] = aware
     return out, skipped
 
 
@@ -92,6 +98,18 @@ def whitebox(table: pd.DataFrame, reference_engine: str) -> pd.DataFrame:
 
 
 
+def engine_aware_note(r: dict) -> str:
+    """One line of the report per engine-aware contrast."""
+    line = (f"{r['source']} on {r['engine']} ({r['measure']}): {r['mean_a']:.3f} vs {r['mean_b']:.3f}, effect "
+            f"{r['effect']:+.3f} (95% CI {r['ci_low']:+.3f} … {r['ci_high']:+.3f}), p (Holm) {r['p_holm']:.2g}, "
+            f"MDE {r['mde']:.3f} at n = {r['n_images']}: {r['verdict']}")
+    if r["measure"] == "recovered":
+        line += (f"; share of the gap recovered {r['share']:.2f} (95% CI {r['share_ci_low']:.2f} … "
+                 f"{r['share_ci_high']:.2f})" if r["share"] == r["share"] else
+                 "; no share of the gap reported: the gap itself is not established")
+    return line
+
+
 class TransferStage(StageBase):
     """Every attack source's images on every transfer engine × target (needs the attack stage)."""
 
@@ -99,6 +117,12 @@ class TransferStage(StageBase):
     tables = (
         TableSpec("transfer_gap_summary", "Transfer gap ASR(reference) − ASR(engine), per engine, precision and "
                   "variant.", order=11),
+        TableSpec("engine_aware", "Engine-aware attacks (crafted on the replica of a deployed engine) against the "
+                  "PyTorch-crafted attack, white-box, paired over the images the target classifies correctly on "
+                  "both engines: the transfer gap, the part of it recovered (share = recovered / gap, bootstrap CI), "
+                  "and the differential attack's deployed-only fooling rate.",
+                  ("engine", "target", "source", "measure", "n_images", "mean_a", "mean_b", "effect", "ci_low",
+                   "ci_high", "p_holm", "mde", "verdict", "share", "share_ci_low", "share_ci_high"), order=13),
         TableSpec("whitebox", "White-box: each source evaluated on itself (hard rounding), per engine.", order=12),
         TableSpec("transfer", "Transfer: engine × source × target × variant (ASR over clean-correct images).",
                   ("engine", "variant", "source", "target", "clean_acc", "adv_acc", "asr", "fooling_rate",
@@ -116,6 +140,9 @@ class TransferStage(StageBase):
         notes = [] if gaps is None or gaps.empty else [
             "Transfer gap ASR(reference) − ASR(engine), mean over cells: " + "; ".join(
                 f"{r.engine} ({r.precision}, {r.variant}) {r.mean_gap:+.3f}" for r in gaps.itertuples())]
+        aware = tables.get("engine_aware")
+        if aware is not None:
+            notes += [engine_aware_note(r) for r in aware.to_dict("records")]
         return StageResult(tables, notes=notes, skipped=skipped)
 
 
