@@ -6,6 +6,7 @@ import functools
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper
@@ -18,6 +19,8 @@ from liccs.engines.replica import OnnxReplica, output_step
 from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import classifier_graph, codec_graphs
+from liccs.export.onnx import OnnxFromTorch
+from liccs.export.quantize import Fp16OnnxFromOnnx
 from liccs.pipeline import LICCS
 from liccs.zoo import load_classifier, load_codec
 
@@ -48,20 +51,26 @@ def _graph(kind: str):
     return codec_graphs(codec)[0][kind], x.clamp(0, 1)
 
 
-def _runner(engine: str, kind: str, tmp_path):
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> ArtifactCache:
+    """One artifact cache for the module: each int8 graph is quantized once."""
+    return ArtifactCache(tmp_path_factory.mktemp("replica") / "artifacts")
+
+
+def _runner(engine: str, kind: str, cache: ArtifactCache):
     graph, x = _graph(kind)
-    r = runner_for(engine, graph, ArtifactCache(tmp_path / "artifacts"), calibration=[{"x": x[:8].numpy()}])
+    r = runner_for(engine, graph, cache, calibration=[{"x": x[:8].numpy()}])
     r.activate()
     return r, x
 
 
 @pytest.mark.parametrize("engine", CPU_REPLICABLE)
 @pytest.mark.parametrize("kind", ["classifier", "g_a", "reconstruct"])
-def test_replica_matches_the_engine_within_one_quantization_step(engine, kind, shared_data, tmp_path) -> None:
+def test_replica_matches_the_engine_within_one_quantization_step(engine, kind, shared_data, cache) -> None:
     """Every output within one quantization step of the engine's (fp32 engines: 1e-5), up to the codec's rounding
     of its latents: there a one-step difference before the rounding flips a latent, so the whole codec is checked
     on its mean error and the share of pixels within one step."""
-    runner, x = _runner(engine, kind, tmp_path)
+    runner, x = _runner(engine, kind, cache)
     rep = OnnxReplica(runner.path)
     got = rep(x).detach().numpy()
     want = next(iter(runner.infer({"x": x}).values()))
@@ -79,9 +88,19 @@ def test_replica_matches_the_engine_within_one_quantization_step(engine, kind, s
         assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99
 
 
+def test_fp16_replica_follows_the_fp16_graph(shared_data, cache) -> None:
+    """The fp16 file ``ort-cuda-fp16`` runs, replicated with half-precision torch ops, against ONNX Runtime's CPU
+    execution of the same file (the CUDA engine itself is measured where a GPU runs it)."""
+    x = cifar()[0]
+    path = Fp16OnnxFromOnnx(OnnxFromTorch(classifier_graph(classifier()), cache), cache)().path
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    got = OnnxReplica(path)(x).float().detach().numpy()
+    assert np.abs(got - want).max() < 0.02 and (got.argmax(1) == want.argmax(1)).mean() >= 0.99
+
+
 @pytest.mark.parametrize("kind", ["classifier", "reconstruct"])
-def test_gradients_through_the_int8_replica_are_nonzero(kind, shared_data, tmp_path) -> None:
-    runner, x = _runner("ort-cpu-int8", kind, tmp_path)
+def test_gradients_through_the_int8_replica_are_nonzero(kind, shared_data, cache) -> None:
+    runner, x = _runner("ort-cpu-int8", kind, cache)
     xr = x[:4].clone().requires_grad_(True)
     OnnxReplica(runner.path)(xr).square().sum().backward()
     assert torch.isfinite(xr.grad).all() and xr.grad.abs().sum() > 0
@@ -102,11 +121,11 @@ def _asr_on_engine(runner, x_adv: torch.Tensor, y: torch.Tensor) -> float:
     return float((adv != y.numpy()).mean())
 
 
-def test_engine_aware_attack_does_at_least_as_well_on_the_engine(shared_data, tmp_path) -> None:
+def test_engine_aware_attack_does_at_least_as_well_on_the_engine(shared_data, cache) -> None:
     """PGD through the replica of ort-cpu-int8 against PGD on the PyTorch classifier, both measured on the real
     int8 engine, at a radius where neither fools every image (the test can fail: the aware attack's ASR is compared,
     not assumed)."""
-    runner, x = _runner("ort-cpu-int8", "classifier", tmp_path)
+    runner, x = _runner("ort-cpu-int8", "classifier", cache)
     engine_pred = torch.as_tensor(np.asarray(next(iter(runner.infer({"x": x}).values()))).argmax(1))
     y = cifar()[1]
     keep = engine_pred == y
@@ -131,11 +150,11 @@ class _Deployed(torch.nn.Module):
         return self.clf(torch.nn.functional.interpolate(x_hat, size=(32, 32), mode="bilinear", antialias=True))
 
 
-def test_differential_objective_raises_disagreement(shared_data, tmp_path) -> None:
+def test_differential_objective_raises_disagreement(shared_data, cache) -> None:
     """DIVA's objective over [PyTorch LICCS, its int8 replica]: the share of images the deployment gets wrong
     while PyTorch gets them right grows with the steps (measured on the replica and on the real engine)."""
-    rec, x = _runner("ort-cpu-int8", "reconstruct", tmp_path)
-    clf_runner, _ = _runner("ort-cpu-int8", "classifier", tmp_path)
+    rec, x = _runner("ort-cpu-int8", "reconstruct", cache)
+    clf_runner, _ = _runner("ort-cpu-int8", "classifier", cache)
     y = cifar()[1][:8]
     deployed = _Deployed(OnnxReplica(rec.path), OnnxReplica(clf_runner.path))
     float_model = LICCS(load_codec(CODEC, "pretrained"), classifier(), rounding="ste")
