@@ -51,20 +51,31 @@ class DeployedCodec:
         self.fingerprint = bytes.fromhex(module_hash(codec)[:16])
 
     @classmethod
-    def on_engine(cls, codec: nn.Module, engine: str, cache: Any = None, *, exporter: str = "auto",
-                  calibration_images: Tensor | None = None) -> DeployedCodec:
-        """Every stage of ``codec`` on ``engine`` (int8 engines calibrate on ``calibration_images``)."""
+    def on_engine(cls, codec: nn.Module, engine: str | Mapping[str, str], cache: Any = None, *,
+                  exporter: str = "auto", calibration_images: Tensor | None = None) -> DeployedCodec:
+        """Every stage of ``codec`` on ``engine`` (int8 engines calibrate on ``calibration_images``).
+
+        ``engine`` may map stages to engines (``{"g_a": "ort-cpu", "g_s": "ov-cpu"}``; a stage it leaves out
+        runs on its ``"default"`` entry, else ``torch``): a codec whose stages run where each is fastest.
+        """
         graphs, _ = codec_graphs(codec, with_reconstruct=False)
         graphs.pop("context_prediction", None)  # the loop runs context_step; the padded graph is for parity
+        per_stage = dict(engine) if isinstance(engine, Mapping) else {"default": engine}
+        unknown = set(per_stage) - set(graphs) - {"default"}
+        if unknown:
+            raise InputError(f"engines for unknown stage(s) {sorted(unknown)}; stages of this codec: "
+                             f"{', '.join(graphs)} (and 'default')")
         feeds = stage_feeds(codec, calibration_images) if calibration_images is not None else {}
         runners = {}
         for name, g in graphs.items():
             calib = [{k: v.numpy() for k, v in feeds[name].items()}] if name in feeds else None
             loop = {"threads": 1} if name in LOOP_STAGES else {}  # tiny per-position calls: see .autoregressive
             # no spinning: torch work follows every call, and spinning ONNX Runtime threads would hold its cores
-            runners[name] = runner_for(engine, g, cache, exporter=exporter, calibration=calib, spinning=False,
-                                       **loop)
-        return cls(codec, runners, engine)
+            runners[name] = runner_for(per_stage.get(name, per_stage.get("default", "torch")), g, cache,
+                                       exporter=exporter, calibration=calib, spinning=False, **loop)
+        label = engine if isinstance(engine, str) else "+".join(
+            f"{s}={e}" for s, e in sorted(per_stage.items()))
+        return cls(codec, runners, label)
 
     def _run(self, stage: str, name: str, x: Tensor) -> Tensor:
         out = self.runners[stage].infer({name: x.contiguous()})

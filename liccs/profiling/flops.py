@@ -8,6 +8,7 @@ is that of the dense arithmetic only.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -59,6 +60,38 @@ def matmul_ceiling(n: int = 1024, dtype: torch.dtype = torch.float32, device: st
     return {"gflops": flop / res.latency.p50 / 1e9, "gflops_best": flop / res.latency.min / 1e9, "n": n,
             "dtype": str(dtype).removeprefix("torch."), "device": device, "threads": torch.get_num_threads(),
             "p50_ms": res.latency.p50 * 1e3}
+
+
+def robust_ceiling(sizes: tuple[int, ...] = (512, 1024, 2048), repeats: int = 3, dtype: torch.dtype = torch.float32,
+                   device: str = "cpu", config: TimerConfig | None = None) -> dict[str, Any]:
+    """The ceiling a shared machine's load cannot lower much: the best rate (fastest run) over ``repeats`` rounds
+    of :func:`matmul_ceiling` at each of ``sizes``, with every measurement and the load average kept.
+
+    Load only ever slows a matmul, so the best of several sizes and repeats estimates what the CPU does idle; the
+    p50 of one run on a loaded machine does not (a ceiling measured at load 5 was 0.63 of the idle one here).
+    """
+    if not sizes or repeats < 1:
+        raise InputError(f"robust_ceiling needs sizes and repeats >= 1, got {sizes!r}, {repeats}")
+    cfg = config or TimerConfig(warmup=2, min_iters=5, min_duration_s=0.3, device=device)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    runs = [matmul_ceiling(n, dtype=dtype, device=device, config=cfg) for _ in range(repeats) for n in sizes]
+    best = max(runs, key=lambda r: r["gflops_best"])
+    return {"gflops": best["gflops_best"], "n": best["n"], "dtype": best["dtype"], "device": device,
+            "threads": best["threads"], "loadavg": load, "runs": [{k: r[k] for k in ("n", "gflops", "gflops_best")}
+                                                                 for r in runs]}
+
+
+def ceiling_moved(before: Mapping[str, Any], after: Mapping[str, Any], tolerance: float = 0.2) -> str | None:
+    """None when two ceilings (before and after a benchmark) agree within ``tolerance`` (relative), else a sentence
+    saying by how much it moved: the machine's load changed during the run, and its rates are suspect."""
+    a, b = float(before["gflops"]), float(after["gflops"])
+    if a <= 0 or b <= 0:
+        raise InputError(f"ceilings must be positive, got {a} and {b} GFLOP/s")
+    change = b / a - 1
+    if abs(change) <= tolerance:
+        return None
+    return (f"the matmul ceiling moved by {change:+.0%} during the run ({a:.1f} → {b:.1f} GFLOP/s, more than "
+            f"±{tolerance:.0%}): the machine's load changed, rates against it are suspect")
 
 
 def add_rates(table: pd.DataFrame, flops: Mapping[str, int], ceiling_gflops: float, *, stage_col: str = "stage",

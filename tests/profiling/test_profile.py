@@ -12,7 +12,14 @@ import torch
 
 from liccs.engines.base import Runner, TensorMeta
 from liccs.errors import InputError
-from liccs.profiling.flops import add_rates, count_flops, flops_by_op, matmul_ceiling
+from liccs.profiling.flops import (
+    add_rates,
+    ceiling_moved,
+    count_flops,
+    flops_by_op,
+    matmul_ceiling,
+    robust_ceiling,
+)
 from liccs.profiling.profile import (
     END_TO_END,
     as_callable,
@@ -117,3 +124,17 @@ def test_matmul_ceiling_is_measured():
     c = matmul_ceiling(128, config=TimerConfig(warmup=1, min_iters=3, min_duration_s=0))
     assert c["n"] == 128 and 0 < c["gflops"] <= c["gflops_best"]
     assert c["gflops"] == pytest.approx(2 * 128**3 / (c["p50_ms"] / 1e3) / 1e9)
+
+
+def test_robust_ceiling_keeps_the_best_run_and_every_measurement():
+    c = robust_ceiling((64, 128), repeats=2, config=TimerConfig(warmup=1, min_iters=2, min_duration_s=0))
+    assert len(c["runs"]) == 4 and c["gflops"] == max(r["gflops_best"] for r in c["runs"]) > 0
+    assert c["n"] in (64, 128) and "loadavg" in c
+
+
+@pytest.mark.parametrize("before, after, moved", [(100.0, 110.0, False), (100.0, 79.0, True), (100.0, 125.0, True)])
+def test_ceiling_moved_flags_a_change_beyond_the_tolerance(before, after, moved):
+    why = ceiling_moved({"gflops": before}, {"gflops": after}, tolerance=0.2)
+    assert (why is not None) == moved
+    if moved:
+        assert f"{after:.1f}" in why

@@ -1,0 +1,77 @@
+"""The fastest engine per codec stage on this machine: measured once, cached, reused.
+
+``engines = "auto"`` for a deployed codec means: time every stage (``g_a``, ``h_a``, ``h_s``, ``g_s``, ...) on every
+candidate engine at the images' shape, keep the fastest per stage, and store the choice under a key of the model
+(weights and code), the machine (CPU model, cores, torch threads), the candidates, the shape and the library
+versions. A later run with the same key reads the choice instead of measuring again; the choice (and the times it
+came from) is meant for the run's manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from liccs.engines.codec import DeployedCodec
+from liccs.errors import InputError
+from liccs.export.cache import ArtifactCache, atomic_write
+from liccs.export.graphs import module_hash, stage_feeds
+from liccs.fileio import json_digest
+from liccs.manifest import cpu_model, package_versions
+from liccs.paths import cache_dir
+from liccs.profiling.timer import TimerConfig, measure
+
+TIMER = TimerConfig(warmup=2, min_iters=5, min_duration_s=0.3)
+
+
+def choice_key(codec: nn.Module, candidates: Sequence[str], shape: tuple[int, ...]) -> dict[str, Any]:
+    """What decides a choice: model, machine, candidates, input shape and versions."""
+    versions = package_versions()
+    return {"model": module_hash(codec), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(), "candidates": list(candidates), "shape": list(shape),
+            "versions": {k: versions.get(k) for k in ("torch", "onnxruntime", "openvino") if versions.get(k)}}
+
+
+def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Tensor, *,
+                         cache: ArtifactCache | None = None, config: TimerConfig = TIMER,
+                         store: Path | None = None, calibration_images: Tensor | None = None) -> dict[str, Any]:
+    """``{"engines": {stage: engine}, "p50_ms": {stage: {engine: ms}}, "key": ..., "cached": bool}``.
+
+    Candidates that cannot run here are left out (said in ``"skipped"``); at least one must run.
+    """
+    if not candidates:
+        raise InputError("choose_stage_engines needs at least one candidate engine")
+    key = choice_key(codec, candidates, tuple(images.shape))
+    path = (store or cache_dir() / "stage-engines") / f"{json_digest(key)[:20]}.json"
+    if path.is_file():
+        record = json.loads(path.read_text())
+        if record.get("key") == key:
+            return record | {"cached": True}
+    feeds = stage_feeds(codec, images)
+    times: dict[str, dict[str, float]] = {}
+    skipped: dict[str, str] = {}
+    for engine in candidates:
+        try:
+            deployed = DeployedCodec.on_engine(codec, engine, cache, calibration_images=calibration_images)
+        except Exception as e:  # noqa: BLE001  (EngineUnavailable, a failed export: said in the record)
+            skipped[engine] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            continue
+        for stage, runner in deployed.runners.items():
+            if stage not in feeds:
+                continue
+            feed = feeds[stage]
+            runner.infer(feed)  # activation and first call outside the timing
+            res = measure(lambda r=runner, f=feed: r.infer(f), config, name=f"{engine}:{stage}")
+            times.setdefault(stage, {})[engine] = res.latency.p50 * 1e3
+    if not times:
+        raise InputError(f"no candidate engine could run here: {skipped}")
+    engines = {stage: min(t, key=t.get) for stage, t in times.items()}
+    record = {"key": key, "engines": engines, "p50_ms": times, "skipped": skipped}
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+    return record | {"cached": False}

@@ -1,0 +1,30 @@
+"""The fastest engine per codec stage: measured once, cached under the model and machine, usable as a codec."""
+
+from __future__ import annotations
+
+import torch
+
+from liccs.engines.codec import DeployedCodec
+from liccs.export.cache import ArtifactCache
+from liccs.profiling.choose import choose_stage_engines
+from liccs.profiling.timer import TimerConfig
+from liccs.zoo import load_codec
+
+FAST = TimerConfig(warmup=1, min_iters=2, min_duration_s=0.0)
+
+
+def test_auto_choice_is_measured_cached_and_deploys(tmp_path, kodak_crop) -> None:
+    codec = load_codec("mini-tiny-bmshj2018-hyperprior@q1", "random")
+    x = torch.nn.functional.interpolate(kodak_crop, size=(64, 64), mode="bilinear").clamp(0, 1)
+    cache, store = ArtifactCache(tmp_path / "a"), tmp_path / "choices"
+    first = choose_stage_engines(codec, ["torch", "ort-cpu", "ort-cuda"], x, cache=cache, config=FAST, store=store)
+    assert not first["cached"] and "ort-cuda" in first["skipped"]  # cannot run here: said, not fatal
+    assert set(first["engines"]) >= {"g_a", "h_a", "h_s", "g_s"}
+    for stage, engine in first["engines"].items():  # the fastest measured candidate
+        assert engine == min(first["p50_ms"][stage], key=first["p50_ms"][stage].get)
+    again = choose_stage_engines(codec, ["torch", "ort-cpu", "ort-cuda"], x, cache=cache, config=FAST, store=store)
+    assert again["cached"] and again["engines"] == first["engines"]
+    mixed = DeployedCodec.on_engine(codec, first["engines"], cache)
+    ref = DeployedCodec.on_engine(codec, "torch", cache)
+    out = ref.decompress(**mixed.compress(x))  # the fp32 decoder reads the mixed encoder's streams
+    assert all(out["tables_match"]) and out["x_hat"].shape == x.shape
