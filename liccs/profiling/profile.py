@@ -73,11 +73,14 @@ def profile_stages(stages: Mapping[str, StageLike], config: TimerConfig = DEFAUL
     return df
 
 
-def dominant_stages(table: pd.DataFrame, by: Sequence[str] = ("engine",), metric: str = "p50_ms") -> pd.DataFrame:
+def dominant_stages(table: pd.DataFrame, by: Sequence[str] = ("engine",), metric: str = "p50_ms",
+                    runs: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Which stage dominates each group of ``table`` (rows of :func:`profile_stages` or :func:`sweep`).
 
     Returns one row per group: ``dominant_stage``, its time, the sum over stages, its ``share``, the
-    end-to-end time where measured, and ``summary``, a sentence saying so.
+    end-to-end time where measured, ``sum_as_run_…`` (each stage times how often one end-to-end call runs it,
+    ``runs``: e.g. ``{"h_s": 2}``, the encoder's and the decoder's), ``e2e_over_sum`` (end to end / the sum as
+    run: 1 when nothing but the stages takes time) and ``summary``, a sentence saying so.
     """
     for col in ("stage", metric):
         if col not in table.columns:
@@ -95,9 +98,11 @@ def dominant_stages(table: pd.DataFrame, by: Sequence[str] = ("engine",), metric
         e2e = g.loc[g["stage"] == END_TO_END, metric]
         label = ", ".join(f"{k}={v}" for k, v in zip(keys, key))
         share = float(top[metric]) / total if total > 0 else math.nan
+        as_run = float(sum(v * (runs or {}).get(s, 1.0) for s, v in zip(stages["stage"], stages[metric])))
+        e2e_v = float(e2e.iloc[0]) if len(e2e) else math.nan
         out.append({**dict(zip(keys, key)), "dominant_stage": top["stage"], metric: float(top[metric]),
-                    f"sum_{metric}": total, "share": share,
-                    f"end_to_end_{metric}": float(e2e.iloc[0]) if len(e2e) else math.nan,
+                    f"sum_{metric}": total, "share": share, f"end_to_end_{metric}": e2e_v,
+                    f"sum_as_run_{metric}": as_run, "e2e_over_sum": e2e_v / as_run if as_run > 0 else math.nan,
                     "summary": f"{label + ': ' if label else ''}{top['stage']} dominates with {share:.0%} of the "
                                f"summed stage {metric.removesuffix('_ms')} ({top[metric]:.3g} of {total:.3g} ms)"})
     return pd.DataFrame(out)

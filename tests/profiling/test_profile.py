@@ -138,3 +138,11 @@ def test_ceiling_moved_flags_a_change_beyond_the_tolerance(before, after, moved)
     assert (why is not None) == moved
     if moved:
         assert f"{after:.1f}" in why
+
+
+def test_dominant_stages_sets_end_to_end_against_the_stages_as_run():
+    table = pd.DataFrame({"engine": ["e"] * 4, "stage": ["g_a", "h_s", "g_s", END_TO_END],
+                          "p50_ms": [10.0, 2.0, 20.0, 40.0]})
+    row = dominant_stages(table, runs={"h_s": 2}).iloc[0]
+    assert row["sum_p50_ms"] == 32.0 and row["sum_as_run_p50_ms"] == 34.0
+    assert row["e2e_over_sum"] == pytest.approx(40 / 34)
