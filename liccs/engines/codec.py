@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from liccs.core import check_images, crop_to, pad_to_multiple
 from liccs.engines.autoregressive import compress_ar, decompress_ar
-from liccs.engines.base import Runner
+from liccs.engines.base import Runner, get_engine
 from liccs.engines.bitstream import BitstreamError, Container, crc32, frame, unframe
 from liccs.engines.factory import runner_for
 from liccs.engines.indexes import build_indexes
@@ -31,6 +31,9 @@ from liccs.pipeline import PAD_MULTIPLE
 
 MISMATCH = ("raise", "decode")
 LOOP_STAGES = ("context_step", "entropy_parameters")
+#: the stages that choose the entropy tables (and ``h_a``, the hyper path's other half): an int8 engine's deployed
+#: codec runs them on its fp32 twin, so that every decoder picks the tables its encoder picked
+TABLE_STAGES = ("h_a", "h_s", "context_step", "entropy_parameters")
 
 
 def _index_check(indexes: Tensor) -> int:
@@ -52,15 +55,23 @@ class DeployedCodec:
 
     @classmethod
     def on_engine(cls, codec: nn.Module, engine: str | Mapping[str, str], cache: Any = None, *,
-                  exporter: str = "auto", calibration_images: Tensor | None = None) -> DeployedCodec:
+                  exporter: str = "auto", calibration_images: Tensor | None = None,
+                  hyper_fp32: bool = True) -> DeployedCodec:
         """Every stage of ``codec`` on ``engine`` (int8 engines calibrate on ``calibration_images``).
 
         ``engine`` may map stages to engines (``{"g_a": "ort-cpu", "g_s": "ov-cpu"}``; a stage it leaves out
         runs on its ``"default"`` entry, else ``torch``): a codec whose stages run where each is fastest.
+        An int8 engine quantizes the transforms (``g_a``, ``g_s``) and runs :data:`TABLE_STAGES` on its fp32 twin
+        (``ort-cpu-int8`` → ``ort-cpu``, the engine's ``extra["fp32_twin"]``): int8 hyper networks choose other
+        entropy tables than an fp32 decoder, so their streams decoded nowhere else. ``hyper_fp32=False`` keeps
+        every stage in int8.
         """
         graphs, _ = codec_graphs(codec, with_reconstruct=False)
         graphs.pop("context_prediction", None)  # the loop runs context_step; the padded graph is for parity
         per_stage = dict(engine) if isinstance(engine, Mapping) else {"default": engine}
+        twin = get_engine(engine).extra.get("fp32_twin") if isinstance(engine, str) else None
+        if twin and hyper_fp32:
+            per_stage |= {s: twin for s in TABLE_STAGES if s in graphs}
         unknown = set(per_stage) - set(graphs) - {"default"}
         if unknown:
             raise InputError(f"engines for unknown stage(s) {sorted(unknown)}; stages of this codec: "

@@ -170,7 +170,8 @@ for _name, _prec, _dev, _prov, _variant, _needs in (
     ENGINES.register(_name, EngineSpec(_name, "onnxruntime", _prec, _dev, _factory(_name, _prov, _variant),
                                        requires=("onnxruntime",), needs_cuda=_dev == "cuda", providers=_needs,
                                        install_hint=GPU_HINT if _dev == "cuda" else "pip install onnxruntime",
-                                       extra={"artifact": "onnx"}))
+                                       extra={"artifact": "onnx"} | ({"fp32_twin": "ort-cpu"} if _prec == "int8"
+                                                                     else {})))
 
 
 def _trt_factory():

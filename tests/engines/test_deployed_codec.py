@@ -151,3 +151,20 @@ def test_a_batch_encodes_as_each_image_decodes(name, stressed, kodak_crop, cache
     for i, blob in enumerate(blobs):
         assert d.decode(blob)["tables_match"], i
         assert base.decode(blob)["tables_match"], i
+
+
+def test_int8_codec_streams_decode_on_fp32_engines(stressed, kodak_crop, cache):
+    """The int8 codec quantizes g_a/g_s and runs the table-choosing stages on its fp32 twin: its streams decode on
+    torch and ort-cpu with the encoder's tables, and theirs on it; all of it in int8 (hyper_fp32=False) does not."""
+    model = stressed["bmshj2018-hyperprior@q1"]
+    int8 = DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=kodak_crop)
+    assert int8.engine == "ort-cpu-int8"
+    assert ".int8" in str(int8.runners["g_s"].activate() or int8.runners["g_s"].path)
+    assert ".int8" not in str(int8.runners["h_s"].activate() or int8.runners["h_s"].path)
+    fp32 = {e: DeployedCodec.on_engine(model, e, cache) for e in ("torch", "ort-cpu")}
+    records = cross_decode(model, {"ort-cpu-int8": int8, **fp32}, [kodak_crop], ["crop"], with_compressai=False)
+    assert records and all(r.tables_match for r in records), [(r.encoder, r.decoder) for r in records]
+    all_int8 = DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=kodak_crop, hyper_fp32=False)
+    out = all_int8.compress(kodak_crop)
+    res = fp32["ort-cpu"].decompress(out["strings"], out["shape"], out["size"], on_mismatch="decode")
+    assert not all(res["tables_match"])  # the reason for the fp32 hyper path
