@@ -107,8 +107,10 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
     for engine, name in tqdm(jobs, desc="profile", disable=not progress):
         d = exports.deployed[engine][name]
         codec = ctx.codecs[name]
+        # no spinning, as in the deployed codec: in the end-to-end row torch work follows every classifier call, and
+        # ONNX Runtime threads spinning after it held the cores (measured: +10% end to end on ort-cpu, 256², q1)
         clf_runner = runner_for(engine, classifier_graph(ctx.classifier), exports.cache, calibration=[
-            {"x": host_geometry(ctx.images, pre).numpy()}])
+            {"x": host_geometry(ctx.images, pre).numpy()}], spinning=False)
 
         def make(b: int, hw: tuple[int, int], d: DeployedCodec = d, codec: nn.Module = codec,
                  clf_runner: Any = clf_runner) -> dict[str, Any]:
