@@ -17,7 +17,7 @@ from liccs.paths import PROJECT_ROOT
 from tests.engines.helpers import codec
 
 ISSUE_ENGINES = {"torch", "torch-fp16", "torch-bf16", "torch-compile", "aoti", "ort-cpu", "ort-cpu-int8", "ort-cuda",
-                 "ort-cuda-fp16", "ort-trt-fp16"}
+                 "ort-cuda-fp16", "ort-trt-fp16", "ov-cpu", "ov-cpu-int8"}
 #: engines that compile C++ on first use (tens of seconds on this CPU): one small graph only
 SLOW = {"aoti", "torch-compile"}
 
@@ -82,8 +82,10 @@ def test_engine_runs_two_sizes_through_one_artifact(engine, stage):
             assert isinstance(out_np, np.ndarray) and out_np.shape == tuple(ref.shape)
 
 
-@pytest.mark.parametrize("engine", ["torch", "ort-cpu"])
+@pytest.mark.parametrize("engine", ["torch", "ort-cpu", "ov-cpu"])
 def test_bad_feeds_name_the_tensor(engine, tmp_path):
+    if not ENGINES.get(engine).available:
+        pytest.skip(ENGINES.get(engine).unavailable_reason())
     model = codec("bmshj2018-hyperprior@q1")
     graph = codec_graphs(model)[0]["reconstruct"]
     x = torch.rand(1, 3, 70, 90)

@@ -1,0 +1,180 @@
+"""OpenVINO engines: ``ov-cpu`` (fp32) and ``ov-cpu-int8`` (NNCF post-training quantization).
+
+``make_runner(artifact, ...)`` takes what the ONNX Runtime engines take (an ONNX file, a build step returning
+one, or a GraphSpec exported on activation); OpenVINO reads the ONNX file itself. ``ov-cpu`` compiles with
+``INFERENCE_PRECISION_HINT`` f32 (the CPU plugin otherwise picks bf16/f16 where the CPU has them).
+``ov-cpu-int8`` quantizes the model with NNCF on the ``calibration`` feeds given (real-image inputs) and caches
+the quantized IR (``.xml`` with its ``.bin`` beside it; key: source sha256, calibration, openvino and nncf
+versions); layers NNCF leaves unquantized run in f32. ``openvino`` and ``nncf`` are imported on activation only.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liccs.engines.arrays import like_feed, to_numpy
+from liccs.engines.base import ENGINES, Array, EngineSpec, Runner, TensorMeta
+from liccs.engines.ort import _onnx_source, _ranges
+from liccs.errors import InputError
+from liccs.export.cache import Artifact, ArtifactCache, file_sha256
+from liccs.export.errors import ArtifactError, ExportError
+from liccs.export.onnx import load_onnx
+from liccs.export.quantize import Feed, OnnxSource, _resolve, feeds_digest
+
+INSTALL_HINT = "pip install 'liccs[openvino]'"
+
+
+class OvRunner(Runner):
+    """An ONNX file (or OpenVINO IR ``.xml``) compiled by OpenVINO for the CPU.
+
+    Args:
+        model: ONNX/IR path, or a zero-argument build step returning an Artifact (or a path).
+        name: the runner's name (in errors).
+        value_ranges: input name → (lo, hi) that feeds must respect (e.g. images: (0, 1)).
+        threads: ``INFERENCE_NUM_THREADS`` (0: OpenVINO's default).
+        precision: ``INFERENCE_PRECISION_HINT`` ("f32"; None: the plugin's choice).
+    """
+
+    def __init__(self, model: Any, name: str = "ov-cpu", value_ranges: Mapping[str, tuple[float, float]] | None = None,
+                 threads: int = 0, precision: str | None = "f32") -> None:
+        super().__init__(name)
+        self._source, self.value_ranges = model, dict(value_ranges or {})
+        self.threads, self.precision = threads, precision
+        self.path: Path | None = None
+        self.artifact: Any = None
+        self._compiled: Any = None
+        self._request: Any = None
+
+    def _resolve(self) -> Path:
+        src = self._source() if callable(self._source) else self._source
+        self.artifact = src if hasattr(src, "meta") else None
+        return Path(getattr(src, "path", src))
+
+    def activate_impl(self) -> None:
+        import openvino as ov
+
+        self.path = path = self._resolve()
+        if not path.is_file():
+            raise ArtifactError(f"{self.name}: model file {path} does not exist")
+        if path.suffix != ".xml":
+            try:  # a clear error on a truncated/corrupt ONNX file (before OpenVINO tries each of its frontends)
+                load_onnx(path, check=False)
+            except ArtifactError as e:
+                raise ArtifactError(f"{self.name}: {e}") from None
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if self.threads > 0:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        if self.precision:
+            config["INFERENCE_PRECISION_HINT"] = self.precision
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+        except RuntimeError as e:
+            raise ArtifactError(f"{self.name}: OpenVINO cannot read {path} (truncated, corrupt or unsupported): "
+                                f"{_message(e)}") from None
+        try:
+            self._compiled = core.compile_model(model, "CPU", config)
+        except RuntimeError as e:
+            raise ArtifactError(f"{self.name}: OpenVINO cannot compile {path} for the CPU: {_message(e)}") from None
+        self._request = self._compiled.create_infer_request()
+
+    def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]:
+        out = {}
+        for port in self._compiled.inputs:
+            name = port.get_any_name()
+            try:
+                dtype = np.dtype(port.get_element_type().to_dtype()).name
+            except (RuntimeError, TypeError) as e:
+                raise ArtifactError(f"{self.name}: input {name!r} of {self.path} has unsupported type "
+                                    f"{port.get_element_type()}") from e
+            shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+            out[name] = TensorMeta(dtype, shape, value_range=self.value_ranges.get(name))
+        return out
+
+    def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]:
+        arrays = {k: np.ascontiguousarray(to_numpy(v)) for k, v in feed.items()}
+        try:
+            res = self._request.infer(arrays)
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise InputError(f"{self.name}: OpenVINO failed on {self.path} with inputs "
+                             f"{ {k: (a.dtype.name, a.shape) for k, a in arrays.items()} }: {_message(e)}") from None
+        return like_feed({o.get_any_name(): np.array(res[o]) for o in self._compiled.outputs}, feed)
+
+    def deactivate_impl(self) -> None:
+        self._request = self._compiled = None
+
+
+def _message(e: BaseException) -> str:
+    """The last line of an OpenVINO error (the earlier ones name its C++ source files)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("Exception from src/")]
+    return lines[-1] if lines else type(e).__name__
+
+
+class Int8IrFromOnnx:
+    """Build step: fp32 ONNX → OpenVINO IR quantized by NNCF on ``feeds`` (real-image inputs), cached.
+
+    The artifact is the ``.xml``; its weights lie beside it in ``.bin`` (sha256 in the sidecar's meta, checked
+    on every hit: a changed ``.bin`` rebuilds).
+    """
+
+    def __init__(self, source: OnnxSource, feeds: Sequence[Feed], cache: ArtifactCache | None = None, *,
+                 preset: str = "mixed", subset_size: int | None = None) -> None:
+        if not feeds:
+            raise ExportError("int8 calibration needs at least one feed of real inputs")
+        self.source, self.feeds, self.cache = source, list(feeds), cache or ArtifactCache()
+        self.preset, self.subset_size = preset, subset_size or len(self.feeds)
+
+    def __call__(self) -> Artifact:
+        path, label = _resolve(self.source)
+        key = {"kind": "ov-int8", "onnx_sha256": file_sha256(path), "preset": self.preset,
+               "subset_size": self.subset_size, "calibration": feeds_digest(self.feeds),
+               "openvino": md.version("openvino"), "nncf": md.version("nncf"), "device": "cpu"}
+        args = ("ov-int8", label + ".int8", key, ".xml")
+        weights = self.cache.path_for(*args).with_suffix(".bin")
+        art = self.cache.get_or_build(*args, lambda tmp: self._build(path, tmp, weights))
+        if art.cached and (not weights.is_file() or file_sha256(weights) != art.meta.get("bin_sha256")):
+            self.cache.sidecar(art.path).unlink(missing_ok=True)  # a stale .bin: build the entry again
+            art = self.cache.get_or_build(*args, lambda tmp: self._build(path, tmp, weights))
+        return art
+
+    def _build(self, src: Path, dst: Path, weights: Path) -> dict[str, Any]:
+        import nncf
+        import openvino as ov
+
+        presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
+        if self.preset not in presets:
+            raise ExportError(f"NNCF preset {self.preset!r} is not one of {sorted(presets)}")
+        model = ov.Core().read_model(str(src))
+        data = nncf.Dataset([{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in f.items()} for f in self.feeds])
+        quantized = nncf.quantize(model, data, preset=presets[self.preset], subset_size=self.subset_size)
+        ov.save_model(quantized, str(dst), compress_to_fp16=False)
+        os.replace(dst.with_suffix(".bin"), weights)  # beside the .xml that atomic_write moves into place next
+        return {"source": str(src), "calibration_batches": len(self.feeds), "preset": self.preset,
+                "bin_sha256": file_sha256(weights)}
+
+
+def _factory(engine: str, int8: bool = False):
+    def make_runner(artifact: Any, *, cache: ArtifactCache | None = None, exporter: str = "auto",
+                    calibration: Sequence[Feed] | None = None,
+                    value_ranges: Mapping[str, tuple[float, float]] | None = None, threads: int = 0,
+                    name: str | None = None, **_: Any) -> OvRunner:
+        source = _onnx_source(artifact, cache, exporter)
+        if int8:
+            if not calibration:
+                raise InputError(f"{engine} quantizes an fp32 graph with NNCF on calibration feeds from real images: "
+                                 f"pass calibration=[{{input: array}}, ...]")
+            source = Int8IrFromOnnx(source, calibration, cache)
+        return OvRunner(source, name or engine, _ranges(artifact, value_ranges), threads)
+
+    return make_runner
+
+
+for _name, _prec, _requires in (("ov-cpu", "fp32", ("openvino",)), ("ov-cpu-int8", "int8", ("openvino", "nncf"))):
+    ENGINES.register(_name, EngineSpec(_name, "openvino", _prec, "cpu", _factory(_name, _prec == "int8"),
+                                       requires=_requires, install_hint=INSTALL_HINT, extra={"artifact": "onnx"}))
