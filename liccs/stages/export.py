@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from liccs.checks.parity import ParityRecord, Tolerance, check_codec, parity_images
+from liccs.checks.rd import bd_rate_table
 from liccs.core.progress import tqdm
 from liccs.engines import ENGINES, EngineUnavailable
 from liccs.engines.codec import DeployedCodec, bpp
@@ -100,6 +101,8 @@ class ExportStage(StageBase):
     tables = (
         TableSpec("rate_distortion", "Rate-distortion from real bitstreams of the deployed codec (mean over the "
                   "run's images).", order=30),
+        TableSpec("bd_rate", "BD-rate of every deployed engine against torch over the run's qualities (PCHIP "
+                  "Bjøntegaard; NaN where a curve's PSNR does not rise with its rate).", order=31),
         TableSpec("parity", "Parity of every exported graph and deployed codec against PyTorch.",
                   ("model", "stage", "engine", "status", "passed", "max_abs_err", "psnr_db", "top1_agreement",
                    "failures", "reason"), order=60),
@@ -109,7 +112,11 @@ class ExportStage(StageBase):
     def run(self, ctx: Context, results: Results) -> StageResult:
         ex = run_exports(ctx, ctx.progress)
         rd = rate_distortion(ctx, ex, ctx.progress)
-        return StageResult({"parity": ex.parity, "export": ex.export, "rate_distortion": rd}, skipped=ex.failed,
+        tables = {"parity": ex.parity, "export": ex.export, "rate_distortion": rd}
+        bd = bd_rate_table(rd) if not rd.empty and "torch" in set(rd["engine"]) else pd.DataFrame()
+        if not bd.empty:
+            tables["bd_rate"] = bd
+        return StageResult(tables, skipped=ex.failed,
                            exports=ex)
 
 
