@@ -40,6 +40,7 @@ from liccs.export.graphs import stage_feeds
 from liccs.families import family_of
 from liccs.manifest import manifest, write_json
 from liccs.pipeline import psnr
+from liccs.profiling.choose import choose_stage_engines
 from liccs.stages.profile import coder_stages
 from liccs.zoo import load_codec
 
@@ -54,9 +55,13 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t, out
 
 
-def bench_model(name: str, images: list[torch.Tensor], cache: ArtifactCache, stage_images: int) -> dict[str, Any]:
+def bench_model(name: str, images: list[torch.Tensor], cache: ArtifactCache, stage_images: int,
+                engine: str = "ort-cpu", candidates: tuple[str, ...] = ()) -> dict[str, Any]:
     codec = load_codec(name, "random")
-    d = DeployedCodec.on_engine(codec, "ort-cpu", cache, calibration_images=None)
+    choice = None
+    if engine == "auto":  # the fastest candidate per stage, measured on the first image (cached per machine)
+        choice = choose_stage_engines(codec, candidates, images[0], cache=cache)
+    d = DeployedCodec.on_engine(codec, choice["engines"] if choice else engine, cache, calibration_images=None)
     ref = {"encode": [], "decode": []}
     dep = {"encode": [], "decode": []}
     st: dict[str, dict[str, list[float]]] = {s: {"compressai": [], "deployed": []} for s in STAGES}
@@ -108,8 +113,10 @@ def bench_model(name: str, images: list[torch.Tensor], cache: ArtifactCache, sta
     n = min(stage_images, len(images))
     e2e = {side: {k: 1e3 * statistics.median(t[:n]) for k, t in v.items()}
            for side, v in (("compressai", ref), ("deployed", dep))}
-    return {"model": name, "images": len(images), "ort_threads": d.runners["g_a"].threads,
-            "ort_spinning": d.runners["g_a"].spinning, "end_to_end_ms": e2e, "stage_sum_ms": stage_sums(stages),
+    return {"model": name, "images": len(images), "engine": d.engine, "stage_choice": choice,
+            "ort_threads": getattr(d.runners["g_a"], "threads", None),
+            "ort_spinning": getattr(d.runners["g_a"], "spinning", None), "end_to_end_ms": e2e,
+            "stage_sum_ms": stage_sums(stages),
             "encode_speedup": sum(ref["encode"]) / sum(dep["encode"]),
             "decode_speedup": sum(ref["decode"]) / sum(dep["decode"]),
             "end_to_end_speedup": total(ref) / total(dep),
@@ -136,12 +143,17 @@ def loaded_note(load: tuple[float, float, float]) -> list[str]:
 
 
 def markdown(rows: list[dict[str, Any]], load: tuple[float, float, float], threads: int) -> str:
-    lines = [f"# Deployed codec (ort-cpu) vs CompressAI compress()/decompress(), {rows[0]['images']} Kodak images", "",
+    lines = [f"# Deployed codec ({rows[0]['engine']}) vs CompressAI compress()/decompress(), {rows[0]['images']} "
+             "Kodak images", "",
              f"Random weights (seed 0; speed does not depend on weight values). torch threads {threads}; ort-cpu "
              f"intra-op threads {rows[0]['ort_threads'] or 'default (one per physical core)'}, spinning "
              f"{'on' if rows[0]['ort_spinning'] else 'off'}; "
              f"load average before/after: {load[0]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores (shared CPU).",
              f"Target: ≥ {TARGET}× end to end.", *loaded_note(load), "",
+             *[f"Stages on (auto, the fastest of {', '.join(r['stage_choice']['p50_ms']['g_a'])} per stage, measured "
+               f"on the first image): {r['model']}: " + ", ".join(f"{k} = {v}" for k, v in
+                                                                   r["stage_choice"]["engines"].items()) + "."
+               for r in rows if r["stage_choice"]], "",
              "| model | encode × | decode × | end-to-end × | CompressAI s (enc+dec) | deployed s | "
              "bitstreams equal | "
              "min PSNR vs CompressAI decode |", "|---|---|---|---|---|---|---|---|"]
@@ -180,21 +192,26 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["bmshj2018-hyperprior@q3", "mbt2018-mean@q3"])
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--stage-images", type=int, default=4, help="images timed stage by stage (the first ones)")
+    ap.add_argument("--engine", default="ort-cpu", help="an engine, or auto: the fastest candidate per stage")
+    ap.add_argument("--candidates", nargs="+", default=["torch", "ort-cpu", "ov-cpu"])
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     load0 = os.getloadavg()
     src = kodak()
     images = [to_float(src.read(i))[None] for i in range(min(args.images, len(src)))]
     cache = ArtifactCache()
-    rows = [bench_model(m, images, cache, args.stage_images) for m in tqdm(args.models, desc="models")]
+    rows = [bench_model(m, images, cache, args.stage_images, args.engine, tuple(args.candidates))
+            for m in tqdm(args.models, desc="models")]
     load1 = os.getloadavg()
-    config = {"models": args.models, "images": len(images), "stage_images": args.stage_images, "engine": "ort-cpu",
-              "weights": "random"}
-    write_json(args.out / "deployed_codec.json", {"results": rows, "loadavg_before": load0, "loadavg_after": load1})
-    write_json(args.out / "deployed_codec.manifest.json",
+    config = {"models": args.models, "images": len(images), "stage_images": args.stage_images, "engine": args.engine,
+              "candidates": args.candidates if args.engine == "auto" else None, "weights": "random",
+              "stage_choice": {r["model"]: r["stage_choice"] and r["stage_choice"]["engines"] for r in rows}}
+    stem = "deployed_codec" + ("" if args.engine == "ort-cpu" else f"_{args.engine}")
+    write_json(args.out / f"{stem}.json", {"results": rows, "loadavg_before": load0, "loadavg_after": load1})
+    write_json(args.out / f"{stem}.manifest.json",
                manifest(config, benchmark="deployed_codec", command="nice python " + " ".join(sys.argv)))
     md = markdown(rows, (load0[0], 0.0, load1[0]), torch.get_num_threads())
-    (args.out / "deployed_codec.md").write_text(md, encoding="utf-8")
+    (args.out / f"{stem}.md").write_text(md, encoding="utf-8")
     print(md)
 
 
