@@ -40,6 +40,17 @@ def _index_check(indexes: Tensor) -> int:
     return crc32(indexes.to(torch.int32).contiguous().numpy().tobytes())
 
 
+def _decoded_psnr(d: DeployedCodec, images: Tensor, runners: Mapping[str, Runner]) -> float:
+    """Mean PSNR of ``images`` through ``d``'s real bitstreams with ``runners`` swapped in."""
+    saved, d.runners = d.runners, dict(runners)
+    try:
+        x_hat = d.decompress(**d.compress(images))["x_hat"]
+    finally:
+        d.runners = saved
+    mse = (x_hat - images).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return float((-10 * torch.log10(mse)).mean())
+
+
 class DeployedCodec:
     """A CompressAI model whose networks run on ``runners`` (stage name → Runner) and whose entropy coder
     runs on the CPU with ``codec``'s tables. Build one with :meth:`on_engine`."""
@@ -51,12 +62,13 @@ class DeployedCodec:
             raise InputError(f"deployed {self.family.name} codec needs runners for {sorted(missing)}")
         self.runners = dict(runners)
         self.name = getattr(codec, "liccs_name", type(codec).__name__)
+        self.int8_plan: dict[str, Any] | None = None
         self.fingerprint = bytes.fromhex(module_hash(codec)[:16])
 
     @classmethod
     def on_engine(cls, codec: nn.Module, engine: str | Mapping[str, str], cache: Any = None, *,
                   exporter: str = "auto", calibration_images: Tensor | None = None,
-                  hyper_fp32: bool = True) -> DeployedCodec:
+                  hyper_fp32: bool = True, int8_tolerance_db: float | None = 0.5) -> DeployedCodec:
         """Every stage of ``codec`` on ``engine`` (int8 engines calibrate on ``calibration_images``).
 
         ``engine`` may map stages to engines (``{"g_a": "ort-cpu", "g_s": "ov-cpu"}``; a stage it leaves out
@@ -64,7 +76,10 @@ class DeployedCodec:
         An int8 engine quantizes the transforms (``g_a``, ``g_s``) and runs :data:`TABLE_STAGES` on its fp32 twin
         (``ort-cpu-int8`` → ``ort-cpu``, the engine's ``extra["fp32_twin"]``): int8 hyper networks choose other
         entropy tables than an fp32 decoder, so their streams decoded nowhere else. ``hyper_fp32=False`` keeps
-        every stage in int8.
+        every stage in int8. With calibration images, ``g_s`` keeps its first k compute layers in fp32 for the
+        smallest k whose decode of them, from real bitstreams, is within ``int8_tolerance_db`` of the fp32 twin's
+        PSNR (:meth:`_fit_int8_synthesis`; measured: the mini q8 codec's all-int8 ``g_s`` lost 16 dB, its first two
+        layers in fp32 0.4 dB); ``None`` quantizes every layer.
         """
         graphs, _ = codec_graphs(codec, with_reconstruct=False)
         graphs.pop("context_prediction", None)  # the loop runs context_step; the padded graph is for parity
@@ -86,7 +101,28 @@ class DeployedCodec:
                                        exporter=exporter, calibration=calib, spinning=False, **loop)
         label = engine if isinstance(engine, str) else "+".join(
             f"{s}={e}" for s, e in sorted(per_stage.items()))
-        return cls(codec, runners, label)
+        out = cls(codec, runners, label)
+        if twin and hyper_fp32 and calibration_images is not None and int8_tolerance_db is not None:
+            out._fit_int8_synthesis(engine, twin, graphs["g_s"], feeds["g_s"], calibration_images, cache,
+                                    int8_tolerance_db)
+        return out
+
+    def _fit_int8_synthesis(self, engine: str, twin: str, graph: Any, feed: Mapping[str, Tensor], images: Tensor,
+                            cache: Any, tolerance_db: float, max_fp32: int = 8) -> None:
+        """Keep ``g_s``'s first k compute layers in fp32 for the smallest k within ``tolerance_db`` of the fp32 twin
+        (PSNR of the real decode of ``images``); the choice is in ``self.int8_plan``."""
+        calib = [{k: v.numpy() for k, v in feed.items()}]
+        fp32 = runner_for(twin, graph, cache, spinning=False)
+        runners = dict(self.runners)
+        target = _decoded_psnr(self, images, {**runners, "g_s": fp32})
+        for k in range(max_fp32 + 1):
+            r = runner_for(engine, graph, cache, calibration=calib, spinning=False, keep_fp32=k)
+            got = _decoded_psnr(self, images, {**runners, "g_s": r})
+            if target - got <= tolerance_db or k == max_fp32:
+                self.runners["g_s"] = r
+                self.int8_plan = {"g_s_fp32_layers": k, "psnr_fp32_db": target, "psnr_db": got,
+                                  "tolerance_db": tolerance_db}
+                return
 
     def _run(self, stage: str, name: str, x: Tensor) -> Tensor:
         out = self.runners[stage].infer({name: x.contiguous()})

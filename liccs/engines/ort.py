@@ -133,10 +133,10 @@ def _factory(name: str, providers: Sequence[Any], variant: str | None = None):
     def make_runner(artifact: Any, *, cache: ArtifactCache | None = None, exporter: str = "auto",
                     calibration: Sequence[Mapping[str, np.ndarray]] | None = None,
                     value_ranges: Mapping[str, tuple[float, float]] | None = None, threads: int = 0,
-                    spinning: bool = True, **_: Any) -> OrtRunner:
+                    spinning: bool = True, keep_fp32: int = 0, **_: Any) -> OrtRunner:
         source = _onnx_source(artifact, cache, exporter)
         if variant == "int8":
-            source = _int8_source(name, source, calibration, cache)
+            source = _int8_source(name, source, calibration, cache, keep_fp32)
         elif variant == "fp16":
             source = Fp16OnnxFromOnnx(source, cache)
         return OrtRunner(source, providers, name, _ranges(artifact, value_ranges), threads, spinning)
@@ -144,13 +144,13 @@ def _factory(name: str, providers: Sequence[Any], variant: str | None = None):
     return make_runner
 
 
-def _int8_source(name: str, source: Any, calibration: Any, cache: ArtifactCache | None) -> Any:
+def _int8_source(name: str, source: Any, calibration: Any, cache: ArtifactCache | None, keep_fp32: int = 0) -> Any:
     if not callable(source) and has_qdq(Path(source)):
         return source
     if not calibration:
         raise InputError(f"{name} quantizes an fp32 graph with calibration feeds from real images: pass "
                          f"calibration=[{{input: array}}, ...] (or an ONNX file that already has Q/DQ nodes)")
-    return Int8OnnxFromOnnx(source, calibration, cache)
+    return Int8OnnxFromOnnx(source, calibration, cache, keep_fp32=keep_fp32)
 
 
 def _trt_ep_options() -> dict[str, Any]:

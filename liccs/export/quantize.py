@@ -33,6 +33,7 @@ from liccs.export.onnx import load_onnx
 log = logging.getLogger(__name__)
 
 Feed = Mapping[str, np.ndarray]
+COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 OnnxSource = Path | str | Callable[[], Artifact]
 
 
@@ -79,19 +80,24 @@ class Int8OnnxFromOnnx:
         per_channel: per-output-channel weight scales (recommended for convolutions).
         method: ``minmax``, ``entropy`` or ``percentile`` (onnxruntime's calibration methods).
         reduce_range: 7-bit weights (see the module docstring); False for 8 bits on CPUs with VNNI.
+        keep_fp32: the first ``keep_fp32`` compute nodes (Conv, ConvTranspose, Gemm, MatMul, in graph order) stay
+            in fp32: where a codec's synthesis takes the latents, 8-bit activations lose the most.
     """
 
     def __init__(self, source: OnnxSource, feeds: Sequence[Feed], cache: ArtifactCache | None = None, *,
-                 per_channel: bool = True, method: str = "minmax", reduce_range: bool = True) -> None:
+                 per_channel: bool = True, method: str = "minmax", reduce_range: bool = True,
+                 keep_fp32: int = 0) -> None:
         if not feeds:
             raise ExportError("int8 calibration needs at least one feed of real inputs")
         self.source, self.feeds, self.cache = source, list(feeds), cache or ArtifactCache()
         self.per_channel, self.method, self.reduce_range = per_channel, method, reduce_range
+        self.keep_fp32 = keep_fp32
 
     def __call__(self) -> Artifact:
         path, label = _resolve(self.source)
         key = {"kind": "ort-int8", "onnx_sha256": file_sha256(path), "per_channel": self.per_channel,
                "method": self.method, "format": "QDQ", "reduce_range": self.reduce_range, "activations": "QUInt8",
+               **({"keep_fp32": self.keep_fp32} if self.keep_fp32 else {}),
                "weights": "QInt8",
                "calibration": feeds_digest(self.feeds), "onnxruntime": md.version("onnxruntime"), "device": "cpu"}
         return self.cache.get_or_build("ort-int8", label + ".int8", key, ".onnx",
@@ -108,13 +114,15 @@ class Int8OnnxFromOnnx:
         with tempfile.TemporaryDirectory() as d:
             pre = Path(d) / "pre.onnx"
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            compute = [n.name for n in load_onnx(pre, check=False).graph.node if n.op_type in COMPUTE_OPS]
             quantize_static(str(pre), str(dst), _Reader(self.feeds), quant_format=QuantFormat.QDQ,
+                            nodes_to_exclude=compute[:self.keep_fp32],
                             per_channel=self.per_channel, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=methods[self.method],
                             reduce_range=self.reduce_range)
         load_onnx(dst)
         return {"source": str(src), "calibration_batches": len(self.feeds), "method": self.method,
-                "per_channel": self.per_channel, "reduce_range": self.reduce_range}
+                "per_channel": self.per_channel, "reduce_range": self.reduce_range, "keep_fp32": self.keep_fp32}
 
 
 class Fp16OnnxFromOnnx:
