@@ -27,7 +27,7 @@ from liccs.engines.indexes import build_indexes
 from liccs.errors import InputError
 from liccs.export.graphs import codec_graphs, module_hash, stage_feeds
 from liccs.families import family_of
-from liccs.pipeline import PAD_MULTIPLE
+from liccs.pipeline import PAD_MULTIPLE, psnr
 
 MISMATCH = ("raise", "decode")
 LOOP_STAGES = ("context_step", "entropy_parameters")
@@ -47,8 +47,7 @@ def _decoded_psnr(d: DeployedCodec, images: Tensor, runners: Mapping[str, Runner
         x_hat = d.decompress(**d.compress(images))["x_hat"]
     finally:
         d.runners = saved
-    mse = (x_hat - images).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((-10 * torch.log10(mse)).mean())
+    return float(psnr(x_hat, images).clamp(max=100).mean())  # capped: an exact decode is not infinitely better
 
 
 class DeployedCodec:

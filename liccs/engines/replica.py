@@ -189,8 +189,8 @@ def _squeeze(i: list[Any], a: dict[str, Any]) -> Tensor:
 
 
 def _unsqueeze(i: list[Any], a: dict[str, Any]) -> Tensor:
-    x = i[0]
-    for ax in sorted(v % (x.dim() + len(_axes(i, a) or [])) for v in _axes(i, a) or []):
+    x, axes = i[0], _axes(i, a) or []
+    for ax in sorted(v % (x.dim() + len(axes)) for v in axes):
         x = x.unsqueeze(ax)
     return x
 
