@@ -62,12 +62,14 @@ class DeployedCodec:
         self.runners = dict(runners)
         self.name = getattr(codec, "liccs_name", type(codec).__name__)
         self.int8_plan: dict[str, Any] | None = None
+        self.transposed: dict[str, str] = {}  # stage → how its transposed convolutions were exported
         self.fingerprint = bytes.fromhex(module_hash(codec)[:16])
 
     @classmethod
     def on_engine(cls, codec: nn.Module, engine: str | Mapping[str, str], cache: Any = None, *,
                   exporter: str = "auto", calibration_images: Tensor | None = None,
-                  hyper_fp32: bool = True, int8_tolerance_db: float | None = 0.5) -> DeployedCodec:
+                  hyper_fp32: bool = True, int8_tolerance_db: float | None = 0.5,
+                  transposed: str | Mapping[str, str] = "native") -> DeployedCodec:
         """Every stage of ``codec`` on ``engine`` (int8 engines calibrate on ``calibration_images``).
 
         ``engine`` may map stages to engines (``{"g_a": "ort-cpu", "g_s": "ov-cpu"}``; a stage it leaves out
@@ -78,10 +80,19 @@ class DeployedCodec:
         every stage in int8. With calibration images, ``g_s`` keeps its first k compute layers in fp32 for the
         smallest k whose decode of them, from real bitstreams, is within ``int8_tolerance_db`` of the fp32 twin's
         PSNR (:meth:`_fit_int8_synthesis`; measured: the mini q8 codec's all-int8 ``g_s`` lost 16 dB, its first two
-        layers in fp32 0.4 dB); ``None`` quantizes every layer.
+        layers in fp32 0.4 dB); ``None`` quantizes every layer. ``transposed`` (one form, or stage → form) exports
+        transposed convolutions natively or ``"four-phase"`` (:mod:`liccs.export.phases`).
         """
-        graphs, _ = codec_graphs(codec, with_reconstruct=False)
+        forms = dict(transposed) if isinstance(transposed, Mapping) else {"default": transposed}
+        default_form = forms.get("default", "native")
+        by_form = {f: codec_graphs(codec, with_reconstruct=False, transposed=f)[0]
+                   for f in {default_form, *forms.values()}}
+        graphs = {s: by_form[forms.get(s, default_form)][s] for s in by_form[default_form]}
         graphs.pop("context_prediction", None)  # the loop runs context_step; the padded graph is for parity
+        unknown = set(forms) - set(graphs) - {"default"}
+        if unknown:
+            raise InputError(f"transposed forms for unknown stage(s) {sorted(unknown)}; stages of this codec: "
+                             f"{', '.join(graphs)} (and 'default')")
         per_stage = dict(engine) if isinstance(engine, Mapping) else {"default": engine}
         twin = get_engine(engine).extra.get("fp32_twin") if isinstance(engine, str) else None
         if twin and hyper_fp32:
@@ -100,7 +111,9 @@ class DeployedCodec:
                                        exporter=exporter, calibration=calib, spinning=False, **loop)
         label = engine if isinstance(engine, str) else "+".join(
             f"{s}={e}" for s, e in sorted(per_stage.items()))
+        label += "".join(f"; {s} four-phase" for s, f in sorted(forms.items()) if f != "native")
         out = cls(codec, runners, label)
+        out.transposed = {s: forms.get(s, default_form) for s in graphs}
         if twin and hyper_fp32 and calibration_images is not None and int8_tolerance_db is not None:
             out._fit_int8_synthesis(engine, twin, graphs["g_s"], feeds["g_s"], calibration_images, cache,
                                     int8_tolerance_db)

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from liccs.core import pad_to_multiple
 from liccs.errors import InputError
 from liccs.export.inference import inference_form
+from liccs.export.phases import TRANSPOSED_FORMS, FourPhaseConvTranspose2d, split_transposed
 from liccs.families import family_of, medians, quantize
 from liccs.pipeline import PAD_MULTIPLE, codec_forward
 
@@ -108,7 +109,8 @@ class GraphSpec:
         return out
 
 
-_CODE_FILES = ("liccs/export/inference.py", "liccs/export/graphs.py", "liccs/pipeline.py", "liccs/families.py")
+_CODE_FILES = ("liccs/export/inference.py", "liccs/export/phases.py", "liccs/export/graphs.py", "liccs/pipeline.py",
+               "liccs/families.py")
 
 
 def code_hash() -> str:
@@ -188,16 +190,28 @@ class LiccsGraph(nn.Module):
 
 
 def _stage_channels(codec: nn.Module, stage: str) -> int:
-    first = next(m for m in getattr(codec, stage).modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+    kinds = (nn.Conv2d, nn.ConvTranspose2d, FourPhaseConvTranspose2d)
+    first = next(m for m in getattr(codec, stage).modules() if isinstance(m, kinds))
     return first.in_channels
 
 
-def codec_graphs(codec: nn.Module, with_reconstruct: bool = True) -> tuple[dict[str, GraphSpec], dict[str, str]]:
-    """(graphs, not exportable: graph → reason) of a CompressAI model (``liccs_name`` names it)."""
+def codec_graphs(codec: nn.Module, with_reconstruct: bool = True,
+                 transposed: str = "native") -> tuple[dict[str, GraphSpec], dict[str, str]]:
+    """(graphs, not exportable: graph → reason) of a CompressAI model (``liccs_name`` names it).
+
+    ``transposed="four-phase"`` exports every stride-2 transposed convolution as four ordinary ones
+    (:mod:`liccs.export.phases`); the form is part of each graph's source hash, hence of its artifact key.
+    """
+    if transposed not in TRANSPOSED_FORMS:
+        raise InputError(f"transposed form {transposed!r} is not one of {TRANSPOSED_FORMS}")
     family = family_of(codec)
     model = getattr(codec, "liccs_name", type(codec).__name__)
     inf = inference_form(codec)
-    code = code_hash()
+    code = code_hash() + ("" if transposed == "native" else f"|transposed={transposed}")
+    notes = []
+    if transposed == "four-phase":
+        inf, n = split_transposed(inf)
+        notes.append(f"{n} transposed convolution(s) exported as four ordinary convolutions each (four-phase)")
     graphs: dict[str, GraphSpec] = {}
     for stage in family.stages:
         in_name, stride, out_name = _IO[stage]
@@ -210,14 +224,15 @@ def codec_graphs(codec: nn.Module, with_reconstruct: bool = True) -> tuple[dict[
             rng = (0.0, 1.0) if stage == "g_a" else None
             spec = TensorSpec(in_name, _stage_channels(inf, stage), stride, value_range=rng)
         graphs[stage] = GraphSpec(model, stage, _Stage(body).eval(), (spec,), (out_name,),
-                                  module_hash(body, stage, code), reference=_Stage(ref).eval())
+                                  module_hash(body, stage, code), notes=list(notes), reference=_Stage(ref).eval())
     skipped: dict[str, str] = {}
     if family.is_sequential:
         skipped["reconstruct"] = SEQUENTIAL_REASON
     elif with_reconstruct:
         graphs["reconstruct"] = GraphSpec(model, "reconstruct", Reconstruct(inf).eval(),
                                           (TensorSpec("x", 3, value_range=(0.0, 1.0)),), ("x_hat",),
-                                          module_hash(inf, "reconstruct", code), reference=Reconstruct(codec).eval())
+                                          module_hash(inf, "reconstruct", code), notes=list(notes),
+                                          reference=Reconstruct(codec).eval())
     return graphs, skipped
 
 

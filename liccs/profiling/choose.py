@@ -22,6 +22,7 @@ from liccs.engines.codec import DeployedCodec
 from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache, atomic_write
 from liccs.export.graphs import module_hash, stage_feeds
+from liccs.export.phases import TRANSPOSED_FORMS, split_transposed
 from liccs.fileio import json_digest
 from liccs.manifest import cpu_model, package_versions
 from liccs.paths import cache_dir
@@ -30,24 +31,34 @@ from liccs.profiling.timer import TimerConfig, measure
 TIMER = TimerConfig(warmup=2, min_iters=5, min_duration_s=0.3)
 
 
-def choice_key(codec: nn.Module, candidates: Sequence[str], shape: tuple[int, ...]) -> dict[str, Any]:
-    """What decides a choice: model, machine, candidates, input shape and versions."""
+def choice_key(codec: nn.Module, candidates: Sequence[str], shape: tuple[int, ...],
+               forms: Sequence[str] = ("native",)) -> dict[str, Any]:
+    """What decides a choice: model, machine, candidates (engines and transposed forms), input shape and versions."""
     versions = package_versions()
     return {"model": module_hash(codec), "cpu": cpu_model(), "cores": os.cpu_count(),
-            "threads": torch.get_num_threads(), "candidates": list(candidates), "shape": list(shape),
+            "threads": torch.get_num_threads(), "candidates": list(candidates), "forms": list(forms),
+            "shape": list(shape),
             "versions": {k: versions.get(k) for k in ("torch", "onnxruntime", "openvino") if versions.get(k)}}
 
 
 def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Tensor, *,
                          cache: ArtifactCache | None = None, config: TimerConfig = TIMER,
-                         store: Path | None = None, calibration_images: Tensor | None = None) -> dict[str, Any]:
-    """``{"engines": {stage: engine}, "p50_ms": {stage: {engine: ms}}, "key": ..., "cached": bool}``.
+                         store: Path | None = None, calibration_images: Tensor | None = None,
+                         forms: Sequence[str] = ("native",)) -> dict[str, Any]:
+    """``{"engines": {stage: engine}, "transposed": {stage: form}, "p50_ms": {stage: {candidate: ms}}, "key": ...,
+    "cached": bool}``.
 
-    Candidates that cannot run here are left out (said in ``"skipped"``); at least one must run.
+    Each candidate engine runs each of ``forms`` (how transposed convolutions are exported, see
+    :mod:`liccs.export.phases`) on the stages that have such convolutions; a candidate is named ``engine`` for the
+    native form and ``engine/form`` otherwise. Candidates that cannot run here are left out (said in
+    ``"skipped"``); at least one must run.
     """
     if not candidates:
         raise InputError("choose_stage_engines needs at least one candidate engine")
-    key = choice_key(codec, candidates, tuple(images.shape))
+    bad = [f for f in forms if f not in TRANSPOSED_FORMS]
+    if bad or not forms:
+        raise InputError(f"transposed forms {bad or list(forms)} not among {TRANSPOSED_FORMS}")
+    key = choice_key(codec, candidates, tuple(images.shape), forms)
     path = (store or cache_dir() / "stage-engines") / f"{json_digest(key)[:20]}.json"
     if path.is_file():
         record = json.loads(path.read_text())
@@ -56,22 +67,28 @@ def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Te
     feeds = stage_feeds(codec, images)
     times: dict[str, dict[str, float]] = {}
     skipped: dict[str, str] = {}
-    for engine in candidates:
-        try:
-            deployed = DeployedCodec.on_engine(codec, engine, cache, calibration_images=calibration_images)
-        except Exception as e:  # noqa: BLE001  (EngineUnavailable, a failed export: said in the record)
-            skipped[engine] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            continue
-        for stage, runner in deployed.runners.items():
-            if stage not in feeds:
+    split = {s for s in feeds if hasattr(codec, s) and split_transposed(getattr(codec, s))[1]}
+    for form in forms:
+        for engine in candidates:
+            name = engine if form == "native" else f"{engine}/{form}"
+            try:
+                deployed = DeployedCodec.on_engine(codec, engine, cache, calibration_images=calibration_images,
+                                                   transposed=form)
+            except Exception as e:  # noqa: BLE001  (EngineUnavailable, a failed export: said in the record)
+                skipped[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 continue
-            feed = feeds[stage]
-            runner.infer(feed)  # activation and first call outside the timing
-            res = measure(lambda r=runner, f=feed: r.infer(f), config, name=f"{engine}:{stage}")
-            times.setdefault(stage, {})[engine] = res.latency.p50 * 1e3
+            for stage, runner in deployed.runners.items():
+                if stage not in feeds or (form != "native" and stage not in split):
+                    continue
+                feed = feeds[stage]
+                runner.infer(feed)  # activation and first call outside the timing
+                res = measure(lambda r=runner, f=feed: r.infer(f), config, name=f"{name}:{stage}")
+                times.setdefault(stage, {})[name] = res.latency.p50 * 1e3
     if not times:
         raise InputError(f"no candidate engine could run here: {skipped}")
-    engines = {stage: min(t, key=t.get) for stage, t in times.items()}
-    record = {"key": key, "engines": engines, "p50_ms": times, "skipped": skipped}
+    best = {stage: min(t, key=t.get) for stage, t in times.items()}
+    engines = {stage: b.split("/")[0] for stage, b in best.items()}
+    transposed = {stage: b.split("/")[1] if "/" in b else "native" for stage, b in best.items()}
+    record = {"key": key, "engines": engines, "transposed": transposed, "p50_ms": times, "skipped": skipped}
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
     return record | {"cached": False}

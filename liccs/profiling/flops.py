@@ -109,3 +109,29 @@ def add_rates(table: pd.DataFrame, flops: Mapping[str, int], ceiling_gflops: flo
     out["achieved_gflops"] = g / (out[time_col] / 1e3)
     out["fraction_of_ceiling"] = out["achieved_gflops"] / ceiling_gflops
     return out
+
+
+def stage_budget(stage_ms: Mapping[str, float], runs: Mapping[str, int], flops: Mapping[str, int],
+                 ceiling_gflops: float, *, target_fraction: float = 0.8) -> pd.DataFrame:
+    """Where one pass of a pipeline spends its time, stage by stage, against the machine's ceiling.
+
+    ``stage_ms`` is one call's time per stage, ``runs`` how many calls one pass makes (``h_s`` runs when encoding
+    and when decoding), ``flops`` one call's FLOPs (stages without a count, such as the entropy coder, have no
+    ceiling: their time stays). Columns: ``ms`` (per pass), ``share`` of the pass, ``fraction_of_ceiling``, and
+    ``ms_at_target``/``saved_ms``: the stage's time were it at ``target_fraction`` of the ceiling (never slower
+    than it is), and what that would save.
+    """
+    if ceiling_gflops <= 0 or not 0 < target_fraction <= 1:
+        raise InputError(f"stage_budget: need a positive ceiling and 0 < target_fraction <= 1, got "
+                         f"{ceiling_gflops}, {target_fraction}")
+    rows = []
+    for stage, ms in stage_ms.items():
+        n = runs.get(stage, 1)
+        gflop = flops.get(stage)
+        frac = gflop / 1e9 / (ms / 1e3) / ceiling_gflops if gflop else float("nan")
+        at = min(ms, gflop / 1e9 / (target_fraction * ceiling_gflops) * 1e3) if gflop else ms
+        rows.append({"stage": stage, "runs": n, "ms": n * ms, "gflop": gflop / 1e9 if gflop else float("nan"),
+                     "fraction_of_ceiling": frac, "ms_at_target": n * at, "saved_ms": n * (ms - at)})
+    out = pd.DataFrame(rows)
+    out["share"] = out["ms"] / out["ms"].sum()
+    return out

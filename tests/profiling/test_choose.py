@@ -17,14 +17,23 @@ def test_auto_choice_is_measured_cached_and_deploys(tmp_path, kodak_crop) -> Non
     codec = load_codec("mini-tiny-bmshj2018-hyperprior@q1", "random")
     x = torch.nn.functional.interpolate(kodak_crop, size=(64, 64), mode="bilinear").clamp(0, 1)
     cache, store = ArtifactCache(tmp_path / "a"), tmp_path / "choices"
-    first = choose_stage_engines(codec, ["torch", "ort-cpu", "ort-cuda"], x, cache=cache, config=FAST, store=store)
+    forms = ("native", "four-phase")
+    first = choose_stage_engines(codec, ["torch", "ort-cpu", "ort-cuda"], x, cache=cache, config=FAST, store=store,
+                                 forms=forms)
     assert not first["cached"] and "ort-cuda" in first["skipped"]  # cannot run here: said, not fatal
     assert set(first["engines"]) >= {"g_a", "h_a", "h_s", "g_s"}
-    for stage, engine in first["engines"].items():  # the fastest measured candidate
-        assert engine == min(first["p50_ms"][stage], key=first["p50_ms"][stage].get)
-    again = choose_stage_engines(codec, ["torch", "ort-cpu", "ort-cuda"], x, cache=cache, config=FAST, store=store)
+    assert "ort-cpu/four-phase" in first["p50_ms"]["g_s"] and "ort-cpu/four-phase" not in first["p50_ms"]["g_a"]
+    for stage, engine in first["engines"].items():  # the fastest measured candidate, engine and form
+        best = min(first["p50_ms"][stage], key=first["p50_ms"][stage].get)
+        form = first["transposed"][stage]
+        assert best == (engine if form == "native" else f"{engine}/{form}")
+    again = choose_stage_engines(codec, ["torch", "ort-cpu", "ort-cuda"], x, cache=cache, config=FAST, store=store,
+                                 forms=forms)
     assert again["cached"] and again["engines"] == first["engines"]
-    mixed = DeployedCodec.on_engine(codec, first["engines"], cache)
+    other = choose_stage_engines(codec, ["torch", "ort-cpu"], x, cache=cache, config=FAST, store=store)
+    assert not other["cached"]  # other candidates, another key
+    mixed = DeployedCodec.on_engine(codec, first["engines"], cache, transposed=first["transposed"])
+    assert mixed.transposed == {s: first["transposed"].get(s, "native") for s in mixed.transposed}
     ref = DeployedCodec.on_engine(codec, "torch", cache)
     out = ref.decompress(**mixed.compress(x))  # the fp32 decoder reads the mixed encoder's streams
     assert all(out["tables_match"]) and out["x_hat"].shape == x.shape

@@ -19,6 +19,7 @@ from liccs.profiling.flops import (
     flops_by_op,
     matmul_ceiling,
     robust_ceiling,
+    stage_budget,
 )
 from liccs.profiling.profile import (
     END_TO_END,
@@ -138,6 +139,21 @@ def test_ceiling_moved_flags_a_change_beyond_the_tolerance(before, after, moved)
     assert (why is not None) == moved
     if moved:
         assert f"{after:.1f}" in why
+
+
+def test_stage_budget_says_what_each_stage_would_save_at_the_target_fraction():
+    # 10 GFLOP/s ceiling; g_s: 2 GFLOP in 500 ms = 0.4 of it, 250 ms at 0.8; h_s runs twice; the coder has no FLOPs
+    t = stage_budget({"g_s": 500.0, "h_s": 10.0, "entropy": 40.0}, {"h_s": 2}, {"g_s": 2e9, "h_s": 1e7}, 10.0)
+    t = t.set_index("stage")
+    assert t.loc["g_s", "fraction_of_ceiling"] == pytest.approx(0.4)
+    assert t.loc["g_s", "ms_at_target"] == pytest.approx(250.0) and t.loc["g_s", "saved_ms"] == pytest.approx(250.0)
+    assert t.loc["h_s", "ms"] == 20.0 and t.loc["h_s", "saved_ms"] == pytest.approx(2 * (10.0 - 1.25))
+    assert t.loc["entropy", "saved_ms"] == 0.0 and t.loc["entropy", "ms_at_target"] == 40.0
+    assert t["share"].sum() == pytest.approx(1.0) and t.loc["g_s", "share"] == pytest.approx(500 / 560)
+    fast = stage_budget({"g_s": 100.0}, {}, {"g_s": 2e9}, 10.0)  # already above the target: nothing to save
+    assert fast.loc[0, "saved_ms"] == 0.0
+    with pytest.raises(InputError):
+        stage_budget({"g_s": 1.0}, {}, {}, 10.0, target_fraction=1.5)
 
 
 def test_dominant_stages_sets_end_to_end_against_the_stages_as_run():

@@ -1,0 +1,94 @@
+"""The four-phase split of transposed convolutions: exact at odd sizes, on every architecture, through ONNX, and
+the deployed codec's bitstreams unchanged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from liccs.engines.bitstream import unframe
+from liccs.engines.codec import DeployedCodec
+from liccs.engines.factory import runner_for
+from liccs.errors import InputError
+from liccs.export.cache import ArtifactCache
+from liccs.export.errors import ExportError
+from liccs.export.graphs import codec_graphs
+from liccs.export.phases import FourPhaseConvTranspose2d, split_transposed
+from liccs.zoo import CODECS, load_codec
+from tests.engines.helpers import codec, stress_checkpoint
+
+ODD = [(1, 1), (3, 5), (7, 4)]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return ArtifactCache(tmp_path_factory.mktemp("phases"))
+
+
+@pytest.mark.parametrize("kernel,stride,padding,output_padding", [(5, 2, 2, 1), (3, 2, 1, 1), (4, 2, 1, 0),
+                                                                   (6, 3, 2, 1)])
+@pytest.mark.parametrize("hw", ODD)
+def test_split_equals_the_transposed_convolution(kernel, stride, padding, output_padding, hw) -> None:
+    torch.manual_seed(0)
+    m = nn.ConvTranspose2d(6, 5, kernel, stride, padding, output_padding)
+    x = torch.randn(2, 6, *hw)
+    with torch.no_grad():
+        ref, got = m(x), FourPhaseConvTranspose2d(m)(x)
+    assert got.shape == ref.shape == (2, 5, stride * hw[0], stride * hw[1])
+    assert (got - ref).abs().max().item() <= 1e-5
+
+
+def test_a_convolution_it_cannot_split_is_refused_or_left() -> None:
+    odd = nn.ConvTranspose2d(4, 4, 3, 2, 0)  # output 2H + 1: not stride × input
+    with pytest.raises(ExportError, match="cannot be split.*output size"):
+        FourPhaseConvTranspose2d(odd)
+    net, n = split_transposed(nn.Sequential(odd, nn.ConvTranspose2d(4, 4, 5, 2, 2, 1)))
+    assert n == 1 and isinstance(net[0], nn.ConvTranspose2d) and isinstance(net[1], FourPhaseConvTranspose2d)
+
+
+@pytest.mark.parametrize("arch", CODECS.names())
+def test_every_architecture_exports_four_phase_within_1e5(arch, cache) -> None:
+    """Parity of the four-phase stage graphs against the PyTorch model, in torch and through ONNX Runtime, at an
+    odd image size; the form is in the artifact key (another file than the native one)."""
+    model = codec(f"{arch}@q{min(CODECS.get(arch).qualities)}")
+    graphs, _ = codec_graphs(model, with_reconstruct=False, transposed="four-phase")
+    native, _ = codec_graphs(model, with_reconstruct=False)
+    split = [s for s in ("h_s", "g_s") if s in graphs and split_transposed(getattr(model, s))[1]]
+    if arch.startswith("cheng2020"):
+        assert not split  # sub-pixel convolutions, no transposed ones: nothing to split
+    else:
+        assert "g_s" in split
+    for stage in split:
+        g = graphs[stage]
+        assert g.source_hash != native[stage].source_hash and "four-phase" in g.notes[0]
+        feed = g.example(image_hw=(75, 117), batch=1)
+        with torch.no_grad():
+            ref, got = g.reference(*feed.values()), g.module(*feed.values())
+        scale = ref.abs().max().item() or 1.0
+        assert (got - ref).abs().max().item() <= 1e-5 * max(1.0, scale)
+        out = runner_for("ort-cpu", g, cache, exporter="torchscript").infer(feed)
+        assert (next(iter(out.values())) - ref).abs().max().item() <= 1e-5 * max(1.0, scale)
+
+
+@pytest.mark.parametrize("name", ["bmshj2018-hyperprior@q1", "mbt2018-mean@q1"])
+def test_four_phase_codec_writes_the_same_bytes(name, tmp_path, kodak_crop, cache) -> None:
+    """Byte-equal streams (latents spread over many tables) and the same decode as the native export, whose
+    bytes equal CompressAI's (tests/engines/test_deployed_codec.py)."""
+    model = load_codec(name, stress_checkpoint(name, tmp_path / "m.pt"))
+    d = DeployedCodec.on_engine(model, "ort-cpu", cache, exporter="torchscript", transposed="four-phase")
+    native = DeployedCodec.on_engine(model, "ort-cpu", cache, exporter="torchscript")
+    assert d.transposed["g_s"] == "four-phase" and "four-phase" in d.engine and native.transposed["g_s"] == "native"
+    out, ref = d.compress(kodak_crop), native.compress(kodak_crop)
+    assert [[unframe(s)[0] for s in lst] for lst in out["strings"]] == \
+        [[unframe(s)[0] for s in lst] for lst in ref["strings"]]
+    x_hat, x_ref = d.decompress(**out)["x_hat"], native.decompress(**out)["x_hat"]
+    assert (x_hat - x_ref).abs().max().item() <= 1e-5
+
+
+def test_unknown_forms_are_refused_with_the_valid_ones() -> None:
+    model = codec("bmshj2018-hyperprior@q1")
+    with pytest.raises(InputError, match="not one of.*four-phase"):
+        codec_graphs(model, transposed="sub-pixel")
+    with pytest.raises(InputError, match="unknown stage.*g_s"):
+        DeployedCodec.on_engine(model, "torch", transposed={"decoder": "four-phase"})
