@@ -2,7 +2,7 @@
 the same run, achieved / ceiling per stage and engine.
 
 bmshj2018-hyperprior@q3 and mbt2018-mean@q3 (full CompressAI sizes, RANDOM weights, seed 0) at 512×512, batch 1,
-on torch and ort-cpu. FLOPs: :func:`liccs.profiling.flops.count_flops` (convolutions incl. transposed and GDN's
+on torch, ort-cpu and ov-cpu. FLOPs: :func:`liccs.profiling.flops.count_flops` (convolutions incl. transposed and GDN's
 1×1, 2 per multiply-add; element-wise work not counted). Ceiling: the best fp32 matmul rate with torch's threads
 over 3 sizes × 3 repeats (:func:`liccs.profiling.flops.robust_ceiling`), measured before and after the stages (the
 CPU is shared; both are reported, the higher is used, and a move of more than 20% is flagged in the output).
@@ -50,7 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["bmshj2018-hyperprior@q3", "mbt2018-mean@q3"])
     ap.add_argument("--side", type=int, default=512)
-    ap.add_argument("--engines", nargs="+", default=["torch", "ort-cpu"])
+    ap.add_argument("--engines", nargs="+", default=["torch", "ort-cpu", "ov-cpu"])
     ap.add_argument("--matmul-n", type=int, default=1024)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()

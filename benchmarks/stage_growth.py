@@ -1,4 +1,4 @@
-"""How each stage's time grows with the image, 256×256 → 1024×1024, on torch and ort-cpu, with the power-law fit.
+"""How each stage's time grows with the image, 256² → 1024², on torch, ort-cpu and ov-cpu, with the power-law fit.
 
 bmshj2018-hyperprior@q3 (full CompressAI size, RANDOM weights, seed 0: time does not depend on weight values),
 batch 1, real Kodak content resized and cropped to each size. Stages g_a, h_a, h_s, g_s (on each engine) and
@@ -37,7 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="bmshj2018-hyperprior@q3")
     ap.add_argument("--sides", type=int, nargs="+", default=[256, 512, 768, 1024])
-    ap.add_argument("--engines", nargs="+", default=["torch", "ort-cpu"])
+    ap.add_argument("--engines", nargs="+", default=["torch", "ort-cpu", "ov-cpu"])
     ap.add_argument("--min-iters", type=int, default=3)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
