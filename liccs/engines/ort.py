@@ -133,7 +133,7 @@ def _factory(name: str, providers: Sequence[Any], variant: str | None = None):
     def make_runner(artifact: Any, *, cache: ArtifactCache | None = None, exporter: str = "auto",
                     calibration: Sequence[Mapping[str, np.ndarray]] | None = None,
                     value_ranges: Mapping[str, tuple[float, float]] | None = None, threads: int = 0,
-                    spinning: bool = True, keep_fp32: int = 0, **_: Any) -> OrtRunner:
+                    spinning: bool = True, keep_fp32: int | tuple[int, ...] = 0, **_: Any) -> OrtRunner:
         source = _onnx_source(artifact, cache, exporter)
         if variant == "int8":
             source = _int8_source(name, source, calibration, cache, keep_fp32)
@@ -144,7 +144,8 @@ def _factory(name: str, providers: Sequence[Any], variant: str | None = None):
     return make_runner
 
 
-def _int8_source(name: str, source: Any, calibration: Any, cache: ArtifactCache | None, keep_fp32: int = 0) -> Any:
+def _int8_source(name: str, source: Any, calibration: Any, cache: ArtifactCache | None,
+                 keep_fp32: int | tuple[int, ...] = 0) -> Any:
     if not callable(source) and has_qdq(Path(source)):
         return source
     if not calibration:

@@ -80,15 +80,19 @@ class Int8OnnxFromOnnx:
         per_channel: per-output-channel weight scales (recommended for convolutions).
         method: ``minmax``, ``entropy`` or ``percentile`` (onnxruntime's calibration methods).
         reduce_range: 7-bit weights (see the module docstring); False for 8 bits on CPUs with VNNI.
-        keep_fp32: the first ``keep_fp32`` compute nodes (Conv, ConvTranspose, Gemm, MatMul, in graph order) stay
-            in fp32: where a codec's synthesis takes the latents, 8-bit activations lose the most.
+        keep_fp32: compute nodes (Conv, ConvTranspose, Gemm, MatMul, in graph order) that stay in fp32: an int k
+            keeps the first k (where a codec's synthesis takes the latents, 8-bit activations lose the most), a
+            tuple keeps those indices (negative ones count from the last, e.g. ``(-1,)`` for an analysis's output
+            layer).
     """
 
     def __init__(self, source: OnnxSource, feeds: Sequence[Feed], cache: ArtifactCache | None = None, *,
                  per_channel: bool = True, method: str = "minmax", reduce_range: bool = True,
-                 keep_fp32: int = 0) -> None:
+                 keep_fp32: int | tuple[int, ...] = 0) -> None:
         if not feeds:
             raise ExportError("int8 calibration needs at least one feed of real inputs")
+        if not isinstance(keep_fp32, int):
+            keep_fp32 = tuple(sorted(set(int(i) for i in keep_fp32)))
         self.source, self.feeds, self.cache = source, list(feeds), cache or ArtifactCache()
         self.per_channel, self.method, self.reduce_range = per_channel, method, reduce_range
         self.keep_fp32 = keep_fp32
@@ -97,7 +101,8 @@ class Int8OnnxFromOnnx:
         path, label = _resolve(self.source)
         key = {"kind": "ort-int8", "onnx_sha256": file_sha256(path), "per_channel": self.per_channel,
                "method": self.method, "format": "QDQ", "reduce_range": self.reduce_range, "activations": "QUInt8",
-               **({"keep_fp32": self.keep_fp32} if self.keep_fp32 else {}),
+               **({"keep_fp32": list(self.keep_fp32) if isinstance(self.keep_fp32, tuple) else self.keep_fp32}
+                  if self.keep_fp32 else {}),
                "weights": "QInt8",
                "calibration": feeds_digest(self.feeds), "onnxruntime": md.version("onnxruntime"), "device": "cpu"}
         return self.cache.get_or_build("ort-int8", label + ".int8", key, ".onnx",
@@ -115,14 +120,24 @@ class Int8OnnxFromOnnx:
             pre = Path(d) / "pre.onnx"
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
             compute = [n.name for n in load_onnx(pre, check=False).graph.node if n.op_type in COMPUTE_OPS]
+            keep = self.keep_fp32
+            if isinstance(keep, tuple):
+                bad = [i for i in keep if not -len(compute) <= i < len(compute)]
+                if bad:
+                    raise ExportError(f"{src}: keep_fp32 indices {bad} out of range: the graph has {len(compute)} "
+                                      f"compute nodes")
+                excluded = [compute[i] for i in keep]
+            else:
+                excluded = compute[:keep]
             quantize_static(str(pre), str(dst), _Reader(self.feeds), quant_format=QuantFormat.QDQ,
-                            nodes_to_exclude=compute[:self.keep_fp32],
+                            nodes_to_exclude=excluded,
                             per_channel=self.per_channel, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=methods[self.method],
                             reduce_range=self.reduce_range)
         load_onnx(dst)
         return {"source": str(src), "calibration_batches": len(self.feeds), "method": self.method,
-                "per_channel": self.per_channel, "reduce_range": self.reduce_range, "keep_fp32": self.keep_fp32}
+                "per_channel": self.per_channel, "reduce_range": self.reduce_range,
+                "keep_fp32": list(self.keep_fp32) if isinstance(self.keep_fp32, tuple) else self.keep_fp32}
 
 
 class Fp16OnnxFromOnnx:

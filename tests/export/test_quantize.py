@@ -37,6 +37,25 @@ def test_int8_has_qdq_nodes_and_runs(h_s_onnx):
     assert out.shape == (1, 192, 8, 8) and np.isfinite(out).all()
 
 
+def _fp32_compute(path) -> list[bool]:
+    """Per compute node in graph order: True when its weight is not dequantized (it stayed fp32)."""
+    g = load_onnx(path).graph
+    dq = {n.output[0] for n in g.node if n.op_type == "DequantizeLinear"}
+    return [n.input[1] not in dq for n in g.node if n.op_type in ("Conv", "ConvTranspose")]
+
+
+@pytest.mark.parametrize("keep,expect", [(1, [True, False, False]), ((-1,), [False, False, True]),
+                                         ((0, -1), [True, False, True])])
+def test_int8_keeps_the_chosen_compute_nodes_in_fp32(h_s_onnx, keep, expect):
+    """An int k keeps the first k, a tuple those indices (negative from the end); the choice is in the key."""
+    _, cache, step, feed = h_s_onnx
+    art = Int8OnnxFromOnnx(step, [feed], cache, keep_fp32=keep)()
+    assert _fp32_compute(art.path) == expect  # bmshj2018's h_s: deconv, deconv, conv
+    assert art.path != Int8OnnxFromOnnx(step, [feed], cache)().path
+    with pytest.raises(ExportError, match="out of range.*3 compute nodes"):
+        Int8OnnxFromOnnx(step, [feed], cache, keep_fp32=(5,))()
+
+
 def test_int8_needs_calibration(h_s_onnx):
     graph, cache, _, _ = h_s_onnx
     with pytest.raises(InputError, match="calibration"):
