@@ -82,6 +82,47 @@ def test_decoder_on_other_tables_is_caught(name, stage, stressed, kodak_crop, ca
     assert (res["x_hat"] - same).abs().max().item() > 1e-3
 
 
+class _Across(Runner):
+    """An h_s whose ``k`` scales nearest a table boundary come out a hair across it (another engine's last bits)."""
+
+    def __init__(self, inner: Runner, table: torch.Tensor, k: int) -> None:
+        super().__init__(inner.name + "+across")
+        self.inner, self.table, self.k = inner, table[:-1].double(), k
+
+    def activate_impl(self):
+        self.inner.activate()
+
+    def get_input_metadata_impl(self):
+        return self.inner.input_metadata()
+
+    def infer_impl(self, feed):
+        (name, v), = self.inner.infer(feed, check=False).items()
+        flat = v.reshape(-1).clone()
+        ln = torch.log(flat.double().clamp(min=1e-9))
+        dist, j = (ln[:, None] - torch.log(self.table)[None]).abs().min(1)
+        for p in torch.argsort(dist)[: self.k].tolist():
+            t = float(self.table[j[p]])
+            flat[p] = t * (1 - 1e-6) if flat[p] >= t else t * (1 + 1e-6)
+        return {name: flat.reshape(v.shape)}
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_decoder_a_few_last_bits_off_repairs_the_indexes(k, stressed, kodak_crop, cache):
+    """Scales a hair across a table boundary on the decoder are found by the stream's index checksum: the decode
+    is the encoder's own, and counted in ``repaired``; more than the search allows stay refused."""
+    model = stressed["bmshj2018-hyperprior@q1"]
+    enc = DeployedCodec.on_engine(model, "torch", cache, exporter="torchscript")
+    out = enc.compress(kodak_crop)
+    table = model.gaussian_conditional.scale_table
+    drifted = DeployedCodec(model, dict(enc.runners, h_s=_Across(enc.runners["h_s"], table, k)), "torch+across")
+    res = drifted.decompress(out["strings"], out["shape"], out["size"])
+    assert drifted.repaired == 1 and res["tables_match"] == [True]
+    assert torch.equal(res["x_hat"], enc.decompress(out["strings"], out["shape"], out["size"])["x_hat"])
+    many = DeployedCodec(model, dict(enc.runners, h_s=_Across(enc.runners["h_s"], table, 8)), "torch+across")
+    with pytest.raises(BitstreamError, match="entropy tables"):
+        many.decompress(out["strings"], out["shape"], out["size"])
+
+
 def test_cross_engine_decode_torch_ort(stressed, kodak_crop, cache):
     model = stressed["bmshj2018-hyperprior@q1"]
     deployed = {e: DeployedCodec.on_engine(model, e, cache, exporter="torchscript") for e in ("torch", "ort-cpu")}
