@@ -52,6 +52,8 @@ def test_quick_run_writes_every_report_file(quick_run: Path) -> None:
     assert len(list((quick_run / "adversarial").glob("*.pt"))) == 3
     transfer = (quick_run / "tables" / "transfer.csv").read_text()
     assert "ort-cpu" in transfer and "uint8" in transfer and "float" in transfer
+    dominant = pd.read_csv(quick_run / "tables" / "dominant.csv")  # end to end against the stages in sequence too
+    assert set(dominant["engine"]) == {"torch", "ort-cpu"} and (dominant["e2e_over_sequence"] > 0).all()
 
 
 def test_unavailable_engine_is_skipped_with_its_reason(quick_run: Path) -> None:

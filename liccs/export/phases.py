@@ -50,7 +50,7 @@ def splittable(m: nn.ConvTranspose2d) -> str | None:
 
 
 class FourPhaseConvTranspose2d(nn.Module):
-    """``nn.ConvTranspose2d`` as s² ordinary convolutions interleaved by ``pixel_shuffle`` (exact)."""
+    """``nn.ConvTranspose2d`` as s² ordinary convolutions interleaved by a depth-to-space reshape (exact)."""
 
     def __init__(self, m: nn.ConvTranspose2d) -> None:
         super().__init__()

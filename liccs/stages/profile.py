@@ -28,11 +28,14 @@ from liccs.export.graphs import classifier_graph, stage_feeds
 from liccs.families import family_of
 from liccs.pipeline import PAD_MULTIPLE
 from liccs.profiling.flops import add_rates, count_flops, matmul_ceiling
-from liccs.profiling.profile import dominant_stages, growth_table, sweep
+from liccs.profiling.profile import dominant_stages, growth_table, in_sequence, sweep
 from liccs.profiling.timer import TimerConfig
 from liccs.stage import Context, Exports, Results, StageBase, StageResult, TableSpec, register
 from liccs.stages.profile_copy import copy_compute_table
 from liccs.zoo.classifiers import host_geometry, to_geometry
+
+#: calls of each stage in one compress + decompress + classify (h_s: the encoder's and the decoder's)
+RUNS = {"h_s": 2}
 
 
 @functools.lru_cache(maxsize=8)
@@ -102,7 +105,8 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
                        device=ctx.cfg.run.device)
     pre = ctx.classifier.preprocess.cfg
     wanted = set(p.stages)
-    frames = []
+    frames: list[pd.DataFrame] = []
+    sequences: list[dict[str, Any]] = []
     jobs = [(e, n) for e, ds in exports.deployed.items() for n in _profiled(ctx) if n in ds]
     for engine, name in tqdm(jobs, desc="profile", disable=not progress):
         d = exports.deployed[engine][name]
@@ -134,6 +138,16 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
         df = sweep(make, p.batch_sizes, [tuple(r) for r in p.resolutions], tcfg, make_end_to_end=e2e,
                    meta={"engine": engine, "codec": name}, env=False, progress=False)
         frames.append(df)
+        b0, hw0 = p.batch_sizes[0], tuple(p.resolutions[0])
+        try:
+            seq = in_sequence(make(b0, hw0), e2e(b0, hw0), rounds=max(10, 2 * p.min_iters), warmup=p.warmup,
+                              runs=RUNS)
+        except torch.cuda.OutOfMemoryError:  # recorded as missing, as the sweep records its point
+            torch.cuda.empty_cache()
+            continue
+        sequences.append({"engine": engine, "codec": name, "in_sequence_e2e_ms": seq["end_to_end_ms"],
+                          "in_sequence_sum_ms": seq["stage_sum_ms"], "e2e_over_sequence": seq["e2e_over_sum"],
+                          "in_sequence_rounds": seq["rounds"]})
     if not frames:
         return {}
     table = pd.concat(frames, ignore_index=True)
@@ -142,11 +156,18 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
     latency = rates(ctx, first, b0, hw0)
     out = {"latency": latency, "sweep": table,
            "growth": growth_table(table, by=("engine", "codec", "stage", "batch_size")),
-           "dominant": dominant_stages(first, by=("engine", "codec"), runs={"h_s": 2})}
+           "dominant": _with_sequences(dominant_stages(first, by=("engine", "codec"), runs=RUNS), sequences)}
     cc = copy_compute_table(ctx, _profiled(ctx), sweep_images(b0, hw0), tcfg)
     if not cc.empty:
         out["copy_compute"] = cc
     return out
+
+
+def _with_sequences(dominant: pd.DataFrame, sequences: list[dict[str, Any]]) -> pd.DataFrame:
+    """The dominant table with each (engine, codec)'s in-sequence end to end and stage sum beside it."""
+    if dominant.empty or not sequences:
+        return dominant
+    return dominant.merge(pd.DataFrame(sequences), on=["engine", "codec"], how="left")
 
 
 def engine_ceiling(engine: str, n: int, cache: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
@@ -193,8 +214,10 @@ class ProfileStage(StageBase):
     name, section, order = "profile", "profile", 20
     tables = (
         TableSpec("dominant", "Which stage dominates, per engine and codec (first sweep point); end to end against "
-                  "the stages summed as one compress + decompress + classify runs them (h_s twice): e2e_over_sum.",
-                  order=10),
+                  "the stages summed as one compress + decompress + classify runs them (h_s twice): e2e_over_sum "
+                  "against each stage timed back to back (hot), e2e_over_sequence against the stages called in "
+                  "pipeline order, interleaved with the end-to-end calls in the same rounds (what lies outside "
+                  "the stages: index building, checksums, the encoder's z decode).", order=10),
         TableSpec("latency", "Per-stage latency at the first sweep point, with FLOPs and achieved / matmul ceiling.",
                   ("engine", "codec", "stage", "batch_size", "height", "width", "p50_ms", "p90_ms", "p99_ms",
                    "min_ms", "images_per_s", "gflop", "achieved_gflops", "ceiling", "fraction_of_ceiling", "share"),

@@ -27,6 +27,7 @@ from liccs.profiling.profile import (
     dominant_stages,
     fit_power_law,
     growth_table,
+    in_sequence,
     profile_stages,
     sweep,
 )
@@ -154,6 +155,21 @@ def test_stage_budget_says_what_each_stage_would_save_at_the_target_fraction():
     assert fast.loc[0, "saved_ms"] == 0.0
     with pytest.raises(InputError):
         stage_budget({"g_s": 1.0}, {}, {}, 10.0, target_fraction=1.5)
+
+
+def test_in_sequence_sets_end_to_end_against_its_stages_in_the_same_rounds():
+    """Stages that sleep known times, an end to end that sleeps their sum (h_s twice) plus 5 ms of glue."""
+    waits = {"g_a": 0.004, "h_s": 0.002, "g_s": 0.006}
+    stages = {k: (lambda w=w: time.sleep(w)) for k, w in waits.items()}
+    out = in_sequence(stages, lambda: time.sleep(0.004 + 2 * 0.002 + 0.006 + 0.005), rounds=5, warmup=1,
+                      runs={"h_s": 2})
+    assert out["rounds"] == 5 and set(out["stage_ms"]) == set(waits)
+    assert out["stage_ms"]["h_s"] == pytest.approx(2.0, abs=1.5)  # one call's time, not the two summed
+    assert out["stage_sum_ms"] == pytest.approx(14.0, abs=4.0)
+    assert out["end_to_end_ms"] - out["stage_sum_ms"] == pytest.approx(5.0, abs=4.0)
+    assert out["e2e_over_sum"] == pytest.approx(out["end_to_end_ms"] / out["stage_sum_ms"])
+    with pytest.raises(InputError, match="rounds"):
+        in_sequence(stages, lambda: None, rounds=0)
 
 
 def test_dominant_stages_sets_end_to_end_against_the_stages_as_run():
