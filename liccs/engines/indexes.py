@@ -10,10 +10,11 @@ bitstreams do not change (tested against CompressAI's, and by the deployed-codec
 from __future__ import annotations
 
 import itertools
-import zlib
 
 import torch
 from torch import Tensor, nn
+
+from liccs.engines.bitstream import crc32
 
 
 def build_indexes(gc: nn.Module, scales: Tensor) -> Tensor:
@@ -51,13 +52,13 @@ def repair_indexes(gc: nn.Module, scales: Tensor, indexes: Tensor, want_crc: int
     alt = torch.where(lower.abs() < upper.abs(), idx - 1, idx + 1)
     pick = torch.argsort(dist)[:candidates].tolist()
     old = idx.to(torch.int32).numpy().tobytes()
-    c_old = zlib.crc32(old)
-    c_zero = zlib.crc32(bytes(len(old)))
+    c_old = crc32(old)
+    c_zero = crc32(bytes(len(old)))
     delta = []
     for p in pick:  # crc32(D) ^ crc32(0): the linear part of crc32 for a change D at element p alone
         d = bytearray(len(old))
         d[4 * p: 4 * p + 4] = (int(idx[p]) ^ int(alt[p])).to_bytes(4, "little", signed=True)
-        delta.append(zlib.crc32(bytes(d)) ^ c_zero)
+        delta.append(crc32(bytes(d)) ^ c_zero)
     for k in range(1, max_flips + 1):
         for subset in itertools.combinations(range(len(pick)), k):
             c = c_old
