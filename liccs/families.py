@@ -34,6 +34,17 @@ from liccs.rounding import Surrogate, get_surrogate
 #: The straight-through rounding of the training forward's decoder input.
 _STE = get_surrogate("ste")
 
+#: CompressAI's training λ of its MSE models by quality (loss ``λ·255²·MSE + bpp``), q1..q8.
+MSE_LAMBDAS: dict[int, float] = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932,
+                                 8: 0.1800}
+
+
+def mse_lambda(name: str) -> float | None:
+    """CompressAI's MSE λ of a codec named ``ARCH@qN`` (None for another name, a metric suffix or a quality
+    outside 1–8)."""
+    q = name.rsplit("@q", 1)[-1] if "@q" in name and ":" not in name else ""
+    return MSE_LAMBDAS.get(int(q)) if q.isdigit() else None
+
 
 def quantize(v: Tensor, q: Surrogate, centre: Tensor | None = None) -> Tensor:
     """``Q(v − c) + c`` with the surrogate ``q`` (``Q(v)`` when ``centre`` is None)."""

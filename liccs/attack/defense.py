@@ -38,10 +38,9 @@ from liccs.attack.transforms import (
 )
 from liccs.core import crop_to, pad_to_multiple
 from liccs.errors import InputError
+from liccs.families import mse_lambda
 from liccs.pipeline import codec_forward
 
-#: CompressAI's training λ of its MSE models by quality (loss ``λ·255²·MSE + bpp``).
-COMPRESSAI_MSE_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
 RATES = ("bytes", "likelihood")
 
 
@@ -84,10 +83,8 @@ def codec_name(codec: Any) -> str:
 
 def _lambda_of(codec: Any) -> float:
     name = codec_name(codec)
-    if "@q" in name and ":" not in name:
-        q = int(name.split("@q")[1])
-        if q in COMPRESSAI_MSE_LAMBDAS:
-            return COMPRESSAI_MSE_LAMBDAS[q]
+    if (lmbda := mse_lambda(name)) is not None:
+        return lmbda
     raise InputError(f"no default λ for codec {name!r}: pass lmbda explicitly")
 
 

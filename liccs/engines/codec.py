@@ -24,10 +24,11 @@ from liccs.engines.base import Runner, get_engine
 from liccs.engines.bitstream import BitstreamError, Container, crc32, frame, unframe
 from liccs.engines.factory import runner_for
 from liccs.engines.indexes import build_indexes, repair_indexes
+from liccs.engines.int8_fit import fit_int8
 from liccs.errors import InputError
 from liccs.export.graphs import codec_graphs, module_hash, stage_feeds
-from liccs.families import family_of, medians
-from liccs.pipeline import PAD_MULTIPLE, psnr
+from liccs.families import family_of, medians, mse_lambda
+from liccs.pipeline import PAD_MULTIPLE
 
 MISMATCH = ("raise", "decode")
 LOOP_STAGES = ("context_step", "entropy_parameters")
@@ -38,16 +39,6 @@ TABLE_STAGES = ("h_a", "h_s", "context_step", "entropy_parameters")
 
 def _index_check(indexes: Tensor) -> int:
     return crc32(indexes.to(torch.int32).contiguous().numpy().tobytes())
-
-
-def _decoded_psnr(d: DeployedCodec, images: Tensor, runners: Mapping[str, Runner]) -> float:
-    """Mean PSNR of ``images`` through ``d``'s real bitstreams with ``runners`` swapped in."""
-    saved, d.runners = d.runners, dict(runners)
-    try:
-        x_hat = d.decompress(**d.compress(images))["x_hat"]
-    finally:
-        d.runners = saved
-    return float(psnr(x_hat, images).clamp(max=100).mean())  # capped: an exact decode is not infinitely better
 
 
 class DeployedCodec:
@@ -69,7 +60,7 @@ class DeployedCodec:
     @classmethod
     def on_engine(cls, codec: nn.Module, engine: str | Mapping[str, str], cache: Any = None, *,
                   exporter: str = "auto", calibration_images: Tensor | None = None,
-                  hyper_fp32: bool = True, int8_tolerance_db: float | None = 0.5,
+                  hyper_fp32: bool = True, int8_tolerance: float | None = 0.02, int8_lambda: float | None = None,
                   transposed: str | Mapping[str, str] = "native") -> DeployedCodec:
         """Every stage of ``codec`` on ``engine`` (int8 engines calibrate on ``calibration_images``).
 
@@ -78,10 +69,11 @@ class DeployedCodec:
         An int8 engine quantizes the transforms (``g_a``, ``g_s``) and runs :data:`TABLE_STAGES` on its fp32 twin
         (``ort-cpu-int8`` → ``ort-cpu``, the engine's ``extra["fp32_twin"]``): int8 hyper networks choose other
         entropy tables than an fp32 decoder, so their streams decoded nowhere else. ``hyper_fp32=False`` keeps
-        every stage in int8. With calibration images, ``g_s`` keeps its first k compute layers in fp32 for the
-        smallest k whose decode of them, from real bitstreams, is within ``int8_tolerance_db`` of the fp32 twin's
-        PSNR (:meth:`_fit_int8_synthesis`; measured: the mini q8 codec's all-int8 ``g_s`` lost 16 dB, its first two
-        layers in fp32 0.4 dB); ``None`` quantizes every layer. ``transposed`` (one form, or stage → form) exports
+        every stage in int8. With calibration images, the layers of ``g_a`` and ``g_s`` that cost the most
+        rate-distortion in int8 return to fp32, the worst first, until the real bitstreams of those images cost
+        at most ``int8_tolerance`` of the fp32 rate more (``J = bpp + λ·255²·MSE``, λ: ``int8_lambda`` or
+        CompressAI's for the codec's quality; :func:`~liccs.engines.int8_fit.fit_int8`, the plan in
+        ``int8_plan``); ``None`` quantizes every layer. ``transposed`` (one form, or stage → form) exports
         transposed convolutions natively or ``"four-phase"`` (:mod:`liccs.export.phases`).
         """
         forms = dict(transposed) if isinstance(transposed, Mapping) else {"default": transposed}
@@ -115,27 +107,14 @@ class DeployedCodec:
         label += "".join(f"; {s} four-phase" for s, f in sorted(forms.items()) if f != "native")
         out = cls(codec, runners, label)
         out.transposed = {s: forms.get(s, default_form) for s in graphs}
-        if twin and hyper_fp32 and calibration_images is not None and int8_tolerance_db is not None:
-            out._fit_int8_synthesis(engine, twin, graphs["g_s"], feeds["g_s"], calibration_images, cache,
-                                    int8_tolerance_db)
+        if twin and hyper_fp32 and calibration_images is not None and int8_tolerance is not None:
+            lmbda = int8_lambda if int8_lambda is not None else mse_lambda(out.name)
+            if lmbda is None:
+                raise InputError(f"{out.name}: the int8 fit weighs distortion by the codec's λ, and this codec's name "
+                                 f"gives none (ARCH@q1…q8): pass int8_lambda, or int8_tolerance=None")
+            out.int8_plan = fit_int8(out, engine, twin, graphs, feeds, calibration_images, cache, lmbda=lmbda,
+                                     tolerance=int8_tolerance)
         return out
-
-    def _fit_int8_synthesis(self, engine: str, twin: str, graph: Any, feed: Mapping[str, Tensor], images: Tensor,
-                            cache: Any, tolerance_db: float, max_fp32: int = 8) -> None:
-        """Keep ``g_s``'s first k compute layers in fp32 for the smallest k within ``tolerance_db`` of the fp32 twin
-        (PSNR of the real decode of ``images``); the choice is in ``self.int8_plan``."""
-        calib = [{k: v.numpy() for k, v in feed.items()}]
-        fp32 = runner_for(twin, graph, cache, spinning=False)
-        runners = dict(self.runners)
-        target = _decoded_psnr(self, images, {**runners, "g_s": fp32})
-        for k in range(max_fp32 + 1):
-            r = runner_for(engine, graph, cache, calibration=calib, spinning=False, keep_fp32=k)
-            got = _decoded_psnr(self, images, {**runners, "g_s": r})
-            if target - got <= tolerance_db or k == max_fp32:
-                self.runners["g_s"] = r
-                self.int8_plan = {"g_s_fp32_layers": k, "psnr_fp32_db": target, "psnr_db": got,
-                                  "tolerance_db": tolerance_db}
-                return
 
     def _run(self, stage: str, name: str, x: Tensor) -> Tensor:
         out = self.runners[stage].infer({name: x.contiguous()})

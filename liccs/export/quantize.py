@@ -47,6 +47,12 @@ def _resolve(source: OnnxSource) -> tuple[Path, str]:
     return path, path.stem
 
 
+def compute_nodes(path: Path | str) -> list[str]:
+    """Names of the compute nodes (:data:`COMPUTE_OPS`) of an ONNX graph in graph order: what ``keep_fp32``
+    indexes (quantization keeps these nodes and their order)."""
+    return [n.name for n in load_onnx(Path(path), check=False).graph.node if n.op_type in COMPUTE_OPS]
+
+
 def feeds_digest(feeds: Sequence[Feed]) -> str:
     h = hashlib.sha256()
     for feed in feeds:
@@ -84,6 +90,11 @@ class Int8OnnxFromOnnx:
             keeps the first k (where a codec's synthesis takes the latents, 8-bit activations lose the most), a
             tuple keeps those indices (negative ones count from the last, e.g. ``(-1,)`` for an analysis's output
             layer).
+
+    Only the compute nodes are quantized (``op_types_to_quantize``): they are where int8 pays; quantizing the
+    element-wise ops between them too (onnxruntime's default) adds rounding without speed, and puts 8-bit
+    activations where a kept fp32 layer would otherwise run on fp32 inputs (measured on the mini q8 codec with
+    every compute node kept: 65% of its rate in RD cost from the element-wise ops of its GDNs alone).
     """
 
     def __init__(self, source: OnnxSource, feeds: Sequence[Feed], cache: ArtifactCache | None = None, *,
@@ -103,7 +114,7 @@ class Int8OnnxFromOnnx:
                "method": self.method, "format": "QDQ", "reduce_range": self.reduce_range, "activations": "QUInt8",
                **({"keep_fp32": list(self.keep_fp32) if isinstance(self.keep_fp32, tuple) else self.keep_fp32}
                   if self.keep_fp32 else {}),
-               "weights": "QInt8",
+               "weights": "QInt8", "op_types": list(COMPUTE_OPS),
                "calibration": feeds_digest(self.feeds), "onnxruntime": md.version("onnxruntime"), "device": "cpu"}
         return self.cache.get_or_build("ort-int8", label + ".int8", key, ".onnx",
                                        lambda tmp: self._build(path, tmp))
@@ -130,7 +141,7 @@ class Int8OnnxFromOnnx:
             else:
                 excluded = compute[:keep]
             quantize_static(str(pre), str(dst), _Reader(self.feeds), quant_format=QuantFormat.QDQ,
-                            nodes_to_exclude=excluded,
+                            nodes_to_exclude=excluded, op_types_to_quantize=list(COMPUTE_OPS),
                             per_channel=self.per_channel, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=methods[self.method],
                             reduce_range=self.reduce_range)

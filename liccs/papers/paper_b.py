@@ -30,12 +30,13 @@ from typing import Any
 import pandas as pd
 from torch import Tensor
 
-from liccs.attack.defense import COMPRESSAI_MSE_LAMBDAS, KWayDefense
+from liccs.attack.defense import KWayDefense
 from liccs.attack.defense_random import RandomKWayDefense, transform_family
 from liccs.attack.transforms import get_transforms
 from liccs.config import ConfigError, RunConfig
 from liccs.core.progress import tqdm
 from liccs.errors import InputError, LiccsError
+from liccs.families import mse_lambda
 from liccs.papers import paper_b_claims as C
 from liccs.papers import paper_b_tables as T
 from liccs.papers.driver import PaperStage
@@ -105,8 +106,7 @@ def attacked_codecs(cfg: RunConfig, codecs: list[str]) -> list[str]:
                     f"{d.rate!r} is not supported here")
     if d.lmbda == "codec":
         for c in codecs:
-            q = c.split("@q")[-1]
-            if ":" in c or not q.isdigit() or int(q) not in COMPRESSAI_MSE_LAMBDAS:
+            if mse_lambda(c) is None:
                 raise _fail("defense.lmbda", f'"codec" takes CompressAI\'s MSE λ of the quality, which {c!r} has '
                             "not; set a number")
 

@@ -25,11 +25,11 @@ from torch import Tensor, nn
 
 from liccs.core import resize_center_crop
 from liccs.core.progress import tqdm
-from liccs.families import FACTORIZED, MEAN_SCALE, SCALE_HYPERPRIOR, CodecFamily
+from liccs.families import FACTORIZED, MEAN_SCALE, MSE_LAMBDAS, SCALE_HYPERPRIOR, CodecFamily
 from liccs.pipeline import codec_roundtrip, psnr  # lazily: liccs.pipeline imports liccs.zoo
 
 #: CompressAI's λ per quality for MSE (q1..q8).
-LAMBDAS: dict[int, float] = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
+LAMBDAS: dict[int, float] = MSE_LAMBDAS
 
 ARCHS: dict[str, tuple[type[nn.Module], CodecFamily]] = {
     "bmshj2018-factorized": (FactorizedPrior, FACTORIZED),

@@ -12,9 +12,11 @@ from liccs.engines.autoregressive import single_thread
 from liccs.engines.base import Runner
 from liccs.engines.bitstream import BitstreamError, unframe
 from liccs.engines.codec import DeployedCodec, bpp
+from liccs.engines.int8_fit import rd_cost
 from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
-from liccs.pipeline import codec_roundtrip, psnr
+from liccs.families import MSE_LAMBDAS
+from liccs.pipeline import codec_roundtrip
 from liccs.zoo import load_codec
 from tests.engines.helpers import codec, stress_checkpoint
 
@@ -212,18 +214,35 @@ def test_int8_codec_streams_decode_on_fp32_engines(stressed, kodak_crop, cache):
     assert not all(res["tables_match"])  # the reason for the fp32 hyper path
 
 
-def test_int8_codec_keeps_the_synthesis_layers_it_needs_in_fp32(shared_data, cache):
-    """The mini q8 codec's all-int8 g_s loses dB (16 dB with the cache's trained weights, 4.6 with the committed
-    fp16 ones the tests load); the codec keeps g_s's first layers in fp32 until its real decode of the calibration
-    images is within 0.5 dB of the fp32 twin's."""
+def test_int8_codec_returns_the_layers_that_cost_rate_distortion_to_fp32(shared_data, cache):
+    """The mini q8 codec all in int8 costs far more than 2% of its rate in RD cost (its g_s loses 16 dB with the
+    cache's trained weights, 4.6 dB with the committed fp16 ones the tests load); the fit returns layers of g_a and
+    g_s to fp32, the costliest first, until the real bitstreams of the calibration images are within 2%, and
+    measures every layer's sensitivity on the way."""
     batch = load_batch(open_source("cifar10-test"), [round(i * 9999 / 15) for i in range(16)])
     x = torch.nn.functional.interpolate(batch.images, size=(64, 64), mode="bilinear", antialias=True).clamp(0, 1)
     model = load_codec("mini-bmshj2018-hyperprior@q8", "pretrained")
     fitted = DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=x)
     plan = fitted.int8_plan
-    assert plan["g_s_fp32_layers"] >= 1 and plan["psnr_fp32_db"] - plan["psnr_db"] <= 0.5
-    whole = DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=x, int8_tolerance_db=None)
+    assert plan["lambda"] == MSE_LAMBDAS[8] and plan["within"]
+    assert plan["cost_all_int8"] - plan["cost_fp32"] > 0.02 * plan["fp32_bpp"]
+    kept = [(s, i) for s, idx in plan["fp32_layers"].items() for i in idx]
+    assert 1 <= len(kept) < sum(plan["layers"].values())
+    assert len(plan["sensitivity"]) == sum(plan["layers"].values())
+    costliest = max(plan["sensitivity"], key=plan["sensitivity"].get)
+    assert costliest in {f"{s}[{i}]" for s, i in kept}
+    # the plan's cost is what the installed runners give: measured again, independently of the fit
+    bpp, cost = rd_cost(fitted, x, fitted.runners, plan["lambda"])
+    assert cost == pytest.approx(plan["cost"], rel=1e-9)
+    assert (cost - plan["cost_fp32"]) / plan["fp32_bpp"] <= 0.02
+    whole = DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=x, int8_tolerance=None)
     assert whole.int8_plan is None
-    x_hat = whole.decompress(**whole.compress(x))["x_hat"]
-    psnr_whole = float(psnr(x_hat, x).mean())
-    assert plan["psnr_db"] - psnr_whole > 1
+    assert rd_cost(whole, x, whole.runners, plan["lambda"])[1] == pytest.approx(plan["cost_all_int8"], rel=1e-9)
+
+
+def test_int8_fit_needs_a_lambda_for_a_codec_without_a_quality(cache, kodak_crop):
+    """A codec whose name gives no CompressAI quality has no λ to weigh distortion by: a clear error, not a guess."""
+    model = load_codec("mini-bmshj2018-hyperprior@q1", "pretrained")
+    model.liccs_name = "my-codec"
+    with pytest.raises(InputError, match="int8_lambda"):
+        DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=kodak_crop[..., :64, :64])

@@ -1,0 +1,123 @@
+"""Which layers of an int8 codec's transforms stay in fp32, chosen by measured rate-distortion cost (issue 18).
+
+The accuracy-aware loop of NNCF's ``quantize_with_accuracy_control`` (rank the quantized layers by what each
+costs, return the worst to fp32 one at a time until the metric is within a bound), with a codec's metric:
+the RD cost ``J = bpp + λ·255²·MSE`` (CompressAI's training loss at the codec's λ) of real bitstreams of the
+calibration images, encoded and decoded by the deployed codec itself (its entropy coder, its fp32 table stages).
+
+The bound is on ``ΔJ`` as a fraction of the fp32 codec's rate: at an RD-optimal operating point a distortion
+change ``λ·ΔD`` costs what a rate change ``ΔR`` does, so ``ΔJ / R`` is the int8 codec's BD-rate to first order at
+that point. Sensitivity of a layer: what ``J`` rises by when that layer alone runs in int8 (the per-layer
+sensitivity analysis of post-training quantization), across ``g_a`` and ``g_s`` together (an int8 ``g_a`` costs
+rate, an int8 ``g_s`` distortion). Ranked from the fp32 side, not by reverting layers of the all-int8 codec: one
+catastrophic layer (a GDN's 1×1 convolution on 8-bit squares) makes every other layer's reversion noise. Then
+layers go to int8, the cheapest first, each kept in int8 only if the codec, measured again, stays within the bound
+(a layer whose cost alone exceeds what is left is not tried).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from liccs.engines.base import Runner
+from liccs.engines.factory import runner_for
+from liccs.export.quantize import compute_nodes
+
+#: The stages an int8 codec quantizes (the table stages stay on the fp32 twin).
+QUANTIZED_STAGES = ("g_a", "g_s")
+
+
+def rd_cost(d: Any, images: Tensor, runners: Mapping[str, Runner], lmbda: float) -> tuple[float, float]:
+    """(bpp, J) of ``images`` through the deployed codec ``d``'s real bitstreams with ``runners`` swapped in.
+
+    bpp counts every framed string (the container's payload); J = bpp + λ·255²·MSE, means over images."""
+    saved, d.runners = d.runners, dict(runners)
+    try:
+        out = d.compress(images)
+        x_hat = d.decompress(**out)["x_hat"]
+    finally:
+        d.runners = saved
+    px = images.shape[0] * images.shape[-2] * images.shape[-1]
+    bpp = 8 * sum(len(s) for lst in out["strings"] for s in lst) / px
+    mse = float(torch.mean((x_hat.clamp(0, 1) - images) ** 2))
+    return bpp, bpp + lmbda * 255**2 * mse
+
+
+def fit_int8(d: Any, engine: str, twin: str, graphs: Mapping[str, Any], feeds: Mapping[str, Mapping[str, Tensor]],
+             images: Tensor, cache: Any, *, lmbda: float, tolerance: float,
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Install in ``d.runners`` the int8 transforms with the most int8 layers found within ``tolerance``.
+
+    Args:
+        d: a :class:`~liccs.engines.codec.DeployedCodec` whose table stages already run on ``twin``.
+        engine: the int8 engine (its runners take ``keep_fp32``); twin: its fp32 engine.
+        graphs, feeds: the codec's stage graphs and their calibration inputs (:func:`stage_feeds`).
+        images: the calibration images the cost is measured on.
+        lmbda: the codec's λ (J = bpp + λ·255²·MSE); tolerance: the bound on ΔJ / fp32 bpp.
+
+    Returns the plan (also what ``d.int8_plan`` records): the fp32 layers per stage (compute-node indices,
+    :class:`~liccs.export.quantize.Int8OnnxFromOnnx`'s ``keep_fp32``), each layer's sensitivity (ΔJ alone in int8)
+    as a fraction of the fp32 rate, the fp32/all-int8/final costs and how many codecs were measured.
+    """
+    stages = [s for s in QUANTIZED_STAGES if s in graphs]
+    calib = {s: [{k: v.numpy() for k, v in feeds[s].items()}] for s in stages}
+    built: dict[tuple[str, tuple[int, ...]], Runner] = {}
+
+    def int8(stage: str, keep: Sequence[int]) -> Runner:
+        key = (stage, tuple(sorted(keep)))
+        if key not in built:
+            built[key] = runner_for(engine, graphs[stage], cache, calibration=calib[stage], spinning=False,
+                                    keep_fp32=key[1])
+        return built[key]
+
+    measured = 0
+
+    def cost(keep: Mapping[str, Sequence[int]]) -> float:
+        nonlocal measured
+        measured += 1
+        return rd_cost(d, images, d.runners | {s: int8(s, keep.get(s, ())) for s in stages}, lmbda)[1]
+
+    bpp32, j32 = rd_cost(d, images, d.runners | {s: runner_for(twin, graphs[s], cache, spinning=False)
+                                                for s in stages}, lmbda)
+    j_all = cost({})
+    budget = tolerance * bpp32
+    layers: list[tuple[str, int]] = []
+    for s in stages:
+        runner = int8(s, ())
+        runner.activate()
+        layers += [(s, i) for i in range(len(compute_nodes(runner.path)))]
+    everything = {s: [i for t, i in layers if t == s] for s in stages}
+    quantized: dict[str, list[int]] = {s: [] for s in stages}
+
+    def keep_for(q: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+        return {s: [i for i in everything[s] if i not in q[s]] for s in stages}
+
+    damage: dict[tuple[str, int], float] = {}
+    j = j_all
+    if j_all - j32 > budget:
+        for s, i in layers:  # each layer alone in int8, the rest in fp32
+            if progress:
+                progress(f"sensitivity {s}[{i}]")
+            damage[(s, i)] = cost(keep_for({t: [i] if t == s else [] for t in stages})) - j32
+        j = j32
+        for s, i in sorted(layers, key=lambda layer: damage[layer]):  # the cheapest first
+            if damage[(s, i)] > budget - (j - j32):
+                continue  # alone it already spends more than what is left
+            trial = {t: quantized[t] + ([i] if t == s else []) for t in stages}
+            got = cost(keep_for(trial))
+            if got - j32 <= budget:
+                quantized, j = trial, got
+    else:
+        quantized = everything
+    keep = keep_for(quantized)
+    for s in stages:
+        d.runners[s] = int8(s, keep[s])
+    return {"lambda": lmbda, "tolerance": tolerance, "fp32_bpp": bpp32, "cost_fp32": j32, "cost_all_int8": j_all,
+            "cost": j, "excess": (j - j32) / bpp32, "within": j - j32 <= budget,
+            "fp32_layers": {s: sorted(keep[s]) for s in stages},
+            "layers": {s: sum(1 for t, _ in layers if t == s) for s in stages},
+            "sensitivity": {f"{s}[{i}]": g / bpp32 for (s, i), g in damage.items()}, "codecs_measured": measured + 1}
