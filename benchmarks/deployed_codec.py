@@ -156,7 +156,7 @@ def budget_lines(rows: list[dict[str, Any]], ceiling: float, c0: dict[str, Any],
              + f"). `at {CEILING_TARGET}`: the stage's time were it at {CEILING_TARGET} of the ceiling; the entropy "
              "coder and the index search have no FLOPs counted and keep their time.", ""]
     for r in rows:
-        t = budget(r, ceiling)
+        t = pd.DataFrame(r["budget"]) if "budget" in r else budget(r, ceiling)
         ref = sum(v["compressai_ms"] * RUNS.get(s, 1) for s, v in r["stages"].items())
         need = ref / GOAL
         lines += [f"**{r['model']}**: stage sum {t['ms'].sum():.0f} ms per image against CompressAI's {ref:.0f} ms "

@@ -78,9 +78,10 @@ class DeployedCodec:
         """
         forms = dict(transposed) if isinstance(transposed, Mapping) else {"default": transposed}
         default_form = forms.get("default", "native")
+        stages = family_of(codec).stages
         by_form = {f: codec_graphs(codec, with_reconstruct=False, transposed=f)[0]
-                   for f in {default_form, *forms.values()}}
-        graphs = {s: by_form[forms.get(s, default_form)][s] for s in by_form[default_form]}
+                   for f in {forms.get(s, default_form) for s in stages}}  # only the forms some stage runs in
+        graphs = {s: by_form[forms.get(s, default_form)][s] for s in stages if s in by_form[forms.get(s, default_form)]}
         graphs.pop("context_prediction", None)  # the loop runs context_step; the padded graph is for parity
         unknown = set(forms) - set(graphs) - {"default"}
         if unknown:

@@ -11,8 +11,9 @@ that point. Sensitivity of a layer: what ``J`` rises by when that layer alone ru
 sensitivity analysis of post-training quantization), across ``g_a`` and ``g_s`` together (an int8 ``g_a`` costs
 rate, an int8 ``g_s`` distortion). Ranked from the fp32 side, not by reverting layers of the all-int8 codec: one
 catastrophic layer (a GDN's 1×1 convolution on 8-bit squares) makes every other layer's reversion noise. Then
-layers go to int8, the cheapest first, each kept in int8 only if the codec, measured again, stays within the bound
-(a layer whose cost alone exceeds what is left is not tried).
+layers go to int8 in order of cost per multiply-add (where int8 pays: the big layers), each kept in int8 only if the
+codec, measured again, stays within the bound (a layer whose cost alone exceeds what is left is not tried; layers
+under ``min_share`` of their stage's multiply-adds stay fp32).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch import Tensor
 
 from liccs.engines.base import Runner
 from liccs.engines.factory import runner_for
-from liccs.export.quantize import compute_nodes
+from liccs.export.quantize import compute_macs
 
 #: The stages an int8 codec quantizes (the table stages stay on the fp32 twin).
 QUANTIZED_STAGES = ("g_a", "g_s")
@@ -48,7 +49,7 @@ def rd_cost(d: Any, images: Tensor, runners: Mapping[str, Runner], lmbda: float)
 
 
 def fit_int8(d: Any, engine: str, twin: str, graphs: Mapping[str, Any], feeds: Mapping[str, Mapping[str, Tensor]],
-             images: Tensor, cache: Any, *, lmbda: float, tolerance: float,
+             images: Tensor, cache: Any, *, lmbda: float, tolerance: float, min_share: float = 0.05,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Install in ``d.runners`` the int8 transforms with the most int8 layers found within ``tolerance``.
 
@@ -58,6 +59,8 @@ def fit_int8(d: Any, engine: str, twin: str, graphs: Mapping[str, Any], feeds: M
         graphs, feeds: the codec's stage graphs and their calibration inputs (:func:`stage_feeds`).
         images: the calibration images the cost is measured on.
         lmbda: the codec's λ (J = bpp + λ·255²·MSE); tolerance: the bound on ΔJ / fp32 bpp.
+        min_share: layers with fewer multiply-adds than this share of their stage's stay fp32 (int8 would add its
+            quantize/dequantize passes over the activations and save next to nothing).
 
     Returns the plan (also what ``d.int8_plan`` records): the fp32 layers per stage (compute-node indices,
     :class:`~liccs.export.quantize.Int8OnnxFromOnnx`'s ``keep_fp32``), each layer's sensitivity (ΔJ alone in int8)
@@ -83,28 +86,30 @@ def fit_int8(d: Any, engine: str, twin: str, graphs: Mapping[str, Any], feeds: M
 
     bpp32, j32 = rd_cost(d, images, d.runners | {s: runner_for(twin, graphs[s], cache, spinning=False)
                                                 for s in stages}, lmbda)
-    j_all = cost({})
     budget = tolerance * bpp32
-    layers: list[tuple[str, int]] = []
+    share: dict[tuple[str, int], float] = {}
     for s in stages:
         runner = int8(s, ())
         runner.activate()
-        layers += [(s, i) for i in range(len(compute_nodes(runner.path)))]
-    everything = {s: [i for t, i in layers if t == s] for s in stages}
+        macs = compute_macs(runner.path, {k: tuple(v.shape) for k, v in feeds[s].items()})
+        share |= {(s, i): m / sum(macs) for i, m in enumerate(macs)}
+    layers = list(share)
+    everything = {s: [i for t, i in layers if t == s and share[(t, i)] >= min_share] for s in stages}
     quantized: dict[str, list[int]] = {s: [] for s in stages}
 
     def keep_for(q: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
-        return {s: [i for i in everything[s] if i not in q[s]] for s in stages}
+        return {s: [i for t, i in layers if t == s and i not in q[s]] for s in stages}
 
+    j_all = cost(keep_for(everything))  # every layer worth quantizing in int8
     damage: dict[tuple[str, int], float] = {}
     j = j_all
     if j_all - j32 > budget:
-        for s, i in layers:  # each layer alone in int8, the rest in fp32
+        for s, i in [(t, i) for t in stages for i in everything[t]]:  # each layer alone in int8, the rest fp32
             if progress:
                 progress(f"sensitivity {s}[{i}]")
             damage[(s, i)] = cost(keep_for({t: [i] if t == s else [] for t in stages})) - j32
         j = j32
-        for s, i in sorted(layers, key=lambda layer: damage[layer]):  # the cheapest first
+        for s, i in sorted(damage, key=lambda layer: damage[layer] / share[layer]):  # cheapest per multiply-add
             if damage[(s, i)] > budget - (j - j32):
                 continue  # alone it already spends more than what is left
             trial = {t: quantized[t] + ([i] if t == s else []) for t in stages}
@@ -120,4 +125,5 @@ def fit_int8(d: Any, engine: str, twin: str, graphs: Mapping[str, Any], feeds: M
             "cost": j, "excess": (j - j32) / bpp32, "within": j - j32 <= budget,
             "fp32_layers": {s: sorted(keep[s]) for s in stages},
             "layers": {s: sum(1 for t, _ in layers if t == s) for s in stages},
+            "macs_share": {f"{s}[{i}]": v for (s, i), v in share.items()},
             "sensitivity": {f"{s}[{i}]": g / bpp32 for (s, i), g in damage.items()}, "codecs_measured": measured + 1}

@@ -20,12 +20,12 @@ import numpy as np
 
 from liccs.engines.arrays import like_feed, to_numpy
 from liccs.engines.base import ENGINES, Array, EngineSpec, Runner, TensorMeta
-from liccs.engines.ort import _onnx_source, _ranges
+from liccs.engines.ort import onnx_source, value_ranges_of
 from liccs.errors import InputError
 from liccs.export.cache import Artifact, ArtifactCache, file_sha256
 from liccs.export.errors import ArtifactError, ExportError
 from liccs.export.onnx import load_onnx
-from liccs.export.quantize import Feed, OnnxSource, _resolve, feeds_digest
+from liccs.export.quantize import Feed, OnnxSource, feeds_digest, resolve_onnx
 
 INSTALL_HINT = "pip install 'liccs[openvino]'"
 
@@ -131,7 +131,7 @@ class Int8IrFromOnnx:
         self.preset, self.subset_size = preset, subset_size or len(self.feeds)
 
     def __call__(self) -> Artifact:
-        path, label = _resolve(self.source)
+        path, label = resolve_onnx(self.source)
         key = {"kind": "ov-int8", "onnx_sha256": file_sha256(path), "preset": self.preset,
                "subset_size": self.subset_size, "calibration": feeds_digest(self.feeds),
                "openvino": md.version("openvino"), "nncf": md.version("nncf"), "device": "cpu"}
@@ -164,13 +164,13 @@ def _factory(engine: str, int8: bool = False):
                     calibration: Sequence[Feed] | None = None,
                     value_ranges: Mapping[str, tuple[float, float]] | None = None, threads: int = 0,
                     name: str | None = None, **_: Any) -> OvRunner:
-        source = _onnx_source(artifact, cache, exporter)
+        source = onnx_source(artifact, cache, exporter)
         if int8:
             if not calibration:
                 raise InputError(f"{engine} quantizes an fp32 graph with NNCF on calibration feeds from real images: "
                                  f"pass calibration=[{{input: array}}, ...]")
             source = Int8IrFromOnnx(source, calibration, cache)
-        return OvRunner(source, name or engine, _ranges(artifact, value_ranges), threads)
+        return OvRunner(source, name or engine, value_ranges_of(artifact, value_ranges), threads)
 
     return make_runner
 

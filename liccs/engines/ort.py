@@ -116,14 +116,15 @@ def has_qdq(path: Path) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in load_onnx(path, check=False).graph.node)
 
 
-def _onnx_source(artifact: Any, cache: ArtifactCache | None, exporter: str) -> Any:
+def onnx_source(artifact: Any, cache: ArtifactCache | None, exporter: str) -> Any:
     """A GraphSpec becomes its OnnxFromTorch step; paths and steps pass through."""
     if hasattr(artifact, "module") and hasattr(artifact, "inputs"):
         return OnnxFromTorch(artifact, cache, exporter)
     return artifact
 
 
-def _ranges(artifact: Any, value_ranges: Mapping[str, tuple[float, float]] | None) -> dict[str, Any]:
+def value_ranges_of(artifact: Any, value_ranges: Mapping[str, tuple[float, float]] | None) -> dict[str, Any]:
+    """The input value ranges a runner checks: ``value_ranges`` if given, else the GraphSpec's own."""
     if value_ranges is not None:
         return dict(value_ranges)
     return {t.name: t.value_range for t in getattr(artifact, "inputs", ()) if t.value_range}
@@ -134,12 +135,12 @@ def _factory(name: str, providers: Sequence[Any], variant: str | None = None):
                     calibration: Sequence[Mapping[str, np.ndarray]] | None = None,
                     value_ranges: Mapping[str, tuple[float, float]] | None = None, threads: int = 0,
                     spinning: bool = True, keep_fp32: int | tuple[int, ...] = 0, **_: Any) -> OrtRunner:
-        source = _onnx_source(artifact, cache, exporter)
+        source = onnx_source(artifact, cache, exporter)
         if variant == "int8":
             source = _int8_source(name, source, calibration, cache, keep_fp32)
         elif variant == "fp16":
             source = Fp16OnnxFromOnnx(source, cache)
-        return OrtRunner(source, providers, name, _ranges(artifact, value_ranges), threads, spinning)
+        return OrtRunner(source, providers, name, value_ranges_of(artifact, value_ranges), threads, spinning)
 
     return make_runner
 

@@ -84,6 +84,11 @@ class FourPhaseConvTranspose2d(nn.Module):
         return y.reshape(n, c, h * s, wd * s)
 
 
+def transposed_count(module: nn.Module) -> int:
+    """How many transposed convolutions of ``module`` :func:`split_transposed` would replace (no copy made)."""
+    return sum(isinstance(m, nn.ConvTranspose2d) and splittable(m) is None for m in module.modules())
+
+
 def split_transposed(module: nn.Module) -> tuple[nn.Module, int]:
     """(a copy of ``module`` with every splittable ConvTranspose2d replaced, how many were replaced)."""
     out = copy.deepcopy(module)

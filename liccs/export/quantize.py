@@ -37,7 +37,7 @@ COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 OnnxSource = Path | str | Callable[[], Artifact]
 
 
-def _resolve(source: OnnxSource) -> tuple[Path, str]:
+def resolve_onnx(source: OnnxSource) -> tuple[Path, str]:
     """(path, label) of an ONNX source: a file, or a build step returning an :class:`Artifact`."""
     if callable(source):
         art = source()
@@ -51,6 +51,35 @@ def compute_nodes(path: Path | str) -> list[str]:
     """Names of the compute nodes (:data:`COMPUTE_OPS`) of an ONNX graph in graph order: what ``keep_fp32``
     indexes (quantization keeps these nodes and their order)."""
     return [n.name for n in load_onnx(Path(path), check=False).graph.node if n.op_type in COMPUTE_OPS]
+
+
+def compute_macs(path: Path | str, input_shapes: Mapping[str, Sequence[int]]) -> list[int]:
+    """Multiply-adds of each compute node of an ONNX graph (fp32 or QDQ) at ``input_shapes``, in graph order
+    (ONNX shape inference with the inputs made static)."""
+    import onnx
+
+    model = load_onnx(Path(path), check=False)
+    for inp in model.graph.input:
+        if inp.name in input_shapes:
+            dims = inp.type.tensor_type.shape.dim
+            for d, v in zip(dims, input_shapes[inp.name]):
+                d.ClearField("dim_param")
+                d.dim_value = int(v)
+    model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]}
+    shapes |= {t.name: list(t.dims) for t in model.graph.initializer}
+    macs = []
+    for n in model.graph.node:
+        if n.op_type not in COMPUTE_OPS:
+            continue
+        w = shapes.get(n.input[1])
+        edge = shapes.get(n.output[0] if n.op_type != "ConvTranspose" else n.input[0])
+        if not w or not edge or 0 in w or 0 in edge:
+            raise ExportError(f"{path}: no static shape for compute node {n.name!r} at inputs {dict(input_shapes)}")
+        per = int(np.prod(w[1:])) if n.op_type in ("Conv", "ConvTranspose") else int(w[0])
+        macs.append(int(np.prod(edge)) * per)  # Conv: out × (C_in/g·k·k); ConvTranspose: in × (C_out/g·k·k)
+    return macs
 
 
 def feeds_digest(feeds: Sequence[Feed]) -> str:
@@ -109,7 +138,7 @@ class Int8OnnxFromOnnx:
         self.keep_fp32 = keep_fp32
 
     def __call__(self) -> Artifact:
-        path, label = _resolve(self.source)
+        path, label = resolve_onnx(self.source)
         key = {"kind": "ort-int8", "onnx_sha256": file_sha256(path), "per_channel": self.per_channel,
                "method": self.method, "format": "QDQ", "reduce_range": self.reduce_range, "activations": "QUInt8",
                **({"keep_fp32": list(self.keep_fp32) if isinstance(self.keep_fp32, tuple) else self.keep_fp32}
@@ -158,7 +187,7 @@ class Fp16OnnxFromOnnx:
         self.source, self.cache = source, cache or ArtifactCache()
 
     def __call__(self) -> Artifact:
-        path, label = _resolve(self.source)
+        path, label = resolve_onnx(self.source)
         key = {"kind": "ort-fp16", "onnx_sha256": file_sha256(path), "keep_io_types": True,
                "onnxruntime": md.version("onnxruntime")}
         return self.cache.get_or_build("ort-fp16", label + ".fp16", key, ".onnx", lambda tmp: self._build(path, tmp))

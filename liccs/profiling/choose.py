@@ -22,7 +22,7 @@ from liccs.engines.codec import DeployedCodec
 from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache, atomic_write
 from liccs.export.graphs import module_hash, stage_feeds
-from liccs.export.phases import TRANSPOSED_FORMS, split_transposed
+from liccs.export.phases import TRANSPOSED_FORMS, transposed_count
 from liccs.fileio import json_digest
 from liccs.manifest import cpu_model, package_versions
 from liccs.paths import cache_dir
@@ -67,7 +67,7 @@ def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Te
     feeds = stage_feeds(codec, images)
     times: dict[str, dict[str, float]] = {}
     skipped: dict[str, str] = {}
-    split = {s for s in feeds if hasattr(codec, s) and split_transposed(getattr(codec, s))[1]}
+    split = {s for s in feeds if hasattr(codec, s) and transposed_count(getattr(codec, s))}
     for form in forms:
         for engine in candidates:
             name = engine if form == "native" else f"{engine}/{form}"

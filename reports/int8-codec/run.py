@@ -125,7 +125,7 @@ def markdown(results: list[dict[str, Any]], claims: list[dict[str, Any]], load: 
     lines = ["# The int8 deployed codec on Kodak: BD-rate, cross-decode, speed", "",
              f"{results[0]['images']} Kodak images; natural-image mini ladders (trained by liccs); fp32 = ort-cpu, "
              "int8 = ort-cpu-int8 with the table stages in fp32 and the layers of g_a/g_s whose int8 RD cost does not fit "
-             "in 2% of the fp32 rate kept in fp32, measured on 8 imagenet-samples crops (`liccs.engines.int8_fit`). Load average before/after {load[0]:.1f} / {load[1]:.1f} on {os.cpu_count()} cores. "
+             f"in 2% of the fp32 rate kept in fp32, measured on 8 imagenet-samples crops (`liccs.engines.int8_fit`). Load average before/after {load[0]:.1f} / {load[1]:.1f} on {os.cpu_count()} cores. "
              "Contrasts declared in `run.py` before the run.", "",
              "Cross-decode columns: streams whose decoder chose the encoder's entropy tables; `fp32 → torch` is the "
              "baseline (the fp32 ort-cpu codec's streams on the PyTorch decoder). `repairs`: decodes (of all columns, "

@@ -215,10 +215,9 @@ def test_int8_codec_streams_decode_on_fp32_engines(stressed, kodak_crop, cache):
 
 
 def test_int8_codec_returns_the_layers_that_cost_rate_distortion_to_fp32(shared_data, cache):
-    """The mini q8 codec all in int8 costs far more than 2% of its rate in RD cost (its g_s loses 16 dB with the
-    cache's trained weights, 4.6 dB with the committed fp16 ones the tests load); the fit returns layers of g_a and
-    g_s to fp32, the costliest first, until the real bitstreams of the calibration images are within 2%, and
-    measures every layer's sensitivity on the way."""
+    """The mini q8 codec with every sizeable layer in int8 costs more than 2% of its rate in RD cost; the fit measures
+    each such layer alone in int8 and keeps in int8 only what fits in 2% (real bitstreams of the calibration images),
+    the costliest layer in fp32; layers under 5% of their stage's multiply-adds stay fp32 unmeasured."""
     batch = load_batch(open_source("cifar10-test"), [round(i * 9999 / 15) for i in range(16)])
     x = torch.nn.functional.interpolate(batch.images, size=(64, 64), mode="bilinear", antialias=True).clamp(0, 1)
     model = load_codec("mini-bmshj2018-hyperprior@q8", "pretrained")
@@ -228,7 +227,9 @@ def test_int8_codec_returns_the_layers_that_cost_rate_distortion_to_fp32(shared_
     assert plan["cost_all_int8"] - plan["cost_fp32"] > 0.02 * plan["fp32_bpp"]
     kept = [(s, i) for s, idx in plan["fp32_layers"].items() for i in idx]
     assert 1 <= len(kept) < sum(plan["layers"].values())
-    assert len(plan["sensitivity"]) == sum(plan["layers"].values())
+    small = {k for k, v in plan["macs_share"].items() if v < 0.05}  # the GDNs' 1×1 convolutions here
+    assert small and small <= {f"{s}[{i}]" for s, i in kept}  # not worth int8: kept fp32, not measured
+    assert set(plan["sensitivity"]) == set(plan["macs_share"]) - small
     costliest = max(plan["sensitivity"], key=plan["sensitivity"].get)
     assert costliest in {f"{s}[{i}]" for s, i in kept}
     # the plan's cost is what the installed runners give: measured again, independently of the fit
@@ -237,7 +238,7 @@ def test_int8_codec_returns_the_layers_that_cost_rate_distortion_to_fp32(shared_
     assert (cost - plan["cost_fp32"]) / plan["fp32_bpp"] <= 0.02
     whole = DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=x, int8_tolerance=None)
     assert whole.int8_plan is None
-    assert rd_cost(whole, x, whole.runners, plan["lambda"])[1] == pytest.approx(plan["cost_all_int8"], rel=1e-9)
+    assert rd_cost(whole, x, whole.runners, plan["lambda"])[1] - plan["cost_fp32"] > 0.5 * plan["fp32_bpp"]
 
 
 def test_int8_fit_needs_a_lambda_for_a_codec_without_a_quality(cache, kodak_crop):

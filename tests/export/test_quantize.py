@@ -12,7 +12,8 @@ from liccs.export.cache import ArtifactCache
 from liccs.export.errors import ExportError
 from liccs.export.graphs import codec_graphs, stage_feeds
 from liccs.export.onnx import OnnxFromTorch, load_onnx
-from liccs.export.quantize import Fp16OnnxFromOnnx, Int8OnnxFromOnnx
+from liccs.export.quantize import Fp16OnnxFromOnnx, Int8OnnxFromOnnx, compute_macs, compute_nodes
+from liccs.profiling.flops import count_flops
 from tests.engines.helpers import codec
 
 
@@ -54,6 +55,24 @@ def test_int8_keeps_the_chosen_compute_nodes_in_fp32(h_s_onnx, keep, expect):
     assert art.path != Int8OnnxFromOnnx(step, [feed], cache)().path
     with pytest.raises(ExportError, match="out of range.*3 compute nodes"):
         Int8OnnxFromOnnx(step, [feed], cache, keep_fp32=(5,))()
+
+
+@pytest.mark.parametrize("name", ["bmshj2018-hyperprior@q1", "mbt2018-mean@q1", "cheng2020-anchor@q1"])
+@pytest.mark.parametrize("stage", ["g_a", "g_s"])
+def test_compute_macs_agree_with_torch_flop_counting(name, stage, tmp_path, kodak_crop):
+    """The multiply-adds the int8 fit weighs layers by, from the ONNX graph (fp32 and QDQ alike) at a static input
+    shape, sum to what PyTorch's FlopCounter counts for the stage's module at that shape (FLOPs = 2 × MACs)."""
+    model = codec(name)
+    graph = codec_graphs(model, with_reconstruct=False)[0][stage]
+    cache = ArtifactCache(tmp_path)
+    feed = stage_feeds(model, kodak_crop)[stage]
+    fp32 = OnnxFromTorch(graph, cache)().path
+    shapes = {k: tuple(v.shape) for k, v in feed.items()}
+    macs = compute_macs(fp32, shapes)
+    assert len(macs) == len(compute_nodes(fp32)) and min(macs) > 0
+    assert 2 * sum(macs) == count_flops(graph.module, *feed.values())
+    int8 = Int8OnnxFromOnnx(fp32, [{k: v.numpy() for k, v in feed.items()}], cache)().path
+    assert sorted(compute_macs(int8, shapes)) == sorted(macs)  # onnxruntime's pre-processing may reorder branches
 
 
 def test_int8_needs_calibration(h_s_onnx):
