@@ -1,0 +1,164 @@
+"""Which layer holds a stage back: each compute layer's time on each CPU engine against this CPU's ceiling.
+
+The stage budget (``benchmarks/deployed_codec.py``) says g_a and g_s run at about 0.6 of the fp32 matmul ceiling;
+this asks which of their layers do. bmshj2018-hyperprior@q3 and mbt2018-mean@q3 (full CompressAI sizes, RANDOM
+weights, seed 0) at Kodak's 768×512, batch 1, on ort-cpu and ov-cpu, the exported ONNX graphs of the deployed codec.
+
+Per layer: multiply-adds from the ONNX graph (:func:`liccs.export.quantize.compute_macs`), time from the engine's
+own profiler (ONNX Runtime ``enable_profiling``, OpenVINO ``PERF_COUNT``; median over the rounds), matched to the
+graph's compute nodes in execution order (these stages are chains; a count mismatch is an error). Element-wise
+work, reorders and the rest are one ``other`` row. The stage's time without profiling is reported beside the sum of
+its profiled nodes. Ceiling: :func:`liccs.profiling.flops.robust_ceiling`, before and after (flagged when it moved
+more than 20%; the higher is used). Load average recorded.
+
+    nice python benchmarks/layer_budget.py     # → benchmarks/results/layer_budget.{json,md,manifest.json}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's liccs
+
+from liccs.export.cache import ArtifactCache  # noqa: E402
+from liccs.export.graphs import codec_graphs, stage_feeds  # noqa: E402
+from liccs.export.onnx import OnnxFromTorch, load_onnx  # noqa: E402
+from liccs.export.quantize import COMPUTE_OPS, compute_macs  # noqa: E402
+from liccs.manifest import manifest, write_json  # noqa: E402
+from liccs.profiling.flops import ceiling_moved, robust_ceiling  # noqa: E402
+from liccs.report.tables import to_markdown  # noqa: E402
+from liccs.zoo import load_codec  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+OV_COMPUTE = ("Convolution", "ConvolutionBackpropData", "GroupConvolution", "MatMul", "FullyConnected")
+ORT_COMPUTE = ("Conv", "ConvTranspose", "FusedConv", "NchwcConv", "QLinearConv", "MatMul", "Gemm")
+
+
+def ort_layers(path: Path, feed: dict[str, np.ndarray], rounds: int) -> tuple[list[float], float, float]:
+    """(median ms per compute node in execution order, median ms of everything else, median stage ms unprofiled)."""
+    import onnxruntime as ort
+
+    plain = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    stage = _timed(lambda: plain.run(None, feed), rounds)
+    with tempfile.TemporaryDirectory() as d:
+        so = ort.SessionOptions()
+        so.enable_profiling, so.profile_file_prefix = True, str(Path(d) / "p")
+        s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        for _ in range(2 + rounds):
+            s.run(None, feed)
+        events = json.loads(Path(s.end_profiling()).read_text())
+    flat = [(e["args"]["op_name"], e["dur"] / 1e3) for e in events
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    per_run, rest = divmod(len(flat), 2 + rounds)
+    if rest:
+        raise SystemExit(f"{path}: {len(flat)} kernel events are not {2 + rounds} equal runs")
+    rounds_ = [flat[i * per_run:(i + 1) * per_run] for i in range(2, 2 + rounds)]
+    return _split(rounds_, ORT_COMPUTE) + (stage,)
+
+
+def ov_layers(path: Path, feed: dict[str, np.ndarray], rounds: int) -> tuple[list[float], float, float]:
+    import openvino as ov
+
+    core = ov.Core()
+    cfg = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    plain = core.compile_model(core.read_model(str(path)), "CPU", cfg).create_infer_request()
+    stage = _timed(lambda: plain.infer(feed), rounds)
+    req = core.compile_model(core.read_model(str(path)), "CPU", cfg | {"PERF_COUNT": True}).create_infer_request()
+    for _ in range(2):
+        req.infer(feed)
+    rounds_ = []
+    for _ in range(rounds):
+        req.infer(feed)
+        rounds_.append([(p.node_type, p.real_time.total_seconds() * 1e3) for p in req.profiling_info
+                        if p.status.name == "EXECUTED"])
+    return _split(rounds_, OV_COMPUTE) + (stage,)
+
+
+def _timed(fn: Any, rounds: int) -> float:
+    for _ in range(2):
+        fn()
+    ts = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(ts)
+
+
+def _split(rounds: list[list[tuple[str, float]]], compute: tuple[str, ...]) -> tuple[list[float], float]:
+    comp = [[ms for op, ms in r if op in compute] for r in rounds]
+    other = [sum(ms for op, ms in r if op not in compute) for r in rounds]
+    return [statistics.median(c[i] for c in comp) for i in range(len(comp[0]))], statistics.median(other)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["bmshj2018-hyperprior@q3", "mbt2018-mean@q3"])
+    ap.add_argument("--stages", nargs="+", default=["g_a", "g_s"])
+    ap.add_argument("--engines", nargs="+", default=["ort-cpu", "ov-cpu"])
+    ap.add_argument("--size", type=int, nargs=2, default=[512, 768], metavar=("H", "W"))
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    load0, c0 = os.getloadavg(), robust_ceiling()
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, *args.size)
+    cache, rows, totals = ArtifactCache(), [], []
+    measure = {"ort-cpu": ort_layers, "ov-cpu": ov_layers}
+    for name in args.models:
+        codec = load_codec(name, "random")
+        graphs, feeds = codec_graphs(codec, with_reconstruct=False)[0], stage_feeds(codec, x)
+        for stage in args.stages:
+            path = OnnxFromTorch(graphs[stage], cache)().path
+            feed = {k: v.numpy() for k, v in feeds[stage].items()}
+            macs = compute_macs(path, {k: v.shape for k, v in feed.items()})
+            ops = [n.op_type for n in load_onnx(path, check=False).graph.node if n.op_type in COMPUTE_OPS]
+            for engine in args.engines:
+                ms, other, stage_ms = measure[engine](path, feed, args.rounds)
+                if len(ms) != len(macs):
+                    raise SystemExit(f"{name} {stage} on {engine}: {len(ms)} profiled compute kernels for "
+                                     f"{len(macs)} compute nodes; cannot match them")
+                for i, (m, t, op) in enumerate(zip(macs, ms, ops)):
+                    rows.append({"model": name, "stage": stage, "engine": engine, "layer": i, "op": op,
+                                 "gflop": 2 * m / 1e9, "ms": t})
+                totals.append({"model": name, "stage": stage, "engine": engine, "stage_ms": stage_ms,
+                               "profiled_sum_ms": sum(ms) + other, "compute_ms": sum(ms), "other_ms": other,
+                               "gflop": 2 * sum(macs) / 1e9})
+    c1 = robust_ceiling()
+    ceiling = max(c0["gflops"], c1["gflops"])
+    df, tot = pd.DataFrame(rows), pd.DataFrame(totals)
+    df["of_ceiling"] = df["gflop"] / (df["ms"] / 1e3) / ceiling
+    df["ms_at_0.8"] = df["gflop"] / (0.8 * ceiling) * 1e3
+    tot["of_ceiling"] = tot["gflop"] / (tot["stage_ms"] / 1e3) / ceiling
+    load1, moved = os.getloadavg(), ceiling_moved(c0, c1)
+    config = vars(args) | {"out": str(args.out), "weights": "random", "seed": 0}
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "layer_budget.json", {"layers": df.to_dict("records"), "stages": tot.to_dict("records"),
+                                                "ceiling_before": c0, "ceiling_after": c1, "ceiling_used": ceiling,
+                                                "loadavg_before": load0, "loadavg_after": load1})
+    write_json(args.out / "layer_budget.manifest.json",
+               manifest(config, report="layer_budget", command="nice python " + " ".join(sys.argv)))
+    md = [f"# Per-layer time against the ceiling ({args.size[1]}×{args.size[0]}, batch 1, random weights)", "",
+          f"Ceiling (fp32 matmul, best of sizes × repeats): {c0['gflops']:.1f} GFLOP/s before, {c1['gflops']:.1f} "
+          f"after, used {ceiling:.1f}" + (f"; **flagged: {moved}**" if moved else "") + f". Load average before/after "
+          f"{load0[0]:.1f} / {load1[0]:.1f} on {os.cpu_count()} cores. Times: the engine's profiler, median of "
+          f"{args.rounds} rounds; `stage ms`: the same graph unprofiled.", "", "## Stages", "",
+          to_markdown(tot.round(3)), "", "## Layers", "", to_markdown(df.round(3)), ""]
+    (args.out / "layer_budget.md").write_text("\n".join(md), encoding="utf-8")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
