@@ -22,11 +22,12 @@ from liccs.core import check_images, crop_to, pad_to_multiple
 from liccs.engines.autoregressive import compress_ar, decompress_ar
 from liccs.engines.base import Runner, get_engine
 from liccs.engines.bitstream import BitstreamError, Container, crc32, frame, unframe
+from liccs.engines.chain import ChainRunner, parse_split
 from liccs.engines.factory import runner_for
 from liccs.engines.indexes import build_indexes, repair_indexes
 from liccs.engines.int8_fit import fit_int8
 from liccs.errors import InputError
-from liccs.export.graphs import codec_graphs, module_hash, stage_feeds
+from liccs.export.graphs import codec_graphs, module_hash, split_tail, stage_feeds
 from liccs.families import family_of, medians, mse_lambda
 from liccs.pipeline import PAD_MULTIPLE
 
@@ -66,6 +67,7 @@ class DeployedCodec:
 
         ``engine`` may map stages to engines (``{"g_a": "ort-cpu", "g_s": "ov-cpu"}``; a stage it leaves out
         runs on its ``"default"`` entry, else ``torch``): a codec whose stages run where each is fastest.
+        ``"A>B"`` runs a stage's output layer on B and the rest on A (:mod:`liccs.engines.chain`).
         An int8 engine quantizes the transforms (``g_a``, ``g_s``) and runs :data:`TABLE_STAGES` on its fp32 twin
         (``ort-cpu-int8`` → ``ort-cpu``, the engine's ``extra["fp32_twin"]``): int8 hyper networks choose other
         entropy tables than an fp32 decoder, so their streams decoded nowhere else. ``hyper_fp32=False`` keeps
@@ -88,7 +90,8 @@ class DeployedCodec:
             raise InputError(f"transposed forms for unknown stage(s) {sorted(unknown)}; stages of this codec: "
                              f"{', '.join(graphs)} (and 'default')")
         per_stage = dict(engine) if isinstance(engine, Mapping) else {"default": engine}
-        twin = get_engine(engine).extra.get("fp32_twin") if isinstance(engine, str) else None
+        plain = isinstance(engine, str) and not parse_split(engine)
+        twin = get_engine(engine).extra.get("fp32_twin") if plain else None
         if twin and hyper_fp32:
             per_stage |= {s: twin for s in TABLE_STAGES if s in graphs}
         unknown = set(per_stage) - set(graphs) - {"default"}
@@ -101,8 +104,14 @@ class DeployedCodec:
             calib = [{k: v.numpy() for k, v in feeds[name].items()}] if name in feeds else None
             loop = {"threads": 1} if name in LOOP_STAGES else {}  # tiny per-position calls: see .autoregressive
             # no spinning: torch work follows every call, and spinning ONNX Runtime threads would hold its cores
-            runners[name] = runner_for(per_stage.get(name, per_stage.get("default", "torch")), g, cache,
-                                       exporter=exporter, calibration=calib, spinning=False, **loop)
+            on = per_stage.get(name, per_stage.get("default", "torch"))
+            if split := parse_split(on):  # "A>B": the stage's output layer on B, the rest on A
+                parts = split_tail(g)
+                runners[name] = ChainRunner([runner_for(e, part, cache, exporter=exporter, calibration=calib,
+                                                        spinning=False, **loop) for e, part in zip(split, parts)],
+                                            name=f"{on}:{g.label}")
+                continue
+            runners[name] = runner_for(on, g, cache, exporter=exporter, calibration=calib, spinning=False, **loop)
         label = engine if isinstance(engine, str) else "+".join(
             f"{s}={e}" for s, e in sorted(per_stage.items()))
         label += "".join(f"; {s} four-phase" for s, f in sorted(forms.items()) if f != "native")

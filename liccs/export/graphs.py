@@ -236,6 +236,36 @@ def codec_graphs(codec: nn.Module, with_reconstruct: bool = True,
     return graphs, skipped
 
 
+#: The name of the tensor between a split stage's two graphs (:func:`split_tail`).
+SPLIT_TENSOR = "h"
+
+
+@torch.no_grad()
+def split_tail(graph: GraphSpec) -> tuple[GraphSpec, GraphSpec]:
+    """(every layer but the last, the last layer) of a stage that is a chain of layers: two graphs whose
+    composition is ``graph``, so that its output layer may run on another engine than the rest.
+
+    Measured (``benchmarks/layer_budget.py``): OpenVINO runs ``g_s``'s big transposed convolutions at 0.85-0.95 of
+    this CPU's ceiling and its 128 → 3 output layer at 0.20; ONNX Runtime runs that layer twice as fast.
+    """
+    body, ref = (getattr(m, "body", None) for m in (graph.module, graph.reference))
+    if not isinstance(body, nn.Sequential) or len(body) < 2 or len(graph.inputs) != 1:
+        raise InputError(f"{graph.label}: only a stage that is a chain of layers (nn.Sequential, one input) splits "
+                         "off its last layer")
+    (t,) = graph.inputs
+    probe = max(8, PAD_MULTIPLE // t.stride)  # an input the head's scale divides: the tail's input stride
+    mid = body[:-1](torch.zeros(1, t.channels, probe, probe))
+    spec = TensorSpec(SPLIT_TENSOR, int(mid.shape[1]), max(1, t.stride * probe // int(mid.shape[-1])))
+    parts = []
+    seq = isinstance(ref, nn.Sequential)
+    for name, ins, outs, mod, r in (("head", graph.inputs, (SPLIT_TENSOR,), body[:-1], ref[:-1] if seq else None),
+                                    ("tail", (spec,), graph.outputs, body[-1:], ref[-1:] if seq else None)):
+        parts.append(GraphSpec(graph.model, f"{graph.name}.{name}", _Stage(mod).eval(), ins, outs,
+                               module_hash(mod, graph.source_hash, name), notes=[*graph.notes, f"split: {name}"],
+                               reference=_Stage(r).eval() if r is not None else None))
+    return parts[0], parts[1]
+
+
 def classifier_graph(classifier: nn.Module) -> GraphSpec:
     """The classifier alone, at its crop size (dynamic batch); normalization is inside the graph."""
     name = getattr(classifier, "liccs_name", type(classifier).__name__)

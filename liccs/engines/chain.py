@@ -1,0 +1,56 @@
+"""A stage split across engines: runners applied in turn, each one's output the next one's input.
+
+``DeployedCodec.on_engine(codec, {"g_s": "ov-cpu>ort-cpu"})`` runs ``g_s``'s layers on OpenVINO but its output
+layer on ONNX Runtime (:func:`liccs.export.graphs.split_tail`; why: ``benchmarks/layer_budget.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from liccs.engines.base import Array, Runner, TensorMeta
+from liccs.errors import InputError
+
+#: Separates the head's engine from the tail's in an engine name: ``"ov-cpu>ort-cpu"``.
+SPLIT = ">"
+
+
+def parse_split(engine: str) -> tuple[str, str] | None:
+    """(head engine, tail engine) of ``"A>B"``; None for a plain engine name."""
+    if SPLIT not in engine:
+        return None
+    head, _, tail = engine.partition(SPLIT)
+    if not head or not tail or SPLIT in tail:
+        raise InputError(f"a split engine is 'HEAD{SPLIT}TAIL' (two engine names, e.g. 'ov-cpu{SPLIT}ort-cpu'), "
+                         f"got {engine!r}")
+    return head, tail
+
+
+class ChainRunner(Runner):
+    """``runners[0]`` on the feed, then each next runner on its predecessor's single output."""
+
+    def __init__(self, runners: Sequence[Runner], name: str | None = None) -> None:
+        if len(runners) < 2:
+            raise InputError(f"a chain needs at least two runners, got {len(runners)}")
+        super().__init__(name or SPLIT.join(r.name for r in runners))
+        self.runners = list(runners)
+
+    def activate_impl(self) -> None:
+        for r in self.runners:
+            r.activate()
+
+    def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]:
+        return self.runners[0].input_metadata()
+
+    def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]:
+        out = self.runners[0].infer(feed, check=False)
+        for r in self.runners[1:]:
+            if len(out) != 1:
+                raise InputError(f"{self.name}: {r.name} follows a runner with {len(out)} outputs; a chain passes one")
+            (name,) = r.input_metadata()
+            out = r.infer({name: next(iter(out.values()))}, check=False)
+        return out
+
+    def deactivate_impl(self) -> None:
+        for r in self.runners:
+            r.deactivate()

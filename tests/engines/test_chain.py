@@ -1,0 +1,88 @@
+"""A stage split across engines: split_tail's two graphs compose to the stage; the deployed codec with its output
+layer on another engine writes the same bytes and decodes the same image."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from liccs.engines.base import ENGINES
+from liccs.engines.chain import ChainRunner, parse_split
+from liccs.engines.codec import DeployedCodec
+from liccs.errors import InputError, LiccsError
+from liccs.export.cache import ArtifactCache
+from liccs.export.graphs import SPLIT_TENSOR, codec_graphs, split_tail
+from liccs.zoo import CODECS
+from tests.engines.helpers import codec
+
+ARCHS = [f"{a}@q{min(CODECS.get(a).qualities)}" for a in CODECS.names()]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return ArtifactCache(tmp_path_factory.mktemp("chain"))
+
+
+@pytest.mark.parametrize("name", ARCHS)
+@pytest.mark.parametrize("stage", ["g_a", "g_s"])
+def test_split_tail_composes_to_the_stage(name, stage):
+    """head then tail is the stage, exactly (the same layers); the tail's input spec has the head's output channels
+    and stride; each part has its own source hash (its artifact key)."""
+    graph = codec_graphs(codec(name), with_reconstruct=False)[0][stage]
+    head, tail = split_tail(graph)
+    (x,) = graph.example((75, 117), batch=1).values()
+    with torch.no_grad():
+        mid = head.module(x)
+        assert torch.equal(tail.module(mid), graph.module(x))
+        assert torch.equal(tail.reference(head.reference(x)), graph.reference(x))
+    (spec,) = tail.inputs
+    assert spec.name == SPLIT_TENSOR == head.outputs[0] and spec.channels == mid.shape[1]
+    assert spec.stride * mid.shape[-1] == graph.inputs[0].stride * x.shape[-1]
+    assert len({graph.source_hash, head.source_hash, tail.source_hash}) == 3
+    assert (head.label, tail.label) == (f"{graph.label}.head", f"{graph.label}.tail")
+
+
+def test_split_tail_refuses_what_is_not_a_chain():
+    graphs = codec_graphs(codec("mbt2018@q1"), with_reconstruct=False)[0]
+    with pytest.raises(InputError, match="chain of layers"):
+        split_tail(graphs["context_step"])
+
+
+@pytest.mark.parametrize("bad", ["ort-cpu>", ">torch", "torch>ort-cpu>torch"])
+def test_parse_split_names_the_form(bad):
+    with pytest.raises(InputError, match="HEAD>TAIL"):
+        parse_split(bad)
+    assert parse_split("ort-cpu") is None and parse_split("ov-cpu>ort-cpu") == ("ov-cpu", "ort-cpu")
+
+
+@pytest.mark.parametrize("name", ["bmshj2018-hyperprior@q1", "mbt2018-mean@q1"])
+def test_deployed_codec_with_its_output_layer_on_another_engine(name, kodak_crop, cache):
+    """g_s on ort-cpu but its output layer on torch (and the reverse): bitstreams byte-equal to the plain ort-cpu
+    codec's (g_s does not touch them), the image within 1e-4."""
+    model = codec(name)
+    plain = DeployedCodec.on_engine(model, "ort-cpu", cache)
+    ref = plain.compress(kodak_crop)
+    x_ref = plain.decompress(**ref)["x_hat"]
+    for split in ("ort-cpu>torch", "torch>ort-cpu"):
+        d = DeployedCodec.on_engine(model, {"default": "ort-cpu", "g_s": split}, cache)
+        assert isinstance(d.runners["g_s"], ChainRunner)
+        assert [r.name.split(":")[0] for r in d.runners["g_s"].runners] == split.split(">")
+        out = d.compress(kodak_crop)
+        assert out["strings"] == ref["strings"]
+        assert (d.decompress(**out)["x_hat"] - x_ref).abs().max().item() <= 1e-4
+
+
+def test_a_split_with_an_unknown_engine_lists_the_valid_ones(cache):
+    with pytest.raises(LiccsError, match="ort-cpu"):
+        DeployedCodec.on_engine(codec("bmshj2018-hyperprior@q1"), {"g_s": "ort-cpu>no-such-engine"}, cache)
+
+
+def test_openvino_head_onnx_runtime_tail(kodak_crop, cache):
+    """The measured reason for the split: OpenVINO for g_s, ONNX Runtime for its output layer."""
+    if reason := ENGINES.get("ov-cpu").unavailable_reason():
+        pytest.skip(reason)
+    model = codec("bmshj2018-hyperprior@q1")
+    plain = DeployedCodec.on_engine(model, "ort-cpu", cache)
+    ref = plain.compress(kodak_crop)
+    d = DeployedCodec.on_engine(model, {"default": "ort-cpu", "g_s": "ov-cpu>ort-cpu"}, cache)
+    assert (d.decompress(**ref)["x_hat"] - plain.decompress(**ref)["x_hat"]).abs().max().item() <= 1e-4
