@@ -250,7 +250,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--stage-images", type=int, default=4, help="images timed stage by stage (the first ones)")
     ap.add_argument("--engine", default="ort-cpu", help="an engine, or auto: the fastest candidate per stage")
-    ap.add_argument("--candidates", nargs="+", default=["torch", "ort-cpu", "ov-cpu"])
+    ap.add_argument("--candidates", nargs="+", default=["torch", "ort-cpu", "ov-cpu", "ov-cpu>ort-cpu"],
+                    help="engines per stage; A>B runs a stage's output layer on B (liccs.engines.chain)")
     ap.add_argument("--forms", nargs="+", default=["native", "four-phase"],
                     help="transposed-convolution forms tried per candidate (auto only)")
     ap.add_argument("--out", type=Path, default=RESULTS)
