@@ -23,6 +23,7 @@ from liccs.engines.autoregressive import compress_ar, decompress_ar
 from liccs.engines.base import Runner, get_engine
 from liccs.engines.bitstream import BitstreamError, Container, crc32, frame, unframe
 from liccs.engines.chain import ChainRunner, parse_split
+from liccs.engines.coder import decode_bottleneck, decode_symbols
 from liccs.engines.factory import runner_for
 from liccs.engines.indexes import build_indexes, repair_indexes
 from liccs.engines.int8_fit import fit_int8
@@ -191,9 +192,9 @@ class DeployedCodec:
         shape = tuple(int(s) for s in shape)
         eb, gc = self.codec.entropy_bottleneck, getattr(self.codec, "gaussian_conditional", None)
         if not self.family.hyperprior:
-            y_hat, match = eb.decompress([p for p, _ in parsed[0]], shape), [True] * len(parsed[0])
+            y_hat, match = decode_bottleneck(eb, [p for p, _ in parsed[0]], shape), [True] * len(parsed[0])
         else:
-            z_hat = eb.decompress([p for p, _ in parsed[1]], shape)
+            z_hat = decode_bottleneck(eb, [p for p, _ in parsed[1]], shape)
             params = self._hyper(z_hat)
             y_hat, match = self._decode_y(gc, parsed[0], params, on_mismatch)
         x_hat = self._run("g_s", "y_hat", y_hat).clamp(0, 1)
@@ -227,7 +228,7 @@ class DeployedCodec:
             # a decode on other tables is padded with zeros so that it stays inside its buffer
             payloads.append(payload if ok else payload + bytes(4 * indexes[i].numel() + 16 * len(payload) + 64))
             match.append(ok)
-        return gc.decompress(payloads, indexes, means=means), match
+        return decode_symbols(gc, payloads, indexes, means), match
 
     def _mismatch(self, bad: bool, on_mismatch: str, i: int, what: str) -> None:
         if bad and on_mismatch == "raise":
