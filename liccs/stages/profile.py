@@ -22,6 +22,7 @@ from liccs.data import kodak, to_float
 from liccs.engines import ENGINES, runner_for
 from liccs.engines.autoregressive import compress_ar, decompress_ar
 from liccs.engines.codec import DeployedCodec
+from liccs.engines.coder import decode_bottleneck, decode_symbols
 from liccs.engines.indexes import build_indexes
 from liccs.engines.torch_engine import DEVICE
 from liccs.export.graphs import classifier_graph, stage_feeds
@@ -53,16 +54,19 @@ def sweep_images(batch: int, hw: tuple[int, int]) -> Tensor:
 
 
 @torch.no_grad()
-def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor) -> dict[str, Callable[[], Any]]:
-    """entropy_encode / entropy_decode callables of ``codec``'s CPU coder on the latents of images ``x``."""
+def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor,
+                 compressai: bool = False) -> dict[str, Callable[[], Any]]:
+    """entropy_encode / entropy_decode callables of ``codec``'s CPU coder on the latents of images ``x``: the
+    deployed codec's decode (:mod:`liccs.engines.coder`), or CompressAI's own ``decompress`` (``compressai``)."""
 
     family = family_of(codec)
     eb, gc = codec.entropy_bottleneck, getattr(codec, "gaussian_conditional", None)
+    eb_dec = eb.decompress if compressai else functools.partial(decode_bottleneck, eb)
     y = codec.g_a(pad_to_multiple(x, PAD_MULTIPLE)[0])
     if not family.hyperprior:
         strings = eb.compress(y)
         return {"entropy_encode": lambda: eb.compress(y),
-                "entropy_decode": lambda: eb.decompress(strings, y.shape[-2:])}
+                "entropy_decode": lambda: eb_dec(strings, y.shape[-2:])}
     z = codec.h_a(family.hyper_input(y))
     z_strings = eb.compress(z)
     params = codec.h_s(eb.decompress(z_strings, z.shape[-2:]))
@@ -74,7 +78,7 @@ def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor) -> dict[str, Cal
             return eb.compress(z), [compress_ar(gc, cs, ep, y[i:i + 1], params[i:i + 1]) for i in range(len(y))]
 
         def dec() -> Any:
-            eb.decompress(z_strings, z.shape[-2:])
+            eb_dec(z_strings, z.shape[-2:])
             return [decompress_ar(gc, cs, ep, s, params[i:i + 1], codec.M, tuple(c))
                     for i, (s, c) in enumerate(coded)]
         return {"entropy_encode": enc, "entropy_decode": dec}
@@ -86,7 +90,9 @@ def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor) -> dict[str, Cal
         return eb.compress(z), gc.compress(y, indexes, means=means)
 
     def decode() -> Any:
-        return eb.decompress(z_strings, z.shape[-2:]), gc.decompress(y_strings, indexes, means=means)
+        if compressai:
+            return eb.decompress(z_strings, z.shape[-2:]), gc.decompress(y_strings, indexes, means=means)
+        return eb_dec(z_strings, z.shape[-2:]), decode_symbols(gc, y_strings, indexes, means)
     return {"entropy_encode": encode, "entropy_decode": decode}
 
 
