@@ -22,6 +22,7 @@ from liccs.families import (
     CodecFamily,
     family_of,
     likelihood_bpp,
+    mse_lambda,
 )
 from liccs.pipeline import codec_roundtrip
 from liccs.rounding import get_surrogate
@@ -180,3 +181,13 @@ def test_train_forward_in_eval_mode_is_the_hard_forward(name, images):
 def test_autoregressive_has_no_training_forward(images):
     with pytest.raises(InputError, match="autoregressive"):
         AUTOREGRESSIVE.train_forward(_tiny("autoregressive"), images)
+
+
+@pytest.mark.parametrize("name,expected", [("bmshj2018-hyperprior@q3", 0.0067), ("mini-nat-mbt2018-mean@q8", 0.18),
+                                           ("mbt2018@q1", 0.0018), ("bmshj2018-hyperprior@q9", None),
+                                           ("bmshj2018-hyperprior:ms-ssim@q3", None), ("my-codec", None),
+                                           ("x@qfoo", None)])
+def test_mse_lambda_is_compressais_for_the_quality_in_the_name(name, expected):
+    """The λ the int8 fit and the defense weigh distortion by: CompressAI's MSE table, none where the name has no
+    quality in 1-8 or names another metric."""
+    assert mse_lambda(name) == expected

@@ -37,3 +37,17 @@ def test_auto_choice_is_measured_cached_and_deploys(tmp_path, kodak_crop) -> Non
     ref = DeployedCodec.on_engine(codec, "torch", cache)
     out = ref.decompress(**mixed.compress(x))  # the fp32 decoder reads the mixed encoder's streams
     assert all(out["tables_match"]) and out["x_hat"].shape == x.shape
+
+
+def test_a_split_engine_is_a_candidate_like_any_other(tmp_path, kodak_crop) -> None:
+    """'A>B' (a stage on A, its output layer on B) is measured on every stage and, when fastest, deploys as chosen."""
+    codec = load_codec("mini-tiny-bmshj2018-hyperprior@q1", "random")
+    x = torch.nn.functional.interpolate(kodak_crop, size=(64, 64), mode="bilinear").clamp(0, 1)
+    cache = ArtifactCache(tmp_path / "a")
+    choice = choose_stage_engines(codec, ["torch", "ort-cpu>torch"], x, cache=cache, config=FAST,
+                                  store=tmp_path / "choices")
+    assert all("ort-cpu>torch" in choice["p50_ms"][s] for s in ("g_a", "h_a", "h_s", "g_s"))
+    forced = {s: "ort-cpu>torch" for s in choice["engines"]}  # whatever was fastest, the split deploys
+    d = DeployedCodec.on_engine(codec, forced, cache)
+    out = DeployedCodec.on_engine(codec, "torch", cache).decompress(**d.compress(x))
+    assert all(out["tables_match"]) and out["x_hat"].shape == x.shape
