@@ -72,10 +72,10 @@ class DeployedCodec:
         An int8 engine quantizes the transforms (``g_a``, ``g_s``) and runs :data:`TABLE_STAGES` on its fp32 twin
         (``ort-cpu-int8`` → ``ort-cpu``, the engine's ``extra["fp32_twin"]``): int8 hyper networks choose other
         entropy tables than an fp32 decoder, so their streams decoded nowhere else. ``hyper_fp32=False`` keeps
-        every stage in int8. With calibration images, the layers of ``g_a`` and ``g_s`` that cost the most
-        rate-distortion in int8 return to fp32, the worst first, until the real bitstreams of those images cost
-        at most ``int8_tolerance`` of the fp32 rate more (``J = bpp + λ·255²·MSE``, λ: ``int8_lambda`` or
-        CompressAI's for the codec's quality; :func:`~liccs.engines.int8_fit.fit_int8`, the plan in
+        every stage in int8. With calibration images, each layer of ``g_a`` and ``g_s`` is measured alone in int8,
+        then layers go to int8 in order of rate-distortion cost per multiply-add while the real bitstreams of those
+        images cost at most ``int8_tolerance`` of the fp32 rate more (``J = bpp + λ·255²·MSE``, λ: ``int8_lambda``
+        or CompressAI's for the codec's quality; :func:`~liccs.engines.int8_fit.fit_int8`, the plan in
         ``int8_plan``); ``None`` quantizes every layer. ``transposed`` (one form, or stage → form) exports
         transposed convolutions natively or ``"four-phase"`` (:mod:`liccs.export.phases`).
         """
