@@ -55,15 +55,14 @@ def test_parse_split_names_the_form(bad):
     assert parse_split("ort-cpu") is None and parse_split("ov-cpu>ort-cpu") == ("ov-cpu", "ort-cpu")
 
 
-@pytest.mark.parametrize("name", ["bmshj2018-hyperprior@q1", "mbt2018-mean@q1"])
-def test_deployed_codec_with_its_output_layer_on_another_engine(name, kodak_crop, cache):
-    """g_s on ort-cpu but its output layer on torch (and the reverse): bitstreams byte-equal to the plain ort-cpu
-    codec's (g_s does not touch them), the image within 1e-4."""
-    model = codec(name)
+def test_deployed_codec_with_its_output_layer_on_another_engine(kodak_crop, cache):
+    """g_s on ort-cpu but its output layer on torch: bitstreams byte-equal to the plain ort-cpu codec's (g_s does
+    not touch them), the image within 1e-4."""
+    model = codec("bmshj2018-hyperprior@q1")
     plain = DeployedCodec.on_engine(model, "ort-cpu", cache)
     ref = plain.compress(kodak_crop)
     x_ref = plain.decompress(**ref)["x_hat"]
-    for split in ("ort-cpu>torch", "torch>ort-cpu"):
+    for split in ("ort-cpu>torch",):
         d = DeployedCodec.on_engine(model, {"default": "ort-cpu", "g_s": split}, cache)
         assert isinstance(d.runners["g_s"], ChainRunner)
         assert [r.name.split(":")[0] for r in d.runners["g_s"].runners] == split.split(">")
