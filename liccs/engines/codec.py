@@ -124,7 +124,7 @@ class DeployedCodec:
                 raise InputError(f"{out.name}: the int8 fit weighs distortion by the codec's λ, and this codec's name "
                                  f"gives none (ARCH@q1…q8): pass int8_lambda, or int8_tolerance=None")
             out.int8_plan = fit_int8(out, engine, twin, graphs, feeds, calibration_images, cache, lmbda=lmbda,
-                                     tolerance=int8_tolerance)
+                                     tolerance=int8_tolerance, exporter=exporter)
         return out
 
     def _run(self, stage: str, name: str, x: Tensor) -> Tensor:

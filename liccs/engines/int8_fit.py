@@ -50,12 +50,12 @@ def rd_cost(d: Any, images: Tensor, runners: Mapping[str, Runner], lmbda: float)
 
 def fit_int8(d: Any, engine: str, twin: str, graphs: Mapping[str, Any], feeds: Mapping[str, Mapping[str, Tensor]],
              images: Tensor, cache: Any, *, lmbda: float, tolerance: float, min_share: float = 0.05,
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+             exporter: str = "auto", progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Install in ``d.runners`` the int8 transforms with the most int8 layers found within ``tolerance``.
 
     Args:
         d: a :class:`~liccs.engines.codec.DeployedCodec` whose table stages already run on ``twin``.
-        engine: the int8 engine (its runners take ``keep_fp32``); twin: its fp32 engine.
+        engine: the int8 engine (its runners take ``keep_fp32``); twin: its fp32 engine; exporter: as the codec's.
         graphs, feeds: the codec's stage graphs and their calibration inputs (:func:`stage_feeds`).
         images: the calibration images the cost is measured on.
         lmbda: the codec's λ (J = bpp + λ·255²·MSE); tolerance: the bound on ΔJ / fp32 bpp.
@@ -73,8 +73,8 @@ def fit_int8(d: Any, engine: str, twin: str, graphs: Mapping[str, Any], feeds: M
     def int8(stage: str, keep: Sequence[int]) -> Runner:
         key = (stage, tuple(sorted(keep)))
         if key not in built:
-            built[key] = runner_for(engine, graphs[stage], cache, calibration=calib[stage], spinning=False,
-                                    keep_fp32=key[1])
+            built[key] = runner_for(engine, graphs[stage], cache, exporter=exporter, calibration=calib[stage],
+                                    spinning=False, keep_fp32=key[1])
         return built[key]
 
     measured = 0
@@ -84,8 +84,8 @@ def fit_int8(d: Any, engine: str, twin: str, graphs: Mapping[str, Any], feeds: M
         measured += 1
         return rd_cost(d, images, d.runners | {s: int8(s, keep.get(s, ())) for s in stages}, lmbda)[1]
 
-    bpp32, j32 = rd_cost(d, images, d.runners | {s: runner_for(twin, graphs[s], cache, spinning=False)
-                                                for s in stages}, lmbda)
+    bpp32, j32 = rd_cost(d, images, d.runners | {s: runner_for(twin, graphs[s], cache, exporter=exporter,
+                                                           spinning=False) for s in stages}, lmbda)
     budget = tolerance * bpp32
     share: dict[tuple[str, int], float] = {}
     for s in stages:

@@ -58,12 +58,12 @@ def test_parse_split_names_the_form(bad):
 def test_deployed_codec_with_its_output_layer_on_another_engine(kodak_crop, cache):
     """g_s on ort-cpu but its output layer on torch: bitstreams byte-equal to the plain ort-cpu codec's (g_s does
     not touch them), the image within 1e-4."""
-    model = codec("bmshj2018-hyperprior@q1")
-    plain = DeployedCodec.on_engine(model, "ort-cpu", cache)
+    model = codec("mini-tiny-bmshj2018-hyperprior@q1")
+    plain = DeployedCodec.on_engine(model, "ort-cpu", cache, exporter="torchscript")
     ref = plain.compress(kodak_crop)
     x_ref = plain.decompress(**ref)["x_hat"]
     for split in ("ort-cpu>torch",):
-        d = DeployedCodec.on_engine(model, {"default": "ort-cpu", "g_s": split}, cache)
+        d = DeployedCodec.on_engine(model, {"default": "ort-cpu", "g_s": split}, cache, exporter="torchscript")
         assert isinstance(d.runners["g_s"], ChainRunner)
         assert [r.name.split(":")[0] for r in d.runners["g_s"].runners] == split.split(">")
         out = d.compress(kodak_crop)
@@ -80,8 +80,8 @@ def test_openvino_head_onnx_runtime_tail(kodak_crop, cache):
     """The measured reason for the split: OpenVINO for g_s, ONNX Runtime for its output layer."""
     if reason := ENGINES.get("ov-cpu").unavailable_reason():
         pytest.skip(reason)
-    model = codec("bmshj2018-hyperprior@q1")
-    plain = DeployedCodec.on_engine(model, "ort-cpu", cache)
+    model = codec("mini-tiny-bmshj2018-hyperprior@q1")
+    plain = DeployedCodec.on_engine(model, "ort-cpu", cache, exporter="torchscript")
     ref = plain.compress(kodak_crop)
-    d = DeployedCodec.on_engine(model, {"default": "ort-cpu", "g_s": "ov-cpu>ort-cpu"}, cache)
+    d = DeployedCodec.on_engine(model, {"default": "ort-cpu", "g_s": "ov-cpu>ort-cpu"}, cache, exporter="torchscript")
     assert (d.decompress(**ref)["x_hat"] - plain.decompress(**ref)["x_hat"]).abs().max().item() <= 1e-4

@@ -201,14 +201,15 @@ def test_int8_codec_streams_decode_on_fp32_engines(stressed, kodak_crop, cache):
     """The int8 codec quantizes g_a/g_s and runs the table-choosing stages on its fp32 twin: its streams decode on
     torch and ort-cpu with the encoder's tables, and theirs on it; all of it in int8 (hyper_fp32=False) does not."""
     model = stressed["bmshj2018-hyperprior@q1"]
-    int8 = DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=kodak_crop)
+    int8 = DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=kodak_crop, exporter="torchscript")
     assert int8.engine == "ort-cpu-int8"
     assert ".int8" in str(int8.runners["g_s"].activate() or int8.runners["g_s"].path)
     assert ".int8" not in str(int8.runners["h_s"].activate() or int8.runners["h_s"].path)
-    fp32 = {e: DeployedCodec.on_engine(model, e, cache) for e in ("torch", "ort-cpu")}
+    fp32 = {e: DeployedCodec.on_engine(model, e, cache, exporter="torchscript") for e in ("torch", "ort-cpu")}
     records = cross_decode(model, {"ort-cpu-int8": int8, **fp32}, [kodak_crop], ["crop"], with_compressai=False)
     assert records and all(r.tables_match for r in records), [(r.encoder, r.decoder) for r in records]
-    all_int8 = DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=kodak_crop, hyper_fp32=False)
+    all_int8 = DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=kodak_crop, hyper_fp32=False,
+                                       exporter="torchscript")
     out = all_int8.compress(kodak_crop)
     res = fp32["ort-cpu"].decompress(out["strings"], out["shape"], out["size"], on_mismatch="decode")
     assert not all(res["tables_match"])  # the reason for the fp32 hyper path
@@ -221,7 +222,7 @@ def test_int8_codec_returns_the_layers_that_cost_rate_distortion_to_fp32(shared_
     batch = load_batch(open_source("cifar10-test"), [round(i * 9999 / 15) for i in range(16)])
     x = torch.nn.functional.interpolate(batch.images, size=(64, 64), mode="bilinear", antialias=True).clamp(0, 1)
     model = load_codec("mini-bmshj2018-hyperprior@q8", "pretrained")
-    fitted = DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=x)
+    fitted = DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=x, exporter="torchscript")
     plan = fitted.int8_plan
     assert plan["lambda"] == MSE_LAMBDAS[8] and plan["within"]
     assert plan["cost_all_int8"] - plan["cost_fp32"] > 0.02 * plan["fp32_bpp"]
@@ -236,7 +237,8 @@ def test_int8_codec_returns_the_layers_that_cost_rate_distortion_to_fp32(shared_
     bpp, cost = rd_cost(fitted, x, fitted.runners, plan["lambda"])
     assert cost == pytest.approx(plan["cost"], rel=1e-9)
     assert (cost - plan["cost_fp32"]) / plan["fp32_bpp"] <= 0.02
-    whole = DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=x, int8_tolerance=None)
+    whole = DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=x, int8_tolerance=None,
+                                    exporter="torchscript")
     assert whole.int8_plan is None
     assert rd_cost(whole, x, whole.runners, plan["lambda"])[1] - plan["cost_fp32"] > 0.5 * plan["fp32_bpp"]
 
