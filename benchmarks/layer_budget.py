@@ -22,7 +22,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from liccs.export.onnx import OnnxFromTorch, load_onnx  # noqa: E402
 from liccs.export.quantize import COMPUTE_OPS, compute_macs  # noqa: E402
 from liccs.manifest import manifest, write_json  # noqa: E402
 from liccs.profiling.flops import ceiling_moved, robust_ceiling  # noqa: E402
+from liccs.profiling.timer import TimerConfig, measure  # noqa: E402
 from liccs.report.tables import to_markdown  # noqa: E402
 from liccs.zoo import load_codec  # noqa: E402
 
@@ -87,14 +87,8 @@ def ov_layers(path: Path, feed: dict[str, np.ndarray], rounds: int) -> tuple[lis
 
 
 def _timed(fn: Any, rounds: int) -> float:
-    for _ in range(2):
-        fn()
-    ts = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(ts)
+    """Median ms of ``rounds`` calls after 2 warm-ups (liccs's timer)."""
+    return 1e3 * measure(fn, TimerConfig(warmup=2, min_iters=rounds, min_duration_s=0.0)).latency.p50
 
 
 def _split(rounds: list[list[tuple[str, float]]], compute: tuple[str, ...]) -> tuple[list[float], float]:

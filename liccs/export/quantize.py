@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from liccs.export.cache import Artifact, ArtifactCache, file_sha256
 from liccs.export.errors import ExportError
@@ -56,8 +57,6 @@ def compute_nodes(path: Path | str) -> list[str]:
 def compute_macs(path: Path | str, input_shapes: Mapping[str, Sequence[int]]) -> list[int]:
     """Multiply-adds of each compute node of an ONNX graph (fp32 or QDQ) at ``input_shapes``, in graph order
     (ONNX shape inference with the inputs made static)."""
-    import onnx
-
     model = load_onnx(Path(path), check=False)
     for inp in model.graph.input:
         if inp.name in input_shapes:
@@ -159,7 +158,7 @@ class Int8OnnxFromOnnx:
         with tempfile.TemporaryDirectory() as d:
             pre = Path(d) / "pre.onnx"
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-            compute = [n.name for n in load_onnx(pre, check=False).graph.node if n.op_type in COMPUTE_OPS]
+            compute = compute_nodes(pre)
             keep = self.keep_fp32
             if isinstance(keep, tuple):
                 bad = [i for i in keep if not -len(compute) <= i < len(compute)]
