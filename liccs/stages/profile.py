@@ -89,10 +89,10 @@ def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor,
     def encode() -> Any:
         return eb.compress(z), gc.compress(y, indexes, means=means)
 
+    gc_dec = (lambda s, i, m: gc.decompress(s, i, means=m)) if compressai else functools.partial(decode_symbols, gc)
+
     def decode() -> Any:
-        if compressai:
-            return eb.decompress(z_strings, z.shape[-2:]), gc.decompress(y_strings, indexes, means=means)
-        return eb_dec(z_strings, z.shape[-2:]), decode_symbols(gc, y_strings, indexes, means)
+        return eb_dec(z_strings, z.shape[-2:]), gc_dec(y_strings, indexes, means)
     return {"entropy_encode": encode, "entropy_decode": decode}
 
 
