@@ -19,6 +19,7 @@ under ``min_share`` of their stage's multiply-adds stay fp32).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,6 +47,13 @@ def rd_cost(d: Any, images: Tensor, runners: Mapping[str, Runner], lmbda: float)
     bpp = 8 * sum(len(s) for lst in out["strings"] for s in lst) / px
     mse = float(torch.mean((x_hat.clamp(0, 1) - images) ** 2))
     return bpp, bpp + lmbda * 255**2 * mse
+
+
+def _indexed_onnx(runner: Runner) -> Path:
+    """The ONNX graph whose compute-node order ``keep_fp32`` indexes for an activated int8 runner: its QDQ graph
+    (ONNX Runtime), or the fp32 ONNX its OpenVINO IR was quantized from (the IR's ``source``)."""
+    path = Path(runner.path)
+    return path if path.suffix == ".onnx" else Path(runner.artifact.meta["source"])
 
 
 def fit_int8(d: Any, engine: str, twin: str, graphs: Mapping[str, Any], feeds: Mapping[str, Mapping[str, Tensor]],
@@ -91,7 +99,7 @@ def fit_int8(d: Any, engine: str, twin: str, graphs: Mapping[str, Any], feeds: M
     for s in stages:
         runner = int8(s, ())
         runner.activate()
-        macs = compute_macs(runner.path, {k: tuple(v.shape) for k, v in feeds[s].items()})
+        macs = compute_macs(_indexed_onnx(runner), {k: tuple(v.shape) for k, v in feeds[s].items()})
         share |= {(s, i): m / sum(macs) for i, m in enumerate(macs)}
     layers = list(share)
     everything = {s: [i for t, i in layers if t == s and share[(t, i)] >= min_share] for s in stages}

@@ -3,14 +3,17 @@
 ``make_runner(artifact, ...)`` takes what the ONNX Runtime engines take (an ONNX file, a build step returning
 one, or a GraphSpec exported on activation); OpenVINO reads the ONNX file itself. ``ov-cpu`` compiles with
 ``INFERENCE_PRECISION_HINT`` f32 (the CPU plugin otherwise picks bf16/f16 where the CPU has them).
-``ov-cpu-int8`` quantizes the model with NNCF on the ``calibration`` feeds given (real-image inputs) and caches
-the quantized IR (``.xml`` with its ``.bin`` beside it; key: source sha256, calibration, openvino and nncf
-versions); layers NNCF leaves unquantized run in f32. ``openvino`` and ``nncf`` are imported on activation only.
+``ov-cpu-int8`` quantizes the model's compute nodes (convolutions, transposed convolutions, matmuls) with NNCF on
+the ``calibration`` feeds given (real-image inputs) and caches the quantized IR (``.xml`` with its ``.bin`` beside
+it; key: source sha256, calibration, fp32 layers, openvino and nncf versions); the rest runs in f32, as do the
+compute nodes ``keep_fp32`` names (what a deployed codec's int8 fit chooses, :mod:`liccs.engines.int8_fit`).
+``openvino`` and ``nncf`` are imported on activation only.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,9 +28,12 @@ from liccs.errors import InputError
 from liccs.export.cache import Artifact, ArtifactCache, file_sha256
 from liccs.export.errors import ArtifactError, ExportError
 from liccs.export.onnx import load_onnx
-from liccs.export.quantize import Feed, OnnxSource, feeds_digest, resolve_onnx
+from liccs.export.quantize import COMPUTE_OPS, Feed, OnnxSource, compute_nodes, feeds_digest, resolve_onnx
 
 INSTALL_HINT = "pip install 'liccs[openvino]'"
+#: OpenVINO's op types for the ONNX compute nodes (:data:`~liccs.export.quantize.COMPUTE_OPS`)
+OV_COMPUTE_OPS = ("Convolution", "ConvolutionBackpropData", "GroupConvolution", "GroupConvolutionBackpropData",
+                  "MatMul")
 
 
 class OvRunner(Runner):
@@ -120,20 +126,24 @@ class Int8IrFromOnnx:
     """Build step: fp32 ONNX → OpenVINO IR quantized by NNCF on ``feeds`` (real-image inputs), cached.
 
     The artifact is the ``.xml``; its weights lie beside it in ``.bin`` (sha256 in the sidecar's meta, checked
-    on every hit: a changed ``.bin`` rebuilds).
+    on every hit: a changed ``.bin`` rebuilds). Only compute nodes are quantized (as ``ort-cpu-int8`` does, see
+    :class:`~liccs.export.quantize.Int8OnnxFromOnnx`); ``keep_fp32`` lists compute nodes (indices into the ONNX
+    graph's :func:`~liccs.export.quantize.compute_nodes`, negative from the last) that stay f32 too.
     """
 
     def __init__(self, source: OnnxSource, feeds: Sequence[Feed], cache: ArtifactCache | None = None, *,
-                 preset: str = "mixed", subset_size: int | None = None) -> None:
+                 preset: str = "mixed", subset_size: int | None = None, keep_fp32: Sequence[int] = ()) -> None:
         if not feeds:
             raise ExportError("int8 calibration needs at least one feed of real inputs")
         self.source, self.feeds, self.cache = source, list(feeds), cache or ArtifactCache()
         self.preset, self.subset_size = preset, subset_size or len(self.feeds)
+        self.keep_fp32 = tuple(sorted({int(i) for i in keep_fp32}))
 
     def __call__(self) -> Artifact:
         path, label = resolve_onnx(self.source)
         key = {"kind": "ov-int8", "onnx_sha256": file_sha256(path), "preset": self.preset,
-               "subset_size": self.subset_size, "calibration": feeds_digest(self.feeds),
+               "subset_size": self.subset_size, "calibration": feeds_digest(self.feeds), "op_types": list(COMPUTE_OPS),
+               **({"keep_fp32": list(self.keep_fp32)} if self.keep_fp32 else {}),
                "openvino": md.version("openvino"), "nncf": md.version("nncf"), "device": "cpu"}
         args = ("ov-int8", label + ".int8", key, ".xml")
         weights = self.cache.path_for(*args).with_suffix(".bin")
@@ -151,25 +161,53 @@ class Int8IrFromOnnx:
         if self.preset not in presets:
             raise ExportError(f"NNCF preset {self.preset!r} is not one of {sorted(presets)}")
         model = ov.Core().read_model(str(src))
+        compute = ov_compute_ops(model, src) if self.keep_fp32 else []
+        bad = [i for i in self.keep_fp32 if not -len(compute) <= i < len(compute)]
+        if bad:
+            raise ExportError(f"{src}: keep_fp32 indices {bad} out of range: the graph has {len(compute)} compute "
+                              "nodes")
+        others = sorted({op.get_type_name() for op in model.get_ordered_ops()} - set(OV_COMPUTE_OPS))
+        scope = nncf.IgnoredScope(names=[compute[i] for i in self.keep_fp32], types=others, validate=False)
         data = nncf.Dataset([{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in f.items()} for f in self.feeds])
-        quantized = nncf.quantize(model, data, preset=presets[self.preset], subset_size=self.subset_size)
+        nncf.set_log_level(logging.WARNING)  # its INFO lists every ignored node on stdout
+        quantized = nncf.quantize(model, data, preset=presets[self.preset], subset_size=self.subset_size,
+                                  ignored_scope=scope)
         ov.save_model(quantized, str(dst), compress_to_fp16=False)
         os.replace(dst.with_suffix(".bin"), weights)  # beside the .xml that atomic_write moves into place next
         return {"source": str(src), "calibration_batches": len(self.feeds), "preset": self.preset,
-                "bin_sha256": file_sha256(weights)}
+                "keep_fp32": list(self.keep_fp32), "bin_sha256": file_sha256(weights)}
+
+
+def ov_compute_ops(model: Any, src: Path) -> list[str]:
+    """OpenVINO's names of the ONNX graph ``src``'s compute nodes, in :func:`compute_nodes` order.
+
+    OpenVINO renames some nodes on import (a ConvTranspose becomes ``ConvolutionBackpropData_N``), so the match is
+    by position in topological order, checked by count and by each node's weight size; a graph where the two
+    orders differ raises instead of keeping the wrong layers in f32."""
+    onnx_model = load_onnx(src, check=False)
+    sizes = {t.name: int(np.prod(t.dims)) for t in onnx_model.graph.initializer}
+    expected = [sizes.get(n.input[1]) for n in onnx_model.graph.node if n.op_type in COMPUTE_OPS]
+    ops = [op for op in model.get_ordered_ops() if op.get_type_name() in OV_COMPUTE_OPS]
+    got = [int(np.prod(op.input_value(1).get_shape())) if op.input_value(1).get_partial_shape().is_static else None
+           for op in ops]
+    if len(ops) != len(compute_nodes(src)) or any(e is not None and g is not None and e != g
+                                                  for e, g in zip(expected, got)):
+        raise ExportError(f"{src}: OpenVINO's compute nodes (weight sizes {got}) do not line up with the ONNX graph's "
+                          f"(weight sizes {expected}); cannot tell which to keep in f32")
+    return [op.get_friendly_name() for op in ops]
 
 
 def _factory(engine: str, int8: bool = False):
     def make_runner(artifact: Any, *, cache: ArtifactCache | None = None, exporter: str = "auto",
                     calibration: Sequence[Feed] | None = None,
                     value_ranges: Mapping[str, tuple[float, float]] | None = None, threads: int = 0,
-                    name: str | None = None, **_: Any) -> OvRunner:
+                    name: str | None = None, keep_fp32: Sequence[int] = (), **_: Any) -> OvRunner:
         source = onnx_source(artifact, cache, exporter)
         if int8:
             if not calibration:
                 raise InputError(f"{engine} quantizes an fp32 graph with NNCF on calibration feeds from real images: "
                                  f"pass calibration=[{{input: array}}, ...]")
-            source = Int8IrFromOnnx(source, calibration, cache)
+            source = Int8IrFromOnnx(source, calibration, cache, keep_fp32=keep_fp32)
         return OvRunner(source, name or engine, value_ranges_of(artifact, value_ranges), threads)
 
     return make_runner
@@ -177,4 +215,6 @@ def _factory(engine: str, int8: bool = False):
 
 for _name, _prec, _requires in (("ov-cpu", "fp32", ("openvino",)), ("ov-cpu-int8", "int8", ("openvino", "nncf"))):
     ENGINES.register(_name, EngineSpec(_name, "openvino", _prec, "cpu", _factory(_name, _prec == "int8"),
-                                       requires=_requires, install_hint=INSTALL_HINT, extra={"artifact": "onnx"}))
+                                       requires=_requires, install_hint=INSTALL_HINT,
+                                       extra={"artifact": "onnx"} | ({"fp32_twin": "ov-cpu"} if _prec == "int8"
+                                                                     else {})))

@@ -11,11 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from liccs.engines import ENGINES, runner_for
+from liccs.engines.codec import DeployedCodec
+from liccs.engines.int8_fit import rd_cost
+from liccs.engines.openvino import OV_COMPUTE_OPS
 from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
-from liccs.export.errors import ArtifactError
+from liccs.export.errors import ArtifactError, ExportError
 from liccs.export.graphs import classifier_graph, codec_graphs
 from liccs.paths import PROJECT_ROOT
+from liccs.zoo import load_codec
 
 SKIP = "needs OpenVINO (pip install 'liccs[openvino]'); not installed here"
 
@@ -118,3 +122,47 @@ def test_ov_cpu_int8_needs_calibration(real):
     clf, _, _, cache = real
     with pytest.raises(InputError, match="ov-cpu-int8.*calibration"):
         runner_for("ov-cpu-int8", clf, cache)
+
+
+def _fp32_compute(path) -> list[int]:
+    """Positions of the compute nodes of a quantized IR whose activation input has no FakeQuantize before it."""
+    import openvino as ov
+
+    ops = [op for op in ov.Core().read_model(str(path)).get_ordered_ops() if op.get_type_name() in OV_COMPUTE_OPS]
+    return [i for i, op in enumerate(ops) if op.input_value(0).get_node().get_type_name() != "FakeQuantize"]
+
+
+def test_ov_cpu_int8_keeps_the_named_compute_nodes_fp32_and_quantizes_only_compute_nodes(real, kodak_crop):
+    """keep_fp32 (ONNX compute-node indices, negative from the last) maps onto OpenVINO's renamed nodes: those stay
+    f32, every other convolution gets an int8 input; the GDNs' element-wise ops get no FakeQuantize."""
+    import openvino as ov
+
+    _, g_a, _, cache = real
+    calib = [{"x": kodak_crop[..., :64, :64].numpy()}]
+    with runner_for("ov-cpu-int8", g_a, cache, exporter="torchscript", calibration=calib, keep_fp32=(0, -1)) as r:
+        assert _fp32_compute(r.path) == [0, 6]
+        fq_users = {u.get_node().get_type_name() for op in ov.Core().read_model(str(r.path)).get_ordered_ops()
+                    if op.get_type_name() == "FakeQuantize" for u in op.output(0).get_target_inputs()}
+        assert fq_users == {"Convolution"}
+    with pytest.raises(ExportError, match="keep_fp32 indices \\[9\\] out of range.*7 compute nodes"):
+        runner_for("ov-cpu-int8", g_a, cache, exporter="torchscript", calibration=calib, keep_fp32=(9,)).activate()
+
+
+def test_ov_cpu_int8_codec_fit_installs_the_plan_it_measured(ov, kodak_crop, tmp_path):
+    """The RD-cost fit on ov-cpu-int8: the table stages on its fp32 twin (ov-cpu), the plan's fp32 layers are the
+    installed IRs' f32 convolutions, its cost is what those runners give, and its streams decode on ort-cpu."""
+    model = load_codec("mini-tiny-bmshj2018-hyperprior@q6", "pretrained")
+    x = torch.nn.functional.interpolate(kodak_crop, size=(64, 64), mode="bilinear").clamp(0, 1)
+    cache = ArtifactCache(tmp_path / "a")
+    d = DeployedCodec.on_engine(model, "ov-cpu-int8", cache, calibration_images=x, exporter="torchscript",
+                                int8_tolerance=0.0)
+    plan = d.int8_plan
+    assert plan["within"] and plan["codecs_measured"] > 2  # tolerance 0: layers measured one by one
+    for s in ("g_a", "g_s"):
+        d.runners[s].activate()
+        assert _fp32_compute(d.runners[s].path) == plan["fp32_layers"][s]
+    d.runners["h_s"].activate()
+    assert d.runners["h_s"].path.suffix == ".onnx"  # ov-cpu, fp32
+    assert rd_cost(d, x, d.runners, plan["lambda"])[1] == pytest.approx(plan["cost"], rel=1e-9)
+    out = DeployedCodec.on_engine(model, "ort-cpu", cache, exporter="torchscript").decompress(**d.compress(x))
+    assert all(out["tables_match"])
