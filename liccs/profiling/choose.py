@@ -1,7 +1,8 @@
 """The fastest engine per codec stage on this machine: measured once, cached, reused.
 
 ``engines = "auto"`` for a deployed codec means: time every stage (``g_a``, ``h_a``, ``h_s``, ``g_s``, ...) on every
-candidate engine at the images' shape, keep the fastest per stage, and store the choice under a key of the model
+candidate engine at the images' shape (in interleaved rounds, one call of each candidate per round, the median of
+each), keep the fastest per stage, and store the choice under a key of the model
 (weights and code), the machine (CPU model, cores, torch threads), the candidates, the shape and the library
 versions. A later run with the same key reads the choice instead of measuring again; the choice (and the times it
 came from) is meant for the run's manifest.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from liccs.engines.base import Runner
 from liccs.engines.codec import DeployedCodec
 from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache, atomic_write
@@ -26,7 +29,7 @@ from liccs.export.phases import TRANSPOSED_FORMS, transposed_count
 from liccs.fileio import json_digest
 from liccs.manifest import cpu_model, package_versions
 from liccs.paths import cache_dir
-from liccs.profiling.timer import TimerConfig, measure
+from liccs.profiling.timer import TimerConfig, measure_interleaved
 
 TIMER = TimerConfig(warmup=2, min_iters=5, min_duration_s=0.3)
 
@@ -37,7 +40,7 @@ def choice_key(codec: nn.Module, candidates: Sequence[str], shape: tuple[int, ..
     versions = package_versions()
     return {"model": module_hash(codec), "cpu": cpu_model(), "cores": os.cpu_count(),
             "threads": torch.get_num_threads(), "candidates": list(candidates), "forms": list(forms),
-            "shape": list(shape),
+            "shape": list(shape), "timing": "interleaved rounds, median",
             "versions": {k: versions.get(k) for k in ("torch", "onnxruntime", "openvino") if versions.get(k)}}
 
 
@@ -65,9 +68,9 @@ def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Te
         if record.get("key") == key:
             return record | {"cached": True}
     feeds = stage_feeds(codec, images)
-    times: dict[str, dict[str, float]] = {}
     skipped: dict[str, str] = {}
     split = {s for s in feeds if hasattr(codec, s) and transposed_count(getattr(codec, s))}
+    entries: list[tuple[str, str, Runner]] = []  # (stage, candidate, runner)
     for form in forms:
         for engine in candidates:
             name = engine if form == "native" else f"{engine}/{form}"
@@ -77,13 +80,15 @@ def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Te
             except Exception as e:  # noqa: BLE001  (EngineUnavailable, a failed export: said in the record)
                 skipped[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 continue
-            for stage, runner in deployed.runners.items():
-                if stage not in feeds or (form != "native" and stage not in split):
-                    continue
-                feed = feeds[stage]
-                runner.infer(feed)  # activation and first call outside the timing
-                res = measure(lambda r=runner, f=feed: r.infer(f), config, name=f"{name}:{stage}")
-                times.setdefault(stage, {})[name] = res.latency.p50 * 1e3
+            entries += [(stage, name, runner) for stage, runner in deployed.runners.items()
+                        if stage in feeds and (form == "native" or stage in split)]
+    for stage, _, runner in entries:
+        runner.infer(feeds[stage])  # activation and first call outside the timing
+    samples = measure_interleaved({(stage, name): (lambda r=runner, f=feeds[stage]: r.infer(f))
+                                   for stage, name, runner in entries}, config)
+    times: dict[str, dict[str, float]] = {}
+    for (stage, name), v in samples.items():
+        times.setdefault(stage, {})[name] = statistics.median(v) * 1e3
     if not times:
         raise InputError(f"no candidate engine could run here: {skipped}")
     best = {stage: min(t, key=t.get) for stage, t in times.items()}
@@ -92,3 +97,4 @@ def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Te
     record = {"key": key, "engines": engines, "transposed": transposed, "p50_ms": times, "skipped": skipped}
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
     return record | {"cached": False}
+

@@ -17,7 +17,8 @@ launch. Regions let a caller time host→device copies, compute and device→hos
 
 Every iteration also records the ``total`` region (the whole step, gaps included); throughput is computed
 from its mean. :func:`measure` times a zero-argument callable; :func:`measure_copy_compute` is the
-three-region step above for a torch callable, with optional CUDA-graph replay of the compute.
+three-region step above for a torch callable, with optional CUDA-graph replay of the compute;
+:func:`measure_interleaved` times several callables in alternation (to compare them on a shared CPU).
 """
 
 from __future__ import annotations
@@ -287,6 +288,27 @@ def measure(fn: Callable[[], Any], config: TimerConfig = TimerConfig(), **kwargs
     """
     call = cuda_graph_replay(fn, config.device) if config.cuda_graph else fn
     return measure_step(lambda _t: call(), config, **kwargs)
+
+
+def measure_interleaved(calls: Mapping[Any, Callable[[], Any]], config: TimerConfig = TimerConfig()
+                        ) -> dict[Any, list[float]]:
+    """Seconds per call of each callable, timed in rounds of one call each: a change of load on a shared CPU
+    (another job, a neighbour's VM) falls on every callable alike, not on whichever was being measured, so their
+    ratios hold where their absolute times drift. ``warmup`` untimed calls each first; rounds go on until each has
+    ``min_iters`` calls and ``min_duration_s`` of them (at most ``max_iters``). The callables must return when their
+    work is done (CPU work, or work that synchronizes itself)."""
+    for fn in calls.values():
+        for _ in range(config.warmup):
+            fn()
+    samples: dict[Any, list[float]] = {k: [] for k in calls}
+    while calls and len(next(iter(samples.values()))) < config.max_iters and (
+            len(next(iter(samples.values()))) < config.min_iters
+            or min(sum(v) for v in samples.values()) < config.min_duration_s):
+        for k, fn in calls.items():
+            t = time.perf_counter()
+            fn()
+            samples[k].append(time.perf_counter() - t)
+    return samples
 
 
 def measure_copy_compute(fn: Callable[..., Any], inputs: tuple[torch.Tensor, ...],

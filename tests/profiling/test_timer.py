@@ -13,7 +13,15 @@ import pytest
 import torch
 
 from liccs.errors import InputError
-from liccs.profiling.timer import Stats, TimerConfig, measure, measure_copy_compute, measure_step, to_frame
+from liccs.profiling.timer import (
+    Stats,
+    TimerConfig,
+    measure,
+    measure_copy_compute,
+    measure_interleaved,
+    measure_step,
+    to_frame,
+)
 
 
 class FakeClock:
@@ -191,3 +199,21 @@ def test_gpu_graph_replay_matches_eager():
     with torch.no_grad():
         replay = cuda_graph_replay(lambda: conv(x))
         torch.testing.assert_close(replay(), conv(x))
+
+
+def test_interleaved_timing_shares_a_change_of_load_between_the_callables():
+    """Two equal callables on a machine whose load rises halfway through: timed one after the other, the second
+    looks 4× slower; timed in interleaved rounds, their medians agree. Warm-up calls are not timed."""
+    calls = itertools.count()
+
+    def work() -> None:
+        time.sleep(0.004 if next(calls) < 12 else 0.016)  # the load rises after 2 warm-ups and 5 rounds
+
+    cfg = TimerConfig(warmup=1, min_iters=10, min_duration_s=0.0)
+    samples = measure_interleaved({"a": work, "b": work}, cfg)
+    assert [len(v) for v in samples.values()] == [10, 10] and next(calls) == 22
+    a, b = (float(np.median(v)) for v in samples.values())
+    assert 0.8 < a / b < 1.25
+    calls = itertools.count()
+    first, second = (measure(work, cfg).latency.p50 for _ in range(2))  # the other way: one after the other
+    assert second / first > 2.5
