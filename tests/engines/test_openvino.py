@@ -155,9 +155,9 @@ def test_ov_cpu_int8_codec_fit_installs_the_plan_it_measured(ov, kodak_crop, tmp
     x = torch.nn.functional.interpolate(kodak_crop, size=(64, 64), mode="bilinear").clamp(0, 1)
     cache = ArtifactCache(tmp_path / "a")
     d = DeployedCodec.on_engine(model, "ov-cpu-int8", cache, calibration_images=x, exporter="torchscript",
-                                int8_tolerance=0.0)
+                                int8_tolerance=1.0)  # the loop itself is tested on ort-cpu-int8 (test_deployed_codec)
     plan = d.int8_plan
-    assert plan["within"] and plan["codecs_measured"] > 2  # tolerance 0: layers measured one by one
+    assert plan["within"] and any(plan["fp32_layers"].values())  # the small GDN convolutions stay f32
     for s in ("g_a", "g_s"):
         d.runners[s].activate()
         assert _fp32_compute(d.runners[s].path) == plan["fp32_layers"][s]
