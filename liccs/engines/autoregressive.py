@@ -21,6 +21,7 @@ from compressai.ans import BufferedRansEncoder, RansDecoder
 from torch import Tensor
 
 from liccs.engines.base import Runner
+from liccs.engines.coder import coder_tables
 from liccs.engines.indexes import build_indexes
 
 KERNEL, PAD = 5, 2
@@ -45,15 +46,11 @@ def _gaussian(cp: Runner, ep: Runner, window: Tensor, params: Tensor) -> tuple[T
     return gp.chunk(2, 1)
 
 
-def _tables(gc: torch.nn.Module) -> tuple[list, list, list]:
-    return gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
-
-
 @torch.no_grad()
 @single_thread()
 def compress_ar(gc: torch.nn.Module, cp: Runner, ep: Runner, y: Tensor, params: Tensor) -> tuple[bytes, list[int]]:
     """Encode one image's ``y`` ``[1, M, H, W]``: (rANS string, crc32 of the table indexes per row)."""
-    cdf, lengths, offsets = _tables(gc)
+    cdf, lengths, offsets = coder_tables(gc)
     height, width = y.shape[-2:]
     y_hat = F.pad(y, (PAD, PAD, PAD, PAD))
     symbols, indexes, checks = [], [], []
@@ -83,7 +80,7 @@ def decompress_ar(gc: torch.nn.Module, cp: Runner, ep: Runner, payload: bytes, p
     With ``stop_on_mismatch`` the loop ends after that row (ŷ is then incomplete). The stream is padded
     with zeros, so a decode on drifted tables stays inside its buffer.
     """
-    cdf, lengths, offsets = _tables(gc)
+    cdf, lengths, offsets = coder_tables(gc)
     height, width = params.shape[-2:]
     y_hat = torch.zeros(1, channels, height + 2 * PAD, width + 2 * PAD)
     decoder = RansDecoder()

@@ -23,7 +23,7 @@ from liccs.engines.autoregressive import compress_ar, decompress_ar
 from liccs.engines.base import Runner, get_engine
 from liccs.engines.bitstream import BitstreamError, Container, crc32, frame, unframe
 from liccs.engines.chain import ChainRunner, parse_split
-from liccs.engines.coder import decode_bottleneck, decode_symbols
+from liccs.engines.coder import decode_bottleneck, decode_symbols, encode_bottleneck, encode_symbols
 from liccs.engines.factory import runner_for
 from liccs.engines.indexes import build_indexes, repair_indexes
 from liccs.engines.int8_fit import fit_int8
@@ -149,9 +149,10 @@ class DeployedCodec:
         eb, gc = self.codec.entropy_bottleneck, getattr(self.codec, "gaussian_conditional", None)
         y = self._run("g_a", "x", xp)
         if not self.family.hyperprior:
-            return {"strings": [[frame(s) for s in eb.compress(y)]], "shape": tuple(y.shape[-2:]), "size": size}
+            return {"strings": [[frame(s) for s in encode_bottleneck(eb, y)]], "shape": tuple(y.shape[-2:]),
+                    "size": size}
         z = self._run("h_a", "y", self.family.hyper_input(y))
-        z_strings = eb.compress(z)
+        z_strings = encode_bottleneck(eb, z)
         # what eb.decompress(z_strings) returns, without decoding: the coder is lossless on these integers
         med = medians(eb)
         z_hat = eb.dequantize(eb.quantize(z, "symbols", med), med)
@@ -163,7 +164,7 @@ class DeployedCodec:
         else:
             scales, means = self.family.split_params(params)
             indexes = build_indexes(gc, scales)
-            strings = gc.compress(y, indexes, means=means)
+            strings = encode_symbols(gc, y, indexes, means)
             y_frames = [frame(s, [_index_check(indexes[i])]) for i, s in enumerate(strings)]
         return {"strings": [y_frames, [frame(s) for s in z_strings]], "shape": tuple(z.shape[-2:]), "size": size}
 

@@ -22,7 +22,7 @@ from liccs.data import kodak, to_float
 from liccs.engines import ENGINES, runner_for
 from liccs.engines.autoregressive import compress_ar, decompress_ar
 from liccs.engines.codec import DeployedCodec
-from liccs.engines.coder import decode_bottleneck, decode_symbols
+from liccs.engines.coder import decode_bottleneck, decode_symbols, encode_bottleneck, encode_symbols
 from liccs.engines.indexes import build_indexes
 from liccs.engines.torch_engine import DEVICE
 from liccs.export.graphs import classifier_graph, stage_feeds
@@ -57,15 +57,17 @@ def sweep_images(batch: int, hw: tuple[int, int]) -> Tensor:
 def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor,
                  compressai: bool = False) -> dict[str, Callable[[], Any]]:
     """entropy_encode / entropy_decode callables of ``codec``'s CPU coder on the latents of images ``x``: the
-    deployed codec's decode (:mod:`liccs.engines.coder`), or CompressAI's own ``decompress`` (``compressai``)."""
+    deployed codec's coding (:mod:`liccs.engines.coder`), or CompressAI's own ``compress``/``decompress``
+    (``compressai``)."""
 
     family = family_of(codec)
     eb, gc = codec.entropy_bottleneck, getattr(codec, "gaussian_conditional", None)
     eb_dec = eb.decompress if compressai else functools.partial(decode_bottleneck, eb)
+    eb_enc = eb.compress if compressai else functools.partial(encode_bottleneck, eb)
     y = codec.g_a(pad_to_multiple(x, PAD_MULTIPLE)[0])
     if not family.hyperprior:
         strings = eb.compress(y)
-        return {"entropy_encode": lambda: eb.compress(y),
+        return {"entropy_encode": lambda: eb_enc(y),
                 "entropy_decode": lambda: eb_dec(strings, y.shape[-2:])}
     z = codec.h_a(family.hyper_input(y))
     z_strings = eb.compress(z)
@@ -75,7 +77,7 @@ def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor,
         coded = [compress_ar(gc, cs, ep, y[i:i + 1], params[i:i + 1]) for i in range(len(y))]
 
         def enc() -> Any:
-            return eb.compress(z), [compress_ar(gc, cs, ep, y[i:i + 1], params[i:i + 1]) for i in range(len(y))]
+            return eb_enc(z), [compress_ar(gc, cs, ep, y[i:i + 1], params[i:i + 1]) for i in range(len(y))]
 
         def dec() -> Any:
             eb_dec(z_strings, z.shape[-2:])
@@ -86,8 +88,10 @@ def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor,
     indexes = build_indexes(gc, scales)
     y_strings = gc.compress(y, indexes, means=means)
 
+    gc_enc = (lambda v, i, m: gc.compress(v, i, means=m)) if compressai else functools.partial(encode_symbols, gc)
+
     def encode() -> Any:
-        return eb.compress(z), gc.compress(y, indexes, means=means)
+        return eb_enc(z), gc_enc(y, indexes, means)
 
     gc_dec = (lambda s, i, m: gc.decompress(s, i, means=m)) if compressai else functools.partial(decode_symbols, gc)
 
