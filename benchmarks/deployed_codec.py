@@ -13,6 +13,12 @@ byte for byte with CompressAI's strings, and its decode with CompressAI's (PSNR)
 ``--stage-images`` images only (to stay within ~5 minutes on a shared 2-core CPU). Target: deployed ≥ 1.5× faster end
 to end on 2 CPU cores. The load average is recorded: other jobs share this CPU.
 
+Claims (liccs.stats rules, Holm across the family; declared in issue 18's third session, after five runs had
+given 1.75-1.99× end to end without a test, and before the first run with them): per model, ``end to end ≥ 1.5×``
+and ``end to end ≥ 2.0×``, each the paired contrast d = (CompressAI encode + decode time) / (deployed encode +
+decode time) − 1.5 (or − 2.0) per image, predicted d > 0, smallest effect of interest 0.05. The headline ratio
+(sum over sum) weighs images by their time; the claims weigh them alike.
+
     nice python benchmarks/deployed_codec.py     # → benchmarks/results/deployed_codec.{json,md,manifest.json}
 """
 
@@ -45,6 +51,7 @@ from liccs.pipeline import psnr
 from liccs.profiling.choose import choose_stage_engines
 from liccs.profiling.flops import ceiling_moved, count_flops, robust_ceiling, stage_budget
 from liccs.stages.profile import coder_stages
+from liccs.stats import Claim, decide, fmt_claim, paired
 from liccs.zoo import load_codec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -133,7 +140,22 @@ def bench_model(name: str, images: list[torch.Tensor], cache: ArtifactCache, sta
             "decode_speedup": sum(ref["decode"]) / sum(dep["decode"]),
             "end_to_end_speedup": total(ref) / total(dep),
             "compressai_s": {k: sum(v) for k, v in ref.items()}, "deployed_s": {k: sum(v) for k, v in dep.items()},
+            "per_image_s": {"compressai": ref, "deployed": dep},
             "bitstreams_equal": equal, "decode_psnr_vs_compressai_db_min": min(psnrs), "stages": stages}
+
+
+def claims(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The declared claims (module docstring): per model, per-image end-to-end ratio ≥ 1.5× and ≥ 2.0×."""
+    pairs = []
+    for r in rows:
+        per = r["per_image_s"]
+        ratio = [(a + b) / (c + d) for a, b, c, d in zip(per["compressai"]["encode"], per["compressai"]["decode"],
+                                                          per["deployed"]["encode"], per["deployed"]["decode"])]
+        for goal in (TARGET, GOAL):
+            claim = Claim(f"{r['model']}: end to end ≥ {goal}×", f"per-image CompressAI time / deployed time − {goal}",
+                          sesoi=0.05)
+            pairs.append((claim, paired(ratio, [goal] * len(ratio), what="end-to-end ratio")))
+    return decide(pairs)
 
 
 def stage_sums(stages: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -203,7 +225,7 @@ def loaded_note(load: tuple[float, float, float]) -> list[str]:
 
 
 def markdown(rows: list[dict[str, Any]], load: tuple[float, float, float], threads: int,
-             budget_md: list[str]) -> str:
+             budget_md: list[str], verdicts: list[dict[str, Any]]) -> str:
     lines = [f"# Deployed codec ({rows[0]['engine']}) vs CompressAI compress()/decompress(), {rows[0]['images']} "
              "Kodak images", "",
              f"Random weights (seed 0; speed does not depend on weight values). torch threads {threads}; ort-cpu "
@@ -241,6 +263,8 @@ def markdown(rows: list[dict[str, Any]], load: tuple[float, float, float], threa
             rest = e["encode"] + e["decode"] - s["encode"] - s["decode"]
             lines.append(f"| {r['model']} | {side} | {e['encode']:.1f} | {s['encode']:.1f} | {e['decode']:.1f} | "
                          f"{s['decode']:.1f} | {rest:.1f} |")
+    lines += ["", "Claims (declared before this run, see `deployed_codec.py`; paired over images, Holm across the "
+              f"{len(verdicts)}):", ""] + [f"- {fmt_claim(c)}" for c in verdicts]
     lines += budget_md
     lines += ["", "Raw numbers: `deployed_codec.json`; environment: `deployed_codec.manifest.json`.", ""]
     return "\n".join(lines)
@@ -275,11 +299,14 @@ def main() -> None:
               "forms": args.forms if args.engine == "auto" else ["native"],
               "stage_choice": {r["model"]: r["stage_choice"] and r["stage_choice"]["engines"] for r in rows}}
     stem = "deployed_codec" + ("" if args.engine == "ort-cpu" else f"_{args.engine}")
-    write_json(args.out / f"{stem}.json", {"results": rows, "loadavg_before": load0, "loadavg_after": load1,
+    verdicts = claims(rows)
+    write_json(args.out / f"{stem}.json", {"results": rows, "claims": verdicts, "loadavg_before": load0,
+                                           "loadavg_after": load1,
                                            "ceiling_before": c0, "ceiling_after": c1, "ceiling_gflops_used": ceiling})
     write_json(args.out / f"{stem}.manifest.json",
                manifest(config, benchmark="deployed_codec", command="nice python " + " ".join(sys.argv)))
-    md = markdown(rows, (load0[0], 0.0, load1[0]), torch.get_num_threads(), budget_lines(rows, ceiling, c0, c1))
+    md = markdown(rows, (load0[0], 0.0, load1[0]), torch.get_num_threads(), budget_lines(rows, ceiling, c0, c1),
+                  verdicts)
     (args.out / f"{stem}.md").write_text(md, encoding="utf-8")
     print(md)
 
