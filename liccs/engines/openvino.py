@@ -12,7 +12,9 @@ compute nodes ``keep_fp32`` names (what a deployed codec's int8 fit chooses, :mo
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as md
+import io
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -170,8 +172,9 @@ class Int8IrFromOnnx:
         scope = nncf.IgnoredScope(names=[compute[i] for i in self.keep_fp32], types=others, validate=False)
         data = nncf.Dataset([{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in f.items()} for f in self.feeds])
         nncf.set_log_level(logging.WARNING)  # its INFO lists every ignored node on stdout
-        quantized = nncf.quantize(model, data, preset=presets[self.preset], subset_size=self.subset_size,
-                                  ignored_scope=scope)
+        with contextlib.redirect_stdout(io.StringIO()):  # its progress bars, which no liccs option could turn off
+            quantized = nncf.quantize(model, data, preset=presets[self.preset], subset_size=self.subset_size,
+                                      ignored_scope=scope)
         ov.save_model(quantized, str(dst), compress_to_fp16=False)
         os.replace(dst.with_suffix(".bin"), weights)  # beside the .xml that atomic_write moves into place next
         return {"source": str(src), "calibration_batches": len(self.feeds), "preset": self.preset,
