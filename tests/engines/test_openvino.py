@@ -13,11 +13,13 @@ import torch.nn.functional as F
 from liccs.engines import ENGINES, runner_for
 from liccs.engines.codec import DeployedCodec
 from liccs.engines.int8_fit import rd_cost
-from liccs.engines.openvino import OV_COMPUTE_OPS
+from liccs.engines.openvino import OV_COMPUTE_OPS, ov_compute_ops
+from liccs.engines.ort import onnx_source
 from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
 from liccs.export.errors import ArtifactError, ExportError
 from liccs.export.graphs import classifier_graph, codec_graphs
+from liccs.export.quantize import resolve_onnx
 from liccs.paths import PROJECT_ROOT
 from liccs.zoo import load_codec
 
@@ -146,6 +148,12 @@ def test_ov_cpu_int8_keeps_the_named_compute_nodes_fp32_and_quantizes_only_compu
         assert fq_users == {"Convolution"}
     with pytest.raises(ExportError, match="keep_fp32 indices \\[9\\] out of range.*7 compute nodes"):
         runner_for("ov-cpu-int8", g_a, cache, exporter="torchscript", calibration=calib, keep_fp32=(9,)).activate()
+    # an OpenVINO model whose compute nodes do not line up with the ONNX graph's: refused, not guessed
+    g_s = codec_graphs(load_codec("mini-tiny-bmshj2018-hyperprior@q1", "random"), with_reconstruct=False)[0]["g_s"]
+    paths = {k: resolve_onnx(onnx_source(g, cache, "torchscript"))[0] for k, g in (("g_a", g_a), ("g_s", g_s))}
+    with pytest.raises(ExportError, match="do not line up with the ONNX graph"):
+        ov_compute_ops(ov.Core().read_model(str(paths["g_a"])), paths["g_s"])
+    assert len(ov_compute_ops(ov.Core().read_model(str(paths["g_s"])), paths["g_s"])) == 7
 
 
 def test_ov_cpu_int8_codec_fit_installs_the_plan_it_measured(ov, kodak_crop, tmp_path):
