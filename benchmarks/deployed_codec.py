@@ -4,7 +4,8 @@ Models: bmshj2018-hyperprior and mbt2018-mean (full CompressAI sizes) with RANDO
 pretrained weights can be downloaded here. Speed does not depend on the weights' values, only the bitstream
 lengths do. Per image and model, in alternation (CompressAI, then deployed), each timed once after a warm-up:
 end-to-end encode and decode, and per stage (g_a, h_a, h_s, g_s on PyTorch vs on ort-cpu; the entropy coder is
-CompressAI's rANS on both sides, the deployed decode converting its symbols with numpy: ``liccs.engines.coder``).
+CompressAI's rANS on both sides; the deployed side converts its tables once and its symbols with numpy,
+``liccs.engines.coder``).
 The warm-up runs both sides in both directions once per image size (Kodak has
 landscape and portrait images). The stage medians are also summed the way ``compress``/``decompress`` run them
 (``h_s`` and ``build_indexes`` in both directions) and set beside the end-to-end medians of the same images, so
@@ -114,7 +115,7 @@ def bench_model(name: str, images: list[torch.Tensor], cache: ArtifactCache, sta
             scales = family_of(codec).split_params(scales)[0]
             st["build_indexes"]["compressai"].append(timed(lambda gc=gc, scales=scales: gc.build_indexes(scales))[0])
             st["build_indexes"]["deployed"].append(timed(lambda gc=gc, scales=scales: build_indexes(gc, scales))[0])
-            # one rANS coder with the same tables; the deployed decode converts its symbols with numpy
+            # one rANS coder with the same tables; the deployed side converts tables once, symbols with numpy
             for side, fns in (("compressai", coder_stages(codec, d, x, compressai=True)),
                               ("deployed", coder_stages(codec, d, x))):
                 for s, fn in fns.items():
@@ -246,7 +247,8 @@ def markdown(rows: list[dict[str, Any]], load: tuple[float, float, float], threa
     lines += ["", "Per stage, median ms per image over the first images (build_indexes: CompressAI's "
               "`GaussianConditional.build_indexes` loop against liccs's one `torch.bucketize`, same integers, run once "
               "when encoding and once when decoding; entropy coding: CompressAI's rANS coder and tables on both sides, "
-              "its `decompress` against liccs's decode, which converts the decoded symbols with numpy):", "",
+              "its `compress`/`decompress` against liccs's, which converts the tables to lists once per table tensor "
+              "and the symbols with numpy):", "",
               "| model | stage | CompressAI/PyTorch ms | deployed ms | × |", "|---|---|---|---|---|"]
     for r in rows:
         for s, v in r["stages"].items():
