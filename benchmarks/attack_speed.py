@@ -21,7 +21,7 @@ from torch import nn
 import liccs.zoo  # noqa: F401  (the zoo registers the codecs)
 from liccs.attack import PGD
 from liccs.attack.evaluate import format_table
-from liccs.manifest import manifest, write_json
+from liccs.manifest import git_commit, manifest, write_json
 from liccs.pipeline import LICCS
 
 OUT = Path(__file__).parent / "results"
@@ -100,6 +100,7 @@ def main() -> None:
     p.add_argument("--only", default=None, help="run only the cases whose name contains this")
     p.add_argument("--out", type=Path, default=OUT)
     a = p.parse_args()
+    commit = git_commit()  # before this script writes its (tracked) results
     torch.set_num_threads(a.threads)
     import torchattacks
 
@@ -107,7 +108,7 @@ def main() -> None:
     cfg = {"repeats": a.repeats, "steps": a.steps, "threads": a.threads, "norm": "linf", "eps": "8/255",
            "alpha": "2/255", "random_start": False, "timer": "perf_counter around attack(images, labels)",
            "order": "interleaved, alternating which goes first, after one warm-up call each"}
-    m = manifest(cfg, torchattacks=torchattacks.__version__)
+    m = manifest(cfg, started_at=commit, torchattacks=torchattacks.__version__)
     write_json(a.out / "attack_speed.json", {**result, "manifest": m})
     cols = ["case", "batch", "side", "steps", "liccs_median_s", "torchattacks_median_s", "ratio", "liccs_min_s",
             "torchattacks_min_s", "ratio_min", "paired_ratio_median", "same_result"]

@@ -47,7 +47,7 @@ from liccs.engines.indexes import build_indexes
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import stage_feeds
 from liccs.families import family_of
-from liccs.manifest import manifest, write_json
+from liccs.manifest import git_commit, manifest, write_json
 from liccs.pipeline import psnr
 from liccs.profiling.choose import choose_stage_engines
 from liccs.profiling.flops import ceiling_moved, count_flops, robust_ceiling, stage_budget
@@ -284,6 +284,7 @@ def main() -> None:
                     help="transposed-convolution forms tried per candidate (auto only)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    commit = git_commit()  # before this script writes its (tracked) results
     load0 = os.getloadavg()
     src = kodak()
     images = [to_float(src.read(i))[None] for i in range(min(args.images, len(src)))]
@@ -306,7 +307,8 @@ def main() -> None:
                                            "loadavg_after": load1,
                                            "ceiling_before": c0, "ceiling_after": c1, "ceiling_gflops_used": ceiling})
     write_json(args.out / f"{stem}.manifest.json",
-               manifest(config, benchmark="deployed_codec", command="nice python " + " ".join(sys.argv)))
+               manifest(config, started_at=commit, benchmark="deployed_codec",
+                        command="nice python " + " ".join(sys.argv)))
     md = markdown(rows, (load0[0], 0.0, load1[0]), torch.get_num_threads(), budget_lines(rows, ceiling, c0, c1),
                   verdicts)
     (args.out / f"{stem}.md").write_text(md, encoding="utf-8")

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 from liccs.engines.codec import DeployedCodec
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import stage_feeds
-from liccs.manifest import manifest, write_json
+from liccs.manifest import git_commit, manifest, write_json
 from liccs.report.tables import to_markdown
 from liccs.stages.profile import sweep_images
 from liccs.zoo import load_codec
@@ -94,13 +94,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    commit = git_commit()  # before this script writes its (tracked) results
     load0 = os.getloadavg()
     codec = load_codec(args.model, args.weights)
     x = sweep_images(1, (args.side, args.side))
     rows = [r for e in args.engines for r in one_engine(codec, e, x, args.rounds, ArtifactCache())]
     load1 = os.getloadavg()
     write_json(args.out / "e2e_gap.json", {"rows": rows, "loadavg_before": load0, "loadavg_after": load1})
-    write_json(args.out / "e2e_gap.manifest.json", manifest(vars(args) | {"out": str(args.out)}, benchmark="e2e_gap",
+    write_json(args.out / "e2e_gap.manifest.json", manifest(vars(args) | {"out": str(args.out)},
+                                                            started_at=commit, benchmark="e2e_gap",
                                                             command="nice python " + " ".join(sys.argv)))
     md = "\n".join([f"# End to end against the stages: {args.model} ({args.weights}), {args.side}², batch 1", "",
                     f"Load average before/after {load0[0]:.1f} / {load1[0]:.1f} on {os.cpu_count()} cores.", "",

@@ -30,7 +30,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's liccs
 
-from liccs.manifest import manifest, write_json  # noqa: E402
+from liccs.manifest import git_commit, manifest, write_json  # noqa: E402
 from liccs.report.tables import to_markdown  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--manifest", type=Path, help="a Ray run's manifest.json for the cluster bound")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    commit = git_commit()  # before this script writes its (tracked) results
     load0 = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +79,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "executor_overhead.json", result)
     write_json(args.out / "executor_overhead.manifest.json", manifest(vars(args) | {"out": str(args.out),
-                                                                                    "manifest": str(args.manifest)}))
+                                                                                    "manifest": str(args.manifest)},
+                                                                                   started_at=commit))
     md = [f"# Ray executor overhead ({args.config}{' --quick' if not args.full else ''})", "",
           f"Median ray / serial wall ratio **{median:.3f}** (goal ≤ 1.10: {'met' if median <= 1.10 else 'NOT met'});"
           f" load average {load0[0]:.2f} before, {load1[0]:.2f} after (2-core CPU).", "",

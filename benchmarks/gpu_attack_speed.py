@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 from liccs.attack import PGD
 from liccs.attack.evaluate import format_table
-from liccs.manifest import manifest, write_json
+from liccs.manifest import git_commit, manifest, write_json
 from liccs.pipeline import LICCS
 from liccs.zoo import load_classifier, load_codec
 
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def write(a: argparse.Namespace, rows: list[dict[str, Any]], cfg: dict[str, Any], argv: list[str] | None) -> None:
     """The JSON, manifest and Markdown of the rows so far."""
+    commit = git_commit()  # before this writes its (tracked) results
     eager = next((r for r in rows if r["variant"] == "eager" and "median_s" in r), None)
     for r in rows:
         if eager and "median_s" in r:
@@ -106,7 +107,8 @@ def write(a: argparse.Namespace, rows: list[dict[str, Any]], cfg: dict[str, Any]
     a.out.mkdir(parents=True, exist_ok=True)
     write_json(a.out / "gpu_attack_speed.json", {"rows": rows})
     write_json(a.out / "gpu_attack_speed.manifest.json",
-               manifest(cfg, benchmark="gpu_attack_speed", command="python benchmarks/gpu_attack_speed.py"
+               manifest(cfg, started_at=commit, benchmark="gpu_attack_speed",
+                        command="python benchmarks/gpu_attack_speed.py"
                         + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))))
     cols = ["variant", "first_call_s", "median_s", "min_s", "steps_per_s", "images_steps_per_s", "speedup_vs_eager",
             "max_abs_diff_vs_first", "error"]

@@ -46,7 +46,7 @@ from liccs.export.cache import ArtifactCache  # noqa: E402
 from liccs.export.graphs import codec_graphs, split_tail, stage_feeds  # noqa: E402
 from liccs.export.onnx import OnnxFromTorch, load_onnx  # noqa: E402
 from liccs.export.quantize import COMPUTE_OPS, compute_macs  # noqa: E402
-from liccs.manifest import manifest, write_json  # noqa: E402
+from liccs.manifest import git_commit, manifest, write_json  # noqa: E402
 from liccs.profiling.flops import ceiling_moved, robust_ceiling  # noqa: E402
 from liccs.profiling.timer import TimerConfig, measure, measure_interleaved  # noqa: E402
 from liccs.report.tables import to_markdown  # noqa: E402
@@ -138,6 +138,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    commit = git_commit()  # before this script writes its (tracked) results
     load0, c0 = os.getloadavg(), robust_ceiling()
     torch.manual_seed(0)
     x = torch.rand(1, 3, *args.size)
@@ -185,7 +186,7 @@ def main() -> None:
                                                 "ceiling_before": c0, "ceiling_after": c1, "ceiling_used": ceiling,
                                                 "loadavg_before": load0, "loadavg_after": load1})
     write_json(args.out / "layer_budget.manifest.json",
-               manifest(config, report="layer_budget", command="nice python " + " ".join(sys.argv)))
+               manifest(config, started_at=commit, report="layer_budget", command="nice python " + " ".join(sys.argv)))
     md = [f"# Per-layer time against the ceiling ({args.size[1]}×{args.size[0]}, batch 1, random weights)", "",
           f"Ceiling (fp32 matmul, best of sizes × repeats): {c0['gflops']:.1f} GFLOP/s before, {c1['gflops']:.1f} "
           f"after, used {ceiling:.1f}" + (f"; **flagged: {moved}**" if moved else "") + f". Load average before/after "

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's liccs, not another install
 
-from liccs.manifest import manifest, write_json
+from liccs.manifest import git_commit, manifest, write_json
 from liccs.profiling.timer import Stats, TimerConfig, measure
 from liccs.zoo import load_codec
 
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                    "torch.utils.benchmark synchronizes the device around its blocks)")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+    commit = git_commit()  # before this script writes its (tracked) results
 
     torch.set_num_threads(args.threads)
     codec = load_codec(args.codec, "random", seed=0).to(args.device)
@@ -104,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / f"{stem}.json", {"summary": summary, "rounds": rounds})
     write_json(args.out / f"{stem}.manifest.json",
-               manifest(config, benchmark="profiler_accuracy", command="python benchmarks/profiler_accuracy.py"
+               manifest(config, started_at=commit, benchmark="profiler_accuracy",
+                        command="python benchmarks/profiler_accuracy.py"
                         + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))))
     lines = [
         "# Profiler accuracy: liccs p50 against torch.utils.benchmark",

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 from liccs.engines.codec import DeployedCodec
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import stage_feeds
-from liccs.manifest import manifest, write_json
+from liccs.manifest import git_commit, manifest, write_json
 from liccs.profiling.flops import add_rates, ceiling_moved, count_flops, robust_ceiling
 from liccs.profiling.profile import profile_stages
 from liccs.profiling.timer import TimerConfig
@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--matmul-n", type=int, default=1024)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    commit = git_commit()  # before this script writes its (tracked) results
     load0 = os.getloadavg()
     sizes = (args.matmul_n // 2, args.matmul_n, args.matmul_n * 2)
     ceil0 = robust_ceiling(sizes)
@@ -86,7 +87,8 @@ def main() -> None:
                                                  "ceiling_moved": moved,
                                                  "loadavg_before": load0, "loadavg_after": load1})
     write_json(args.out / "stage_ceiling.manifest.json",
-               manifest(config, benchmark="stage_ceiling", command="nice python " + " ".join(sys.argv)))
+               manifest(config, started_at=commit, benchmark="stage_ceiling",
+                        command="nice python " + " ".join(sys.argv)))
     cols = ["model", "engine", "stage", "gflop", "mbytes", "p50_ms", "achieved_gflops", "fraction_of_ceiling"]
     md = "\n".join([
         f"# Stage FLOPs against this CPU's matmul ceiling ({args.side}×{args.side}, batch 1, random weights)", "",

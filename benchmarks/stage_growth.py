@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 from liccs.engines.codec import DeployedCodec
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import stage_feeds
-from liccs.manifest import manifest, write_json
+from liccs.manifest import git_commit, manifest, write_json
 from liccs.profiling.profile import growth_table, sweep
 from liccs.profiling.timer import TimerConfig
 from liccs.report.tables import to_markdown
@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--min-iters", type=int, default=3)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    commit = git_commit()  # before this script writes its (tracked) results
     load0 = os.getloadavg()
     codec = load_codec(args.model, "random")
     cfg = TimerConfig(warmup=1, min_iters=args.min_iters, min_duration_s=0.0)
@@ -63,7 +64,8 @@ def main() -> None:
     write_json(args.out / "stage_growth.json", {"times": table.to_dict("records"), "growth": growth.to_dict("records"),
                                                 "loadavg_before": load0, "loadavg_after": load1})
     write_json(args.out / "stage_growth.manifest.json",
-               manifest(config, benchmark="stage_growth", command="nice python " + " ".join(sys.argv)))
+               manifest(config, started_at=commit, benchmark="stage_growth",
+                        command="nice python " + " ".join(sys.argv)))
     times = table.pivot_table(index=["engine", "stage"], columns="height", values="p50_ms", sort=False)
     times.columns = [f"{c}² p50 ms" for c in times.columns]
     md = "\n".join([

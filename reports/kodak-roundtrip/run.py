@@ -27,7 +27,7 @@ from liccs.data import kodak  # noqa: E402
 from liccs.engines.bitstream import Container, unframe  # noqa: E402
 from liccs.engines.codec import DeployedCodec  # noqa: E402
 from liccs.export.cache import ArtifactCache  # noqa: E402
-from liccs.manifest import manifest, write_json  # noqa: E402
+from liccs.manifest import git_commit, manifest, write_json  # noqa: E402
 from liccs.pipeline import psnr  # noqa: E402
 from liccs.zoo import load_codec  # noqa: E402
 from liccs.zoo.weights import sha256_of  # noqa: E402
@@ -88,6 +88,7 @@ def main() -> None:
     p.add_argument("--engine", default="ort-cpu")
     p.add_argument("--limit", type=int, default=24)
     args = p.parse_args()
+    commit = git_commit()  # before this script writes its (tracked) results
     src = kodak()
     images = [(src.describe(i)[0], src.load(i).image.float().div(255)[None]) for i in range(min(args.limit, len(src)))]
     t0, results = time.time(), []
@@ -98,7 +99,7 @@ def main() -> None:
                 results.append(one_model(name, w, args.engine, cache, images, Path(d)))
     config = {**vars(args), "seconds": round(time.time() - t0, 1)}
     write_json(HERE / "result.json", {"config": config, "results": results})
-    write_json(HERE / "manifest.json", manifest(config))
+    write_json(HERE / "manifest.json", manifest(config, started_at=commit))
     (HERE / "result.md").write_text("# Kodak round trip: deployed codec vs CompressAI\n\n" + markdown(results))
     print(markdown(results))
 
