@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from liccs.errors import InputError
+
 #: entropy model → (its table tensors, their versions, the lists built from them)
 _TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -48,10 +50,9 @@ def _int_list(t: Tensor) -> list[int]:
 
 def encode_symbols(model: nn.Module, inputs: Tensor, indexes: Tensor, means: Tensor | None = None) -> list[bytes]:
     """``model.compress(inputs, indexes, means=means)`` for a CompressAI entropy model: one string per image."""
-    if inputs.dim() < 2:
-        raise ValueError("Invalid `inputs` size. Expected a tensor with at least 2 dimensions.")
-    if inputs.size() != indexes.size():
-        raise ValueError("`inputs` and `indexes` should have the same size.")
+    if inputs.dim() < 2 or inputs.size() != indexes.size():
+        raise InputError(f"entropy coding needs latents of at least 2 dimensions and table indexes of the same "
+                         f"shape; got latents {tuple(inputs.shape)} and indexes {tuple(indexes.shape)}")
     symbols = model.quantize(inputs, "symbols", means)
     cdf, lengths, offsets = coder_tables(model)
     return [model.entropy_coder.encode_with_indexes(_int_list(symbols[i]), _int_list(indexes[i]), cdf, lengths,

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from liccs.engines.coder import decode_bottleneck, decode_symbols, encode_bottleneck, encode_symbols
+from liccs.errors import InputError
 from liccs.export.graphs import stage_feeds
 from liccs.families import family_of
 from liccs.zoo import load_codec
@@ -43,3 +44,10 @@ def test_coding_equals_compressai(name, kodak_crop, tmp_path):
         eb.update(force=True)
         strings = eb.compress(z)
         assert strings != out["strings"][1] and encode_bottleneck(eb, z) == strings
+
+
+def test_mismatched_indexes_are_refused_naming_both_shapes():
+    gc = load_codec("bmshj2018-hyperprior@q1", "random").gaussian_conditional
+    y = torch.zeros(1, 8, 4, 4)
+    with pytest.raises(InputError, match=r"latents \(1, 8, 4, 4\) and indexes \(1, 8, 4, 3\)"):
+        encode_symbols(gc, y, torch.zeros(1, 8, 4, 3, dtype=torch.int32))
