@@ -80,6 +80,16 @@ def run_checks() -> list[Check]:
         trt.Builder  # noqa: B018  (the lean runtime has no builder)
         return f"tensorrt {trt.__version__}"
 
+    def openvino_info() -> str:
+        import openvino
+
+        try:
+            import nncf
+        except ImportError:
+            return (f"openvino {openvino.__version__} (ov-cpu); nncf is missing, so ov-cpu-int8 is unavailable: "
+                    "`pip install 'liccs[openvino]'`")
+        return f"openvino {openvino.__version__}, nncf {nncf.__version__} (ov-cpu, ov-cpu-int8)"
+
     def data_info() -> str:
         d = data_dir()
         if not d.is_dir():
@@ -97,6 +107,9 @@ def run_checks() -> list[Check]:
     attempt("tensorrt", trt_info, required=False,
             hint="install with `pip install 'liccs[tensorrt]'` (needs NVIDIA's package index and a GPU); "
                  "TensorRT engines are unavailable until then")
+    attempt("openvino", openvino_info, required=False,
+            hint="install with `pip install 'liccs[openvino]'`; the OpenVINO engines (ov-cpu, ov-cpu-int8) are "
+                 "unavailable until then")
     attempt("shared data", data_info, required=False)
     attempt("dependency warnings", _dependency_warnings, required=False)
     attempt("cache", lambda: f"{cache_dir()} (LICCS_CACHE); pretrained weights looked for in {hub_checkpoint_dir()}")

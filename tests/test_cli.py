@@ -7,6 +7,7 @@ def test_doctor_is_healthy_on_a_cpu_machine(capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "entropy coder" in out and "onnxruntime" in out and "tensorrt" in out
+    assert "openvino" in out  # an optional engine: ok with its version, or what to install
     assert "dependency warnings" in out  # named once here, since the CLI hides them
 
 
