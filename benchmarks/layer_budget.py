@@ -40,10 +40,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's liccs
 
-from liccs.engines.chain import ChainRunner  # noqa: E402
 from liccs.engines.factory import runner_for  # noqa: E402
 from liccs.export.cache import ArtifactCache  # noqa: E402
-from liccs.export.graphs import codec_graphs, split_tail, stage_feeds  # noqa: E402
+from liccs.export.graphs import codec_graphs, stage_feeds  # noqa: E402
 from liccs.export.onnx import OnnxFromTorch, load_onnx  # noqa: E402
 from liccs.export.quantize import COMPUTE_OPS, compute_macs  # noqa: E402
 from liccs.manifest import git_commit, manifest, write_json  # noqa: E402
@@ -117,9 +116,7 @@ def deployed_stages(name: str, graphs: dict[str, Any], feeds: dict[str, dict[str
         for engine in engines:
             runners[(stage, engine)] = runner_for(engine, graphs[stage], cache, spinning=False)
         if stage == "g_s" and {"ov-cpu", "ort-cpu"} <= set(engines):
-            head, tail = split_tail(graphs[stage])
-            runners[(stage, "ov-cpu>ort-cpu")] = ChainRunner([runner_for("ov-cpu", head, cache, spinning=False),
-                                                              runner_for("ort-cpu", tail, cache, spinning=False)])
+            runners[(stage, "ov-cpu>ort-cpu")] = runner_for("ov-cpu>ort-cpu", graphs[stage], cache, spinning=False)
     calls = {}
     for (stage, engine), r in runners.items():
         r.infer(feeds[stage])  # activation outside the timing

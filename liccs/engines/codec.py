@@ -22,13 +22,13 @@ from liccs.core import check_images, crop_to, pad_to_multiple
 from liccs.engines.autoregressive import compress_ar, decompress_ar
 from liccs.engines.base import Runner, get_engine
 from liccs.engines.bitstream import BitstreamError, Container, crc32, frame, unframe
-from liccs.engines.chain import ChainRunner, parse_split
+from liccs.engines.chain import parse_split
 from liccs.engines.coder import decode_bottleneck, decode_symbols, encode_bottleneck, encode_symbols
 from liccs.engines.factory import runner_for
 from liccs.engines.indexes import build_indexes, repair_indexes
 from liccs.engines.int8_fit import fit_int8
 from liccs.errors import InputError
-from liccs.export.graphs import codec_graphs, module_hash, split_tail, stage_feeds
+from liccs.export.graphs import codec_graphs, module_hash, stage_feeds
 from liccs.families import family_of, medians, mse_lambda
 from liccs.pipeline import PAD_MULTIPLE
 
@@ -105,13 +105,7 @@ class DeployedCodec:
             calib = [{k: v.numpy() for k, v in feeds[name].items()}] if name in feeds else None
             loop = {"threads": 1} if name in LOOP_STAGES else {}  # tiny per-position calls: see .autoregressive
             # no spinning: torch work follows every call, and spinning ONNX Runtime threads would hold its cores
-            on = per_stage.get(name, per_stage.get("default", "torch"))
-            if split := parse_split(on):  # "A>B": the stage's output layer on B, the rest on A
-                parts = split_tail(g)
-                runners[name] = ChainRunner([runner_for(e, part, cache, exporter=exporter, calibration=calib,
-                                                        spinning=False, **loop) for e, part in zip(split, parts)],
-                                            name=f"{on}:{g.label}")
-                continue
+            on = per_stage.get(name, per_stage.get("default", "torch"))  # "A>B": see runner_for
             runners[name] = runner_for(on, g, cache, exporter=exporter, calibration=calib, spinning=False, **loop)
         label = engine if isinstance(engine, str) else "+".join(
             f"{s}={e}" for s, e in sorted(per_stage.items()))

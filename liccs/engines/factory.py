@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 
 from liccs.engines.base import Runner, get_engine
+from liccs.engines.chain import ChainRunner, parse_split
 from liccs.export.cache import ArtifactCache
+from liccs.export.graphs import split_tail
 from liccs.export.onnx import OnnxFromTorch
 
 #: Image sides a TensorRT profile covers by default: (min, opt, max), multiples of 64.
@@ -36,14 +38,18 @@ def runner_for(engine: str, graph: Any, cache: ArtifactCache | None = None, *, e
     """A runner of ``graph`` on ``engine`` (raises EngineUnavailable saying why, and what to install).
 
     Args:
-        engine: a registered engine name (``liccs.engines.ENGINES``).
+        engine: a registered engine name (``liccs.engines.ENGINES``), or ``"A>B"``: the graph's output layer on
+            engine B and the rest on A (:func:`~liccs.export.graphs.split_tail`, :mod:`liccs.engines.chain`).
         graph: a :class:`~liccs.export.graphs.GraphSpec`.
         cache: the artifact cache (default ``$LICCS_CACHE/artifacts``).
         exporter: ONNX exporter preference for ONNX-based engines.
         calibration: int8 calibration feeds (real-image inputs of this graph).
     """
-    spec = get_engine(engine)
     name = f"{engine}:{graph.label}"
+    if split := parse_split(engine):
+        return ChainRunner([runner_for(e, part, cache, exporter=exporter, calibration=calibration, **kw)
+                            for e, part in zip(split, split_tail(graph))], name=name)
+    spec = get_engine(engine)
     if spec.backend == "tensorrt":
         onnx_path = OnnxFromTorch(graph, cache, exporter)().path
         kw.pop("threads", None)  # ONNX Runtime settings; TensorRT builds take none
