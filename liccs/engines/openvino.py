@@ -30,7 +30,7 @@ from liccs.errors import InputError
 from liccs.export.cache import Artifact, ArtifactCache, file_sha256
 from liccs.export.errors import ArtifactError, ExportError
 from liccs.export.onnx import load_onnx
-from liccs.export.quantize import COMPUTE_OPS, Feed, OnnxSource, compute_nodes, feeds_digest, resolve_onnx
+from liccs.export.quantize import COMPUTE_OPS, Feed, OnnxSource, feeds_digest, resolve_onnx
 
 INSTALL_HINT = "pip install 'liccs[openvino]'"
 #: OpenVINO's op types for the ONNX compute nodes (:data:`~liccs.export.quantize.COMPUTE_OPS`)
@@ -182,7 +182,8 @@ class Int8IrFromOnnx:
 
 
 def ov_compute_ops(model: Any, src: Path) -> list[str]:
-    """OpenVINO's names of the ONNX graph ``src``'s compute nodes, in :func:`compute_nodes` order.
+    """OpenVINO's names of the ONNX graph ``src``'s compute nodes, in
+    :func:`~liccs.export.quantize.compute_nodes` order.
 
     OpenVINO renames some nodes on import (a ConvTranspose becomes ``ConvolutionBackpropData_N``), so the match is
     by position in topological order, checked by count and by each node's weight size; a graph where the two
@@ -193,8 +194,7 @@ def ov_compute_ops(model: Any, src: Path) -> list[str]:
     ops = [op for op in model.get_ordered_ops() if op.get_type_name() in OV_COMPUTE_OPS]
     got = [int(np.prod(op.input_value(1).get_shape())) if op.input_value(1).get_partial_shape().is_static else None
            for op in ops]
-    if len(ops) != len(compute_nodes(src)) or any(e is not None and g is not None and e != g
-                                                  for e, g in zip(expected, got)):
+    if len(ops) != len(expected) or any(e is not None and g is not None and e != g for e, g in zip(expected, got)):
         raise ExportError(f"{src}: OpenVINO's compute nodes (weight sizes {got}) do not line up with the ONNX graph's "
                           f"(weight sizes {expected}); cannot tell which to keep in f32")
     return [op.get_friendly_name() for op in ops]

@@ -301,13 +301,14 @@ def measure_interleaved(calls: Mapping[Any, Callable[[], Any]], config: TimerCon
         for _ in range(config.warmup):
             fn()
     samples: dict[Any, list[float]] = {k: [] for k in calls}
-    while calls and len(next(iter(samples.values()))) < config.max_iters and (
-            len(next(iter(samples.values()))) < config.min_iters
-            or min(sum(v) for v in samples.values()) < config.min_duration_s):
+    rounds = 0
+    while calls and rounds < config.max_iters and (
+            rounds < config.min_iters or min(sum(v) for v in samples.values()) < config.min_duration_s):
         for k, fn in calls.items():
             t = time.perf_counter()
             fn()
             samples[k].append(time.perf_counter() - t)
+        rounds += 1
     return samples
 
 
