@@ -156,13 +156,15 @@ class Context:
 
 @dataclass
 class Exports:
-    """Parity records, deployed codecs ``{engine: {codec: DeployedCodec}}`` and why some could not be built."""
+    """Parity records, deployed codecs ``{engine or deployment: {codec: DeployedCodec}}`` and why some could not be
+    built."""
 
     parity: pd.DataFrame = field(default_factory=pd.DataFrame)
     export: pd.DataFrame = field(default_factory=pd.DataFrame)
     deployed: dict[str, dict[str, DeployedCodec]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # "engine:codec" → reason
     cache: ArtifactCache = field(default_factory=ArtifactCache)
+    deployments: pd.DataFrame = field(default_factory=pd.DataFrame)  # [export.deployments]: the engine per stage
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,10 @@ from liccs.engines import ENGINES
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "liccs" / "configs" / "quick-cpu.toml"
 MISSING = "ort-cuda"  # a GPU engine: unavailable on a CPU-only machine
+ENGINES_SET = f'["torch", "ort-cpu", "{MISSING}"]'
+# the quick run (and its Ray twin) also deploys the codecs with g_s split across two engines ([export.deployments])
+QUICK = ["--set", f"export.engines={ENGINES_SET}", "--set", f"transfer.engines={ENGINES_SET}",
+         "--set", 'export.deployments={split={g_s="torch>ort-cpu", default="ort-cpu"}}']
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +29,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Pa
     if ENGINES.get(MISSING).available:
         pytest.skip(f"{MISSING} runs on this machine; the skip test needs an unavailable engine")
     out = tmp_path_factory.mktemp("run") / "quick"
-    engines = f'["torch", "ort-cpu", "{MISSING}"]'
-    rc = main(["run", str(DEFAULT), "--quick", "--no-progress", "--out", str(out),
-               "--set", f"export.engines={engines}", "--set", f"transfer.engines={engines}"])
+    rc = main(["run", str(DEFAULT), "--quick", "--no-progress", "--out", str(out), *QUICK])
     assert rc == 0
     return out
 
@@ -53,7 +55,20 @@ def test_quick_run_writes_every_report_file(quick_run: Path) -> None:
     transfer = (quick_run / "tables" / "transfer.csv").read_text()
     assert "ort-cpu" in transfer and "uint8" in transfer and "float" in transfer
     dominant = pd.read_csv(quick_run / "tables" / "dominant.csv")  # end to end against the stages in sequence too
-    assert set(dominant["engine"]) == {"torch", "ort-cpu"} and (dominant["e2e_over_sequence"] > 0).all()
+    assert set(dominant["engine"]) == {"torch", "ort-cpu", "split"} and (dominant["e2e_over_sequence"] > 0).all()
+
+
+def test_a_deployment_is_one_more_row_beside_the_engines(quick_run: Path) -> None:
+    """``split`` encodes on ort-cpu's g_a, h_a and h_s (its bytes are ort-cpu's) and decodes with g_s split."""
+    deployments = pd.read_csv(quick_run / "tables" / "deployments.csv")
+    engine = deployments.set_index(["codec", "stage"])["engine"]
+    assert set(deployments["deployment"]) == {"split"} and set(deployments["chosen"]) == {"config"}
+    assert all(engine[(c, "g_s")] == "torch>ort-cpu" and engine[(c, "g_a")] == "ort-cpu"
+               for c in deployments["codec"].unique())
+    rd = pd.read_csv(quick_run / "tables" / "rate_distortion.csv").set_index(["engine", "codec"])
+    assert (rd.loc["split", "bpp"] == rd.loc["ort-cpu", "bpp"]).all()
+    assert (rd.loc["split", "psnr"] - rd.loc["torch", "psnr"]).abs().max() < 0.01
+    assert "split" in set(pd.read_csv(quick_run / "tables" / "bd_rate.csv")["engine"])
 
 
 def test_unavailable_engine_is_skipped_with_its_reason(quick_run: Path) -> None:
@@ -81,6 +96,7 @@ def test_rerun_reuses_the_adversarial_images(quick_run: Path) -> None:
     ('transfer.engines=["torch", "ort-gpu"]', "transfer.engines[1]"),
     ('models.codecs=["mini-bmshj2018-hyperprior@q9"]', "models.codecs[0]"),
     ('models.classifier="resnet9000"', "models.classifier"),
+    ('export.deployments={fast={g_s="ort-cpu>ov-gpu"}}', "export.deployments.fast.g_s"),
 ])
 def test_bad_config_is_refused_before_any_work_naming_the_key(override: str, key: str, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,10 +126,8 @@ def test_the_ray_executor_gives_the_serial_tables(quick_run: Path, tmp_path: Pat
     import ray
 
     out = tmp_path / "ray"
-    engines = f'["torch", "ort-cpu", "{MISSING}"]'
     try:
-        rc = main(["run", str(DEFAULT), "--quick", "--no-progress", "--out", str(out), "--executor", "ray",
-                   "--set", f"export.engines={engines}", "--set", f"transfer.engines={engines}"])
+        rc = main(["run", str(DEFAULT), "--quick", "--no-progress", "--out", str(out), "--executor", "ray", *QUICK])
     finally:
         ray.shutdown()
     assert rc == 0

@@ -47,7 +47,7 @@ def choice_key(codec: nn.Module, candidates: Sequence[str], shape: tuple[int, ..
 def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Tensor, *,
                          cache: ArtifactCache | None = None, config: TimerConfig = TIMER,
                          store: Path | None = None, calibration_images: Tensor | None = None,
-                         forms: Sequence[str] = ("native",)) -> dict[str, Any]:
+                         forms: Sequence[str] = ("native",), exporter: str = "auto") -> dict[str, Any]:
     """``{"engines": {stage: engine}, "transposed": {stage: form}, "p50_ms": {stage: {candidate: ms}}, "key": ...,
     "cached": bool}``.
 
@@ -75,7 +75,8 @@ def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Te
         for engine in candidates:
             name = engine if form == "native" else f"{engine}/{form}"
             try:
-                deployed = DeployedCodec.on_engine(codec, engine, cache, calibration_images=calibration_images,
+                deployed = DeployedCodec.on_engine(codec, engine, cache, exporter=exporter,
+                                                   calibration_images=calibration_images,
                                                    transposed=form)
             except Exception as e:  # noqa: BLE001  (EngineUnavailable, a failed export: said in the record)
                 skipped[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

@@ -16,6 +16,7 @@ import torch
 
 from liccs.checks.parity import ParityRecord, Tolerance, check_codec, parity_images
 from liccs.checks.rd import bd_rate_table
+from liccs.config import RunConfig
 from liccs.core.progress import tqdm
 from liccs.engines import ENGINES, EngineUnavailable
 from liccs.engines.codec import DeployedCodec, bpp
@@ -23,7 +24,8 @@ from liccs.executor import Task
 from liccs.export.cache import ArtifactCache
 from liccs.export.report import ExportReport
 from liccs.pipeline import psnr
-from liccs.stage import Context, Exports, Results, StageBase, StageResult, TableSpec, register, task_resources
+from liccs.stage import Context, Exports, Names, Results, StageBase, StageResult, TableSpec, register, task_resources
+from liccs.stages.deployments import build_deployments, parse_deployments
 from liccs.zoo import parse_codec
 
 #: Reduced-precision engines' parity: images within 30 dB PSNR of PyTorch's, logits' top-1 agreement.
@@ -76,6 +78,9 @@ def run_exports(ctx: Context, progress: bool = True) -> Exports:
                                                                      calibration_images=calib)
             except EngineUnavailable as e:
                 out.failed[f"{engine}:{name}"] = str(e)
+    mixed, out.deployments, failed = build_deployments(ctx.cfg, ctx.codecs, ctx.images, cache, calib)
+    out.deployed |= mixed
+    out.failed |= failed
     return out
 
 
@@ -107,12 +112,20 @@ class ExportStage(StageBase):
                   ("model", "stage", "engine", "status", "passed", "max_abs_err", "psnr_db", "top1_agreement",
                    "failures", "reason"), order=60),
         TableSpec("export", "Export of every graph.", order=61),
+        TableSpec("deployments", "The engine of every stage of each deployed codec of [export.deployments] (named "
+                  "by its key in the per-engine tables); for a choice, each candidate's median ms on the run's "
+                  "first image, measured once per model and machine and then read from the cache.", order=32),
     )
+
+    def check(self, cfg: RunConfig, names: Names) -> None:
+        parse_deployments(cfg)
 
     def run(self, ctx: Context, results: Results) -> StageResult:
         ex = run_exports(ctx, ctx.progress)
         rd = rate_distortion(ctx, ex, ctx.progress)
         tables = {"parity": ex.parity, "export": ex.export, "rate_distortion": rd}
+        if not ex.deployments.empty:
+            tables["deployments"] = ex.deployments
         bd = bd_rate_table(rd) if not rd.empty and "torch" in set(rd["engine"]) else pd.DataFrame()
         if not bd.empty:
             tables["bd_rate"] = bd

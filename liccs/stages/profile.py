@@ -32,6 +32,7 @@ from liccs.profiling.flops import add_rates, count_flops, matmul_ceiling
 from liccs.profiling.profile import dominant_stages, growth_table, in_sequence, sweep
 from liccs.profiling.timer import TimerConfig
 from liccs.stage import Context, Exports, Results, StageBase, StageResult, TableSpec, register
+from liccs.stages.deployments import classifier_engine, device_engine
 from liccs.stages.profile_copy import copy_compute_table
 from liccs.zoo.classifiers import host_geometry, to_geometry
 
@@ -123,8 +124,8 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
         codec = ctx.codecs[name]
         # no spinning, as in the deployed codec: in the end-to-end row torch work follows every classifier call, and
         # ONNX Runtime threads spinning after it held the cores (measured: +10% end to end on ort-cpu, 256², q1)
-        clf_runner = runner_for(engine, classifier_graph(ctx.classifier), exports.cache, calibration=[
-            {"x": host_geometry(ctx.images, pre).numpy()}], spinning=False)
+        clf_runner = runner_for(classifier_engine(ctx.cfg, engine), classifier_graph(ctx.classifier), exports.cache,
+                                calibration=[{"x": host_geometry(ctx.images, pre).numpy()}], spinning=False)
 
         def make(b: int, hw: tuple[int, int], d: DeployedCodec = d, codec: nn.Module = codec,
                  clf_runner: Any = clf_runner) -> dict[str, Any]:
@@ -211,7 +212,7 @@ def rates(ctx: Context, latency: pd.DataFrame, batch: int, hw: tuple[int, int]) 
             flops["end-to-end"] = sum(flops.values())
             counted[name] = flops
         flops = counted[name]
-        ceiling = engine_ceiling(str(engine), ctx.cfg.profile.matmul_n, ceilings)
+        ceiling = engine_ceiling(device_engine(ctx.cfg, str(engine)), ctx.cfg.profile.matmul_n, ceilings)
         out.append(add_rates(g, flops, ceiling["gflops"]).assign(
             ceiling_gflops=ceiling["gflops"],
             ceiling=f"{ceiling['device']} {ceiling['dtype']} matmul n={ceiling['n']}"))

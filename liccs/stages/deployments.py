@@ -1,0 +1,166 @@
+"""Deployed codecs whose stages run on different engines: the ``[export.deployments]`` table of a run config.
+
+.. code-block:: toml
+
+    [export.deployments]
+    fastest = "auto"                                     # each stage on the fastest fp32 engine of export.engines
+    among = ["ort-cpu", "ov-cpu", "ov-cpu>ort-cpu"]      # each stage on the fastest of these
+    mine = { g_a = "ort-cpu", g_s = "ov-cpu>ort-cpu" }   # named per stage; the rest on "default", else torch
+
+A choice (``"auto"`` or a list) is measured once per codec on the run's first image by
+:func:`liccs.profiling.choose.choose_stage_engines` (interleaved rounds, the median of each candidate) and cached
+under the model, the machine, the candidates, the shape and the library versions: a later run reads it. ``"A>B"``
+runs a stage's output layer on B and the rest on A (:mod:`liccs.engines.chain`). Each deployment is one more row
+in every per-engine table (rate-distortion, BD-rate, profiles), named by its key; the ``deployments`` table says
+which engine ran each stage, and for a choice the times it came from. The classifier of a deployment runs on its
+``classifier`` entry, else on torch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+from torch import Tensor, nn
+
+from liccs.config import ConfigError, RunConfig
+from liccs.engines import ENGINES, EngineUnavailable
+from liccs.engines.chain import parse_split
+from liccs.engines.codec import DeployedCodec
+from liccs.errors import LiccsError
+from liccs.export.cache import ArtifactCache
+from liccs.families import FAMILIES, family_of
+from liccs.profiling.choose import TIMER, choose_stage_engines
+from liccs.profiling.timer import TimerConfig
+
+AUTO = "auto"
+#: what a per-stage table may name besides the stages: the stages it leaves out, and the classifier
+EXTRA_KEYS = ("default", "classifier")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+def stage_names() -> list[str]:
+    """Every stage a deployed codec of some family runs (:data:`liccs.families.FAMILIES`)."""
+    out = {s for f in FAMILIES.values() for s in f.stages} - {"context_prediction"}
+    return sorted(out)
+
+
+def _engine(key: str, name: Any) -> str:
+    if not isinstance(name, str):
+        raise ConfigError(f"{key}: expected an engine name, got {type(name).__name__} {name!r}")
+    try:
+        parts = parse_split(name) or (name,)
+    except LiccsError as e:
+        raise ConfigError(f"{key}: {e}") from None
+    for p in parts:
+        if p not in ENGINES.names():
+            raise ConfigError(f"{key}: unknown engine {p!r}; valid engines: {', '.join(ENGINES.names())} "
+                              f"(or 'A>B': a stage on A, its output layer on B)")
+    return name
+
+
+def auto_candidates(cfg: RunConfig) -> list[str]:
+    """``"auto"``'s candidates: the fp32 engines of ``export.engines`` (a choice among int8 engines would change
+    the codec, not only its speed)."""
+    return [e for e in cfg.export.engines if ENGINES.get(e).precision == "fp32"]
+
+
+def parse_deployments(cfg: RunConfig) -> dict[str, list[str] | dict[str, str]]:
+    """``export.deployments`` checked: name → candidates (a choice) or stage → engine. Raises ConfigError naming
+    the key: a name that is an engine's or not an identifier, an unknown engine or stage, an empty choice."""
+    out: dict[str, list[str] | dict[str, str]] = {}
+    stages = stage_names()
+    for name, value in cfg.export.deployments.items():
+        key = f"export.deployments.{name}"
+        if not _NAME.match(name) or name in ENGINES.names():
+            raise ConfigError(f"{key}: a deployment's name is a letter then letters, digits, '_' or '-', and not an "
+                              f"engine's name (it names the deployment's rows beside the engines')")
+        if value == AUTO:
+            out[name] = auto_candidates(cfg)
+            if not out[name]:
+                raise ConfigError(f"{key}: 'auto' chooses among the fp32 engines of export.engines, and there are "
+                                  f"none ({', '.join(cfg.export.engines)})")
+        elif isinstance(value, list):
+            if not value:
+                raise ConfigError(f"{key}: an empty list of candidates; give engines, or 'auto'")
+            out[name] = [_engine(f"{key}[{i}]", e) for i, e in enumerate(value)]
+        elif isinstance(value, Mapping):
+            for k in value:
+                if k not in stages and k not in EXTRA_KEYS:
+                    raise ConfigError(f"{key}.{k}: not a stage; valid keys: {', '.join(stages + list(EXTRA_KEYS))}")
+            out[name] = {k: _engine(f"{key}.{k}", v) for k, v in value.items()}
+            if "classifier" in out[name] and parse_split(out[name]["classifier"]):
+                raise ConfigError(f"{key}.classifier: the classifier runs on one engine, not a split")
+        else:
+            raise ConfigError(f"{key}: expected 'auto', a list of candidate engines or a table of stage = engine; "
+                              f"got {type(value).__name__} {value!r}")
+    return out
+
+
+def _rows(deployment: str, codec: str, d: DeployedCodec, choice: dict[str, Any] | None) -> list[dict[str, Any]]:
+    rows = []
+    for stage in d.runners:
+        times = (choice or {}).get("p50_ms", {}).get(stage, {})
+        engine = d.runners[stage].name.partition(":")[0]
+        rows.append({"deployment": deployment, "codec": codec, "stage": stage, "engine": engine,
+                     "transposed": d.transposed.get(stage, "native"),
+                     "p50_ms": min(times.values()) if times else None,
+                     "candidates_p50_ms": json.dumps({k: round(v, 3) for k, v in sorted(times.items())})
+                     if times else "", "chosen": "measured" if choice and not choice["cached"] else
+                     "cached" if choice else "config"})
+    return rows
+
+
+def build_deployments(cfg: RunConfig, codecs: Mapping[str, nn.Module], images: Tensor, cache: ArtifactCache,
+                      calibration: Tensor | None = None, *, exporter: str = "auto", timer: TimerConfig = TIMER
+                      ) -> tuple[dict[str, dict[str, DeployedCodec]], pd.DataFrame, dict[str, str]]:
+    """({deployment: {codec: DeployedCodec}}, the ``deployments`` table, {"deployment:codec": why it failed}).
+
+    A choice is timed with ``timer`` on ``images[:1]``; ``exporter`` as for :meth:`DeployedCodec.on_engine`."""
+    deployed: dict[str, dict[str, DeployedCodec]] = {}
+    rows: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}
+    for name, spec in parse_deployments(cfg).items():
+        deployed[name] = {}
+        for codec_name, codec in codecs.items():
+            try:
+                choice = None
+                if isinstance(spec, list):
+                    choice = choose_stage_engines(codec, spec, images[:1], cache=cache, config=timer,
+                                                  calibration_images=calibration, exporter=exporter)
+                    engines, forms = choice["engines"], choice["transposed"]
+                else:
+                    # a stage this codec's family lacks (h_a of a factorized codec) is another codec's entry
+                    have = set(family_of(codec).stages) | {"default"}
+                    engines = {k: v for k, v in spec.items() if k in have}
+                    forms = "native"
+                d = DeployedCodec.on_engine(codec, engines, cache, exporter=exporter, calibration_images=calibration,
+                                            transposed=forms)
+            except (EngineUnavailable, LiccsError) as e:
+                failed[f"{name}:{codec_name}"] = f"{type(e).__name__}: {e}"
+                continue
+            deployed[name][codec_name] = d
+            rows += _rows(name, codec_name, d, choice)
+    return deployed, pd.DataFrame(rows), failed
+
+
+def classifier_engine(cfg: RunConfig, key: str) -> str:
+    """The engine that runs the classifier next to the deployed codecs under ``key`` (an engine or a deployment)."""
+    spec = cfg.export.deployments.get(key)
+    if spec is None:
+        return key
+    return spec.get("classifier", "torch") if isinstance(spec, Mapping) else "torch"
+
+
+def device_engine(cfg: RunConfig, key: str) -> str:
+    """An engine whose device stands for ``key``'s (an engine or a deployment) in the matmul ceiling: a deployment's
+    first engine on a GPU, else its first engine."""
+    spec = cfg.export.deployments.get(key)
+    if spec is None:
+        return key
+    names = auto_candidates(cfg) if spec == AUTO else list(spec.values()) if isinstance(spec, Mapping) else spec
+    parts = [p for n in names for p in (parse_split(n) or (n,))]
+    return next((p for p in parts if ENGINES.get(p).device == "cuda"), parts[0] if parts else "torch")
