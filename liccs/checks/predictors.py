@@ -10,6 +10,10 @@ A target's route on an engine is, by what the target is:
 - an autoregressive codec (no one-graph decoder): the deployed codec's real bitstreams, then the classifier
   graph (no replica: the bitstream path is not differentiable);
 - the classifier alone: the ``classifier`` graph.
+
+On an int8 engine the ``liccs`` and ``reconstruct`` graphs are quantized as the engine's deployed codec runs the
+codec (:func:`~liccs.engines.int8_fit.plan_keep_fp32`): its table stages and the layers its RD-cost fit kept stay
+fp32, so the transfer measures the int8 codec users deploy, and its replica is that codec's.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import torch
 from torch import Tensor, nn
 
 from liccs.engines import Runner, runner_for
+from liccs.engines.base import get_engine
 from liccs.engines.codec import DeployedCodec
+from liccs.engines.int8_fit import plan_keep_fp32
 from liccs.engines.replica import OnnxReplica
 from liccs.errors import InputError
 from liccs.export.graphs import classifier_graph, codec_graphs, liccs_graph
@@ -70,12 +76,15 @@ class Route:
     preprocess: Any
     graph: Runner | None = None
     deployed: DeployedCodec | None = None
+    fp32_nodes: int | None = None  # int8 engines: the graph's compute nodes kept fp32, as its deployed codec runs
 
     @property
     def how(self) -> str:
-        return {"classifier": "classifier graph", "liccs": "liccs graph",
-                "reconstruct": "reconstruct graph + host resize + classifier graph",
-                "deployed": "deployed codec (real bitstreams) + classifier graph"}[self.kind]
+        how = {"classifier": "classifier graph", "liccs": "liccs graph",
+               "reconstruct": "reconstruct graph + host resize + classifier graph",
+               "deployed": "deployed codec (real bitstreams) + classifier graph"}[self.kind]
+        return how + (f" (int8 as its deployed codec: {self.fp32_nodes} compute nodes fp32)"
+                      if self.fp32_nodes is not None else "")
 
     def predict(self, x: Tensor) -> Tensor:
         """Logits of the deployed engine."""
@@ -109,22 +118,26 @@ def routes(ctx: Context, engine: str, exports: Exports, targets: list[str] | Non
                      calibration=[{"x": host_geometry(calib, pre).numpy()}])
     out: dict[str, Route] = {}
     at_crop = tuple(ctx.images.shape[-2:]) == (pre.crop, pre.crop)
+    twin = get_engine(engine).extra.get("fp32_twin")
+
+    def deployed(t: str) -> DeployedCodec:  # the export stage's, or built here in a task's worker
+        return exports.deployed.get(engine, {}).get(t) or DeployedCodec.on_engine(ctx.codecs[t], engine, cache,
+                                                                                calibration_images=calib)
+
     for t in targets if targets is not None else ctx.names.targets:
         if t == ctx.cfg.models.classifier:
             out[t] = Route("classifier", clf, pre)
             continue
         codec = ctx.codecs[t]
         graph = liccs_graph(codec, ctx.classifier)
-        if isinstance(graph, str):  # the deployed codec of the export stage; built here in a task's worker
-            d = exports.deployed.get(engine, {}).get(t) or DeployedCodec.on_engine(codec, engine, cache,
-                                                                                 calibration_images=calib)
-            out[t] = Route("deployed", clf, pre, deployed=d)
-        elif at_crop:
-            r = runner_for(engine, graph, cache, calibration=[{"x": calib.numpy()}])
-            out[t] = Route("liccs", clf, pre, graph=r)
-        else:
-            rec = runner_for(engine, codec_graphs(codec)[0]["reconstruct"], cache, calibration=[{"x": calib.numpy()}])
-            out[t] = Route("reconstruct", clf, pre, graph=rec)
+        if isinstance(graph, str):
+            out[t] = Route("deployed", clf, pre, deployed=deployed(t))
+            continue
+        kind, graph = ("liccs", graph) if at_crop else ("reconstruct", codec_graphs(codec)[0]["reconstruct"])
+        # an int8 engine quantizes the graph as its deployed codec runs: table stages and the fit's layers in fp32
+        keep = {"keep_fp32": plan_keep_fp32(deployed(t), graph, cache)} if twin else {}
+        r = runner_for(engine, graph, cache, calibration=[{"x": calib.numpy()}], **keep)
+        out[t] = Route(kind, clf, pre, graph=r, fp32_nodes=len(keep["keep_fp32"]) if keep else None)
     return out
 
 

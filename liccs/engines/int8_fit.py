@@ -22,12 +22,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import onnx
 import torch
 from torch import Tensor
 
-from liccs.engines.base import Runner
+from liccs.engines.base import Runner, get_engine
 from liccs.engines.factory import runner_for
-from liccs.export.quantize import compute_macs
+from liccs.errors import InputError
+from liccs.export.graphs import codec_graphs
+from liccs.export.onnx import OnnxFromTorch, load_onnx
+from liccs.export.quantize import COMPUTE_OPS, compute_macs
 
 #: The stages an int8 codec quantizes (the table stages stay on the fp32 twin).
 QUANTIZED_STAGES = ("g_a", "g_s")
@@ -135,3 +139,41 @@ def fit_int8(d: Any, engine: str, twin: str, graphs: Mapping[str, Any], feeds: M
             "layers": {s: sum(1 for t, _ in layers if t == s) for s in stages},
             "macs_share": {f"{s}[{i}]": v for (s, i), v in share.items()},
             "sensitivity": {f"{s}[{i}]": g / bpp32 for (s, i), g in damage.items()}, "codecs_measured": measured + 1}
+
+
+def _compute_signature(path: Path) -> list[tuple[str, tuple[int, ...]]]:
+    """(op type, weight shape) of each compute node of an ONNX graph, in graph order."""
+    model = onnx.shape_inference.infer_shapes(load_onnx(path, check=False))
+    shapes = {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim)
+              for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]}
+    shapes |= {t.name: tuple(t.dims) for t in model.graph.initializer}
+    return [(n.op_type, shapes.get(n.input[1], ())) for n in model.graph.node if n.op_type in COMPUTE_OPS]
+
+
+def plan_keep_fp32(d: Any, graph: Any, cache: Any = None, exporter: str = "auto") -> tuple[int, ...]:
+    """The compute nodes of ``graph`` (a graph that contains the codec's stages, such as ``reconstruct`` or
+    ``liccs``) that stay fp32 when it is quantized as the int8 deployed codec ``d`` runs: every node of a stage
+    ``d`` runs on an fp32 engine (the table stages on the int8 engine's twin), and the layers of ``d.int8_plan``
+    keeps in fp32. The nodes after the codec's (a classifier's) are quantized.
+
+    The graph's compute nodes are matched to each stage's in order (g_a, h_a, h_s, g_s), by op type and weight
+    shape; a stage the graph does not compute (the scale hyperprior's ``reconstruct`` needs no hyper path) is
+    skipped, one of ``d``'s quantized stages must be found. Raises InputError where they do not line up."""
+    stages = codec_graphs(d.codec, with_reconstruct=False, transposed="native")[0]
+    plan = (d.int8_plan or {}).get("fp32_layers", {})
+    combined = _compute_signature(OnnxFromTorch(graph, cache, exporter)().path)
+    keep: list[int] = []
+    at = 0
+    for s in d.family.stages:
+        if s not in stages or s not in d.runners:
+            continue
+        sig = _compute_signature(OnnxFromTorch(stages[s], cache, exporter)().path)
+        fp32 = get_engine(d.runners[s].name.partition(":")[0].partition(">")[0]).precision == "fp32"
+        if combined[at:at + len(sig)] != sig:
+            if s in QUANTIZED_STAGES and not fp32:
+                raise InputError(f"{graph.label}: its compute nodes from {at} on are not {d.name}'s {s} "
+                                 f"({len(sig)} nodes, first {sig[:1]}); the int8 plan cannot be mapped onto it")
+            continue  # a table stage this graph does not compute
+        keep += [at + i for i in range(len(sig)) if fp32 or i in plan.get(s, ())]
+        at += len(sig)
+    return tuple(keep)

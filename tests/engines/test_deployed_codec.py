@@ -12,9 +12,11 @@ from liccs.engines.autoregressive import single_thread
 from liccs.engines.base import Runner
 from liccs.engines.bitstream import BitstreamError, unframe
 from liccs.engines.codec import DeployedCodec, bpp
-from liccs.engines.int8_fit import rd_cost
+from liccs.engines.factory import runner_for
+from liccs.engines.int8_fit import plan_keep_fp32, rd_cost
 from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
+from liccs.export.graphs import codec_graphs
 from liccs.families import MSE_LAMBDAS
 from liccs.pipeline import codec_roundtrip
 from liccs.zoo import load_codec
@@ -241,6 +243,30 @@ def test_int8_codec_returns_the_layers_that_cost_rate_distortion_to_fp32(shared_
                                     exporter="torchscript")
     assert whole.int8_plan is None
     assert rd_cost(whole, x, whole.runners, plan["lambda"])[1] - plan["cost_fp32"] > 0.5 * plan["fp32_bpp"]
+
+
+@pytest.mark.parametrize("name", ["mini-bmshj2018-hyperprior@q8", "mini-mbt2018-mean@q8"])
+def test_the_transfer_graph_is_quantized_as_the_int8_codec_runs(name, shared_data, cache, tmp_path):
+    """``reconstruct`` on the int8 engine with the fitted codec's fp32 nodes (its table stages, where the graph computes
+    them, and the fit's layers) gives the fitted codec's decoded images; quantized whole, it does not. (The trained
+    hyperprior q8 is committed; the mean-scale model is a stressed random one, whose means come from h_s.)"""
+    batch = load_batch(open_source("cifar10-test"), [round(i * 9999 / 15) for i in range(16)])
+    x = torch.nn.functional.interpolate(batch.images, size=(64, 64), mode="bilinear", antialias=True).clamp(0, 1)
+    mean = "mean" in name
+    model = load_codec(name, stress_checkpoint(name, tmp_path / "m.pt") if mean else "pretrained")
+    fitted = DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=x, exporter="torchscript")
+    rec = codec_graphs(model)[0]["reconstruct"]
+    keep = plan_keep_fp32(fitted, rec, cache, exporter="torchscript")
+    hyper = 6 if mean else 0  # h_a and h_s compute the means; the scale hyperprior's images need neither
+    plan = fitted.int8_plan["fp32_layers"]
+    assert len(keep) == len(plan["g_a"]) + hyper + len(plan["g_s"]) < 14 + hyper
+    assert set(range(7, 7 + hyper)) <= set(keep)  # the hyper path's nodes, between g_a's and g_s's
+    ref = fitted.decompress(**fitted.compress(x))["x_hat"]
+    diffs = []
+    for k in (keep, ()):
+        r = runner_for("ort-cpu-int8", rec, cache, exporter="torchscript", calibration=[{"x": x.numpy()}], keep_fp32=k)
+        diffs.append(float((torch.as_tensor(next(iter(r.infer({"x": x}).values()))) - ref).abs().mean()))
+    assert diffs[0] * 10 < diffs[1] if mean else diffs[0] < 1e-6 < 1e-2 < diffs[1]
 
 
 def test_int8_fit_needs_a_lambda_for_a_codec_without_a_quality(cache, kodak_crop):
