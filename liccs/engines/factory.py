@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from liccs.engines.base import Runner, get_engine
 from liccs.engines.chain import ChainRunner, parse_split
@@ -33,6 +34,14 @@ def trt_profile(graph: Any, batch: tuple[int, int, int] = TRT_BATCH,
     return prof
 
 
+def _tail_feeds(head: Any, tail: Any, calibration: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """The calibration feeds of a split's tail: its input, the head's output on each of the stage's feeds."""
+    (t,) = tail.inputs
+    with torch.no_grad():
+        return [{t.name: head.module(*(torch.as_tensor(f[i.name]) for i in head.inputs)).numpy()}
+                for f in calibration]
+
+
 def runner_for(engine: str, graph: Any, cache: ArtifactCache | None = None, *, exporter: str = "auto",
                calibration: Sequence[Mapping[str, np.ndarray]] | None = None, **kw: Any) -> Runner:
     """A runner of ``graph`` on ``engine`` (raises EngineUnavailable saying why, and what to install).
@@ -47,8 +56,10 @@ def runner_for(engine: str, graph: Any, cache: ArtifactCache | None = None, *, e
     """
     name = f"{engine}:{graph.label}"
     if split := parse_split(engine):
-        return ChainRunner([runner_for(e, part, cache, exporter=exporter, calibration=calibration, **kw)
-                            for e, part in zip(split, split_tail(graph))], name=name)
+        head, tail = split_tail(graph)
+        feeds = [calibration, _tail_feeds(head, tail, calibration) if calibration is not None else None]
+        return ChainRunner([runner_for(e, part, cache, exporter=exporter, calibration=f, **kw)
+                            for e, part, f in zip(split, (head, tail), feeds)], name=name)
     spec = get_engine(engine)
     if spec.backend == "tensorrt":
         onnx_path = OnnxFromTorch(graph, cache, exporter)().path
