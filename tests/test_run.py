@@ -69,6 +69,8 @@ def test_a_deployment_is_one_more_row_beside_the_engines(quick_run: Path) -> Non
     assert (rd.loc["split", "bpp"] == rd.loc["ort-cpu", "bpp"]).all()
     assert (rd.loc["split", "psnr"] - rd.loc["torch", "psnr"]).abs().max() < 0.01
     assert "split" in set(pd.read_csv(quick_run / "tables" / "bd_rate.csv")["engine"])
+    recorded = json.loads((quick_run / "manifest.json").read_text())["deployments"]  # the manifest has them too
+    assert {(r["codec"], r["stage"], r["engine"]) for r in recorded} == {(c, s, e) for (c, s), e in engine.items()}
 
 
 def test_unavailable_engine_is_skipped_with_its_reason(quick_run: Path) -> None:

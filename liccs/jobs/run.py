@@ -110,8 +110,12 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
         results.tables["failed"] = pd.DataFrame(failed)
         ctx.notes.append(f"{len(failed)} task(s) failed after their retries: see Failed; their cells are missing")
     specs = [FAILED] + [spec for s in ordered() for spec in s.tables]
+    # the engine each stage of each [export.deployments] entry ran on, and a choice's times: in the manifest too
+    deployed = results.tables.get("deployments")
+    extra = ({"deployments": deployed.astype(object).where(deployed.notna(), None).to_dict("records")}
+             if deployed is not None and not deployed.empty else {})
     files = run_report.write(ctx, results, specs, seconds, out, commit=commit,
-                             executor={"name": ctx.executor.name, **summary(ctx.executor, seconds)})
+                             executor={"name": ctx.executor.name, **summary(ctx.executor, seconds)}, **extra)
     lap("report")
     return {"out": str(out), "files": {k: str(v) for k, v in files.items()}, "tables": results.tables,
             "skipped": results.skipped, "seconds": seconds}
