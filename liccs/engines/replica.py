@@ -181,6 +181,22 @@ def _reshape(i: list[Any], a: dict[str, Any]) -> Tensor:
     return i[0].reshape(shape)
 
 
+def _gather(i: list[Any], a: dict[str, Any]) -> Tensor:
+    """ONNX ``Gather``: the output's shape is data[:axis] + indices + data[axis + 1:] (a scalar index drops the
+    axis; TorchScript exports read one dimension of a ``Shape`` that way)."""
+    x, idx = i[0], i[1]
+    axis = a.get("axis", 0) % x.dim()
+    out = torch.index_select(x, axis, idx.reshape(-1).long())
+    return out.reshape([*x.shape[:axis], *idx.shape, *x.shape[axis + 1:]])
+
+
+def _constant_of_shape(i: list[Any], a: dict[str, Any]) -> Tensor:
+    """ONNX ``ConstantOfShape``: ``value`` (a one-element tensor, already an array here; default float 0) of its
+    dtype (TorchScript exports build int64 pads this way)."""
+    value = _tensor(np.asarray(a.get("value", np.zeros(1, np.float32))).reshape(-1)[:1])
+    return value.reshape(()).expand([int(v) for v in i[0]]).clone()
+
+
 def _squeeze(i: list[Any], a: dict[str, Any]) -> Tensor:
     axes = _axes(i, a)
     if axes is None:
@@ -251,14 +267,12 @@ OPS: dict[str, Op] = {
     "Squeeze": _squeeze, "Split": _split, "Unsqueeze": _unsqueeze, "Shape": _shape, "Slice": _slice, "Pad": _pad,
     "Mod": _mod,
     "Concat": lambda i, a: torch.cat([t for t in i if t is not None], a["axis"]),
-    "Gather": lambda i, a: torch.index_select(i[0], a.get("axis", 0) % i[0].dim(), i[1].reshape(-1).long())
-    .reshape(*i[0].shape[:a.get("axis", 0) % i[0].dim()], *i[1].shape, *i[0].shape[a.get("axis", 0) % i[0].dim() + 1:]),
+    "Gather": _gather,
     "Transpose": lambda i, a: i[0].permute(*(a.get("perm") or reversed(range(i[0].dim())))),
     "Identity": lambda i, a: i[0], "Cast": _cast, "Softmax": lambda i, a: torch.softmax(i[0], a.get("axis", -1)),
     "Expand": lambda i, a: i[0] * torch.ones([int(v) for v in i[1]], dtype=i[0].dtype, device=i[0].device),
     "Equal": lambda i, a: i[0] == i[1], "Where": lambda i, a: torch.where(i[0].bool(), i[1], i[2]),
-    "ConstantOfShape": lambda i, a: torch.full([int(v) for v in i[0]], float(numpy_helper.to_array(a["value"])[0])
-                                               if "value" in a else 0.0),
+    "ConstantOfShape": _constant_of_shape,
 }
 
 

@@ -19,7 +19,7 @@ def test_auto_choice_is_measured_cached_and_deploys(tmp_path, kodak_crop) -> Non
     cache, store = ArtifactCache(tmp_path / "a"), tmp_path / "choices"
     forms = ("native", "four-phase")
     first = choose_stage_engines(codec, ["torch", "ort-cpu", "ort-cuda"], x, cache=cache, config=FAST, store=store,
-                                 forms=forms)
+                                 forms=forms, exporter="torchscript")
     assert not first["cached"] and "ort-cuda" in first["skipped"]  # cannot run here: said, not fatal
     assert set(first["engines"]) >= {"g_a", "h_a", "h_s", "g_s"}
     assert "ort-cpu/four-phase" in first["p50_ms"]["g_s"] and "ort-cpu/four-phase" not in first["p50_ms"]["g_a"]
@@ -28,13 +28,14 @@ def test_auto_choice_is_measured_cached_and_deploys(tmp_path, kodak_crop) -> Non
         form = first["transposed"][stage]
         assert best == (engine if form == "native" else f"{engine}/{form}")
     again = choose_stage_engines(codec, ["torch", "ort-cpu", "ort-cuda"], x, cache=cache, config=FAST, store=store,
-                                 forms=forms)
+                                 forms=forms, exporter="torchscript")
     assert again["cached"] and again["engines"] == first["engines"]
-    other = choose_stage_engines(codec, ["torch"], x, cache=cache, config=FAST, store=store)
+    other = choose_stage_engines(codec, ["torch"], x, cache=cache, config=FAST, store=store, exporter="torchscript")
     assert not other["cached"]  # other candidates, another key
-    mixed = DeployedCodec.on_engine(codec, first["engines"], cache, transposed=first["transposed"])
+    mixed = DeployedCodec.on_engine(codec, first["engines"], cache, transposed=first["transposed"],
+                                    exporter="torchscript")
     assert mixed.transposed == {s: first["transposed"].get(s, "native") for s in mixed.transposed}
-    ref = DeployedCodec.on_engine(codec, "torch", cache)
+    ref = DeployedCodec.on_engine(codec, "torch", cache, exporter="torchscript")
     out = ref.decompress(**mixed.compress(x))  # the fp32 decoder reads the mixed encoder's streams
     assert all(out["tables_match"]) and out["x_hat"].shape == x.shape
 
@@ -45,9 +46,9 @@ def test_a_split_engine_is_a_candidate_like_any_other(tmp_path, kodak_crop) -> N
     x = torch.nn.functional.interpolate(kodak_crop, size=(64, 64), mode="bilinear").clamp(0, 1)
     cache = ArtifactCache(tmp_path / "a")
     choice = choose_stage_engines(codec, ["torch", "ort-cpu>torch"], x, cache=cache, config=FAST,
-                                  store=tmp_path / "choices")
+                                  store=tmp_path / "choices", exporter="torchscript")
     assert all("ort-cpu>torch" in choice["p50_ms"][s] for s in ("g_a", "h_a", "h_s", "g_s"))
     forced = {s: "ort-cpu>torch" for s in choice["engines"]}  # whatever was fastest, the split deploys
-    d = DeployedCodec.on_engine(codec, forced, cache)
-    out = DeployedCodec.on_engine(codec, "torch", cache).decompress(**d.compress(x))
+    d = DeployedCodec.on_engine(codec, forced, cache, exporter="torchscript")
+    out = DeployedCodec.on_engine(codec, "torch", cache, exporter="torchscript").decompress(**d.compress(x))
     assert all(out["tables_match"]) and out["x_hat"].shape == x.shape
