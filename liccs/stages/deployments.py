@@ -27,6 +27,7 @@ import pandas as pd
 from torch import Tensor, nn
 
 from liccs.config import ConfigError, RunConfig
+from liccs.core.progress import tqdm
 from liccs.engines import ENGINES, EngineUnavailable
 from liccs.engines.chain import parse_split
 from liccs.engines.codec import DeployedCodec
@@ -115,35 +116,39 @@ def _rows(deployment: str, codec: str, d: DeployedCodec, choice: dict[str, Any] 
 
 
 def build_deployments(cfg: RunConfig, codecs: Mapping[str, nn.Module], images: Tensor, cache: ArtifactCache,
-                      calibration: Tensor | None = None, *, exporter: str = "auto", timer: TimerConfig = TIMER
+                      calibration: Tensor | None = None, *, exporter: str = "auto", timer: TimerConfig = TIMER,
+                      progress: bool = False
                       ) -> tuple[dict[str, dict[str, DeployedCodec]], pd.DataFrame, dict[str, str]]:
     """({deployment: {codec: DeployedCodec}}, the ``deployments`` table, {"deployment:codec": why it failed}).
 
-    A choice is timed with ``timer`` on ``images[:1]``; ``exporter`` as for :meth:`DeployedCodec.on_engine`."""
+    A choice is timed with ``timer`` on ``images[:1]``; ``exporter`` as for :meth:`DeployedCodec.on_engine`;
+    ``progress`` shows a bar over deployments × codecs."""
     deployed: dict[str, dict[str, DeployedCodec]] = {}
     rows: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
-    for name, spec in parse_deployments(cfg).items():
-        deployed[name] = {}
-        for codec_name, codec in codecs.items():
-            try:
-                choice = None
-                if isinstance(spec, list):
-                    choice = choose_stage_engines(codec, spec, images[:1], cache=cache, config=timer,
-                                                  calibration_images=calibration, exporter=exporter)
-                    engines, forms = choice["engines"], choice["transposed"]
-                else:
-                    # a stage this codec's family lacks (h_a of a factorized codec) is another codec's entry
-                    have = set(family_of(codec).stages) | {"default"}
-                    engines = {k: v for k, v in spec.items() if k in have}
-                    forms = "native"
-                d = DeployedCodec.on_engine(codec, engines, cache, exporter=exporter, calibration_images=calibration,
-                                            transposed=forms)
-            except (EngineUnavailable, LiccsError) as e:
-                failed[f"{name}:{codec_name}"] = f"{type(e).__name__}: {e}"
-                continue
-            deployed[name][codec_name] = d
-            rows += _rows(name, codec_name, d, choice)
+    specs = parse_deployments(cfg)
+    jobs = [(name, spec, c) for name, spec in specs.items() for c in codecs]
+    for name, spec, codec_name in tqdm(jobs, desc="deployments", disable=not progress or not jobs):
+        codec = codecs[codec_name]
+        deployed.setdefault(name, {})
+        try:
+            choice = None
+            if isinstance(spec, list):
+                choice = choose_stage_engines(codec, spec, images[:1], cache=cache, config=timer,
+                                              calibration_images=calibration, exporter=exporter)
+                engines, forms = choice["engines"], choice["transposed"]
+            else:
+                # a stage this codec's family lacks (h_a of a factorized codec) is another codec's entry
+                have = set(family_of(codec).stages) | {"default"}
+                engines = {k: v for k, v in spec.items() if k in have}
+                forms = "native"
+            d = DeployedCodec.on_engine(codec, engines, cache, exporter=exporter, calibration_images=calibration,
+                                        transposed=forms)
+        except (EngineUnavailable, LiccsError) as e:
+            failed[f"{name}:{codec_name}"] = f"{type(e).__name__}: {e}"
+            continue
+        deployed[name][codec_name] = d
+        rows += _rows(name, codec_name, d, choice)
     return deployed, pd.DataFrame(rows), failed
 
 

@@ -78,7 +78,8 @@ def run_exports(ctx: Context, progress: bool = True) -> Exports:
                                                                      calibration_images=calib)
             except EngineUnavailable as e:
                 out.failed[f"{engine}:{name}"] = str(e)
-    mixed, out.deployments, failed = build_deployments(ctx.cfg, ctx.codecs, ctx.images, cache, calib)
+    mixed, out.deployments, failed = build_deployments(ctx.cfg, ctx.codecs, ctx.images, cache, calib,
+                                                       progress=progress)
     out.deployed |= mixed
     out.failed |= failed
     return out
