@@ -69,16 +69,14 @@ class DataSection:
 @dataclass
 class ExportSection:
     """Engines to export to and the parity tolerances; ``enabled = false`` skips export, parity and the deployed
-    codecs (a run whose stages only use the PyTorch models, such as paper A's). ``deployments``: deployed codecs
-    whose stages run on different engines, name → ``"auto"``, a list of candidate engines, or a table of
-    stage = engine (:mod:`liccs.stages.deployments`)."""
+    codecs (a run whose stages only use the PyTorch models, such as paper A's)."""
 
     enabled: bool = True
     engines: list[str] = _cv(["torch", "ort-cpu", "ort-cpu-int8"])
     max_abs_err: float = 1e-3
     min_top1_agreement: float = 0.99
     calibration_images: int = 16
-    deployments: dict[str, Any] = field(default_factory=dict)
+    deployments: dict[str, Any] = field(default_factory=dict)  # stages on other engines: liccs.stages.deployments
 
 
 @dataclass
