@@ -392,9 +392,7 @@ def load_config(path: str | Path, *, quick: bool = False, overrides: Iterable[st
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config {path} is not valid TOML: {e}") from None
     try:
-        cfg = from_dict(data)
-        if quick:
-            cfg = with_quick(cfg)
+        cfg = with_quick(from_dict(data)) if quick else from_dict(data)
         return apply_overrides(cfg, dict(parse_override(o) for o in overrides))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
