@@ -157,8 +157,8 @@ def plan_keep_fp32(d: Any, graph: Any, cache: Any = None, exporter: str = "auto"
     keeps in fp32. The nodes after the codec's (a classifier's) are quantized.
 
     The graph's compute nodes are matched to each stage's in order (g_a, h_a, h_s, g_s), by op type and weight
-    shape; a stage the graph does not compute (the scale hyperprior's ``reconstruct`` needs no hyper path) is
-    skipped, one of ``d``'s quantized stages must be found. Raises InputError where they do not line up."""
+    shape; a stage on an fp32 engine that the graph does not compute (the scale hyperprior's ``reconstruct`` needs
+    no hyper path) is skipped; a quantized stage that does not line up raises InputError."""
     stages = codec_graphs(d.codec, with_reconstruct=False, transposed="native")[0]
     plan = (d.int8_plan or {}).get("fp32_layers", {})
     combined = _compute_signature(OnnxFromTorch(graph, cache, exporter)().path)
