@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,6 +30,7 @@ from liccs.engines import Runner, runner_for
 from liccs.engines.base import get_engine
 from liccs.engines.codec import DeployedCodec
 from liccs.engines.int8_fit import plan_keep_fp32
+from liccs.engines.ov_replica import OvReplica
 from liccs.engines.replica import OnnxReplica
 from liccs.errors import InputError
 from liccs.export.graphs import classifier_graph, codec_graphs, liccs_graph
@@ -40,20 +42,21 @@ def _out(runner: Runner, x: Tensor) -> Tensor:
     return torch.as_tensor(next(iter(runner.infer({"x": x.contiguous()}).values()))).float()
 
 
-def _replica_of(runner: Runner) -> OnnxReplica:
-    """The replica of the ONNX file an ONNX Runtime runner executes (the int8 QDQ file of ``ort-cpu-int8``)."""
+def _replica_of(runner: Runner) -> nn.Module:
+    """The replica of the file a runner executes: the ONNX file of an ONNX Runtime engine (the int8 QDQ file of
+    ``ort-cpu-int8``) or of ``ov-cpu``, the IR of ``ov-cpu-int8`` (:class:`~liccs.engines.ov_replica.OvReplica`)."""
     runner.activate()
     path = getattr(runner, "path", None)
     if path is None:
-        raise InputError(f"{runner.name}: this engine runs no ONNX file, so it has no replica (engines with one: "
-                         "the ONNX Runtime engines, ort-*)")
-    return OnnxReplica(path, name=runner.name)
+        raise InputError(f"{runner.name}: this engine runs no ONNX or OpenVINO file, so it has no replica (engines "
+                         "with one: ort-*, ov-*)")
+    return OvReplica(path, name=runner.name) if Path(path).suffix == ".xml" else OnnxReplica(path, name=runner.name)
 
 
 class ReplicaPredictor(nn.Module):
     """images → logits through replicas: [codec graph → clamp] → host geometry → classifier graph."""
 
-    def __init__(self, codec: OnnxReplica | None, classifier: OnnxReplica, preprocess: Any, host: bool) -> None:
+    def __init__(self, codec: nn.Module | None, classifier: nn.Module, preprocess: Any, host: bool) -> None:
         super().__init__()
         self.codec, self.classifier = codec, classifier
         self.pre, self.host = preprocess, host
