@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liccs.engines.replica import _round_ste
+from liccs.engines.replica import round_ste
 from liccs.errors import InputError
 
 Op = Callable[[list[Any], dict[str, Any]], Any]
@@ -35,7 +35,7 @@ def _ints(t: Any) -> list[int]:
 def _fake_quantize(i: list[Any], a: dict[str, Any]) -> Tensor:
     x, il, ih, ol, oh = (v.to(torch.float32) if isinstance(v, Tensor) else v for v in i)
     n = a["levels"] - 1
-    q = _round_ste((torch.minimum(torch.maximum(x, il), ih) - il) / (ih - il) * n) / n * (oh - ol) + ol
+    q = round_ste((torch.minimum(torch.maximum(x, il), ih) - il) / (ih - il) * n) / n * (oh - ol) + ol
     return torch.where(x <= torch.minimum(il, ih), ol, torch.where(x > torch.maximum(il, ih), oh, q))
 
 
@@ -185,7 +185,7 @@ OPS: dict[str, Op] = {
     "Sigmoid": lambda i, a: torch.sigmoid(i[0]), "Tanh": lambda i, a: torch.tanh(i[0]),
     "Floor": lambda i, a: torch.floor(i[0]), "Ceiling": lambda i, a: torch.ceil(i[0]),
     "Clamp": lambda i, a: torch.clamp(i[0], a["min"], a["max"]),
-    "Round": lambda i, a: _round_ste(i[0]) if a.get("mode", "half_to_even") == "half_to_even"
+    "Round": lambda i, a: round_ste(i[0]) if a.get("mode", "half_to_even") == "half_to_even"
     else torch.sign(i[0]) * torch.floor(i[0].abs() + 0.5),
     "MatMul": lambda i, a: torch.matmul(i[0].transpose(-1, -2) if a.get("transpose_a") else i[0],
                                         i[1].transpose(-1, -2) if a.get("transpose_b") else i[1]),

@@ -32,7 +32,7 @@ Op = Callable[[list[Any], dict[str, Any]], Any]
 _QRANGE = {torch.uint8: (0, 255), torch.int8: (-128, 127), torch.int32: (-(2**31), 2**31 - 1)}
 
 
-def _round_ste(x: Tensor) -> Tensor:
+def round_ste(x: Tensor) -> Tensor:
     """Round half to even (ONNX ``Round``, ``QuantizeLinear``) with the identity as its gradient."""
     return x + (torch.round(x) - x).detach() if x.requires_grad else torch.round(x)
 
@@ -52,7 +52,7 @@ def _quantize(i: list[Any], a: dict[str, Any]) -> Tensor:
     lo, hi = _QRANGE.get(zp.dtype, (0, 255))
     axis = a.get("axis", 1)
     s, z = _per_axis(scale.float(), x, axis), _per_axis(zp.float(), x, axis)
-    return torch.clamp(_round_ste(x.float() / s) + z, lo, hi)  # integer values, kept in float for the gradient
+    return torch.clamp(round_ste(x.float() / s) + z, lo, hi)  # integer values, kept in float for the gradient
 
 
 def _dequantize(i: list[Any], a: dict[str, Any]) -> Tensor:
@@ -252,7 +252,7 @@ OPS: dict[str, Op] = {
     "LeakyRelu": lambda i, a: F.leaky_relu(i[0], a.get("alpha", 0.01)), "Sigmoid": lambda i, a: torch.sigmoid(i[0]),
     "Tanh": lambda i, a: torch.tanh(i[0]), "Exp": lambda i, a: torch.exp(i[0]), "Log": lambda i, a: torch.log(i[0]),
     "Abs": lambda i, a: torch.abs(i[0]), "Neg": lambda i, a: -i[0], "Floor": lambda i, a: torch.floor(i[0]),
-    "Ceil": lambda i, a: torch.ceil(i[0]), "Round": lambda i, a: _round_ste(i[0]), "Clip": _clip,
+    "Ceil": lambda i, a: torch.ceil(i[0]), "Round": lambda i, a: round_ste(i[0]), "Clip": _clip,
     "Max": lambda i, a: torch.stack(torch.broadcast_tensors(*i)).amax(0),
     "Min": lambda i, a: torch.stack(torch.broadcast_tensors(*i)).amin(0),
     "MaxPool": _pool("max"), "AveragePool": _pool("avg"),
