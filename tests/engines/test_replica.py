@@ -93,7 +93,7 @@ def test_fp16_replica_follows_the_fp16_graph(shared_data, cache) -> None:
     """The fp16 file ``ort-cuda-fp16`` runs, replicated with half-precision torch ops, against ONNX Runtime's CPU
     execution of the same file (the CUDA engine itself is measured where a GPU runs it)."""
     x = cifar()[0]
-    path = Fp16OnnxFromOnnx(OnnxFromTorch(classifier_graph(classifier()), cache), cache)().path
+    path = Fp16OnnxFromOnnx(OnnxFromTorch(classifier_graph(classifier()), cache, "torchscript"), cache)().path
     want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
     got = OnnxReplica(path)(x).float().detach().numpy()
     assert np.abs(got - want).max() < 0.02 and (got.argmax(1) == want.argmax(1)).mean() >= 0.99
