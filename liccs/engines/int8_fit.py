@@ -31,7 +31,7 @@ from liccs.engines.factory import runner_for
 from liccs.errors import InputError
 from liccs.export.graphs import codec_graphs
 from liccs.export.onnx import OnnxFromTorch, load_onnx
-from liccs.export.quantize import COMPUTE_OPS, compute_macs
+from liccs.export.quantize import COMPUTE_OPS, compute_macs, value_shapes
 
 #: The stages an int8 codec quantizes (the table stages stay on the fp32 twin).
 QUANTIZED_STAGES = ("g_a", "g_s")
@@ -144,10 +144,8 @@ def fit_int8(d: Any, engine: str, twin: str, graphs: Mapping[str, Any], feeds: M
 def _compute_signature(path: Path) -> list[tuple[str, tuple[int, ...]]]:
     """(op type, weight shape) of each compute node of an ONNX graph, in graph order."""
     model = onnx.shape_inference.infer_shapes(load_onnx(path, check=False))
-    shapes = {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim)
-              for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]}
-    shapes |= {t.name: tuple(t.dims) for t in model.graph.initializer}
-    return [(n.op_type, shapes.get(n.input[1], ())) for n in model.graph.node if n.op_type in COMPUTE_OPS]
+    shapes = value_shapes(model)
+    return [(n.op_type, tuple(shapes.get(n.input[1], ()))) for n in model.graph.node if n.op_type in COMPUTE_OPS]
 
 
 def plan_keep_fp32(d: Any, graph: Any, cache: Any = None, exporter: str = "auto") -> tuple[int, ...]:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liccs.engines.replica import round_ste
+from liccs.engines.replica import gather, round_ste, unsqueeze
 from liccs.errors import InputError
 
 Op = Callable[[list[Any], dict[str, Any]], Any]
@@ -108,19 +108,10 @@ def _reshape(i: list[Any], a: dict[str, Any]) -> Tensor:
     return i[0].reshape(shape)
 
 
-def _unsqueeze(i: list[Any], a: dict[str, Any]) -> Tensor:
-    x, axes = i[0], _ints(i[1])
-    for ax in sorted(v % (x.dim() + len(axes)) for v in axes):
-        x = x.unsqueeze(ax)
-    return x
-
-
 def _gather(i: list[Any], a: dict[str, Any]) -> Tensor:
     if a.get("batch_dims", 0):
         raise InputError("Gather with batch_dims is not supported by the OpenVINO replica")
-    x, idx, axis = i[0], i[1].long(), int(_ints(i[2])[0]) % i[0].dim()
-    out = torch.index_select(x, axis, (idx % x.shape[axis]).reshape(-1))
-    return out.reshape([*x.shape[:axis], *idx.shape, *x.shape[axis + 1:]])
+    return gather(i[0], i[1], int(_ints(i[2])[0]))
 
 
 def _slice(i: list[Any], a: dict[str, Any]) -> Tensor:
@@ -192,7 +183,7 @@ OPS: dict[str, Op] = {
     "BatchNormInference": lambda i, a: F.batch_norm(i[0], i[3], i[4], i[1], i[2], False, 0.0, a["epsilon"]),
     "MaxPool": _pool("max"), "AvgPool": _pool("avg"), "ReduceMax": _reduce(torch.amax),
     "ReduceMin": _reduce(torch.amin), "ReduceMean": _reduce(torch.mean), "ReduceSum": _reduce(torch.sum),
-    "Reshape": _reshape, "Unsqueeze": _unsqueeze,
+    "Reshape": _reshape, "Unsqueeze": lambda i, a: unsqueeze(i[0], _ints(i[1])),
     "Squeeze": lambda i, a: i[0].squeeze(tuple(v % i[0].dim() for v in _ints(i[1]))) if len(i) > 1 else i[0].squeeze(),
     "ShapeOf": lambda i, a: torch.tensor(list(i[0].shape), dtype=_DTYPES.get(a.get("output_type", "i64"), torch.int64)),
     "Concat": lambda i, a: torch.cat(i, a["axis"]), "Gather": _gather, "Slice": _slice, "Split": _split, "Pad": _pad,

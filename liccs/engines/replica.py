@@ -181,13 +181,19 @@ def _reshape(i: list[Any], a: dict[str, Any]) -> Tensor:
     return i[0].reshape(shape)
 
 
-def _gather(i: list[Any], a: dict[str, Any]) -> Tensor:
-    """ONNX ``Gather``: the output's shape is data[:axis] + indices + data[axis + 1:] (a scalar index drops the
-    axis; TorchScript exports read one dimension of a ``Shape`` that way)."""
-    x, idx = i[0], i[1]
-    axis = a.get("axis", 0) % x.dim()
-    out = torch.index_select(x, axis, idx.reshape(-1).long())
+def gather(x: Tensor, idx: Tensor, axis: int) -> Tensor:
+    """ONNX/OpenVINO ``Gather``: the output's shape is x[:axis] + idx + x[axis + 1:] (a scalar index drops the axis;
+    TorchScript exports read one dimension of a ``Shape`` that way); negative indices count from the end."""
+    axis %= x.dim()
+    out = torch.index_select(x, axis, (idx.long() % x.shape[axis]).reshape(-1))
     return out.reshape([*x.shape[:axis], *idx.shape, *x.shape[axis + 1:]])
+
+
+def unsqueeze(x: Tensor, axes: Sequence[int]) -> Tensor:
+    """``x`` with a new dimension at each of ``axes`` (positions in the output, negative ones from its end)."""
+    for ax in sorted(v % (x.dim() + len(axes)) for v in axes):
+        x = x.unsqueeze(ax)
+    return x
 
 
 def _constant_of_shape(i: list[Any], a: dict[str, Any]) -> Tensor:
@@ -205,10 +211,7 @@ def _squeeze(i: list[Any], a: dict[str, Any]) -> Tensor:
 
 
 def _unsqueeze(i: list[Any], a: dict[str, Any]) -> Tensor:
-    x, axes = i[0], _axes(i, a) or []
-    for ax in sorted(v % (x.dim() + len(axes)) for v in axes):
-        x = x.unsqueeze(ax)
-    return x
+    return unsqueeze(i[0], _axes(i, a) or [])
 
 
 def _cast(i: list[Any], a: dict[str, Any]) -> Tensor:
@@ -267,7 +270,7 @@ OPS: dict[str, Op] = {
     "Squeeze": _squeeze, "Split": _split, "Unsqueeze": _unsqueeze, "Shape": _shape, "Slice": _slice, "Pad": _pad,
     "Mod": _mod,
     "Concat": lambda i, a: torch.cat([t for t in i if t is not None], a["axis"]),
-    "Gather": _gather,
+    "Gather": lambda i, a: gather(i[0], i[1], a.get("axis", 0)),
     "Transpose": lambda i, a: i[0].permute(*(a.get("perm") or reversed(range(i[0].dim())))),
     "Identity": lambda i, a: i[0], "Cast": _cast, "Softmax": lambda i, a: torch.softmax(i[0], a.get("axis", -1)),
     "Expand": lambda i, a: i[0] * torch.ones([int(v) for v in i[1]], dtype=i[0].dtype, device=i[0].device),

@@ -54,6 +54,14 @@ def compute_nodes(path: Path | str) -> list[str]:
     return [n.name for n in load_onnx(Path(path), check=False).graph.node if n.op_type in COMPUTE_OPS]
 
 
+def value_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+    """Every tensor's shape in a shape-inferred ONNX model (inputs, intermediates, outputs, initializers); an
+    unknown dimension is 0."""
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]}
+    return shapes | {t.name: list(t.dims) for t in model.graph.initializer}
+
+
 def compute_macs(path: Path | str, input_shapes: Mapping[str, Sequence[int]]) -> list[int]:
     """Multiply-adds of each compute node of an ONNX graph (fp32 or QDQ) at ``input_shapes``, in graph order
     (ONNX shape inference with the inputs made static)."""
@@ -65,9 +73,7 @@ def compute_macs(path: Path | str, input_shapes: Mapping[str, Sequence[int]]) ->
                 d.ClearField("dim_param")
                 d.dim_value = int(v)
     model = onnx.shape_inference.infer_shapes(model, data_prop=True)
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]}
-    shapes |= {t.name: list(t.dims) for t in model.graph.initializer}
+    shapes = value_shapes(model)
     macs = []
     for n in model.graph.node:
         if n.op_type not in COMPUTE_OPS:
