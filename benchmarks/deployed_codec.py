@@ -280,7 +280,7 @@ def main() -> None:
     ap.add_argument("--engine", default="ort-cpu", help="an engine, or auto: the fastest candidate per stage")
     ap.add_argument("--candidates", nargs="+", default=["torch", "ort-cpu", "ov-cpu", "ov-cpu>ort-cpu"],
                     help="engines per stage; A>B runs a stage's output layer on B (liccs.engines.chain)")
-    ap.add_argument("--forms", nargs="+", default=["native", "four-phase"],
+    ap.add_argument("--forms", nargs="+", default=["native", "four-phase", "sub-pixel-output"],
                     help="transposed-convolution forms tried per candidate (auto only)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()

@@ -77,7 +77,7 @@ class DeployedCodec:
         images cost at most ``int8_tolerance`` of the fp32 rate more (``J = bpp + λ·255²·MSE``, λ: ``int8_lambda``
         or CompressAI's for the codec's quality; :func:`~liccs.engines.int8_fit.fit_int8`, the plan in
         ``int8_plan``); ``None`` quantizes every layer. ``transposed`` (one form, or stage → form) exports
-        transposed convolutions natively or ``"four-phase"`` (:mod:`liccs.export.phases`).
+        transposed convolutions natively, ``"four-phase"`` or ``"sub-pixel-output"`` (:mod:`liccs.export.phases`).
         """
         forms = dict(transposed) if isinstance(transposed, Mapping) else {"default": transposed}
         default_form = forms.get("default", "native")
@@ -109,7 +109,7 @@ class DeployedCodec:
             runners[name] = runner_for(on, g, cache, exporter=exporter, calibration=calib, spinning=False, **loop)
         label = engine if isinstance(engine, str) else "+".join(
             f"{s}={e}" for s, e in sorted(per_stage.items()))
-        label += "".join(f"; {s} four-phase" for s, f in sorted(forms.items()) if f != "native")
+        label += "".join(f"; {s} {f}" for s, f in sorted(forms.items()) if f != "native")
         out = cls(codec, runners, label)
         out.transposed = {s: forms.get(s, default_form) for s in graphs}
         if twin and hyper_fp32 and calibration_images is not None and int8_tolerance is not None:

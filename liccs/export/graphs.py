@@ -38,7 +38,13 @@ from torch import Tensor, nn
 from liccs.core import pad_to_multiple
 from liccs.errors import InputError
 from liccs.export.inference import inference_form
-from liccs.export.phases import TRANSPOSED_FORMS, FourPhaseConvTranspose2d, split_transposed
+from liccs.export.phases import (
+    TRANSPOSED_FORMS,
+    FourPhaseConvTranspose2d,
+    SubPixelConvTranspose2d,
+    split_transposed,
+    transposed_count,
+)
 from liccs.families import family_of, medians, quantize
 from liccs.pipeline import PAD_MULTIPLE, codec_forward
 
@@ -190,7 +196,7 @@ class LiccsGraph(nn.Module):
 
 
 def _stage_channels(codec: nn.Module, stage: str) -> int:
-    kinds = (nn.Conv2d, nn.ConvTranspose2d, FourPhaseConvTranspose2d)
+    kinds = (nn.Conv2d, nn.ConvTranspose2d, FourPhaseConvTranspose2d, SubPixelConvTranspose2d)
     first = next(m for m in getattr(codec, stage).modules() if isinstance(m, kinds))
     return first.in_channels
 
@@ -199,7 +205,8 @@ def codec_graphs(codec: nn.Module, with_reconstruct: bool = True,
                  transposed: str = "native") -> tuple[dict[str, GraphSpec], dict[str, str]]:
     """(graphs, not exportable: graph → reason) of a CompressAI model (``liccs_name`` names it).
 
-    ``transposed="four-phase"`` exports every stride-2 transposed convolution as four ordinary ones
+    ``transposed="four-phase"`` exports every stride-2 transposed convolution as four ordinary ones,
+    ``"sub-pixel-output"`` the narrow ones (``g_s``'s output layer) as one sub-pixel convolution
     (:mod:`liccs.export.phases`); the form is part of each graph's source hash, hence of its artifact key.
     """
     if transposed not in TRANSPOSED_FORMS:
@@ -207,11 +214,13 @@ def codec_graphs(codec: nn.Module, with_reconstruct: bool = True,
     family = family_of(codec)
     model = getattr(codec, "liccs_name", type(codec).__name__)
     inf = inference_form(codec)
-    code = code_hash() + ("" if transposed == "native" else f"|transposed={transposed}")
-    notes = []
-    if transposed == "four-phase":
-        inf, n = split_transposed(inf)
-        notes.append(f"{n} transposed convolution(s) exported as four ordinary convolutions each (four-phase)")
+    plain, code = code_hash(), code_hash() + f"|transposed={transposed}"
+    key = lambda g: code if changed.get(g) else plain  # noqa: E731  (a stage the form leaves alone keeps its key)
+    changed: dict[str, int] = {}  # stage → transposed convolutions the form rewrote there (keys: only those stages)
+    if transposed != "native":
+        changed = {s: transposed_count(getattr(inf, s), transposed) for s in family.stages if hasattr(inf, s)}
+        inf, n = split_transposed(inf, transposed)
+        changed["reconstruct"] = n
     graphs: dict[str, GraphSpec] = {}
     for stage in family.stages:
         in_name, stride, out_name = _IO[stage]
@@ -224,16 +233,22 @@ def codec_graphs(codec: nn.Module, with_reconstruct: bool = True,
             rng = (0.0, 1.0) if stage == "g_a" else None
             spec = TensorSpec(in_name, _stage_channels(inf, stage), stride, value_range=rng)
         graphs[stage] = GraphSpec(model, stage, _Stage(body).eval(), (spec,), (out_name,),
-                                  module_hash(body, stage, code), notes=list(notes), reference=_Stage(ref).eval())
+                                  module_hash(body, stage, key(stage)),
+                                  notes=_form_notes(changed.get(stage, 0), transposed), reference=_Stage(ref).eval())
     skipped: dict[str, str] = {}
     if family.is_sequential:
         skipped["reconstruct"] = SEQUENTIAL_REASON
     elif with_reconstruct:
         graphs["reconstruct"] = GraphSpec(model, "reconstruct", Reconstruct(inf).eval(),
                                           (TensorSpec("x", 3, value_range=(0.0, 1.0)),), ("x_hat",),
-                                          module_hash(inf, "reconstruct", code), notes=list(notes),
+                                          module_hash(inf, "reconstruct", key("reconstruct")),
+                                          notes=_form_notes(changed.get("reconstruct", 0), transposed),
                                           reference=Reconstruct(codec).eval())
     return graphs, skipped
+
+
+def _form_notes(n: int, form: str) -> list[str]:
+    return [f"{n} transposed convolution(s) exported as ordinary convolutions ({form})"] if n else []
 
 
 #: The name of the tensor between a split stage's two graphs (:func:`split_tail`).

@@ -1,4 +1,5 @@
-"""The exact four-phase split of a stride-2 transposed convolution, an export option for ``g_s`` and ``h_s``.
+"""Transposed convolutions as ordinary ones, export options for ``g_s`` and ``h_s``: the four-phase split, and the
+sub-pixel form of narrow output layers.
 
 A transposed convolution of stride s writes output row ``s·m + a`` from the kernel taps ``k ≡ a + p (mod s)``
 only, so each of its s² output phases is an ordinary convolution with a sub-kernel, and the phases interleave
@@ -7,13 +8,22 @@ by DepthToSpace. For CompressAI's ``deconv`` (5×5, stride 2, padding 2, output 
 (one 3×3 convolution with four times the outputs, 44% more multiply-adds). Shi et al., *Is the deconvolution
 layer the same as a convolutional layer?* (arXiv:1609.07009) derive the equivalence.
 
-:func:`split_transposed` returns a copy of a module with every splittable ``nn.ConvTranspose2d`` replaced;
+The sub-pixel form (Shi et al., *Real-time single image and video super-resolution using an efficient sub-pixel
+convolutional neural network*, CVPR 2016) puts the four phases' sub-kernels into one convolution over the union of
+their windows (3×3 here) with s²·C_out outputs, then interleaves them. It costs 44% more multiply-adds, so
+``"sub-pixel-output"`` uses it only for narrow layers (at most :data:`NARROW` output channels: ``g_s``'s 128 → 3
+output layer), where the transposed convolution fills 3 of a vector's 8 lanes. Measured inside OpenVINO's whole
+``g_s`` at Kodak size (issue 18's fifth session): about 24 ms faster than the native layer, half the gap to a
+free output layer (``benchmarks/layer_budget.py``).
+
+:func:`split_transposed` returns a copy of a module with the transposed convolutions a form rewrites replaced;
 the result equals the original up to float summation order.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +31,12 @@ from torch import Tensor, nn
 
 from liccs.export.errors import ExportError
 
-#: How a transposed convolution is exported: as ONNX ConvTranspose, or as four ordinary convolutions.
-TRANSPOSED_FORMS = ("native", "four-phase")
+#: How transposed convolutions are exported: as ONNX ConvTranspose, each as four ordinary convolutions, or the
+#: narrow ones (the image output layer) as one sub-pixel convolution.
+TRANSPOSED_FORMS = ("native", "four-phase", "sub-pixel-output")
+#: The widest transposed convolution (output channels) ``"sub-pixel-output"`` rewrites: an image's colours, half an
+#: AVX2 vector of fp32 or less (the tiny test models' 8 → 8 layers stay).
+NARROW = 4
 
 
 def _phase_taps(kernel: int, stride: int, padding: int, phase: int) -> tuple[list[int], int]:
@@ -49,27 +63,42 @@ def splittable(m: nn.ConvTranspose2d) -> str | None:
     return None
 
 
+def _phases(m: nn.ConvTranspose2d) -> list[tuple[Tensor, tuple[int, int, int, int]]]:
+    """Per output phase (a, b), row-major: (sub-kernel (C_out, C_in, rows, cols), pad (left, right, top, bottom)
+    such that output m reads inputs m + r0 … m + r0 + rows - 1)."""
+    why = splittable(m)
+    if why:
+        raise ExportError(f"transposed convolution {m} cannot be split into phases: {why}")
+    s, (kh, kw), (ph, pw) = m.stride[0], m.kernel_size, m.padding
+    w = m.weight.detach()  # (C_in, C_out, kh, kw)
+    out = []
+    for a in range(s):
+        rows, r0 = _phase_taps(kh, s, ph, a)
+        for b in range(s):
+            cols, c0 = _phase_taps(kw, s, pw, b)
+            sub = w[:, :, rows][:, :, :, cols].transpose(0, 1).contiguous()
+            out.append((sub.clone(), (-c0, c0 + len(cols) - 1, -r0, r0 + len(rows) - 1)))
+    return out
+
+
+def _interleave(y: Tensor, s: int) -> Tensor:
+    """(N, s²·C, h, w), phase-major channels (a, b, c) as in DepthToSpace's DCR order → (N, C, s·h, s·w)."""
+    n, sc, h, w = y.shape
+    c = sc // (s * s)
+    return y.reshape(n, s, s, c, h, w).permute(0, 3, 4, 1, 5, 2).reshape(n, c, h * s, w * s)
+
+
 class FourPhaseConvTranspose2d(nn.Module):
     """``nn.ConvTranspose2d`` as s² ordinary convolutions interleaved by a depth-to-space reshape (exact)."""
 
     def __init__(self, m: nn.ConvTranspose2d) -> None:
         super().__init__()
-        why = splittable(m)
-        if why:
-            raise ExportError(f"transposed convolution {m} cannot be split into phases: {why}")
-        self.stride = s = m.stride[0]
+        phases = _phases(m)
+        self.stride = m.stride[0]
         self.in_channels, self.out_channels = m.in_channels, m.out_channels
-        (kh, kw), (ph, pw) = m.kernel_size, m.padding
-        w = m.weight.detach()  # (C_in, C_out, kh, kw)
-        self.pads: list[tuple[int, int, int, int]] = []
-        for a in range(s):
-            rows, r0 = _phase_taps(kh, s, ph, a)
-            for b in range(s):
-                cols, c0 = _phase_taps(kw, s, pw, b)
-                sub = w[:, :, rows][:, :, :, cols].transpose(0, 1).contiguous()  # (C_out, C_in, |rows|, |cols|)
-                self.register_buffer(f"w{a}{b}", sub.clone())
-                # pad (left, right, top, bottom) so that output m reads inputs m + r0 … m + r0 + |rows| - 1
-                self.pads.append((-c0, c0 + len(cols) - 1, -r0, r0 + len(rows) - 1))
+        self.pads: list[tuple[int, int, int, int]] = [pad for _, pad in phases]
+        for i, (sub, _) in enumerate(phases):
+            self.register_buffer(f"w{i // self.stride}{i % self.stride}", sub)
         self.register_buffer("bias", m.bias.detach().clone() if m.bias is not None else None)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -78,27 +107,65 @@ class FourPhaseConvTranspose2d(nn.Module):
         for i, pad in enumerate(self.pads):
             w = getattr(self, f"w{i // s}{i % s}")
             phases.append(F.conv2d(F.pad(x, pad), w, self.bias))
-        n, c, h, wd = phases[0].shape
-        # phase-major channels, (a, b, c): DepthToSpace's DCR order
-        y = torch.cat(phases, 1).reshape(n, s, s, c, h, wd).permute(0, 3, 4, 1, 5, 2)
-        return y.reshape(n, c, h * s, wd * s)
+        return _interleave(torch.cat(phases, 1), s)
 
 
-def transposed_count(module: nn.Module) -> int:
+class SubPixelConvTranspose2d(nn.Module):
+    """``nn.ConvTranspose2d`` as one convolution with s²·C_out outputs over the union of its phases' windows,
+    interleaved by a depth-to-space reshape (exact; the phases' sub-kernels zero-padded into one window)."""
+
+    def __init__(self, m: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        phases = _phases(m)
+        self.stride = s = m.stride[0]
+        self.in_channels, self.out_channels = m.in_channels, m.out_channels
+        # the window every phase reads within: inputs m - top … m + bottom, columns m - left … m + right
+        left, top = max(p[0] for _, p in phases), max(p[2] for _, p in phases)
+        right, bottom = max(p[1] for _, p in phases), max(p[3] for _, p in phases)
+        weight = m.weight.new_zeros(s * s, m.out_channels, m.in_channels, top + bottom + 1, left + right + 1)
+        for i, (sub, (lp, _, tp, _)) in enumerate(phases):
+            r, c = top - tp, left - lp
+            weight[i, :, :, r:r + sub.shape[2], c:c + sub.shape[3]] = sub
+        self.pad = (left, right, top, bottom)
+        self.register_buffer("weight", weight.reshape(s * s * m.out_channels, m.in_channels, *weight.shape[-2:]))
+        self.register_buffer("bias", m.bias.detach().repeat(s * s) if m.bias is not None else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        left, right, top, bottom = self.pad
+        if (left, top) == (right, bottom):  # the convolution pads (no separate Pad node in the graph)
+            return _interleave(F.conv2d(x, self.weight, self.bias, padding=(top, left)), self.stride)
+        return _interleave(F.conv2d(F.pad(x, self.pad), self.weight, self.bias), self.stride)
+
+
+#: The module each form puts in place of a transposed convolution it rewrites, and which ones it rewrites.
+_REWRITES: dict[str, tuple[type[nn.Module], Callable[[nn.ConvTranspose2d], bool]]] = {
+    "four-phase": (FourPhaseConvTranspose2d, lambda m: True),
+    "sub-pixel-output": (SubPixelConvTranspose2d, lambda m: m.out_channels <= NARROW),
+}
+
+
+def _rewritten(m: nn.Module, form: str) -> bool:
+    if form not in _REWRITES:
+        raise ExportError(f"transposed form {form!r} rewrites nothing; forms that do: {', '.join(_REWRITES)}")
+    return isinstance(m, nn.ConvTranspose2d) and splittable(m) is None and _REWRITES[form][1](m)
+
+
+def transposed_count(module: nn.Module, form: str = "four-phase") -> int:
     """How many transposed convolutions of ``module`` :func:`split_transposed` would replace (no copy made)."""
-    return sum(isinstance(m, nn.ConvTranspose2d) and splittable(m) is None for m in module.modules())
+    return sum(_rewritten(m, form) for m in module.modules())
 
 
-def split_transposed(module: nn.Module) -> tuple[nn.Module, int]:
-    """(a copy of ``module`` with every splittable ConvTranspose2d replaced, how many were replaced)."""
+def split_transposed(module: nn.Module, form: str = "four-phase") -> tuple[nn.Module, int]:
+    """(a copy of ``module`` with the transposed convolutions ``form`` rewrites replaced, how many were)."""
     out = copy.deepcopy(module)
     count = 0
+    cls = _REWRITES[form][0] if form in _REWRITES else None
 
     def convert(parent: nn.Module) -> None:
         nonlocal count
         for name, child in parent.named_children():
-            if isinstance(child, nn.ConvTranspose2d) and splittable(child) is None:
-                setattr(parent, name, FourPhaseConvTranspose2d(child))
+            if _rewritten(child, form):
+                setattr(parent, name, cls(child))
                 count += 1
             else:
                 convert(child)

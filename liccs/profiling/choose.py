@@ -69,7 +69,8 @@ def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Te
             return record | {"cached": True}
     feeds = stage_feeds(codec, images)
     skipped: dict[str, str] = {}
-    split = {s for s in feeds if hasattr(codec, s) and transposed_count(getattr(codec, s))}
+    rewrites = {f: {s for s in feeds if hasattr(codec, s) and transposed_count(getattr(codec, s), f)}
+                for f in forms if f != "native"}  # the stages each form changes: the others run as native
     entries: list[tuple[str, str, Runner]] = []  # (stage, candidate, runner)
     for form in forms:
         for engine in candidates:
@@ -82,7 +83,7 @@ def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Te
                 skipped[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 continue
             entries += [(stage, name, runner) for stage, runner in deployed.runners.items()
-                        if stage in feeds and (form == "native" or stage in split)]
+                        if stage in feeds and (form == "native" or stage in rewrites[form])]
     for stage, _, runner in entries:
         runner.infer(feeds[stage])  # activation and first call outside the timing
     samples = measure_interleaved({(stage, name): (lambda r=runner, f=feeds[stage]: r.infer(f))
