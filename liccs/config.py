@@ -89,7 +89,8 @@ class ProfileSection:
     min_duration_s: float = 1.0
     batch_sizes: list[int] = _cv([1, 4])
     resolutions: list[list[int]] = _cv([[256, 256], [512, 512]])
-    stages: list[str] = _cv(["g_a", "h_a", "h_s", "g_s", "entropy_encode", "entropy_decode", "classifier"])
+    stages: list[str] = _cv(["g_a", "h_a", "h_s", "g_s", "build_indexes", "entropy_encode", "entropy_decode",
+                             "classifier"])
     cuda_graph: bool = False
     matmul_n: int = 1024
 

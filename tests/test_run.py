@@ -56,6 +56,8 @@ def test_quick_run_writes_every_report_file(quick_run: Path) -> None:
     assert "ort-cpu" in transfer and "uint8" in transfer and "float" in transfer
     dominant = pd.read_csv(quick_run / "tables" / "dominant.csv")  # end to end against the stages in sequence too
     assert set(dominant["engine"]) == {"torch", "ort-cpu", "split"} and (dominant["e2e_over_sequence"] > 0).all()
+    stages = set(pd.read_csv(quick_run / "tables" / "latency.csv")["stage"])  # the index search is a stage too
+    assert {"g_a", "h_s", "g_s", "build_indexes", "entropy_encode", "entropy_decode"} <= stages
 
 
 def test_a_deployment_is_one_more_row_beside_the_engines(quick_run: Path) -> None:
@@ -99,6 +101,7 @@ def test_rerun_reuses_the_adversarial_images(quick_run: Path) -> None:
     ('models.codecs=["mini-bmshj2018-hyperprior@q9"]', "models.codecs[0]"),
     ('models.classifier="resnet9000"', "models.classifier"),
     ('export.deployments={fast={g_s="ort-cpu>ov-gpu"}}', "export.deployments.fast.g_s"),
+    ('profile.stages=["g_a", "g_z"]', "profile.stages[1]"),
 ])
 def test_bad_config_is_refused_before_any_work_naming_the_key(override: str, key: str, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:

@@ -120,7 +120,7 @@ def in_sequence(stages: Mapping[str, StageLike], end_to_end: StageLike, *, round
     :func:`profile_stages` times one stage back to back, with its weights and activations in cache and its
     threads awake: on 2 CPU cores the mini codec's ONNX Runtime stages took 0.7-0.8 of their in-pipeline time
     that way, and the end to end looked 1.26-1.50× their sum. Interleaved, it is 1.06×: the rest is the glue
-    (index building, checksums, the encoder's z decode).
+    (padding, z's quantization, index checksums, framing; the index search is a stage of its own).
     """
     if rounds < 1 or warmup < 0:
         raise InputError(f"in_sequence: rounds must be >= 1 and warmup >= 0, got {rounds}, {warmup}")

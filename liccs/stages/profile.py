@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from liccs.config import ConfigError, RunConfig
 from liccs.core import pad_to_multiple, resize_center_crop
 from liccs.core.progress import tqdm
 from liccs.data import kodak, to_float
@@ -31,13 +32,15 @@ from liccs.pipeline import PAD_MULTIPLE
 from liccs.profiling.flops import add_rates, count_flops, matmul_ceiling
 from liccs.profiling.profile import dominant_stages, growth_table, in_sequence, sweep
 from liccs.profiling.timer import TimerConfig
-from liccs.stage import Context, Exports, Results, StageBase, StageResult, TableSpec, register
+from liccs.stage import Context, Exports, Names, Results, StageBase, StageResult, TableSpec, register
 from liccs.stages.deployments import classifier_engine, device_engine
 from liccs.stages.profile_copy import copy_compute_table
 from liccs.zoo.classifiers import host_geometry, to_geometry
 
-#: calls of each stage in one compress + decompress + classify (h_s: the encoder's and the decoder's)
-RUNS = {"h_s": 2}
+#: calls of each stage in one compress + decompress + classify (h_s and the index search: encoder and decoder)
+RUNS = {"h_s": 2, "build_indexes": 2}
+#: what ``profile.stages`` may name (a stage a codec lacks, such as a factorized codec's h_s, is left out)
+PROFILE_STAGES = ("g_a", "h_a", "h_s", "g_s", "build_indexes", "entropy_encode", "entropy_decode", "classifier")
 
 
 @functools.lru_cache(maxsize=8)
@@ -57,9 +60,10 @@ def sweep_images(batch: int, hw: tuple[int, int]) -> Tensor:
 @torch.no_grad()
 def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor,
                  compressai: bool = False) -> dict[str, Callable[[], Any]]:
-    """entropy_encode / entropy_decode callables of ``codec``'s CPU coder on the latents of images ``x``: the
-    deployed codec's coding (:mod:`liccs.engines.coder`), or CompressAI's own ``compress``/``decompress``
-    (``compressai``)."""
+    """entropy_encode / entropy_decode (and, for a scale hyperprior, build_indexes: the scales' table indexes,
+    computed once by the encoder and once by the decoder) callables of ``codec``'s CPU coder on the latents of
+    images ``x``: the deployed codec's (:mod:`liccs.engines.coder`, :func:`liccs.engines.indexes.build_indexes`),
+    or CompressAI's own ``compress``/``decompress``/``build_indexes`` (``compressai``)."""
 
     family = family_of(codec)
     eb, gc = codec.entropy_bottleneck, getattr(codec, "gaussian_conditional", None)
@@ -98,7 +102,10 @@ def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor,
 
     def decode() -> Any:
         return eb_dec(z_strings, z.shape[-2:]), gc_dec(y_strings, indexes, means)
-    return {"entropy_encode": encode, "entropy_decode": decode}
+
+    def index() -> Any:
+        return gc.build_indexes(scales) if compressai else build_indexes(gc, scales)
+    return {"build_indexes": index, "entropy_encode": encode, "entropy_decode": decode}
 
 
 def _profiled(ctx: Context) -> list[str]:
@@ -228,7 +235,7 @@ class ProfileStage(StageBase):
                   "the stages summed as one compress + decompress + classify runs them (h_s twice): e2e_over_sum "
                   "against each stage timed back to back (hot), e2e_over_sequence against the stages called in "
                   "pipeline order, interleaved with the end-to-end calls in the same rounds (what lies outside "
-                  "the stages: index building, checksums, the encoder's z decode).", order=10),
+                  "the stages: padding, z's quantization, index checksums, framing).", order=10),
         TableSpec("latency", "Per-stage latency at the first sweep point, with FLOPs and achieved / matmul ceiling.",
                   ("engine", "codec", "stage", "batch_size", "height", "width", "p50_ms", "p90_ms", "p99_ms",
                    "min_ms", "images_per_s", "gflop", "achieved_gflops", "ceiling", "fraction_of_ceiling", "share"),
@@ -241,6 +248,11 @@ class ProfileStage(StageBase):
                    "compute_p50_ms", "d2h_p50_ms", "peak_device_mib", "error"), order=42),
         TableSpec("growth", "Growth of time with pixels: p50 ≈ a·pixels^b (b = 1: linear).", order=43),
     )
+
+    def check(self, cfg: RunConfig, names: Names) -> None:
+        for i, stage in enumerate(cfg.profile.stages):
+            if stage not in PROFILE_STAGES:
+                raise ConfigError(f"profile.stages[{i}]: unknown stage {stage!r}; valid: {', '.join(PROFILE_STAGES)}")
 
     def run(self, ctx: Context, results: Results) -> StageResult:
         tables = run_profiles(ctx, results.exports, ctx.progress)
