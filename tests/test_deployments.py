@@ -66,9 +66,12 @@ def test_deployments_are_built_as_configured_and_decode_anywhere(tmp_path, kodak
     assert set(table[table["deployment"] == "mine"]["chosen"]) == {"config"}
     fast = table[table["deployment"] == "fast"]
     assert set(fast["chosen"]) == {"measured"} and fast["p50_ms"].notna().all()
-    for _, row in fast.iterrows():  # each stage on its fastest candidate, the times beside it
+    for _, row in fast.iterrows():  # each stage on its fastest candidate (g_s: in either form), the times beside it
         times = pd.read_json(pd.io.common.StringIO(row["candidates_p50_ms"]), typ="series")
-        assert set(times.index) == {"torch", "ort-cpu"} and row["engine"] == times.idxmin()
+        forms = {"", "/sub-pixel-output"} if row["stage"] == "g_s" else {""}
+        assert set(times.index) == {e + f for e in ("torch", "ort-cpu") for f in forms}
+        engine, _, form = times.idxmin().partition("/")
+        assert row["engine"] == engine and row["transposed"] == (form or "native")
     again = build_deployments(cfg, codecs, x, cache, exporter="torchscript", timer=FAST)[1]
     assert set(again[again["deployment"] == "fast"]["chosen"]) == {"cached"}
     for name, codec in codecs.items():  # every deployment's streams decode on the plain fp32 decoder

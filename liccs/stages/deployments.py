@@ -10,7 +10,8 @@
 A choice (``"auto"`` or a list) is measured once per codec on the run's first image by
 :func:`liccs.profiling.choose.choose_stage_engines` (interleaved rounds, the median of each candidate) and cached
 under the model, the machine, the candidates, the shape and the library versions: a later run reads it. ``"A>B"``
-runs a stage's output layer on B and the rest on A (:mod:`liccs.engines.chain`). Each deployment is one more row
+runs a stage's output layer on B and the rest on A (:mod:`liccs.engines.chain`); a choice also tries each
+engine with ``g_s``'s output layer as a sub-pixel convolution (:data:`AUTO_FORMS`). Each deployment is one more row
 in every per-engine table (rate-distortion, BD-rate, profiles), named by its key; the ``deployments`` table says
 which engine ran each stage, and for a choice the times it came from. The classifier of a deployment runs on its
 ``classifier`` entry, else on torch.
@@ -38,6 +39,9 @@ from liccs.profiling.choose import TIMER, choose_stage_engines
 from liccs.profiling.timer import TimerConfig
 
 AUTO = "auto"
+#: the transposed-convolution forms a choice tries besides each engine's native one: the sub-pixel output layer
+#: (faster inside OpenVINO's g_s, liccs.export.phases); the four-phase split measured slower on every engine here
+AUTO_FORMS = ("native", "sub-pixel-output")
 #: what a per-stage table may name besides the stages: the stages it leaves out, and the classifier
 EXTRA_KEYS = ("default", "classifier")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -135,7 +139,7 @@ def build_deployments(cfg: RunConfig, codecs: Mapping[str, nn.Module], images: T
             choice = None
             if isinstance(spec, list):
                 choice = choose_stage_engines(codec, spec, images[:1], cache=cache, config=timer,
-                                              calibration_images=calibration, exporter=exporter)
+                                              calibration_images=calibration, exporter=exporter, forms=AUTO_FORMS)
                 engines, forms = choice["engines"], choice["transposed"]
             else:
                 # a stage this codec's family lacks (h_a of a factorized codec) is another codec's entry
