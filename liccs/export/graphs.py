@@ -214,13 +214,15 @@ def codec_graphs(codec: nn.Module, with_reconstruct: bool = True,
     family = family_of(codec)
     model = getattr(codec, "liccs_name", type(codec).__name__)
     inf = inference_form(codec)
-    plain, code = code_hash(), code_hash() + f"|transposed={transposed}"
-    key = lambda g: code if changed.get(g) else plain  # noqa: E731  (a stage the form leaves alone keeps its key)
-    changed: dict[str, int] = {}  # stage → transposed convolutions the form rewrote there (keys: only those stages)
+    changed: dict[str, int] = {}  # graph → transposed convolutions the form rewrote in it
     if transposed != "native":
         changed = {s: transposed_count(getattr(inf, s), transposed) for s in family.stages if hasattr(inf, s)}
-        inf, n = split_transposed(inf, transposed)
-        changed["reconstruct"] = n
+        inf, changed["reconstruct"] = split_transposed(inf, transposed)
+
+    code = code_hash()
+
+    def key(graph: str) -> str:  # the form is in the key of the graphs it changed; the others keep the native key
+        return code + (f"|transposed={transposed}" if changed.get(graph) else "")
     graphs: dict[str, GraphSpec] = {}
     for stage in family.stages:
         in_name, stride, out_name = _IO[stage]

@@ -13,8 +13,8 @@ convolutional neural network*, CVPR 2016) puts the four phases' sub-kernels into
 their windows (3×3 here) with s²·C_out outputs, then interleaves them. It costs 44% more multiply-adds, so
 ``"sub-pixel-output"`` uses it only for narrow layers (at most :data:`NARROW` output channels: ``g_s``'s 128 → 3
 output layer), where the transposed convolution fills 3 of a vector's 8 lanes. Measured inside OpenVINO's whole
-``g_s`` at Kodak size (issue 18's fifth session): about 24 ms faster than the native layer, half the gap to a
-free output layer (``benchmarks/layer_budget.py``).
+``g_s`` at Kodak size (issue 18's fifth session): 19-20 ms faster than the native layer by the median, 24-31 ms by
+the best round, about half the gap to a free output layer (``benchmarks/layer_budget.py``'s bound row).
 
 :func:`split_transposed` returns a copy of a module with the transposed convolutions a form rewrites replaced;
 the result equals the original up to float summation order.
