@@ -59,3 +59,16 @@ def tmp_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for every Ray test of the session: its start, and its workers' imports of liccs,
+    torch and the models, are paid once (about 10 s each time on 2 cores). Shut down when the session ends."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'liccs[distributed]')")
+    from liccs.executor import RayExecutor
+
+    RayExecutor(num_cpus=2).start()
+    yield ray
+    ray.shutdown()
+

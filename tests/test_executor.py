@@ -57,12 +57,10 @@ def test_the_critical_path_is_each_batchs_longest_task_plus_the_driver_time():
 
 
 @pytest.fixture(scope="module")
-def ray_executor():
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'liccs[distributed]')")
+def ray_executor(ray_session):
     ex = RayExecutor(num_cpus=2, max_retries=2)
     ex.start()
-    yield ex
-    ray.shutdown()
+    return ex
 
 
 def test_ray_returns_every_result_under_its_key(ray_executor):

@@ -126,17 +126,12 @@ def test_unknown_key_in_a_config_file_is_a_cli_error(tmp_path: Path, capsys: pyt
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                     reason="Ray is not installed (pip install 'liccs[distributed]')")
-def test_the_ray_executor_gives_the_serial_tables(quick_run: Path, tmp_path: Path) -> None:
+def test_the_ray_executor_gives_the_serial_tables(quick_run: Path, tmp_path: Path, ray_session) -> None:
     """The same run with its attack tasks on a local Ray instance: every table cell equal (timings aside)."""
-    import ray
-
     out = tmp_path / "ray"
-    try:
-        # no profile: its tables are timings, which differ from run to run and are not compared
-        rc = main(["run", str(DEFAULT), "--quick", "--no-progress", "--out", str(out), "--executor", "ray", *QUICK,
-                   "--set", "profile.enabled=false"])
-    finally:
-        ray.shutdown()
+    # no profile: its tables are timings, which differ from run to run and are not compared
+    rc = main(["run", str(DEFAULT), "--quick", "--no-progress", "--out", str(out), "--executor", "ray", *QUICK,
+               "--set", "profile.enabled=false"])
     assert rc == 0
     timed = {"latency", "sweep", "growth", "dominant"}  # timings differ from run to run
     compared = 0

@@ -178,16 +178,12 @@ def test_quick_run_enumerates_every_set_with_equal_budgets(quick_run: Path) -> N
         assert set(g["grad_evals"]) == {k * cfg.sampling.steps[0] * cfg.sampling.images}
 
 
-def test_paper_a_on_ray_gives_the_serial_tables(quick_run: Path, tmp_path: Path) -> None:
+def test_paper_a_on_ray_gives_the_serial_tables(quick_run: Path, tmp_path: Path, ray_session) -> None:
     """Paper A's crafts as tasks on a local Ray instance: every table cell equal to the serial run's."""
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'liccs[distributed]')")
     from liccs.cli import main
 
     out = tmp_path / "ray"
-    try:
-        assert main(["run", str(CONFIG), "--quick", "--no-progress", "--out", str(out), "--executor", "ray"]) == 0
-    finally:
-        ray.shutdown()
+    assert main(["run", str(CONFIG), "--quick", "--no-progress", "--out", str(out), "--executor", "ray"]) == 0
     for spec in paper_a.TABLES:
         a, b = (pd.read_csv(d / "tables" / f"{spec.name}.csv") for d in (quick_run, out))
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=spec.name)
