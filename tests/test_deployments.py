@@ -30,6 +30,10 @@ def _cfg(deployments: dict, engines: tuple[str, ...] = ("torch", "ort-cpu", "ort
     ({"fast": {"g_s": "ort-cpu>nope"}}, "export.deployments.fast.g_s"),
     ({"fast": {"g_s": "a>b>c"}}, "export.deployments.fast.g_s"),
     ({"fast": {"classifier": "torch>ort-cpu"}}, "export.deployments.fast.classifier"),
+    ({"fast": {"g_s": "ov-cpu/sub-pixel"}}, "export.deployments.fast.g_s: unknown transposed form.*sub-pixel-output"),
+    ({"fast": {"g_s": "ov-gpu/four-phase"}}, "export.deployments.fast.g_s: unknown engine"),
+    ({"fast": {"classifier": "ort-cpu/four-phase"}}, "export.deployments.fast.classifier: .*only a stage"),
+    ({"fast": ["ort-cpu/four-phase"]}, r"export.deployments.fast\[0\]: .*only a stage"),
     ({"fast": ["torch", "ort-gpu"]}, r"export.deployments.fast\[1\]"),
     ({"fast": []}, "export.deployments.fast"),
     ({"fast": 3}, "export.deployments.fast"),
@@ -47,6 +51,7 @@ def test_auto_chooses_among_the_fp32_export_engines() -> None:
                                       "among": ["torch"]}
     assert classifier_engine(cfg, "mine") == "ort-cpu" and classifier_engine(cfg, "fast") == "torch"
     assert classifier_engine(cfg, "ort-cpu") == "ort-cpu" and device_engine(cfg, "mine") == "ov-cpu"
+    assert device_engine(_cfg({"p": {"g_s": "ov-cpu/sub-pixel-output"}}), "p") == "ov-cpu"  # the form set aside
     with pytest.raises(ConfigError, match="no|none"):
         parse_deployments(_cfg({"fast": "auto"}, engines=("ort-cpu-int8",)))
 
@@ -56,14 +61,19 @@ def test_deployments_are_built_as_configured_and_decode_anywhere(tmp_path, kodak
     x = torch.nn.functional.interpolate(kodak_crop, size=(64, 64), mode="bilinear").clamp(0, 1)
     cache = ArtifactCache(tmp_path / "a")
     # h_a names a stage the factorized codec lacks: another codec's entry, not an error for this one
-    cfg = _cfg({"fast": ["torch", "ort-cpu"], "mine": {"g_s": "ort-cpu>torch", "h_a": "ort-cpu"}})
+    cfg = _cfg({"fast": ["torch", "ort-cpu"], "mine": {"g_s": "ort-cpu>torch", "h_a": "ort-cpu"},
+                "pinned": {"g_s": "ort-cpu/sub-pixel-output", "default": "ort-cpu"}})
     deployed, table, failed = build_deployments(cfg, codecs, x, cache, exporter="torchscript", timer=FAST)
-    assert not failed and set(deployed) == {"fast", "mine"}
+    assert not failed and set(deployed) == {"fast", "mine", "pinned"}
     mine = table[table["deployment"] == "mine"].set_index(["codec", "stage"])["engine"]
     hyper = "mini-tiny-bmshj2018-hyperprior@q1"
     assert mine[(hyper, "g_s")] == "ort-cpu>torch" and mine[(hyper, "h_a")] == "ort-cpu"
     assert mine[(hyper, "g_a")] == "torch"  # left out, no default: torch
     assert set(table[table["deployment"] == "mine"]["chosen"]) == {"config"}
+    pinned = table[table["deployment"] == "pinned"].set_index(["codec", "stage"])
+    for name in codecs:  # the pinned form on g_s only (both codecs have a 3-channel output layer)
+        assert pinned.loc[(name, "g_s"), "transposed"] == "sub-pixel-output"
+        assert pinned.loc[(name, "g_s"), "engine"] == "ort-cpu" and pinned.loc[(name, "g_a"), "transposed"] == "native"
     fast = table[table["deployment"] == "fast"]
     assert set(fast["chosen"]) == {"measured"} and fast["p50_ms"].notna().all()
     for _, row in fast.iterrows():  # each stage on its fastest candidate (g_s: in either form), the times beside it
@@ -76,6 +86,6 @@ def test_deployments_are_built_as_configured_and_decode_anywhere(tmp_path, kodak
     assert set(again[again["deployment"] == "fast"]["chosen"]) == {"cached"}
     for name, codec in codecs.items():  # every deployment's streams decode on the plain fp32 decoder
         ref = DeployedCodec.on_engine(codec, "ort-cpu", cache, exporter="torchscript")
-        for d in (deployed["fast"][name], deployed["mine"][name]):
+        for d in (deployed["fast"][name], deployed["mine"][name], deployed["pinned"][name]):
             out = ref.decompress(**d.compress(x))
             assert all(out["tables_match"]) and out["x_hat"].shape == x.shape

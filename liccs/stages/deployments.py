@@ -11,7 +11,8 @@ A choice (``"auto"`` or a list) is measured once per codec on the run's first im
 :func:`liccs.profiling.choose.choose_stage_engines` (interleaved rounds, the median of each candidate) and cached
 under the model, the machine, the candidates, the shape and the library versions: a later run reads it. ``"A>B"``
 runs a stage's output layer on B and the rest on A (:mod:`liccs.engines.chain`); a choice also tries each
-engine with ``g_s``'s output layer as a sub-pixel convolution (:data:`AUTO_FORMS`). Each deployment is one more row
+engine with ``g_s``'s output layer as a sub-pixel convolution (:data:`AUTO_FORMS`); a table's stage entry may
+pin a transposed form, ``g_s = "ov-cpu/sub-pixel-output"``. Each deployment is one more row
 in every per-engine table (rate-distortion, BD-rate, profiles), named by its key; the ``deployments`` table says
 which engine ran each stage, and for a choice the times it came from. The classifier of a deployment runs on its
 ``classifier`` entry, else on torch.
@@ -34,6 +35,7 @@ from liccs.engines.chain import parse_split
 from liccs.engines.codec import DeployedCodec
 from liccs.errors import LiccsError
 from liccs.export.cache import ArtifactCache
+from liccs.export.phases import TRANSPOSED_FORMS
 from liccs.families import FAMILIES, family_of
 from liccs.profiling.choose import TIMER, choose_stage_engines
 from liccs.profiling.timer import TimerConfig
@@ -53,9 +55,18 @@ def stage_names() -> list[str]:
     return sorted(out)
 
 
-def _engine(key: str, name: Any) -> str:
+def _engine(key: str, name: Any, form: bool = False) -> str:
+    """``name`` checked: an engine, ``A>B``, or (``form``: a stage's entry) either with ``/FORM``, a transposed
+    form of :data:`liccs.export.phases.TRANSPOSED_FORMS` (``ov-cpu/sub-pixel-output``)."""
     if not isinstance(name, str):
         raise ConfigError(f"{key}: expected an engine name, got {type(name).__name__} {name!r}")
+    if "/" in name:
+        engine, _, how = name.partition("/")
+        if not form:
+            raise ConfigError(f"{key}: {name!r}: only a stage's entry names a transposed form (ENGINE/FORM)")
+        if how not in TRANSPOSED_FORMS:
+            raise ConfigError(f"{key}: unknown transposed form {how!r}; valid forms: {', '.join(TRANSPOSED_FORMS)}")
+        return _engine(key, engine) + f"/{how}"
     try:
         parts = parse_split(name) or (name,)
     except LiccsError as e:
@@ -96,7 +107,7 @@ def parse_deployments(cfg: RunConfig) -> dict[str, list[str] | dict[str, str]]:
             for k in value:
                 if k not in stages and k not in EXTRA_KEYS:
                     raise ConfigError(f"{key}.{k}: not a stage; valid keys: {', '.join(stages + list(EXTRA_KEYS))}")
-            out[name] = {k: _engine(f"{key}.{k}", v) for k, v in value.items()}
+            out[name] = {k: _engine(f"{key}.{k}", v, form=k != "classifier") for k, v in value.items()}
             if "classifier" in out[name] and parse_split(out[name]["classifier"]):
                 raise ConfigError(f"{key}.classifier: the classifier runs on one engine, not a split")
         else:
@@ -144,8 +155,8 @@ def build_deployments(cfg: RunConfig, codecs: Mapping[str, nn.Module], images: T
             else:
                 # a stage this codec's family lacks (h_a of a factorized codec) is another codec's entry
                 have = set(family_of(codec).stages) | {"default"}
-                engines = {k: v for k, v in spec.items() if k in have}
-                forms = "native"
+                engines = {k: v.partition("/")[0] for k, v in spec.items() if k in have}
+                forms = {k: v.partition("/")[2] or "native" for k, v in spec.items() if k in have}
             d = DeployedCodec.on_engine(codec, engines, cache, exporter=exporter, calibration_images=calibration,
                                         transposed=forms)
         except (EngineUnavailable, LiccsError) as e:
@@ -171,5 +182,6 @@ def device_engine(cfg: RunConfig, key: str) -> str:
     if spec is None:
         return key
     names = auto_candidates(cfg) if spec == AUTO else list(spec.values()) if isinstance(spec, Mapping) else spec
-    parts = [p for n in names for p in (parse_split(n) or (n,))]
+    engines = [n.partition("/")[0] for n in names]  # a stage's entry may name a transposed form
+    parts = [p for n in engines for p in (parse_split(n) or (n,))]
     return next((p for p in parts if ENGINES.get(p).device == "cuda"), parts[0] if parts else "torch")
