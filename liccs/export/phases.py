@@ -144,27 +144,30 @@ _REWRITES: dict[str, tuple[type[nn.Module], Callable[[nn.ConvTranspose2d], bool]
 }
 
 
-def _rewritten(m: nn.Module, form: str) -> bool:
+def _rewrite(form: str) -> tuple[type[nn.Module], Callable[[nn.Module], bool]]:
+    """(the module ``form`` puts in place, whether it replaces a given module), the form checked once."""
     if form not in _REWRITES:
         raise ExportError(f"transposed form {form!r} rewrites nothing; forms that do: {', '.join(_REWRITES)}")
-    return isinstance(m, nn.ConvTranspose2d) and splittable(m) is None and _REWRITES[form][1](m)
+    cls, narrow = _REWRITES[form]
+    return cls, lambda m: isinstance(m, nn.ConvTranspose2d) and splittable(m) is None and narrow(m)
 
 
 def transposed_count(module: nn.Module, form: str = "four-phase") -> int:
     """How many transposed convolutions of ``module`` :func:`split_transposed` would replace (no copy made)."""
-    return sum(_rewritten(m, form) for m in module.modules())
+    rewritten = _rewrite(form)[1]
+    return sum(rewritten(m) for m in module.modules())
 
 
 def split_transposed(module: nn.Module, form: str = "four-phase") -> tuple[nn.Module, int]:
     """(a copy of ``module`` with the transposed convolutions ``form`` rewrites replaced, how many were)."""
+    cls, rewritten = _rewrite(form)
     out = copy.deepcopy(module)
     count = 0
-    cls = _REWRITES[form][0] if form in _REWRITES else None
 
     def convert(parent: nn.Module) -> None:
         nonlocal count
         for name, child in parent.named_children():
-            if _rewritten(child, form):
+            if rewritten(child):
                 setattr(parent, name, cls(child))
                 count += 1
             else:
