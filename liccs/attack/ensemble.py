@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from liccs.errors import InputError
 from liccs.pipeline import LICCS, CodecOutput
 from liccs.rounding import get_surrogate
-from liccs.zoo import load_codec, parse_codec
+from liccs.zoo import load_codecs, parse_codec
 
 REDUCTIONS = ("loss", "logits")
 
@@ -180,7 +180,7 @@ def build_ensemble(
     get_surrogate(rounding)
     if reduce not in REDUCTIONS:
         raise InputError(f"ensemble reduce must be one of {REDUCTIONS}, got {reduce!r}")
-    loaded = [load_codec(s, weights, device=device) for s in specs]
+    loaded = load_codecs(specs, weights, device=device)
     members = [LICCS(c, classifier, rounding=rounding) if classifier is not None else CodecOnly(c, rounding)
                for c in loaded]
     return Ensemble(members, reduce=reduce, names=[str(s) for s in specs])

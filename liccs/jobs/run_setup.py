@@ -20,7 +20,8 @@ from liccs.engines import ENGINES
 from liccs.errors import LiccsError, UnknownNameError, WeightsError
 from liccs.stage import Context, Names, RunError, attack_sources
 from liccs.zoo import CLASSIFIERS, image_geometry, load_classifier, load_codec, parse_codec
-from liccs.zoo.weights import random_weights_banner
+from liccs.zoo.mini import resolve_models
+from liccs.zoo.weights import ResolvedWeights, random_weights_banner
 
 log = logging.getLogger("liccs")
 
@@ -102,7 +103,8 @@ def check_names(cfg: RunConfig) -> Names:
                  list(cfg.export.engines), list(cfg.transfer.engines), unavailable)
 
 
-def _load(loader: Callable[..., nn.Module], name: str, weights: str, notes: list[str]) -> nn.Module:
+def _load(loader: Callable[..., nn.Module], name: str, weights: str | ResolvedWeights,
+          notes: list[str]) -> nn.Module:
     try:
         return loader(name, weights)
     except WeightsError as e:
@@ -117,11 +119,15 @@ def load_context(cfg: RunConfig, names: Names, progress: bool = True) -> Context
     """Load the codecs, the classifier and the images; note where every model's weights came from."""
 
     notes = list(cfg.report.notes)
-    clf = _load(load_classifier, cfg.models.classifier, cfg.models.weights, notes)
-    codecs = {n: _load(load_codec, n, cfg.models.weights, notes) for n in names.codecs}
+    w = cfg.models.weights
+    # every mini-zoo model of the run resolved together: a ladder comes whole from one source
+    found = resolve_models([*names.codecs, cfg.models.classifier]) if w == "pretrained" else {}
+    clf = _load(load_classifier, cfg.models.classifier, found.get(cfg.models.classifier, w), notes)
+    codecs = {n: _load(load_codec, n, found.get(n, w), notes) for n in names.codecs}
     weights = {n: m.liccs_weights.to_dict() for n, m in [*codecs.items(), (cfg.models.classifier, clf)]}
     if any(w.get("source") == "mini-zoo" for w in weights.values()):
         notes.insert(0, MINI_NOTE)
+    notes += [f"Weights: {info['note']}" for info in weights.values() if info.get("note")]
     banner = random_weights_banner({**codecs, cfg.models.classifier: clf})
     if banner:
         notes.insert(0, banner)

@@ -8,18 +8,19 @@ download → a clear error naming the file and where to put it.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from liccs.errors import WeightsError
-from liccs.zoo import mini as _mini  # noqa: F401,E402  (registers the offline mini zoo: mini-…)
+from liccs.zoo import mini as _mini  # registers the offline mini zoo: mini-…
 from liccs.zoo.classifiers import CLASSIFIERS, Classifier, ClassifierEntry, PreprocessConfig
 from liccs.zoo.codecs import CODECS, CodecEntry, CodecSpec, convert_compressai_state, parse_codec
-from liccs.zoo.weights import WeightsInfo, load_checkpoint, load_state, sha256_of
+from liccs.zoo.weights import ResolvedWeights, WeightsInfo, load_checkpoint, load_state, sha256_of
 
-Weights = str | os.PathLike[str]
+Weights = str | os.PathLike[str] | ResolvedWeights
 
 __all__ = [
     "image_geometry",
@@ -36,6 +37,7 @@ __all__ = [
     "list_codecs",
     "load_classifier",
     "load_codec",
+    "load_codecs",
     "parse_codec",
 ]
 
@@ -56,18 +58,27 @@ def list_classifiers() -> list[str]:
     return CLASSIFIERS.names()
 
 
-def _resolve(weights: Weights, pretrained: callable) -> tuple[str, Path | None]:
-    """(source, path) for a weights argument: ``"random"``, ``"pretrained"`` or a checkpoint path."""
+def _resolve(weights: Weights | ResolvedWeights, pretrained: callable) -> tuple[str, ResolvedWeights | None]:
+    """(source, resolved file) for a weights argument: ``"random"``, ``"pretrained"``, a checkpoint path, or a file a
+    zoo already resolved (:func:`liccs.zoo.mini.resolve_models`)."""
+    if isinstance(weights, ResolvedWeights):
+        return "pretrained", weights
     if isinstance(weights, str) and weights == "random":
         return "random", None
     if isinstance(weights, str) and weights == "pretrained":
-        return "pretrained", pretrained()
+        found = pretrained()
+        return "pretrained", found if isinstance(found, ResolvedWeights) else ResolvedWeights(Path(found), "hub")
     path = Path(weights).expanduser()
     if not path.exists():
         raise WeightsError(
             f"weights {str(weights)!r} is neither 'random', 'pretrained' nor an existing checkpoint file"
         )
-    return "checkpoint", path
+    return "checkpoint", ResolvedWeights(path, "checkpoint")
+
+
+def _info(source: str, found: ResolvedWeights, extra: dict[str, object]) -> WeightsInfo:
+    kind = extra.get("weights_source", source) if source == "pretrained" else source
+    return WeightsInfo(kind, str(found.path), sha256_of(found.path), found.origin, found.note)
 
 
 def _random_init(build: callable, seed: int) -> nn.Module:
@@ -96,13 +107,12 @@ def load_codec(
     spec = name if isinstance(name, CodecSpec) else parse_codec(name)
     entry = CODECS.get(spec.arch)
     model = _random_init(lambda: entry.build(spec.quality), seed)
-    source, path = _resolve(weights, lambda: entry.pretrained(spec.quality, spec.metric))
+    source, found = _resolve(weights, lambda: entry.pretrained(spec.quality, spec.metric))
     info = WeightsInfo("random")
-    if path is not None:
-        state = convert_compressai_state(load_checkpoint(path))
-        load_state(model, state, path, str(spec))
-        info = WeightsInfo(entry.extra.get("weights_source", source) if source == "pretrained" else source,
-                           str(path), sha256_of(path))
+    if found is not None:
+        state = convert_compressai_state(load_checkpoint(found.path))
+        load_state(model, state, found.path, str(spec))
+        info = _info(source, found, entry.extra)
     model = model.eval().to(device)
     # The entropy coder's CDF tables are derived from the weights: they must be rebuilt after any load,
     # or compress()/decompress() use tables of other weights (or none at all).
@@ -110,6 +120,15 @@ def load_codec(
     model.liccs_name = str(spec)
     model.liccs_weights = info
     return model
+
+
+def load_codecs(names: Sequence[str | CodecSpec], weights: Weights = "pretrained", *,
+                device: str | torch.device = "cpu", seed: int = 0) -> list[nn.Module]:
+    """Several codecs loaded together: with ``"pretrained"`` weights, each mini-zoo ladder comes whole from one
+    source (:func:`liccs.zoo.mini.resolve_models`), never mixing shipped and cache-trained qualities."""
+    specs = [n if isinstance(n, CodecSpec) else parse_codec(n) for n in names]
+    found = _mini.resolve_models([str(s) for s in specs]) if weights == "pretrained" else {}
+    return [load_codec(s, found.get(str(s), weights), device=device, seed=seed) for s in specs]
 
 
 def load_classifier(
@@ -127,12 +146,11 @@ def load_classifier(
     """
     entry = CLASSIFIERS.get(name)
     net = _random_init(entry.build, seed)
-    source, path = _resolve(weights, entry.pretrained)
+    source, found = _resolve(weights, entry.pretrained)
     info = WeightsInfo("random")
-    if path is not None:
-        load_state(net, load_checkpoint(path), path, name)
-        info = WeightsInfo(entry.extra.get("weights_source", source) if source == "pretrained" else source,
-                           str(path), sha256_of(path))
+    if found is not None:
+        load_state(net, load_checkpoint(found.path), found.path, name)
+        info = _info(source, found, entry.extra)
     model = Classifier(net, entry.preprocess, name, entry.num_classes).eval().to(device)
     model.liccs_name = name
     model.liccs_weights = info

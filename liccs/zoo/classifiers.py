@@ -15,7 +15,7 @@ import torchvision
 from torch import Tensor, nn
 
 from liccs.core import Registry, resize_center_crop
-from liccs.zoo.weights import resolve_pretrained
+from liccs.zoo.weights import ResolvedWeights, resolve_pretrained
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -89,7 +89,7 @@ class ClassifierEntry:
     build: Callable[[], nn.Module]
     preprocess: PreprocessConfig
     num_classes: int
-    pretrained: Callable[[], Path]
+    pretrained: Callable[[], Path | ResolvedWeights]
     dataset: str = "imagenet-1k"
     description: str = ""
     extra: dict[str, object] = field(default_factory=dict)

@@ -18,7 +18,7 @@ from torch import nn
 from liccs.core import Registry
 from liccs.errors import InputError, UnknownNameError, WeightsError
 from liccs.families import AUTOREGRESSIVE, FACTORIZED, MEAN_SCALE, SCALE_HYPERPRIOR, CodecFamily
-from liccs.zoo.weights import resolve_pretrained
+from liccs.zoo.weights import ResolvedWeights, resolve_pretrained
 
 METRICS = ("mse", "ms-ssim")
 
@@ -49,7 +49,7 @@ class CodecEntry:
     family: CodecFamily
     qualities: tuple[int, ...]
     build: Callable[[int], nn.Module]
-    pretrained: Callable[[int, str], Path]
+    pretrained: Callable[[int, str], Path | ResolvedWeights]
     metrics: tuple[str, ...] = ("mse",)
     description: str = ""
     extra: dict[str, object] = field(default_factory=dict)

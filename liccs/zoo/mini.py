@@ -14,15 +14,22 @@
   crops of ``imagenet-samples`` (downscaled 0.5–1×) for Kodak experiments (Kodak is never trained on).
 - ``mini-tiny-…``: the same code at toy sizes, trained in seconds, for tests and CI.
 
-Weights resolve as: liccs cache (sha256-verified) → committed fp16 weights (``liccs/zoo/weights``) →
-training on demand with a message and a progress bar. ``load_codec(name, PATH)`` takes an explicit
-checkpoint as for every entry. Quality ``qN`` uses CompressAI's λ for ``qN`` (:data:`LAMBDAS`).
+Weights resolve to one set of bytes per name and source (:func:`resolve_models`): the fp16 weights the package
+ships (``liccs/zoo/weights``) where it ships every quality a run asks of a ladder, else the liccs cache
+(sha256-verified; trained on demand by the recipe, with a message and a progress bar). A ladder is one training:
+its qualities never mix the two sources. ``$LICCS_MINI_WEIGHTS=cache`` (or ``shipped``) forces one; a cache entry
+that differs from the shipped file under the same name is named in a warning and in the result's weights record.
+``load_codec(name, PATH)`` takes an explicit checkpoint as for every entry. Quality ``qN`` uses CompressAI's λ
+for ``qN`` (:data:`LAMBDAS`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+import warnings
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,12 +37,14 @@ import torch
 from torch import nn
 
 from liccs.data import CIFAR10_CLASSES
+from liccs.errors import WeightsError
 from liccs.zoo import mini_store as store
 from liccs.zoo.classifiers import CLASSIFIERS, ClassifierEntry, PreprocessConfig
 from liccs.zoo.codecs import CODECS, CodecEntry
 from liccs.zoo.train_classifier import CIFAR_MEAN, CIFAR_STD, ClassifierTrainConfig, ResNet9, train_classifier
 from liccs.zoo.train_codec import ARCHS, LAMBDAS, LadderConfig, build_codec, train_ladder
 from liccs.zoo.train_data import cifar10_tensors, natural_crops
+from liccs.zoo.weights import ResolvedWeights, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -202,33 +211,121 @@ def train_mini_ladder(ml: MiniLadder, device: str = "cpu", progress: bool = True
     return paths
 
 
-# --- resolution: cache → committed fp16 → train on demand -----------------------------------------
+# --- resolution: one set of bytes per name and source ----------------------------------------------
+#: ``auto`` (default): the weights the package ships, where it ships every quality a run asks of a ladder; else the
+#: liccs cache (trained on this machine by the recipe, where missing). ``shipped`` / ``cache`` force one source.
+SOURCE_ENV = "LICCS_MINI_WEIGHTS"
+SOURCES = ("auto", "shipped", "cache")
+
+
+def source_preference() -> str:
+    """The user's choice of mini-zoo weights (``$LICCS_MINI_WEIGHTS``), checked."""
+    pref = os.environ.get(SOURCE_ENV, "auto").strip() or "auto"
+    if pref not in SOURCES:
+        raise WeightsError(f"{SOURCE_ENV}={pref!r} is not a weights source; valid: {', '.join(SOURCES)}")
+    return pref
 
 
 def _on_demand(what: str, minutes: str) -> None:
-    log.warning("mini-zoo: %s is not in the liccs cache and has no committed weights; training it now "
+    log.warning("mini-zoo: %s is not in the liccs cache and has no shipped weights; training it now "
                 "(about %s on a 2-core CPU; `liccs zoo train` trains the whole zoo ahead of time)", what, minutes)
 
 
-def resolve_classifier(name: str) -> Path:
-    """Weights of a mini-zoo classifier: cache → committed → train now."""
+def _shipped(name: str, key: str, cache_hint: str) -> ResolvedWeights:
+    """The shipped file of ``name``; a cache entry under the same name from another training is named, not used."""
+    path = store.committed(name, key)
+    assert path is not None
+    other = store.cached(name, key)
+    note = None
+    if other is not None and not store.same_training(other, path):
+        note = (f"{name}: the liccs cache holds other weights ({other}, sha256 {sha256_of(other)[:12]}) than the "
+                f"shipped ones ({path}, sha256 {sha256_of(path)[:12]}); the shipped weights are used "
+                f"({cache_hint} uses the cache's)")
+        warnings.warn(note, store.MiniZooWarning, stacklevel=4)
+    return ResolvedWeights(path, "shipped", note)
+
+
+def _from_cache(name: str, key: str, path: Path, reason: str | None) -> ResolvedWeights:
+    shipped = store.committed(name, key)
+    note = reason
+    if shipped is not None:
+        note = f"{name}: from the liccs cache ({path}), not the shipped {shipped}" + (f": {reason}" if reason else "")
+        log.warning("mini-zoo: %s", note)
+    return ResolvedWeights(path, "cache", note)
+
+
+def resolve_classifier(name: str) -> ResolvedWeights:
+    """Weights of a mini-zoo classifier: shipped, else cache, else trained now (``$LICCS_MINI_WEIGHTS`` forces one)."""
     mc = CLASSIFIER_CONFIGS[name]
-    path = store.cached(name, mc.key) or store.committed(name, mc.key)
-    if path is not None:
-        return path
-    _on_demand(name, "seconds" if "tiny" in name else "5 minutes")
-    return train_mini_classifier(mc)
+    pref = source_preference()
+    if store.committed(name, mc.key) is not None and pref != "cache":
+        return _shipped(name, mc.key, f"{SOURCE_ENV}=cache")
+    if pref == "shipped":
+        raise WeightsError(f"{SOURCE_ENV}=shipped, but the package ships no weights for {name}")
+    path = store.cached(name, mc.key)
+    if path is None:
+        _on_demand(name, "seconds" if "tiny" in name else "5 minutes")
+        path = train_mini_classifier(mc)
+    return _from_cache(name, mc.key, path, f"{SOURCE_ENV}={pref}" if pref != "auto" else None)
 
 
-def resolve_codec(name: str, quality: int) -> Path:
-    """Weights of ``name@qN``: cache → committed → train now (with the upper qualities of its chain)."""
+def ladder_source(name: str, qualities: Iterable[int]) -> tuple[str, str | None]:
+    """Where the ``qualities`` of ladder ``name`` asked for together come from, and why when it is not obvious.
+
+    A ladder is one training (its qualities are fine-tuned from each other), so it comes whole from one source:
+    shipped when the package ships every quality asked for, else the liccs cache.
+    """
+    ml = LADDER_CONFIGS[name]
+    asked = set(qualities)
+    shipped = set(store.shipped_entries([(ml.entry_name(q), ml.key) for q in ml.config.qualities]))
+    shipped_q = {q for q in ml.config.qualities if ml.entry_name(q) in shipped}
+    pref = source_preference()
+    if pref == "cache":
+        return "cache", f"{SOURCE_ENV}=cache"
+    if asked <= shipped_q:
+        return "shipped", None
+    if pref == "shipped":
+        raise WeightsError(f"{SOURCE_ENV}=shipped, but the package ships no weights for "
+                           f"{', '.join(ml.entry_name(q) for q in sorted(asked - shipped_q))} "
+                           f"(shipped: {', '.join(ml.entry_name(q) for q in sorted(shipped_q)) or 'none'})")
+    if shipped_q:
+        return "cache", (f"the package ships {', '.join(f'q{q}' for q in sorted(shipped_q))} of {name} but not "
+                         f"{', '.join(f'q{q}' for q in sorted(asked - shipped_q))}; a ladder is one training, so "
+                         f"every quality of it comes from the liccs cache (recipe key {ml.key})")
+    return "cache", None
+
+
+def resolve_codec(name: str, quality: int, source: tuple[str, str | None] | None = None) -> ResolvedWeights:
+    """Weights of ``name@qN`` from :func:`ladder_source` (of this quality alone unless ``source`` is given):
+    shipped, or cache → trained now (with the qualities its chain needs)."""
     ml = LADDER_CONFIGS[name]
     entry = ml.entry_name(quality)
-    path = store.cached(entry, ml.key) or store.committed(entry, ml.key)
-    if path is not None:
-        return path
-    _on_demand(entry, "seconds" if "tiny" in name else "10-15 minutes")
-    return train_mini_ladder(ml, only=quality)[quality]
+    where, reason = source or ladder_source(name, [quality])
+    if where == "shipped":
+        return _shipped(entry, ml.key, f"{SOURCE_ENV}=cache")
+    path = store.cached(entry, ml.key)
+    if path is None:
+        _on_demand(entry, "seconds" if "tiny" in name else "10-15 minutes")
+        path = train_mini_ladder(ml, only=quality)[quality]
+    return _from_cache(entry, ml.key, path, reason)
+
+
+def resolve_models(names: Iterable[str]) -> dict[str, ResolvedWeights]:
+    """The weights of every mini-zoo model among ``names`` (``LADDER@qN`` or a classifier), each ladder as one unit
+    (:func:`ladder_source` over the qualities asked of it); other names are left out."""
+    ladders: dict[str, list[int]] = {}
+    out: dict[str, ResolvedWeights] = {}
+    for n in names:
+        arch, _, q = n.partition("@q")
+        if arch in LADDER_CONFIGS and q.isdigit():
+            ladders.setdefault(arch, []).append(int(q))
+        elif n in CLASSIFIER_CONFIGS:
+            out[n] = resolve_classifier(n)
+    for arch, qs in ladders.items():
+        source = ladder_source(arch, qs)
+        for q in qs:
+            out[f"{arch}@q{q}"] = resolve_codec(arch, q, source)
+    return out
 
 
 def _register() -> None:
@@ -249,7 +346,7 @@ def _register() -> None:
         def build(quality: int, c: LadderConfig = c) -> nn.Module:
             return build_codec(c.arch, c.N, c.M)
 
-        def pretrained(quality: int, metric: str, n: str = ml.name) -> Path:
+        def pretrained(quality: int, metric: str, n: str = ml.name) -> ResolvedWeights:
             return resolve_codec(n, quality)
 
         CODECS.register(ml.name, CodecEntry(

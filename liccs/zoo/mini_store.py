@@ -102,6 +102,32 @@ def committed(name: str, key: str) -> Path | None:
     return path
 
 
+def fp16_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What a cached (fp32) state dict is shipped as.
+
+    Small float tensors (bounds such as the 1e-9 likelihood floor, quantiles, GDN beta) stay fp32: fp16 would flush
+    some of them to zero. Large ones (conv weights) become fp16. The entropy coder's CDF tables are stored empty:
+    every load rebuilds them from the weights (``update(force=True)``).
+    """
+    return {k: (v.new_empty(0) if k.endswith(ENTROPY_TABLES) else
+                v.half() if v.is_floating_point() and v.numel() >= FP16_MIN_NUMEL else v)
+            for k, v in state.items()}
+
+
+def same_training(cached_path: Path, shipped_path: Path) -> bool:
+    """Whether a cached checkpoint is the one a shipped file was exported from (equal tensors after
+    :func:`fp16_state`)."""
+    a = fp16_state(torch.load(cached_path, map_location="cpu", weights_only=True))
+    b = torch.load(shipped_path, map_location="cpu", weights_only=True)
+    return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and
+                                        torch.equal(a[k], b[k]) for k in a)
+
+
+def shipped_entries(names_keys: list[tuple[str, str]]) -> dict[str, Path]:
+    """The shipped (committed) file of each (name, key) that has one, verified."""
+    return {n: p for n, k in names_keys if (p := committed(n, k)) is not None}
+
+
 def export_fp16(names_keys: list[tuple[str, str]], out_dir: Path = COMMITTED_DIR,
                 replace: bool = False) -> dict[str, Any]:
     """Copy cached models as fp16 state dicts (small and integer tensors unchanged) into ``out_dir`` with
@@ -118,13 +144,7 @@ def export_fp16(names_keys: list[tuple[str, str]], out_dir: Path = COMMITTED_DIR
         src = cached(name, key)
         if src is None:
             raise FileNotFoundError(f"{name} ({key}) is not in the mini-zoo cache; train it first")
-        state = torch.load(src, map_location="cpu", weights_only=True)
-        # Small float tensors (bounds such as the 1e-9 likelihood floor, quantiles, GDN beta) stay fp32:
-        # fp16 would flush some of them to zero. Large ones (conv weights) become fp16. The entropy coder's
-        # CDF tables are stored empty: every load rebuilds them from the weights (``update(force=True)``).
-        half = {k: (v.new_empty(0) if k.endswith(ENTROPY_TABLES) else
-                    v.half() if v.is_floating_point() and v.numel() >= FP16_MIN_NUMEL else v)
-                for k, v in state.items()}
+        half = fp16_state(torch.load(src, map_location="cpu", weights_only=True))
         fname = f"{name.replace('@', '_')}.pt"
         torch.save(half, out_dir / fname)
         index[name] = {"file": fname, "key": key, "sha256": sha256_of(out_dir / fname),

@@ -30,11 +30,18 @@ DOWNLOAD_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True)
 class WeightsInfo:
-    """Which weights a model carries: ``source`` plus the file and its sha256 (None for random)."""
+    """Which weights a model carries: ``source`` plus the file and its sha256 (None for random).
+
+    ``origin`` says where under that source the file came from (the mini zoo: ``shipped`` with the package, or the
+    liccs ``cache``, trained on this machine by the model's recipe); ``note`` says why, when another file existed
+    under the same name.
+    """
 
     source: WeightsSource
     path: str | None = None
     sha256: str | None = None
+    origin: str | None = None
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,7 +49,17 @@ class WeightsInfo:
     def __str__(self) -> str:
         if self.path is None:
             return self.source
-        return f"{self.source}:{self.path} (sha256 {self.sha256[:12] if self.sha256 else '?'})"
+        where = f"{self.source}/{self.origin}" if self.origin else self.source
+        return f"{where}:{self.path} (sha256 {self.sha256[:12] if self.sha256 else '?'})"
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """A checkpoint chosen by a zoo's resolution: the file, where it came from, and why (when it matters)."""
+
+    path: Path
+    origin: str
+    note: str | None = None
 
 
 def _hash_prefix(filename: str) -> str | None:

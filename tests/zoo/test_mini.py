@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from liccs.errors import WeightsError
 from liccs.zoo import load_classifier, load_codec
 from liccs.zoo import mini as mini_mod
 from liccs.zoo import mini_store as store
@@ -244,3 +245,60 @@ def test_crop_rescale_never_falls_below_the_crop_size(h, w):
     assert min(out.shape[-2:]) == 128 and out.shape[0] == 3
     far = rescale(img, 0.9, 64)  # far from the edge: exactly what scale_factor gives
     assert far.shape[-2:] == (int(h * 0.9), int(w * 0.9))
+
+
+# --- one set of bytes per name and source --------------------------------------------------------------------
+
+
+def _other_training(name: str, key: str, path: Path) -> Path:
+    """A cache entry under ``name`` whose weights differ from ``path``'s (another training, as on another machine)."""
+    state = torch.load(path, weights_only=True)
+    other = {k: v + 0.01 if v.is_floating_point() and v.numel() >= store.FP16_MIN_NUMEL else v
+             for k, v in state.items()}
+    return store.save(name, key, other, {"kind": "test"})
+
+
+def test_a_cached_checkpoint_under_a_shipped_name_is_named_not_used(zoo_cache, monkeypatch, tmp_path):
+    mc = CLASSIFIER_CONFIGS[TINY_CLF]
+    load_classifier(TINY_CLF)
+    index = store.export_fp16([(TINY_CLF, mc.key)], tmp_path)
+    shipped = tmp_path / index[TINY_CLF]["file"]
+    monkeypatch.setattr(store, "COMMITTED_DIR", tmp_path)
+    assert load_classifier(TINY_CLF).liccs_weights.note is None  # the cache holds the shipped file's own training
+    own = torch.load(store.cached(TINY_CLF, mc.key), weights_only=True)
+    try:
+        cached = _other_training(TINY_CLF, mc.key, store.cached(TINY_CLF, mc.key))
+        with pytest.warns(store.MiniZooWarning) as caught:
+            clf = load_classifier(TINY_CLF)
+        message = " ".join(str(w.message) for w in caught)
+        assert str(cached) in message and str(shipped) in message  # the warning names both files
+        info = clf.liccs_weights
+        assert (info.origin, info.path, info.sha256) == ("shipped", str(shipped), sha256_of(shipped))
+        assert str(cached) in info.note and info.to_dict()["note"] == info.note  # recorded with the result
+        monkeypatch.setenv(mini_mod.SOURCE_ENV, "cache")  # asked for explicitly: the cache's, and said so
+        info = load_classifier(TINY_CLF).liccs_weights
+        assert (info.origin, info.path) == ("cache", str(cached)) and str(shipped) in info.note
+    finally:
+        store.save(TINY_CLF, mc.key, own, {"kind": "classifier"})  # the module's cache as it was
+
+
+def test_a_ladder_comes_whole_from_one_source(zoo_cache, monkeypatch, tmp_path):
+    ml = LADDER_CONFIGS[TINY_CODEC]
+    q1, q6 = f"{TINY_CODEC}@q1", f"{TINY_CODEC}@q6"
+    load_codec(q1), load_codec(q6)
+    store.export_fp16([(q1, ml.key)], tmp_path)  # the package ships q1 only
+    monkeypatch.setattr(store, "COMMITTED_DIR", tmp_path)
+    alone = mini_mod.resolve_models([q1])
+    assert alone[q1].origin == "shipped"
+    together = mini_mod.resolve_models([q1, q6])
+    assert {w.origin for w in together.values()} == {"cache"}  # never shipped q1 beside a cache-trained q6
+    assert "one training" in together[q1].note and together[q1].path == store.cached(q1, ml.key)
+    from liccs.zoo import load_codecs
+
+    assert [m.liccs_weights.origin for m in load_codecs([q1, q6])] == ["cache", "cache"]
+    monkeypatch.setenv(mini_mod.SOURCE_ENV, "shipped")
+    with pytest.raises(WeightsError, match=rf"ships no weights for {q6}"):
+        mini_mod.resolve_models([q1, q6])
+    monkeypatch.setenv(mini_mod.SOURCE_ENV, "newest")
+    with pytest.raises(WeightsError, match="LICCS_MINI_WEIGHTS='newest'.*valid: auto, shipped, cache"):
+        mini_mod.resolve_models([q1])
