@@ -119,7 +119,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     from liccs.jobs.codec_files import decode_files
 
-    rows = decode_files(args.codec, args.weights, args.engine, args.files, args.out, args.on_mismatch)
+    rows = decode_files(args.codec, args.weights, args.engine, args.files, args.out, args.on_mismatch,
+                        args.max_pixels)
     for r in rows:
         note = "" if r["tables_match"] else "  (decoded on OTHER entropy tables than the encoder's: not the image sent)"
         print(f"{r['file']} -> {r['png']}{note}")
@@ -129,9 +130,13 @@ def cmd_decode(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from liccs.jobs.compare import compare_runs
 
-    print(compare_runs(args.runs, args.out)["markdown"])
+    res = compare_runs(args.runs, args.out, args.fail_on)
+    print(res["markdown"])
     if args.out:
         print(f"wrote {args.out}/report.md, report.html and tables/")
+    if res["failed"] is not None and len(res["failed"]):
+        print(f"liccs compare: --fail-on {args.fail_on} failed by {len(res['failed'])} cell(s)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -197,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("compare", help="two or more report folders side by side (the first is the baseline)")
     s.add_argument("runs", nargs="+", help="report folders (liccs run --out ...)")
     s.add_argument("--out", default=None, help="also write the comparison as a report folder (Markdown and HTML)")
+    s.add_argument("--fail-on", default=None, choices=("verdicts", "results", "any"),
+                   help="exit 1 when a verdict changed or a claim is in one run only (verdicts); also a result row in "
+                        "one run only or an effect outside the other run's CI (results); also any result cell "
+                        "(any). Timing tables never fail it")
     s.set_defaults(func=cmd_compare)
     for name, what in (("encode", "images → .liccs files (one per image) with a deployed codec on an engine"),
                        ("decode", ".liccs files → PNGs with a deployed codec on an engine")):
@@ -213,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--on-mismatch", default="raise", choices=("raise", "decode"),
                            help="when this engine picks other entropy tables than the encoder: refuse (default) or "
                                 "decode anyway and say so")
+            s.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                           help="refuse files whose image has more than N pixels (default: $LICCS_MAX_PIXELS, else "
+                                "67108864 = 64 megapixels, 8192x8192): a file's header is untrusted input")
             s.set_defaults(func=cmd_decode)
     return p
 

@@ -11,6 +11,12 @@
    - rows that only some runs have are listed as such.
 
 Markdown to stdout; with ``out``, also ``compare.md`` and ``compare.html`` (the report's page style).
+
+3. **A reproduction gate** (:func:`gate`, ``liccs compare --fail-on verdicts|results|any``, exit 1), the way to check a
+   regenerated report against a committed one. ``verdicts``: a claim's verdict changed, or a claim exists in one run
+   only. ``results``: that, or a result row exists in one run only, or a claim's effect lies outside the other run's
+   95% CI in both directions. ``any``: that, or any result cell differs. Timing tables (``p50_ms``: latency, sweep,
+   growth, dominant stage) stay informational: they never fail the gate.
 """
 
 from __future__ import annotations
@@ -33,7 +39,12 @@ TIMED = ("p50_ms",)
 IGNORED = {"seconds", "duration_s", "n", "mean_ms", "std_ms", "min_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms",
            "images_per_s", "megapixels_per_s", "peak_rss_mib", "share", "achieved_gflops", "fraction_of_ceiling",
            "ceiling_gflops", "sum_p50_ms", "end_to_end_p50_ms", "a", "b", "r2", "path", "file", "key", "cached",
-           "status", "summary", "dominant_stage"}
+           "status", "summary", "dominant_stage", "fallback_reason", "reason", "notes", "exporter", "error", "why"}
+#: Text columns that are results (compared exactly), not keys that identify a row.
+RESULT_TEXT = {"verdict", "test", "chosen", "nonmember_best_set", "other_arch_best_set", "failures"}
+#: Tables that only describe timings: shown, never a reason for the gate to fail.
+INFORMATIONAL = {"latency", "sweep", "growth", "dominant"}
+GATES = ("verdicts", "results", "any")
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -47,13 +58,8 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def manifest_diff(runs: Sequence[Path]) -> pd.DataFrame:
     """One row per manifest key whose value differs between ``runs`` (the run's own timings left out)."""
-    flats = []
-    for r in runs:
-        path = r / "manifest.json"
-        if not path.is_file():
-            raise InputError(f"{r} is not a liccs report folder (no manifest.json)")
-        flats.append(_flat({k: v for k, v in json.loads(path.read_text()).items()
-                            if k not in ("seconds", "executor", "report", "created")}))
+    skip = ("seconds", "executor", "report", "created")
+    flats = [_flat({k: v for k, v in _read_manifest(r).items() if k not in skip}) for r in runs]
     keys = sorted(set().union(*flats))
     rows = [{"key": k, **{r.name: f.get(k, "—") for r, f in zip(runs, flats, strict=True)}} for k in keys
             if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flats}) > 1]
@@ -61,14 +67,34 @@ def manifest_diff(runs: Sequence[Path]) -> pd.DataFrame:
 
 
 def _keys(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c]) and c not in IGNORED]
+    return [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c]) and c not in IGNORED | RESULT_TEXT]
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
+        raise InputError(f"{path}: not a readable table ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+
+def _read_manifest(run: Path) -> dict[str, Any]:
+    path = run / "manifest.json"
+    if not path.is_file():
+        raise InputError(f"{run} is not a liccs report folder (no manifest.json)")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        raise InputError(f"{path}: not a readable manifest ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a readable manifest (a JSON object was expected)")
+    return data
 
 
 def compare_table(name: str, frames: Sequence[pd.DataFrame], labels: Sequence[str]) -> pd.DataFrame:
     """Every compared cell of one table across runs: key columns, column, values per run, change, flagged."""
     keys = [k for k in _keys(frames[0]) if all(k in f.columns for f in frames)]
     numeric = [c for c in frames[0].columns if c not in keys and c not in IGNORED and all(c in f for f in frames)
-               and all(pd.api.types.is_numeric_dtype(f[c]) for f in frames)]
+               and (all(pd.api.types.is_numeric_dtype(f[c]) for f in frames) or c in RESULT_TEXT)]
     indexed = [f.assign(_n=f.groupby(keys, dropna=False).cumcount() if keys else range(len(f)))
                .set_index([*keys, "_n"]) for f in frames]
     rows = []
@@ -91,10 +117,20 @@ def compare_table(name: str, frames: Sequence[pd.DataFrame], labels: Sequence[st
                 change = ", ".join(f"×{v / base:.3g}" if base else "—" for v in vals[1:])
             else:
                 same = [(pd.isna(v) and pd.isna(base)) or v == base for v in vals]
+                if col in RESULT_TEXT:
+                    vals = [str(v) for v in vals]
                 moved = [not s for s in same]
                 change = ", ".join("0" if s else (f"{v - base:+.4g}" if isinstance(v, int | float) and
                                                   not (isinstance(v, float) and math.isnan(v)) else "≠")
                                    for s, v in zip(same[1:], vals[1:], strict=True))
+            if col == "effect" and {"ci_low", "ci_high"} <= set(frames[0].columns):
+                cis = [(f.loc[idx, "ci_low"], f.loc[idx, "ci_high"]) for f in indexed]
+                cis = [tuple(c.iloc[0] if isinstance(c, pd.Series) else c for c in ci) for ci in cis]
+                if any(_outside(vals[0], cis[i]) and _outside(v, cis[0]) for i, v in enumerate(vals)):
+                    rows.append({"table": name, **where, "column": "effect vs 95% CI",
+                                 **dict(zip(labels, [f"{v:.4g} [{lo:.4g}, {hi:.4g}]" for v, (lo, hi) in
+                                                     zip(vals, cis, strict=True)], strict=True)),
+                                 "change": "outside each other's CI", "flag": "OUTSIDE CI"})
             if any(moved) or col in TIMED:
                 rows.append({"table": name, **where, "column": col, **dict(zip(labels, vals, strict=True)),
                              "change": change, "flag": "CHANGED" if any(moved) else ""})
@@ -103,20 +139,57 @@ def compare_table(name: str, frames: Sequence[pd.DataFrame], labels: Sequence[st
     return df.drop(columns=constant)  # key columns with one value say nothing in the comparison
 
 
-def compare_runs(runs: Sequence[str | Path], out: str | Path | None = None) -> dict[str, Any]:
-    """Compare report folders (the first is the baseline); returns {"manifest", "tables", "flagged", "markdown"}."""
+def _outside(value: Any, ci: tuple[Any, Any]) -> bool:
+    lo, hi = ci
+    return not any(pd.isna(x) for x in (value, lo, hi)) and not lo <= value <= hi
+
+
+def gate(flagged: pd.DataFrame, claims: set[str], fail_on: str) -> pd.DataFrame:
+    """The flagged cells that fail the reproduction gate ``fail_on`` (:data:`GATES`; see the module's docstring);
+    ``claims``: the tables that hold verdicts."""
+    if fail_on not in GATES:
+        raise InputError(f"--fail-on {fail_on!r} is not a gate; valid: {', '.join(GATES)}")
+    if flagged.empty:
+        return flagged
+    kind = flagged["flag"].astype(str)
+    row = kind.str.startswith("only in")
+    verdict = (flagged["column"] == "verdict") | (row & flagged["table"].isin(claims))
+    results = verdict | ((row | (kind == "OUTSIDE CI")) & ~flagged["table"].isin(INFORMATIONAL))
+    every = results | ((kind == "CHANGED") & ~flagged["table"].isin(INFORMATIONAL) & (flagged["column"] != "p50_ms"))
+    return flagged[{"verdicts": verdict, "results": results, "any": every}[fail_on]]
+
+
+def compare_runs(runs: Sequence[str | Path], out: str | Path | None = None,
+                 fail_on: str | None = None) -> dict[str, Any]:
+    """Compare report folders (the first is the baseline); returns {"manifest", "tables", "flagged", "markdown",
+    "failed"} (``failed``: the cells that fail the gate ``fail_on``, when one is given)."""
     paths = [Path(r) for r in runs]
     if len(paths) < 2:
         raise InputError("compare needs two or more report folders")
     labels = [p.name if [q.name for q in paths].count(p.name) == 1 else str(p) for p in paths]
     man = manifest_diff(paths)
     shared = sorted(set.intersection(*({t.stem for t in (p / "tables").glob("*.csv")} for p in paths)))
-    tables = {n: compare_table(n, [pd.read_csv(p / "tables" / f"{n}.csv") for p in paths], labels) for n in shared}
+    if fail_on is not None and fail_on not in GATES:
+        raise InputError(f"--fail-on {fail_on!r} is not a gate; valid: {', '.join(GATES)}")
+    frames = {n: [_read_table(p / "tables" / f"{n}.csv") for p in paths] for n in shared}
+    tables = {n: compare_table(n, fs, labels) for n, fs in frames.items()}
     tables = {n: t for n, t in tables.items() if not t.empty}
     flagged = pd.concat([t[t["flag"] != ""] for t in tables.values()], ignore_index=True) if tables else pd.DataFrame()
+    every_table = set().union(*({t.stem for t in (p / "tables").glob("*.csv")} for p in paths))
+    only = [{"table": n, "column": "(table)", "flag": "only in " + ", ".join(
+        lab for lab, p in zip(labels, paths, strict=True) if (p / "tables" / f"{n}.csv").is_file())}
+        for n in sorted(every_table - set(shared))]
+    flagged = pd.concat([flagged, pd.DataFrame(only)], ignore_index=True) if only else flagged
+    claims = {n for n, fs in frames.items() if any("verdict" in f.columns for f in fs)}
+    claims |= {n for n in every_table - set(shared) for p in paths if (p / "tables" / f"{n}.csv").is_file()
+               and "verdict" in _read_table(p / "tables" / f"{n}.csv").columns}
+    failed = gate(flagged, claims, fail_on) if fail_on else None
     md = [f"# liccs compare: {' vs '.join(labels)} (baseline {labels[0]})", "",
-          f"{len(flagged)} flagged cell(s) in {len(shared)} shared table(s).", "", "## Manifests: what differs", "",
-          to_markdown(man) if not man.empty else "nothing", ""]
+          f"{len(flagged)} flagged cell(s) in {len(shared)} shared table(s).", ""]
+    if failed is not None:
+        md += [f"Gate --fail-on {fail_on}: " + (f"FAILED by {len(failed)} cell(s)" if len(failed) else "passed"), ""]
+        md += [to_markdown(failed.dropna(axis=1, how="all")), ""] if len(failed) else []
+    md += ["## Manifests: what differs", "", to_markdown(man) if not man.empty else "nothing", ""]
     for n, t in tables.items():
         md += [f"## {n}", "", to_markdown(t), ""]
     text = "\n".join(md)
@@ -129,4 +202,4 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path | None = None) -> d
             rep.add_table(f"compare_{n}", t, f"{n}: timings as ratios (flagged beyond each run's spread), other "
                           "numbers as differences (flagged when not 0).")
         rep.write(out, compared=[str(p) for p in paths])
-    return {"manifest": man, "tables": tables, "flagged": flagged, "markdown": text}
+    return {"manifest": man, "tables": tables, "flagged": flagged, "markdown": text, "failed": failed}

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from liccs.cli import main
 from liccs.jobs.compare import compare_runs
@@ -47,3 +48,57 @@ def test_a_timing_inside_the_spread_is_not_flagged(tmp_path):
 def test_compare_refuses_a_folder_that_is_not_a_report(tmp_path, capsys):
     assert main(["compare", str(tmp_path), str(tmp_path)]) == 2
     assert "not a liccs report folder" in capsys.readouterr().err
+
+
+def _claims(folder: Path, verdict: str, effect: float, ci: tuple[float, float], extra_claim: bool = False) -> None:
+    rows = {"claim": ["gap"], "effect": [effect], "ci_low": [ci[0]], "ci_high": [ci[1]], "p_holm": [0.01],
+            "verdict": [verdict]}
+    if extra_claim:
+        rows = {k: v * 2 for k, v in rows.items()} | {"claim": ["gap", "recovered"]}
+    pd.DataFrame(rows).to_csv(folder / "tables" / "claims.csv", index=False)
+
+
+@pytest.mark.parametrize("gate", ["verdicts", "results", "any"])
+def test_the_gate_fails_on_a_changed_verdict_and_not_on_a_changed_timing(tmp_path, capsys, gate):
+    a = _run(tmp_path / "a", asr=0.25, p50_g_s=20.0, torch_version="2.9")
+    b = _run(tmp_path / "b", asr=0.25, p50_g_s=40.0, torch_version="2.10")  # a timing moved far
+    _claims(a, "holds", 0.10, (0.05, 0.15))
+    _claims(b, "holds", 0.10, (0.05, 0.15))
+    assert main(["compare", str(a), str(b), "--fail-on", gate]) == 0
+    assert f"Gate --fail-on {gate}: passed" in capsys.readouterr().out
+    _claims(b, "cannot be decided at this size", 0.10, (0.05, 0.15))
+    assert main(["compare", str(a), str(b), "--fail-on", gate]) == 1
+    captured = capsys.readouterr()
+    assert "failed by 1 cell(s)" in captured.err and "cannot be decided" in captured.out
+
+
+def test_the_gates_tell_a_missing_claim_a_missing_row_an_effect_outside_the_ci_and_a_changed_number(tmp_path):
+    a = _run(tmp_path / "a", asr=0.25, p50_g_s=20.0, torch_version="2.9")
+    b = _run(tmp_path / "b", asr=0.25, p50_g_s=20.0, torch_version="2.9")
+    _claims(a, "holds", 0.10, (0.05, 0.15))
+
+    def failing(**claims) -> dict[str, int]:
+        _claims(b, **claims)
+        return {g: len(compare_runs([a, b], fail_on=g)["failed"]) for g in ("verdicts", "results", "any")}
+
+    assert failing(verdict="holds", effect=0.10, ci=(0.05, 0.15), extra_claim=True) == {"verdicts": 1, "results": 1,
+                                                                                        "any": 1}
+    assert failing(verdict="holds", effect=0.30, ci=(0.25, 0.35)) == {"verdicts": 0, "results": 1, "any": 4}
+    assert failing(verdict="holds", effect=0.12, ci=(0.07, 0.17)) == {"verdicts": 0, "results": 0, "any": 3}
+    _claims(b, "holds", 0.10, (0.05, 0.15))
+    pd.DataFrame({"engine": ["torch"], "source": ["q1"], "target": ["q4"], "variant": ["uint8"], "asr": [0.5],
+                  "clean_acc": [0.9]}).to_csv(b / "tables" / "transfer.csv", index=False)  # ort-cpu's row is gone
+    assert {g: len(compare_runs([a, b], fail_on=g)["failed"]) for g in ("verdicts", "results", "any")} == {
+        "verdicts": 0, "results": 1, "any": 1}
+
+
+def test_compare_names_a_corrupt_manifest_or_table(tmp_path, capsys):
+    a = _run(tmp_path / "a", asr=0.25, p50_g_s=20.0, torch_version="2.9")
+    b = _run(tmp_path / "b", asr=0.25, p50_g_s=20.0, torch_version="2.9")
+    (b / "tables" / "transfer.csv").write_bytes(b"\xff\xfe\x00garbage\n\x00\x01")
+    assert main(["compare", str(a), str(b)]) == 2
+    assert "transfer.csv: not a readable table" in capsys.readouterr().err
+    (b / "manifest.json").write_text("{ not json")
+    assert main(["compare", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.json: not a readable manifest" in err and len(err.strip().splitlines()) == 1
