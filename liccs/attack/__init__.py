@@ -2,14 +2,15 @@
 
 The gradient path stays in PyTorch (this package never imports :mod:`liccs.engines`); deployed engines
 only replay the images it writes. One file per family: :mod:`~liccs.attack.fgsm`, :mod:`~liccs.attack.pgd`
-(I-FGSM, PGD), :mod:`~liccs.attack.mifgsm`; input diversity (:mod:`~liccs.attack.diversity`) and EoT
-(:mod:`~liccs.attack.eot`) as options; :mod:`~liccs.attack.objectives`, :mod:`~liccs.attack.ensemble`,
-:mod:`~liccs.attack.saliency` (paper A) and :mod:`~liccs.attack.defense` (paper B).
+(I-FGSM, PGD), :mod:`~liccs.attack.mifgsm`, :mod:`~liccs.attack.apgd`; input diversity
+(:mod:`~liccs.attack.diversity`) and EoT (:mod:`~liccs.attack.eot`) as options; :mod:`~liccs.attack.objectives`,
+:mod:`~liccs.attack.ensemble`, :mod:`~liccs.attack.saliency` (paper A) and :mod:`~liccs.attack.defense` (paper B).
 
 Importing the package imports every family module, so :data:`ATTACKS` is complete.
 """
 
 from liccs.attack.adaptive import RandomTransformLICCS
+from liccs.attack.apgd import APGD
 from liccs.attack.base import ATTACKS, Attack, create_attack, parse_eps, register_attack
 from liccs.attack.defense import KWayDefense
 from liccs.attack.diversity import InputDiversity
@@ -38,7 +39,7 @@ from liccs.attack.saliency import (
 )
 from liccs.attack.threat import NORMS, ThreatModel
 
-__all__ = ["ATTACKS", "FGSM", "IFGSM", "MIFGSM", "NORMS", "OBJECTIVES", "PGD", "AsrMatrix", "Attack",
+__all__ = ["APGD", "ATTACKS", "FGSM", "IFGSM", "MIFGSM", "NORMS", "OBJECTIVES", "PGD", "AsrMatrix", "Attack",
            "ClassificationLoss", "CodecOnly", "DistortionLoss", "Ensemble", "EnsembleOutput", "EoT", "InputDiversity",
            "IterativeAttack", "KWayDefense", "Objective", "RandomTransformLICCS", "RateLoss", "ThreatModel", "Weighted",
            "build_ensemble", "create_attack", "enumerate_sets", "load_adversarial", "parse_eps", "parse_objective",

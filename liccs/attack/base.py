@@ -79,6 +79,10 @@ class Attack:
     paper: ClassVar[str] = ""
     default_random_start: ClassVar[bool] = False
     one_step: ClassVar[bool] = False
+    #: sets its own step size (APGD's schedule, Square's windows): a caller passes no ``alpha``
+    own_step_size: ClassVar[bool] = False
+    #: needs only the model's outputs (scores), never a gradient (Square)
+    score_only: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -187,22 +191,39 @@ class Attack:
         """The attack proper, on checked inputs, with the attack's generator."""
         raise NotImplementedError
 
-    def gradient(self, x_adv: Tensor, labels: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        """(∇_x Σ_b loss_b, Σ_b loss_b), averaged over the target's EoT draws; DI applied per draw."""
+    def gradient_losses(self, x_adv: Tensor, labels: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """(∇_x Σ_b loss_b, loss per image ``[B]``), averaged over the target's EoT draws; DI applied per draw."""
         grad: Tensor | None = None
         total: Tensor | None = None
         for _ in range(self.samples):
             xa = x_adv.detach().requires_grad_(True)
             xin = self.diversity(xa, gen) if self.diversity is not None else xa
             out = self.target.forward_all(xin, logits=self.objective.needs_logits)
-            loss = self.objective.total(out, labels, self.targeted)
-            (g,) = torch.autograd.grad(loss, xa)
+            loss = self.objective(out, labels, self.targeted)
+            (g,) = torch.autograd.grad(loss.sum(), xa)
             grad = g if grad is None else grad.add_(g)
             total = loss.detach() if total is None else total + loss.detach()
         if self.samples > 1:
             grad.div_(self.samples)
             total = total / self.samples
         return grad, total
+
+    def gradient(self, x_adv: Tensor, labels: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """(∇_x Σ_b loss_b, Σ_b loss_b), averaged over the target's EoT draws; DI applied per draw."""
+        grad, losses = self.gradient_losses(x_adv, labels, gen)
+        return grad, losses.sum()
+
+    @torch.no_grad()
+    def losses_at(self, x_adv: Tensor, labels: Tensor, gen: torch.Generator) -> Tensor:
+        """The loss per image ``[B]`` as :meth:`gradient_losses` measures it (same draws, no gradient): what the
+        best iterate of the last step is judged by."""
+        total: Tensor | None = None
+        for _ in range(self.samples):
+            xin = self.diversity(x_adv, gen) if self.diversity is not None else x_adv
+            loss = self.objective(self.target.forward_all(xin, logits=self.objective.needs_logits), labels,
+                                  self.targeted)
+            total = loss if total is None else total + loss
+        return total / self.samples if self.samples > 1 else total
 
     @torch.no_grad()
     def loss(self, images: Tensor, labels: Tensor | None = None, *, clean: Tensor | None = None) -> Tensor:

@@ -83,15 +83,18 @@ class ClassificationLoss(Objective):
     """Classification loss through the pipeline.
 
     ``kind="ce"``: untargeted ``CE(z, y)``, targeted ``-CE(z, t)``. ``kind="margin"`` (Carlini & Wagner,
-    S&P 2017): untargeted ``max_{j≠y} z_j - z_y``, targeted ``z_t - max_{j≠t} z_j``.
+    S&P 2017): untargeted ``max_{j≠y} z_j - z_y``, targeted ``z_t - max_{j≠t} z_j``. ``kind="dlr"`` (Croce & Hein,
+    ICML 2020): the margin divided by the spread of the sorted logits ``z_π1 − z_π3`` (untargeted, ≥ 3 classes) or
+    ``z_π1 − (z_π3 + z_π4)/2`` (targeted, ≥ 4 classes; with ``max_{j≠t} z_j`` in place of the true class, which the
+    targeted mode does not see), so that it does not change when the logits are rescaled.
     """
 
     needs_logits = True
     supports_targeted = True
 
     def __init__(self, kind: str = "ce") -> None:
-        if kind not in ("ce", "margin"):
-            raise InputError(f"classification loss must be 'ce' or 'margin', got {kind!r}")
+        if kind not in ("ce", "margin", "dlr"):
+            raise InputError(f"classification loss must be 'ce', 'margin' or 'dlr', got {kind!r}")
         self.kind = kind
         self.name = kind
 
@@ -99,13 +102,25 @@ class ClassificationLoss(Objective):
         for name, m in zip(target_names(target), target_members(target), strict=True):
             if member_parts(m)[1] is None:
                 raise InputError(f"objective {self.name!r} needs a classifier, but member {name!r} is a bare codec")
+        n = getattr(target, "num_classes", None)
+        if self.kind == "dlr" and n is not None and n < 3:
+            raise InputError(f"objective 'dlr' needs at least 3 classes, the target has {n}")
 
     def _loss(self, logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
         if self.kind == "ce":
             ce = F.cross_entropy(logits, labels, reduction="none")
             return -ce if targeted else ce
         z_y, other = _true_and_best_other(logits, labels)
-        return z_y - other if targeted else other - z_y
+        margin = z_y - other if targeted else other - z_y
+        if self.kind == "margin":
+            return margin
+        need = 4 if targeted else 3
+        if logits.shape[1] < need:
+            raise InputError(f"objective 'dlr' ({'targeted' if targeted else 'untargeted'}) needs at least {need} "
+                             f"classes, the logits have {logits.shape[1]}")
+        z = logits.float().topk(need, dim=1).values
+        spread = z[:, 0] - (0.5 * (z[:, 2] + z[:, 3]) if targeted else z[:, 2])
+        return margin / (spread + 1e-12).to(margin.dtype)
 
     def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
         if out.single is not None:
@@ -239,6 +254,7 @@ class Weighted(Objective):
 OBJECTIVES: Registry[type[Objective] | Any] = Registry("objective")
 OBJECTIVES.register("ce", lambda: ClassificationLoss("ce"))
 OBJECTIVES.register("margin", lambda: ClassificationLoss("margin"))
+OBJECTIVES.register("dlr", lambda: ClassificationLoss("dlr"))
 OBJECTIVES.register("distortion", lambda: DistortionLoss("input"))
 OBJECTIVES.register("distortion-clean", lambda: DistortionLoss("clean"))
 OBJECTIVES.register("distortion-recon", lambda: DistortionLoss("recon"))
@@ -249,9 +265,8 @@ _TERM = re.compile(r"^\s*(?:(?P<w>[0-9.eE+-]+)\s*\*)?\s*(?P<name>[a-z\-]+)\s*$")
 
 
 def parse_objective(spec: str | Objective) -> Objective:
-    """An objective from a name (``ce``, ``margin``, ``distortion``, ``distortion-clean``, ``distortion-recon``,
-    ``rate``, ``differential``) or a sum
-    of weighted names (``"ce+100*distortion"``)."""
+    """An objective from a name (``ce``, ``margin``, ``dlr``, ``distortion``, ``distortion-clean``,
+    ``distortion-recon``, ``rate``, ``differential``) or a sum of weighted names (``"ce+100*distortion"``)."""
     if isinstance(spec, Objective):
         return spec
     # split at a '+' that ends a name (two letters before it), not at the one of an exponent like 1e+2

@@ -59,7 +59,7 @@ def test_same_seed_is_bit_identical_and_leaves_global_rng_alone(name, trained_cn
 def test_pgd_one_step_without_random_start_equals_fgsm(norm, trained_cnn, batch):
     x, y = batch
     eps = NORMS[norm]
-    pgd = PGD(trained_cnn, eps=eps, norm=norm, steps=1, alpha=eps, random_start=False)(x, y)
+    pgd = PGD(trained_cnn, eps=eps, norm=norm, steps=1, alpha=eps, random_start=False, best_iterate=False)(x, y)
     fgsm = FGSM(trained_cnn, eps=eps, norm=norm)(x, y)
     assert torch.equal(pgd, fgsm)
 
