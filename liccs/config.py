@@ -98,10 +98,16 @@ class ProfileSection:
 @dataclass
 class AttackSection:
     """The attack (sources: ``ARCH@qN``, ``+`` for an ensemble) on the PyTorch models or on the replica of
-    ``target_engine``; each ``engine_aware`` entry ``ENGINE[:differential]`` adds ``SOURCE~ENGINE[:differential]``."""
+    ``target_engine``; each ``engine_aware`` entry ``ENGINE[:differential]`` adds ``SOURCE~ENGINE[:differential]``.
+
+    ``name``: any attack of the registry (``liccs.attack.ATTACKS``: fgsm, ifgsm, pgd, mifgsm, apgd, square,
+    standard); ``params``: that attack's own parameters (``[attack.params]``, e.g. ``decay`` of mifgsm, ``restarts``
+    and ``rho`` of apgd, ``queries`` and ``p_init`` of square), checked against it before any work.
+    ``step_size`` is not passed to the attacks that set their own (apgd, square, standard)."""
 
     enabled: bool = True
-    name: Literal["fgsm", "pgd", "mifgsm"] = "pgd"
+    name: str = "pgd"
+    params: dict[str, Any] = field(default_factory=dict)
     norm: Literal["linf", "l2"] = "linf"
     eps: float = 4 / 255
     step_size: float = 1 / 255
@@ -362,7 +368,11 @@ def apply_overrides(cfg: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
         section, _, key = dotted.partition(".")
         if section not in sections or not key:
             raise _unknown(dotted, section, sections)
-        data[section][key] = value
+        table, _, sub = key.partition(".")
+        if sub and isinstance(data[section].get(table), dict):  # a key inside a table field: attack.params.decay
+            data[section][table] = {**data[section][table], sub: value}
+        else:
+            data[section][key] = value
     return _build(RunConfig, data, "")
 
 

@@ -13,7 +13,9 @@ and the work per step does not grow with the batch in Python.
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any, ClassVar
 
@@ -83,6 +85,8 @@ class Attack:
     own_step_size: ClassVar[bool] = False
     #: needs only the model's outputs (scores), never a gradient (Square)
     score_only: ClassVar[bool] = False
+    #: the objectives it can serve (names of :data:`~liccs.attack.objectives.OBJECTIVES`); None: every one
+    objectives: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(
         self,
@@ -109,6 +113,9 @@ class Attack:
         self.random_start = self.default_random_start if random_start is None else bool(random_start)
         self.targeted = bool(targeted)
         self.objective = parse_objective(objective)
+        if self.objectives is not None and self.objective.name not in self.objectives:
+            raise InputError(f"attack {self.name!r} serves the objectives {', '.join(self.objectives)} only, "
+                             f"not {self.objective.name!r}")
         if self.targeted and not self.objective.supports_targeted:
             raise InputError(f"objective {self.objective.name!r} has no targeted mode")
         if not isinstance(seed, int) or isinstance(seed, bool):
@@ -284,3 +291,67 @@ def create_attack(name: str, model: nn.Module, **kwargs: Any) -> Attack:
     """``ATTACKS.get(name)(model, **kwargs)``; an unknown name lists the valid ones."""
     return load_families().get(name)(model, **kwargs)
 
+
+
+def attack_params(name: str) -> dict[str, Any]:
+    """The parameters of attack ``name`` beyond the common ones of :class:`Attack` (``decay``, ``restarts``, ...),
+    with their defaults: what a config's ``[attack.params]`` may set. An unknown name lists the valid ones."""
+    cls = load_families().get(name)
+    common = set(inspect.signature(Attack.__init__).parameters)
+    out: dict[str, Any] = {}
+    for c in reversed(cls.__mro__):
+        if isinstance(c, type) and issubclass(c, Attack) and "__init__" in c.__dict__:
+            for p in inspect.signature(c.__init__).parameters.values():
+                if p.kind is p.KEYWORD_ONLY and p.name not in common:
+                    out[p.name] = p.default
+    return out
+
+
+def check_attack_params(name: str, params: Mapping[str, Any], key: str = "params") -> None:
+    """Refuse (:class:`InputError`, naming ``key.PARAM`` and listing the valid ones) a parameter that attack ``name``
+    does not take, or a value of another type than its default's (an integer is accepted for a float)."""
+    valid = attack_params(name)
+    for k, v in params.items():
+        if k not in valid:
+            listed = ", ".join(sorted(valid)) or "none"
+            raise InputError(f"{key}.{k}: attack {name!r} has no parameter {k!r}; its parameters: {listed}")
+        want = type(valid[k])
+        ok = isinstance(v, want) and (want is bool or not isinstance(v, bool)) or (
+            want is float and isinstance(v, int) and not isinstance(v, bool))
+        if valid[k] is not None and not ok:
+            raise InputError(f"{key}.{k}: attack {name!r} expects {want.__name__} (default {valid[k]!r}), got {v!r}")
+
+
+class _Probe(nn.Module):
+    """A stand-in classifier for :func:`check_attack`: an attack is built on it to check its values (no work)."""
+
+    num_classes = 10
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flatten(1)[:, :10]
+
+
+def attack_kwargs(name: str, *, steps: int, step_size: float, random_start: bool, **common: Any) -> dict[str, Any]:
+    """The keyword arguments of attack ``name`` from a run's settings: ``steps``, ``random_start`` and the step
+    size (``alpha = min(step_size, eps)``) only where the attack takes them (FGSM is one step from the clean
+    image; APGD, Square and the standard evaluation set their own step size)."""
+    cls = load_families().get(name)
+    out = dict(common)
+    if not cls.one_step:
+        out.update(steps=steps, random_start=random_start)
+        if not cls.own_step_size:
+            out["alpha"] = min(step_size, common.get("eps", step_size))
+    return out
+
+
+def check_attack(name: str, params: Mapping[str, Any], key: str = "params", **common: Any) -> type[Attack]:
+    """Attack ``name`` with ``params`` (and the ``common`` arguments: eps, norm, steps, ...) checked before any
+    work: the name, each parameter's name and type, and the values the attack's constructor refuses, all
+    as :class:`InputError` naming the key. Returns the attack's class."""
+    cls = load_families().get(name)
+    check_attack_params(name, params, key)
+    try:
+        cls(_Probe(), **common, **params)
+    except InputError as e:
+        raise InputError(f"{key}: attack {name!r}: {e}") from None
+    return cls

@@ -10,13 +10,13 @@ the deployed rounding (``hard``) on the clean images and on the PNG-rounded adve
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from liccs.attack.base import create_attack, load_families, parse_eps
+from liccs.attack.base import check_attack_params, create_attack, load_families, parse_eps
 from liccs.attack.diversity import InputDiversity
 from liccs.attack.ensemble import Ensemble, build_ensemble
 from liccs.attack.eot import EoT
@@ -61,11 +61,13 @@ class AttackJob:
     eot: int = 1
     limit: int | None = None
     batch_size: int = 8
+    params: dict[str, Any] = field(default_factory=dict)  #: the attack's own parameters (``decay``, ``restarts``)
 
 
 def _check(job: AttackJob) -> list[str]:
     """Every name and number, before anything is loaded; returns the codec names."""
     load_families().get(job.attack)
+    check_attack_params(job.attack, job.params, "--attack-param")
     parse_eps(job.eps)
     obj = parse_objective(job.objective)
     codecs = [] if job.codec == "none" else [c.strip() for c in job.codec.split(",") if c.strip()]
@@ -115,7 +117,7 @@ def run_attack(job: AttackJob) -> dict[str, Any]:
         kwargs["steps"] = job.steps
     if job.alpha is not None:
         kwargs["alpha"] = parse_eps(job.alpha)
-    atk = create_attack(job.attack, model, **kwargs)
+    atk = create_attack(job.attack, model, **kwargs, **job.params)
     images, names, src_labels = _load_images(job.images, job.limit)
     classify = clf is not None
     if job.target is not None:

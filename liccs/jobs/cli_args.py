@@ -9,7 +9,8 @@ names and ranges are checked by the API when the job runs.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+import tomllib
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from liccs.jobs.attack import AttackJob
@@ -21,6 +22,27 @@ def _api_name(transform: str) -> str:
         if transform.startswith("shift=") else transform
 
 
+ATTACK_HELP = ("a registered attack (liccs.attack.ATTACKS): fgsm | ifgsm | pgd | mifgsm | apgd | square | standard; "
+               "an unknown name lists the valid ones")
+
+
+def _attack_param(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--attack-param``; the value read as TOML (``0.5``, ``3``, ``true``), else as a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} must look like KEY=VALUE, e.g. decay=0.5")
+    try:
+        return key.strip(), tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key.strip(), raw.strip()
+
+
+def _add_attack_param(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--attack-param", type=_attack_param, action="append", default=[], metavar="KEY=VALUE",
+                   help="a parameter of the attack itself (repeatable): decay=0.5 (mifgsm), restarts=3, rho=0.75 "
+                        "(apgd), queries=1000, p_init=0.05 (square); an unknown one lists the attack's parameters")
+
+
 def add_attack_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--codec", required=True,
                    help="ARCH@qN[,ARCH@qN...] (an ensemble), or 'none' for the classifier alone")
@@ -29,7 +51,8 @@ def add_attack_arguments(s: argparse.ArgumentParser) -> None:
                    help="pretrained (default; mini-… models: the cache, the committed weights, or training) | random | "
                         "PATH (codecs, and classifier unless --classifier-weights)")
     s.add_argument("--classifier-weights", default=None, help="random | pretrained | PATH for the classifier")
-    s.add_argument("--attack", default="pgd", help="fgsm | ifgsm | pgd | mifgsm (the ATTACKS registry)")
+    s.add_argument("--attack", default="pgd", help=ATTACK_HELP)
+    _add_attack_param(s)
     s.add_argument("--eps", default="8/255", help="radius, a number or a fraction like 8/255")
     s.add_argument("--norm", default="linf", help="linf | l2")
     s.add_argument("--steps", type=int, default=None, help="gradient steps (default: the attack's own; FGSM is 1)")
@@ -55,7 +78,8 @@ def attack_job(a: argparse.Namespace) -> AttackJob:
     return AttackJob(codec=a.codec, classifier=a.classifier, images=a.images, out=a.out, weights=a.weights,
                      classifier_weights=a.classifier_weights, attack=a.attack, eps=a.eps, norm=a.norm, steps=a.steps,
                      alpha=a.alpha, objective=a.objective, rounding=a.rounding, reduce=a.reduce, target=a.target,
-                     seed=a.seed, di=a.di, eot=a.eot, limit=a.limit, batch_size=a.batch_size)
+                     seed=a.seed, di=a.di, eot=a.eot, limit=a.limit, batch_size=a.batch_size,
+                     params=dict(a.attack_param))
 
 
 def add_defend_arguments(s: argparse.ArgumentParser) -> None:
@@ -71,7 +95,8 @@ def add_defend_arguments(s: argparse.ArgumentParser) -> None:
                    help="pool of transforms, comma-separated: hflip,vflip,rot90,rot180,rot270,transpose,"
                         "antitranspose,shift=DY:DX (default: the 7 flips/rotations and 8 shifts of 1-2 px)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--attack", default="pgd")
+    s.add_argument("--attack", default="pgd", help=ATTACK_HELP)
+    _add_attack_param(s)
     s.add_argument("--objective", default="distortion", help="distortion | distortion-clean | rate | sums")
     s.add_argument("--eps", default="4/255")
     s.add_argument("--steps", type=int, default=10)
@@ -89,7 +114,8 @@ def defend_job(a: argparse.Namespace) -> DefendJob:
     return DefendJob(codec=a.codec, images=a.images, out=a.out, weights=a.weights, adv=a.adv,
                      k=tuple(int(v) for v in a.k.split(",") if v.strip()), lmbda=a.lmbda, rate=a.rate,
                      seed=a.seed, attack=a.attack, objective=a.objective, eps=a.eps,
-                     steps=a.steps, rounding=a.rounding, eot=a.eot, limit=a.limit, **extra)
+                     steps=a.steps, rounding=a.rounding, eot=a.eot, limit=a.limit, params=dict(a.attack_param),
+                     **extra)
 
 
 def _csv(text: str) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from torch import Tensor
 
 from liccs.attack.adaptive import RandomTransformLICCS
-from liccs.attack.base import create_attack, load_families, parse_eps
+from liccs.attack.base import check_attack_params, create_attack, load_families, parse_eps
 from liccs.attack.defense import KWayDefense
 from liccs.attack.ensemble import CodecOnly
 from liccs.attack.eot import EoT
@@ -58,11 +58,13 @@ class DefendJob:
     rounding: str = "ste"
     eot: int = 0
     limit: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)  #: the attack's own parameters (``decay``, ``restarts``)
 
 
 def _check(job: DefendJob) -> None:
     parse_codec(job.codec)
     load_families().get(job.attack)
+    check_attack_params(job.attack, job.params, "--attack-param")
     parse_eps(job.eps)
     get_transforms(job.transforms)
     if parse_objective(job.objective).needs_logits:
@@ -97,7 +99,7 @@ def run_defend(job: DefendJob) -> dict[str, Any]:
     codec = load_codec(job.codec, job.weights)
     defenses = {k: KWayDefense(codec, k, transforms=job.transforms, lmbda=job.lmbda, rate=job.rate, seed=job.seed)
                 for k in job.k}
-    kw = dict(eps=parse_eps(job.eps), objective=job.objective, seed=job.seed)
+    kw = dict(eps=parse_eps(job.eps), objective=job.objective, seed=job.seed, **job.params)
     if not load_families().get(job.attack).one_step:
         kw["steps"] = job.steps
     plain_attack = create_attack(job.attack, CodecOnly(codec, job.rounding), **kw) if job.adv is None else None

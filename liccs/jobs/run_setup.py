@@ -13,12 +13,12 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from liccs.attack.base import load_families
+from liccs.attack.base import attack_kwargs, check_attack, load_families
 from liccs.config import ConfigError, RunConfig
 from liccs.data import load_batch, open_source
 from liccs.engines import ENGINES
 from liccs.errors import LiccsError, UnknownNameError, WeightsError
-from liccs.stage import Context, Names, RunError, attack_sources
+from liccs.stage import ATTACK_OBJECTIVES, Context, Names, RunError, attack_sources
 from liccs.zoo import CLASSIFIERS, image_geometry, load_classifier, load_codec, parse_codec
 from liccs.zoo.mini import resolve_models
 from liccs.zoo.weights import ResolvedWeights, random_weights_banner
@@ -35,6 +35,25 @@ def _known(kind: str, key: str, name: str, valid: list[str]) -> None:
         raise ConfigError(f"{key}: {str(UnknownNameError(kind, name, valid))}")
 
 
+def _check_attack(cfg: RunConfig) -> None:
+    """``attack.params`` against the attack's own parameters, and the objectives the attack can serve."""
+    a = cfg.attack
+    cls = load_families().get(a.name)
+    try:
+        check_attack(a.name, a.params, "attack.params", **attack_kwargs(
+            a.name, steps=a.steps, step_size=a.step_size, random_start=a.random_start, eps=a.eps, norm=a.norm,
+            targeted=a.targeted))
+    except LiccsError as e:
+        raise ConfigError(str(e)) from None
+    if cls.objectives is not None:
+        wanted = {ATTACK_OBJECTIVES[a.objective]} | {"differential" for e in a.engine_aware
+                                                     if e.endswith(":differential")}
+        bad = sorted(wanted - set(cls.objectives))
+        if bad:
+            raise ConfigError(f"attack.name: attack {a.name!r} serves the objectives {', '.join(cls.objectives)} "
+                              f"only, not {', '.join(bad)} (attack.objective = {a.objective!r}, attack.engine_aware)")
+
+
 def check_names(cfg: RunConfig) -> Names:
     """Every name in ``cfg`` checked against the registries (no model is loaded)."""
 
@@ -46,6 +65,7 @@ def check_names(cfg: RunConfig) -> Names:
             raise ConfigError(f"models.codecs[{i}]: {e}") from None
     _known("classifier", "models.classifier", cfg.models.classifier, CLASSIFIERS.names())
     _known("attack", "attack.name", cfg.attack.name, load_families().names())
+    _check_attack(cfg)
     alone = [cfg.models.classifier] if cfg.models.classifier_alone else []
     sources = cfg.attack.sources or codecs + alone
     for i, s in enumerate(sources):
