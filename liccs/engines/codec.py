@@ -23,10 +23,18 @@ from liccs.engines.autoregressive import compress_ar, decompress_ar
 from liccs.engines.base import Runner, get_engine
 from liccs.engines.bitstream import BitstreamError, Container, crc32, frame, unframe
 from liccs.engines.chain import parse_split
-from liccs.engines.coder import decode_bottleneck, decode_symbols, encode_bottleneck, encode_symbols
+from liccs.engines.coder import (
+    check_capacity,
+    decode_bottleneck,
+    decode_symbols,
+    encode_bottleneck,
+    encode_symbols,
+    min_symbol_bits,
+)
 from liccs.engines.factory import runner_for
 from liccs.engines.indexes import build_indexes, repair_indexes
 from liccs.engines.int8_fit import fit_int8
+from liccs.engines.limits import check_header, geometry, pixel_budget
 from liccs.errors import InputError
 from liccs.export.graphs import codec_graphs, module_hash, stage_feeds
 from liccs.families import family_of, medians, mse_lambda
@@ -185,6 +193,9 @@ class DeployedCodec:
         if len({len(p) for p in parsed}) != 1:
             raise BitstreamError(f"{self.name}: latents have different image counts {[len(p) for p in parsed]}")
         shape = tuple(int(s) for s in shape)
+        if len(shape) != 2 or min(shape) < 1:
+            raise BitstreamError(f"{self.name}: latent shape {shape} is not a (height, width) of at least 1×1")
+        self._check_capacity(parsed, shape)
         eb, gc = self.codec.entropy_bottleneck, getattr(self.codec, "gaussian_conditional", None)
         if not self.family.hyperprior:
             y_hat, match = decode_bottleneck(eb, [p for p, _ in parsed[0]], shape), [True] * len(parsed[0])
@@ -192,10 +203,26 @@ class DeployedCodec:
             z_hat = decode_bottleneck(eb, [p for p, _ in parsed[1]], shape)
             params = self._hyper(z_hat)
             y_hat, match = self._decode_y(gc, parsed[0], params, on_mismatch)
-        x_hat = self._run("g_s", "y_hat", y_hat).clamp(0, 1)
-        if not all(match):  # a decode on other tables may hold inf/NaN; it is flagged, keep it finite
-            x_hat = torch.nan_to_num(x_hat, nan=0.0)
+        # a decode on other tables, or of a forged string, may hold inf/NaN: keep the image finite (flagged if so)
+        x_hat = torch.nan_to_num(self._run("g_s", "y_hat", y_hat), nan=0.0).clamp(0, 1)
         return {"x_hat": crop_to(x_hat, tuple(size)) if size is not None else x_hat, "tables_match": match}
+
+    def _check_capacity(self, parsed: list[list[tuple[bytes, tuple[int, ...]]]], shape: tuple[int, ...]) -> None:
+        """Refuse, before any network or entropy decoder runs, a string too short for the symbols of ``shape``
+        (the entropy bottleneck's: one table per channel; ``y``'s behind a hyperprior: its cheapest table)."""
+        geom, eb = geometry(self.codec), self.codec.entropy_bottleneck
+        eb_bits = min_symbol_bits(eb)
+        positions = shape[0] * shape[1]
+        bottleneck = self.family.latents[-1]  # z behind a hyperprior, else y
+        for i, (payload, _) in enumerate(parsed[-1]):
+            check_capacity(payload, float(eb_bits.sum()) * positions, eb_bits.numel() * positions,
+                           f"{self.name}: latent {bottleneck} of image {i}")
+        if self.family.hyperprior:
+            r = geom.z_stride // geom.y_stride  # type: ignore[operator]
+            n = geom.y_channels * positions * r * r
+            cheapest = float(min_symbol_bits(self.codec.gaussian_conditional).min())
+            for i, (payload, _) in enumerate(parsed[0]):
+                check_capacity(payload, cheapest * n, n, f"{self.name}: latent y of image {i}")
 
     def _decode_y(self, gc: nn.Module, frames: list[tuple[bytes, tuple[int, ...]]], params: Tensor,
                   on_mismatch: str) -> tuple[Tensor, list[bool]]:
@@ -220,8 +247,9 @@ class DeployedCodec:
                     indexes[i], ok = fixed[0], True
                     self.repaired += 1
             self._mismatch(not ok, on_mismatch, i, "the scale indexes")
-            # a decode on other tables is padded with zeros so that it stays inside its buffer
-            payloads.append(payload if ok else payload + bytes(4 * indexes[i].numel() + 16 * len(payload) + 64))
+            check_capacity(payload, float(min_symbol_bits(gc)[indexes[i].long()].sum()), indexes[i].numel(),
+                           f"{self.name}: latent y of image {i}")
+            payloads.append(payload)  # decode_symbols pads it with zeros: a decode on other tables stays in its buffer
             match.append(ok)
         return decode_symbols(gc, payloads, indexes, means), match
 
@@ -239,13 +267,22 @@ class DeployedCodec:
         return [Container(self.fingerprint, out["size"], out["shape"],
                           tuple(lst[i] for lst in out["strings"])).to_bytes() for i in range(images.shape[0])]
 
-    def decode(self, data: bytes, on_mismatch: str = "raise", where: str = "bitstream") -> dict[str, Any]:
-        """Decode one :meth:`encode` output: {"x_hat": [1, 3, H, W], "tables_match": bool}."""
+    def decode(self, data: bytes, on_mismatch: str = "raise", where: str = "bitstream",
+               max_pixels: int | None = None) -> dict[str, Any]:
+        """Decode one :meth:`encode` output: {"x_hat": [1, 3, H, W], "tables_match": bool}.
+
+        The header is checked before any work (:func:`~liccs.engines.limits.check_header`: latent shape, strings,
+        pixel budget: ``max_pixels``, else ``$LICCS_MAX_PIXELS``, else 64
+        megapixels, estimated memory)."""
         c = Container.from_bytes(data, where)
         if c.fingerprint != self.fingerprint:
             raise BitstreamError(f"{where} was written by another model (weights fingerprint {c.fingerprint.hex()}); "
                                  f"this decoder is {self.name} (weights fingerprint {self.fingerprint.hex()})")
-        out = self.decompress([[s] for s in c.strings], c.shape, c.size, on_mismatch)
+        check_header(c, self.codec, where, pixel_budget(max_pixels))
+        try:
+            out = self.decompress([[s] for s in c.strings], c.shape, c.size, on_mismatch)
+        except BitstreamError as e:
+            raise BitstreamError(str(e) if where in str(e) else f"{where}: {e}") from None
         return {"x_hat": out["x_hat"], "tables_match": out["tables_match"][0]}
 
 

@@ -53,10 +53,12 @@ def encode_files(codec: str, weights: str, engine: str, images: Sequence[str | P
 
 
 def decode_files(codec: str, weights: str, engine: str, files: Sequence[str | Path], out: str | Path,
-                 on_mismatch: str = "raise") -> list[dict[str, Any]]:
+                 on_mismatch: str = "raise", max_pixels: int | None = None) -> list[dict[str, Any]]:
     """One ``STEM.png`` per ``.liccs`` file under ``out``; rows: file, png, tables_match. A damaged file, one made
-    by other weights, or (``on_mismatch="raise"``) one whose tables this engine does not reproduce raises
-    :class:`BitstreamError` naming the file."""
+    by other weights, one whose header this codec would not write, one too large to decode (above ``max_pixels``,
+    else ``$LICCS_MAX_PIXELS``, else 64 megapixels, or above the memory available: see
+    :mod:`liccs.engines.limits`), or (``on_mismatch="raise"``) one whose tables this engine does not reproduce
+    raises :class:`BitstreamError` naming the file, before any network runs on it."""
     if on_mismatch not in MISMATCH:
         raise InputError(f"on_mismatch must be one of {MISMATCH}, got {on_mismatch!r}")
     d, _, out = deployed(codec, weights, engine, files, ".liccs file to decode", out)
@@ -65,7 +67,7 @@ def decode_files(codec: str, weights: str, engine: str, files: Sequence[str | Pa
         if not path.is_file():
             raise InputError(f"{path} does not exist")
         try:
-            res = d.decode(path.read_bytes(), on_mismatch=on_mismatch, where=str(path))
+            res = d.decode(path.read_bytes(), on_mismatch=on_mismatch, where=str(path), max_pixels=max_pixels)
         except BitstreamError as e:
             msg = str(e) if str(path) in str(e) else f"{path}: {e}"
             raise BitstreamError(msg) from None
