@@ -124,6 +124,8 @@ class Context:
     notes: list[str] = field(default_factory=list)
     weights: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+    #: the images' provenance (source, count, sha256 of the files read and of the decoded pixels), for the manifest
+    data: dict[str, Any] = field(default_factory=dict)
     executor: SerialExecutor | RayExecutor = field(default_factory=SerialExecutor)
     _on_device: dict[int, nn.Module] = field(default_factory=dict, repr=False)
 

@@ -45,7 +45,16 @@ def test_quick_run_writes_every_report_file(quick_run: Path) -> None:
     from liccs.manifest import git_commit
 
     assert man["commit"] == git_commit() and "commit_at_end" not in man  # the commit the run started from
-    assert "offline mini zoo" in man["report"]["notes"][0]
+    assert "offline mini zoo" in man["report"]["notes"][1]
+    # how to reproduce it: the command, the weights and data checksums, the gate
+    assert man["command"].startswith("liccs run ") and "--quick" in man["command"] and str(out := quick_run) in \
+        man["command"] and man["command"].count("--out") == 1
+    reproduce = man["report"]["notes"][0]
+    assert reproduce.startswith("Reproduce: `liccs run ") and "liccs compare --fail-on verdicts" in reproduce
+    assert man["weights"]["mini-tiny-cifar-resnet"]["sha256"][:12] in reproduce
+    assert man["weights"]["mini-tiny-cifar-resnet"]["origin"] == "cache"  # tiny models are never shipped
+    assert {len(man["data"][k]) for k in ("files_sha256", "pixels_sha256", "labels_sha256")} == {64}
+    assert man["data"]["images"] == man["config"]["data"]["images"] and out.is_dir()
     html = (quick_run / "report.html").read_text()
     assert "offline mini zoo" in html and "data:image/png;base64," in html
     # PGD through each LICCS source and through the classifier alone, in PyTorch, cached under the run folder

@@ -63,11 +63,17 @@ def run_config(path: str | Path, *, quick: bool = False, overrides: list[str] | 
     extra = list(overrides or []) + ([f'run.out="{out}"'] if out else [])
     extra += [f'run.executor="{executor}"'] if executor else []
     extra += [f'run.address="{address}"'] if address else []
-    return run(load_config(resolve_config(path), quick=quick, overrides=extra), progress=progress)
+    resolved = resolve_config(path)
+    config = resolved.stem if resolved.parent == BUILTIN_CONFIGS else str(path)
+    command = ["liccs", "run", config, *(["--quick"] if quick else [])]
+    command += [a for o in overrides or [] for a in ("--set", o)]
+    command += (["--executor", executor] if executor else []) + (["--address", address] if address else [])
+    return run(load_config(resolved, quick=quick, overrides=extra), progress=progress, command=command)
 
 
-def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
-    """Run every enabled stage of ``cfg`` and write the report folder under ``cfg.run.out``.
+def run(cfg: RunConfig, progress: bool = True, command: list[str] | None = None) -> dict[str, Any]:
+    """Run every enabled stage of ``cfg`` and write the report folder under ``cfg.run.out``; ``command``: the command
+    line that reproduces it, without ``--out`` (recorded in the report's header and manifest).
 
     Returns ``{"out", "files", "tables", "skipped", "seconds"}``.
     """
@@ -114,7 +120,7 @@ def run(cfg: RunConfig, progress: bool = True) -> dict[str, Any]:
     deployed = results.tables.get("deployments")
     extra = ({"deployments": deployed.astype(object).where(deployed.notna(), None).to_dict("records")}
              if deployed is not None and not deployed.empty else {})
-    files = run_report.write(ctx, results, specs, seconds, out, commit=commit,
+    files = run_report.write(ctx, results, specs, seconds, out, commit=commit, command=command,
                              executor={"name": ctx.executor.name, **summary(ctx.executor, seconds)}, **extra)
     lap("report")
     return {"out": str(out), "files": {k: str(v) for k, v in files.items()}, "tables": results.tables,

@@ -7,15 +7,19 @@ uses and records where each model's weights came from.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from liccs.attack.base import attack_kwargs, check_attack, load_families
 from liccs.config import ConfigError, RunConfig
-from liccs.data import load_batch, open_source
+from liccs.data import ImageSource, load_batch, open_source
 from liccs.engines import ENGINES
 from liccs.errors import LiccsError, UnknownNameError, WeightsError
 from liccs.stage import ATTACK_OBJECTIVES, Context, Names, RunError, attack_sources
@@ -170,5 +174,31 @@ def load_context(cfg: RunConfig, names: Names, progress: bool = True) -> Context
     notes.append(f"{len(batch.names)} images of {cfg.data.source} at {tuple(batch.images.shape[-2:])} (the geometry "
                  "the codecs and the classifier share, for the attack, transfer and profile stages); "
                  f"classifier {cfg.models.classifier}; codecs {', '.join(names.codecs)}")
-    return Context(cfg, names, codecs, clf, batch.images.contiguous(), labels, list(batch.names), notes, weights,
-                   progress=progress)
+    images = batch.images.contiguous()
+    return Context(cfg, names, codecs, clf, images, labels, list(batch.names), notes, weights, progress=progress,
+                   data=data_checksums(cfg.data.source, source, list(indices), images, labels))
+
+
+def data_checksums(spec: str, source: ImageSource, indices: list[int], images: torch.Tensor,
+                   labels: torch.Tensor) -> dict[str, Any]:
+    """What the run read: the sha256 of the image files' bytes (in order), of the decoded pixels and of the labels."""
+    files = hashlib.sha256()
+    zips: dict[str, zipfile.ZipFile] = {}
+    try:
+        for i in indices:
+            where = source.describe(i)[1]
+            archive, _, member = where.partition("!")
+            try:
+                if member:
+                    zips.setdefault(archive, zipfile.ZipFile(archive))
+                    files.update(zips[archive].read(member))
+                else:
+                    files.update(Path(where).read_bytes())
+            except (OSError, KeyError, zipfile.BadZipFile):
+                files.update(f"<unreadable {where}>".encode())  # named in the notes by load_batch's failures
+    finally:
+        for z in zips.values():
+            z.close()
+    return {"source": spec, "images": len(images), "files_sha256": files.hexdigest(),
+            "pixels_sha256": hashlib.sha256(images.float().numpy().tobytes()).hexdigest(),
+            "labels_sha256": hashlib.sha256(labels.numpy().astype("<i8").tobytes()).hexdigest()}
