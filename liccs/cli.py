@@ -140,6 +140,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reports_status(args: argparse.Namespace) -> int:
+    from liccs.jobs.reports import reports_status, status_table
+    from liccs.report.tables import to_markdown
+
+    rows = reports_status(args.root)
+    print(to_markdown(status_table(rows)) if rows else f"no report folder under {args.root}")
+    not_current = [r for r in rows if r.status != "current"]
+    print(f"{len(rows) - len(not_current)} current, {len(not_current)} stale or unknown")
+    return 1 if args.fail_on_stale and not_current else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="liccs", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -199,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("check", help="parity of every engine against PyTorch (exit 1 on a failure)")
     add_export_arguments(s)
     s.set_defaults(func=cmd_check)
+    r = sub.add_parser("reports", help="committed report folders").add_subparsers(dest="reports_cmd", required=True)
+    s = r.add_parser("status", help="each report folder against the code now: current, stale (with the modules that "
+                                    "changed) or unknown")
+    s.add_argument("root", nargs="?", default="reports", help="folder of report folders (default: reports)")
+    s.add_argument("--fail-on-stale", action="store_true", help="exit 1 when a report is stale or unknown")
+    s.set_defaults(func=cmd_reports_status)
     s = sub.add_parser("compare", help="two or more report folders side by side (the first is the baseline)")
     s.add_argument("runs", nargs="+", help="report folders (liccs run --out ...)")
     s.add_argument("--out", default=None, help="also write the comparison as a report folder (Markdown and HTML)")

@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from liccs.core.provenance import code_record
 from liccs.errors import InputError
 from liccs.fileio import atomic_write_text
 from liccs.manifest import manifest as make_manifest
@@ -130,7 +131,7 @@ class Report:
             p.write_bytes(png)
             files[f"figure:{p.name}"] = p
             fig_names.append(p.name)
-        man = make_manifest(self.config, report={
+        man = make_manifest(self.config, code=code_record(), report={
             "title": self.title, "notes": self.notes, "skipped": [{"name": n, "reason": r} for n, r in self.skipped],
             "tables": {n: {"rows": len(t.df), "columns": [str(c) for c in t.df.columns]}
                        for n, t in self.tables.items()},

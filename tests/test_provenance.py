@@ -1,0 +1,57 @@
+"""Which code made a report: the manifest's code record, and ``liccs reports status`` against the code now."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from liccs.cli import main
+from liccs.core import provenance
+from liccs.core.provenance import code_record, staleness
+from liccs.jobs.reports import reports_status
+
+
+def _report(folder: Path, code: dict | None, commit: str = "0" * 40) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"commit": commit, **({"code": code} if code else {})}))
+    return folder
+
+
+def test_the_record_holds_every_imported_liccs_module_with_its_hash():
+    rec = code_record()
+    assert "liccs/core/provenance.py" in rec["files"] and "liccs/cli.py" in rec["files"]  # imported by this test
+    p = Path(provenance.__file__)
+    assert rec["files"]["liccs/core/provenance.py"] == provenance._sha(p) and len(rec["all"]) == 64
+
+
+def test_a_changed_or_removed_module_makes_a_report_stale_and_names_it(tmp_path, capsys):
+    root = tmp_path / "checkout"
+    (root / "liccs").mkdir(parents=True)
+    a, b = root / "liccs" / "a.py", root / "liccs" / "b.py"
+    a.write_text("x = 1\n")
+    b.write_text("y = 2\n")
+    record = {"files": {"liccs/a.py": provenance._sha(a), "liccs/b.py": provenance._sha(b)}}
+    rep = _report(tmp_path / "reports" / "run", record)
+    assert staleness(rep, root).status == "current"
+    a.write_text("x = 3\n")
+    b.unlink()
+    s = staleness(rep, root)
+    assert s.status == "stale" and s.changed == ("liccs/a.py", "liccs/b.py (removed)") and "2 of 2" in s.why
+
+
+def test_a_report_without_a_record_or_a_known_commit_is_unknown_with_its_reason(tmp_path, capsys):
+    _report(tmp_path / "reports" / "old", None, commit="f" * 40)
+    (tmp_path / "reports" / "broken").mkdir()
+    (tmp_path / "reports" / "broken" / "manifest.json").write_text("{ not json")
+    rows = reports_status(tmp_path / "reports")
+    assert [r.status for r in rows] == ["unknown", "unknown"] and all(r.why for r in rows)
+    assert "not a readable manifest" in rows[0].why and "no commit this checkout has" in rows[1].why
+    assert main(["reports", "status", str(tmp_path / "reports")]) == 0
+    assert "0 current, 2 stale or unknown" in capsys.readouterr().out
+    assert main(["reports", "status", str(tmp_path / "reports"), "--fail-on-stale"]) == 1
+
+
+def test_every_committed_report_is_current_or_says_why_not():
+    rows = reports_status(Path(__file__).parents[1] / "reports")
+    assert rows and all(r.status == "current" or (r.status in ("stale", "unknown") and r.why) for r in rows)
+    assert all(r.changed for r in rows if r.status == "stale")
