@@ -334,10 +334,10 @@ class _Probe(nn.Module):
 def attack_kwargs(name: str, *, steps: int, step_size: float, random_start: bool, **common: Any) -> dict[str, Any]:
     """The keyword arguments of attack ``name`` from a run's settings: ``steps``, ``random_start`` and the step
     size (``alpha = min(step_size, eps)``) only where the attack takes them (FGSM is one step from the clean
-    image; APGD, Square and the standard evaluation set their own step size)."""
+    image; APGD and the standard evaluation set their own step size; Square takes none of them)."""
     cls = load_families().get(name)
     out = dict(common)
-    if not cls.one_step:
+    if not (cls.one_step or cls.score_only):
         out.update(steps=steps, random_start=random_start)
         if not cls.own_step_size:
             out["alpha"] = min(step_size, common.get("eps", step_size))
