@@ -7,6 +7,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from liccs.core import isa
 from liccs.paths import cache_dir, data_dir, hub_checkpoint_dir
 
 
@@ -47,6 +48,17 @@ def _dependency_warnings() -> str:
     if not found:
         return "none at import"
     return f"{len(found)} at import, hidden by the CLI unless -v (not liccs's): " + "; ".join(found)
+
+
+def isa_info() -> str:
+    """The ``ISA`` line: this CPU's features and native precisions (:mod:`liccs.core.isa`; the bf16 engines are
+    skipped where bf16 is not native) and what OpenVINO itself reports of the CPU."""
+    cpu = isa.this_cpu()
+    ov = isa.engine_view().get("openvino", {})
+    seen = (f"; OpenVINO sees {', '.join(ov['capabilities'])}" if "capabilities" in ov
+            else f"; OpenVINO: {ov['error']}" if "error" in ov else "")
+    skipped = "" if cpu.native("bf16") else "; bf16 engines skipped"
+    return cpu.line() + skipped + seen
 
 
 def run_checks() -> list[Check]:
@@ -99,6 +111,7 @@ def run_checks() -> list[Check]:
                 f"{'found' if (d / 'imagenet-samples.csv').is_file() else 'missing'}")
 
     attempt("torch", torch_info)
+    attempt("ISA", isa_info, required=False)
     attempt("torchvision", lambda: _version("torchvision"))
     attempt("compressai", lambda: _version("compressai"))
     attempt("entropy coder", _entropy_coder)

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from liccs.core import isa
 from liccs.fileio import write_json  # noqa: F401  (re-exported: liccs.manifest.write_json)
 from liccs.paths import PROJECT_ROOT
 
@@ -57,13 +58,17 @@ def cpu_model() -> str | None:
     return None
 
 
-def device_info() -> dict[str, Any]:
-    """CPU (architecture and model), core count and (when present) the GPU, CUDA version and compute capability."""
+def device_info(engines: bool = True) -> dict[str, Any]:
+    """CPU (architecture, model and ISA: features, native precisions, ONNX Runtime's int8 weight bits;
+    :mod:`liccs.core.isa`), with ``engines`` what the engines report of it (OpenVINO's optimization capabilities,
+    ONNX Runtime's providers), core count and (when present) the GPU, CUDA version and compute capability."""
     import torch
 
     info: dict[str, Any] = {
         "cpu": platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),
+        **isa.this_cpu().as_dict(),
+        **(isa.engine_fields() if engines else {}),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda_available": torch.cuda.is_available(),

@@ -9,6 +9,7 @@ def test_doctor_is_healthy_on_a_cpu_machine(capsys):
     assert "entropy coder" in out and "onnxruntime" in out and "tensorrt" in out
     assert "openvino" in out  # an optional engine: ok with its version, or what to install
     assert "dependency warnings" in out  # named once here, since the CLI hides them
+    assert "] ISA " in out and "native: fp32" in out  # the CPU's features and the precisions it computes natively
 
 
 def test_zoo_list(capsys):

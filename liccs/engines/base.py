@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from liccs.core import Registry, check_range
+from liccs.core import Registry, check_range, isa
 from liccs.errors import EngineUnavailable, InputError  # noqa: F401  (EngineUnavailable re-exported)
 
 Array = np.ndarray | torch.Tensor
@@ -141,7 +141,9 @@ class EngineSpec:
     """An engine name: its backend, precision and device, and what it needs to run.
 
     ``requires``: importable modules; ``needs_cuda``: a visible CUDA GPU; ``providers``: ONNX Runtime
-    execution providers that must be available. ``make_runner(artifact, **kw)`` builds a :class:`Runner`.
+    execution providers that must be available; ``native``: a precision this CPU must compute natively
+    (``bf16``: AVX-512 BF16 or AMX-BF16, :mod:`liccs.core.isa`), else the engine is skipped with the CPU's reason
+    rather than run emulated. ``make_runner(artifact, **kw)`` builds a :class:`Runner`.
     """
 
     name: str
@@ -154,6 +156,7 @@ class EngineSpec:
     providers: tuple[str, ...] = ()
     install_hint: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    native: str = ""
 
     def unavailable_reason(self) -> str | None:
         """None when this machine can run the engine, else why not and what to install."""
@@ -162,6 +165,8 @@ class EngineSpec:
                 return f"engine {self.name} needs the Python package {mod!r}; {self.install_hint}".rstrip("; ")
         if self.needs_cuda and not torch.cuda.is_available():
             return f"engine {self.name} needs a CUDA GPU; none is visible (torch.cuda.is_available() is False)"
+        if self.native and (why := isa.this_cpu().missing(self.native)):
+            return f"engine {self.name} is skipped: {why}"
         if self.providers:
             import onnxruntime as ort
 

@@ -1,8 +1,11 @@
-"""OpenVINO engines: ``ov-cpu`` (fp32) and ``ov-cpu-int8`` (NNCF post-training quantization).
+"""OpenVINO engines: ``ov-cpu`` (fp32), ``ov-cpu-bf16`` (bf16 compute) and ``ov-cpu-int8`` (NNCF post-training
+quantization).
 
 ``make_runner(artifact, ...)`` takes what the ONNX Runtime engines take (an ONNX file, a build step returning
 one, or a GraphSpec exported on activation); OpenVINO reads the ONNX file itself. ``ov-cpu`` compiles with
-``INFERENCE_PRECISION_HINT`` f32 (the CPU plugin otherwise picks bf16/f16 where the CPU has them).
+``INFERENCE_PRECISION_HINT`` f32 (the CPU plugin otherwise picks bf16/f16 where the CPU has them); ``ov-cpu-bf16``
+with bf16, and only where the CPU has AVX-512 BF16 or AMX-BF16 (elsewhere it is skipped, saying so: emulated bf16
+is slower than fp32; :mod:`liccs.core.isa`).
 ``ov-cpu-int8`` quantizes the model's compute nodes (convolutions, transposed convolutions, matmuls) with NNCF on
 the ``calibration`` feeds given (real-image inputs) and caches the quantized IR (``.xml`` with its ``.bin`` beside
 it; key: source sha256, calibration, fp32 layers, openvino and nncf versions); the rest runs in f32, as do the
@@ -46,7 +49,7 @@ class OvRunner(Runner):
         name: the runner's name (in errors).
         value_ranges: input name → (lo, hi) that feeds must respect (e.g. images: (0, 1)).
         threads: ``INFERENCE_NUM_THREADS`` (0: OpenVINO's default).
-        precision: ``INFERENCE_PRECISION_HINT`` ("f32"; None: the plugin's choice).
+        precision: ``INFERENCE_PRECISION_HINT`` ("f32", "bf16"; None: the plugin's choice).
     """
 
     def __init__(self, model: Any, name: str = "ov-cpu", value_ranges: Mapping[str, tuple[float, float]] | None = None,
@@ -200,24 +203,31 @@ def ov_compute_ops(model: Any, src: Path) -> list[str]:
     return [op.get_friendly_name() for op in ops]
 
 
-def _factory(engine: str, int8: bool = False):
+#: an engine's precision → OpenVINO's ``INFERENCE_PRECISION_HINT`` (int8 graphs keep f32 between their int8 nodes)
+OV_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+
+
+def _factory(engine: str, precision: str):
     def make_runner(artifact: Any, *, cache: ArtifactCache | None = None, exporter: str = "auto",
                     calibration: Sequence[Feed] | None = None,
                     value_ranges: Mapping[str, tuple[float, float]] | None = None, threads: int = 0,
                     name: str | None = None, keep_fp32: Sequence[int] = (), **_: Any) -> OvRunner:
         source = onnx_source(artifact, cache, exporter)
-        if int8:
+        if precision == "int8":
             if not calibration:
                 raise InputError(f"{engine} quantizes an fp32 graph with NNCF on calibration feeds from real images: "
                                  f"pass calibration=[{{input: array}}, ...]")
             source = Int8IrFromOnnx(source, calibration, cache, keep_fp32=keep_fp32)
-        return OvRunner(source, name or engine, value_ranges_of(artifact, value_ranges), threads)
+        return OvRunner(source, name or engine, value_ranges_of(artifact, value_ranges), threads,
+                        precision=OV_HINTS[precision])
 
     return make_runner
 
 
-for _name, _prec, _requires in (("ov-cpu", "fp32", ("openvino",)), ("ov-cpu-int8", "int8", ("openvino", "nncf"))):
-    ENGINES.register(_name, EngineSpec(_name, "openvino", _prec, "cpu", _factory(_name, _prec == "int8"),
+for _name, _prec, _requires in (("ov-cpu", "fp32", ("openvino",)), ("ov-cpu-bf16", "bf16", ("openvino",)),
+                                ("ov-cpu-int8", "int8", ("openvino", "nncf"))):
+    ENGINES.register(_name, EngineSpec(_name, "openvino", _prec, "cpu", _factory(_name, _prec),
                                        requires=_requires, install_hint=INSTALL_HINT,
-                                       extra={"artifact": "onnx"} | ({"fp32_twin": "ov-cpu"} if _prec == "int8"
-                                                                     else {})))
+                                       extra={"artifact": "onnx", "inference_precision": OV_HINTS[_prec]}
+                                       | ({"fp32_twin": "ov-cpu"} if _prec == "int8" else {}),
+                                       native="bf16" if _prec == "bf16" else ""))

@@ -3,7 +3,8 @@
 
 ``make_runner(artifact, ...)`` takes an ONNX file, a build step returning one (:class:`OnnxFromTorch`,
 :class:`Int8OnnxFromOnnx`), or a GraphSpec (exported on activation). ``ort-cpu-int8`` quantizes an fp32 graph
-with the ``calibration`` feeds given (real-image inputs) unless the file already holds Q/DQ nodes;
+with the ``calibration`` feeds given (real-image inputs) unless the file already holds Q/DQ nodes, in 8-bit
+weights where the CPU has VNNI or AMX-INT8 and 7-bit ones elsewhere (:func:`int8_weight_bits`);
 ``ort-cuda-fp16`` converts an fp32 graph to fp16 weights and compute (float32 I/O).
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from liccs.core import isa
 from liccs.engines.arrays import like_feed, to_numpy
 from liccs.engines.base import ENGINES, Array, EngineSpec, Runner, TensorMeta
 from liccs.errors import InputError
@@ -145,6 +147,12 @@ def _factory(name: str, providers: Sequence[Any], variant: str | None = None):
     return make_runner
 
 
+def int8_weight_bits() -> int:
+    """The weight bits ``ort-cpu-int8`` quantizes to on this CPU: 8 with VNNI/AMX-INT8, else 7 (``reduce_range``:
+    without VNNI ONNX Runtime's uint8 × int8 kernels saturate 16-bit sums; :mod:`liccs.export.quantize`)."""
+    return isa.this_cpu().int8_weight_bits
+
+
 def _int8_source(name: str, source: Any, calibration: Any, cache: ArtifactCache | None,
                  keep_fp32: int | tuple[int, ...] = 0) -> Any:
     if not callable(source) and has_qdq(Path(source)):
@@ -152,7 +160,7 @@ def _int8_source(name: str, source: Any, calibration: Any, cache: ArtifactCache 
     if not calibration:
         raise InputError(f"{name} quantizes an fp32 graph with calibration feeds from real images: pass "
                          f"calibration=[{{input: array}}, ...] (or an ONNX file that already has Q/DQ nodes)")
-    return Int8OnnxFromOnnx(source, calibration, cache, keep_fp32=keep_fp32)
+    return Int8OnnxFromOnnx(source, calibration, cache, keep_fp32=keep_fp32, reduce_range=int8_weight_bits() == 7)
 
 
 def _trt_ep_options() -> dict[str, Any]:
@@ -162,6 +170,8 @@ def _trt_ep_options() -> dict[str, Any]:
 
 
 _CPU = ("CPUExecutionProvider",)
+#: what ``ort-cpu-int8``'s spec records of its weights (the artifact key's ``reduce_range`` says which were built)
+INT8_WEIGHTS = "8-bit where the CPU has VNNI (AVX-VNNI, AVX-512 VNNI) or AMX-INT8, else 7-bit (reduce_range)"
 _CUDA = ("CUDAExecutionProvider", "CPUExecutionProvider")
 for _name, _prec, _dev, _prov, _variant, _needs in (
     ("ort-cpu", "fp32", "cpu", _CPU, None, ()),
@@ -172,8 +182,9 @@ for _name, _prec, _dev, _prov, _variant, _needs in (
     ENGINES.register(_name, EngineSpec(_name, "onnxruntime", _prec, _dev, _factory(_name, _prov, _variant),
                                        requires=("onnxruntime",), needs_cuda=_dev == "cuda", providers=_needs,
                                        install_hint=GPU_HINT if _dev == "cuda" else "pip install onnxruntime",
-                                       extra={"artifact": "onnx"} | ({"fp32_twin": "ort-cpu"} if _prec == "int8"
-                                                                     else {})))
+                                       extra={"artifact": "onnx"}
+                                       | ({"fp32_twin": "ort-cpu", "int8_weights": INT8_WEIGHTS} if _prec == "int8"
+                                          else {})))
 
 
 def _trt_factory():

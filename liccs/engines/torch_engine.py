@@ -1,5 +1,6 @@
-"""PyTorch engines: ``torch`` (eager fp32), ``torch-fp16``/``torch-bf16`` (autocast, GPU),
-``torch-compile`` (``torch.compile``, inductor, dynamic shapes).
+"""PyTorch engines: ``torch`` (eager fp32), ``torch-fp16``/``torch-bf16`` (autocast, GPU), ``torch-cpu-bf16``
+(autocast on the CPU, only where it has AVX-512 BF16 or AMX-BF16: :mod:`liccs.core.isa`), ``torch-compile``
+(``torch.compile``, inductor, dynamic shapes).
 
 Each runs a :class:`~liccs.export.graphs.GraphSpec`'s module (the inference form of the model, the same
 module that is exported). Runs on the GPU when one is visible, else on the CPU; outputs are float32.
@@ -28,7 +29,7 @@ class TorchRunner(Runner):
 
     Args:
         graph: a :class:`~liccs.export.graphs.GraphSpec` (module + input metadata).
-        precision: ``fp32``, ``fp16`` or ``bf16`` (autocast; CUDA only).
+        precision: ``fp32``, ``fp16`` (autocast, CUDA only) or ``bf16`` (autocast, CUDA or CPU).
         device: ``cpu`` or ``cuda``.
         compile: wrap the module in ``torch.compile(dynamic=True)``.
     """
@@ -37,8 +38,8 @@ class TorchRunner(Runner):
                  name: str | None = None) -> None:
         if precision not in _AUTOCAST:
             raise InputError(f"torch precision must be one of {sorted(_AUTOCAST)}, got {precision!r}")
-        if precision != "fp32" and device != "cuda":
-            raise InputError(f"torch autocast {precision} runs on a CUDA GPU here, not on {device}")
+        if precision == "fp16" and device != "cuda":
+            raise InputError(f"torch autocast fp16 runs on a CUDA GPU here, not on {device}")
         super().__init__(name or f"torch-{precision}")
         self.graph, self.precision, self.device, self.compile = graph, precision, torch.device(device), compile
         self._fn: Any = None
@@ -80,5 +81,7 @@ ENGINES.register("torch-fp16", EngineSpec("torch-fp16", "torch", "fp16", "cuda",
                                           needs_cuda=True, install_hint=_CUDA_HINT, extra={"artifact": "graph"}))
 ENGINES.register("torch-bf16", EngineSpec("torch-bf16", "torch", "bf16", "cuda", _factory("bf16", device="cuda"),
                                           needs_cuda=True, install_hint=_CUDA_HINT, extra={"artifact": "graph"}))
+ENGINES.register("torch-cpu-bf16", EngineSpec("torch-cpu-bf16", "torch", "bf16", "cpu", _factory("bf16", device="cpu"),
+                                              native="bf16", extra={"artifact": "graph"}))
 ENGINES.register("torch-compile", EngineSpec("torch-compile", "torch", "fp32", DEVICE, _factory("fp32", True),
                                              extra={"artifact": "graph", "compiler": "inductor"}))

@@ -10,7 +10,10 @@ add pairs of products in 16 bits with saturation, so with 8-bit weights the engi
 the QDQ graph defines (measured on this 2-core AVX2 EPYC: the mini CIFAR ResNet's int8 logits 0.35 from the graph's
 own QDQ semantics, 5% of top-1 predictions changed on random inputs; with 7-bit weights 0.015 and none). 7-bit
 weights are what ONNX Runtime's documentation recommends there; they make the deployed graph compute the same
-function on every CPU, which parity and the differentiable replica (:mod:`liccs.engines.replica`) rely on.
+function on every CPU, which parity and the differentiable replica (:mod:`liccs.engines.replica`) rely on. Where the
+CPU has VNNI (AVX-VNNI, AVX-512 VNNI) or AMX-INT8 nothing saturates, and ``ort-cpu-int8`` asks for 8-bit weights
+(:attr:`liccs.core.isa.Isa.int8_weight_bits`); the choice is in the artifact's key (``reduce_range``) and meta
+(``weight_bits``), so a graph built for one kind of CPU is never taken for the other's.
 Both are cached like every artifact (key: source file sha256, settings, calibration data, onnxruntime version).
 """
 
@@ -182,6 +185,7 @@ class Int8OnnxFromOnnx:
         load_onnx(dst)
         return {"source": str(src), "calibration_batches": len(self.feeds), "method": self.method,
                 "per_channel": self.per_channel, "reduce_range": self.reduce_range,
+                "weight_bits": 7 if self.reduce_range else 8,
                 "keep_fp32": list(self.keep_fp32) if isinstance(self.keep_fp32, tuple) else self.keep_fp32}
 
 

@@ -78,8 +78,9 @@ class MemoryWatch:
 
 
 def environment() -> dict[str, Any]:
-    """Where a timing came from: CPU/GPU, threads, Python and torch versions (a flat dict)."""
-    return {**device_info(), "python": platform.python_version(), "torch": torch.__version__}
+    """Where a timing came from: CPU/GPU (ISA included), threads, Python and torch versions (a flat dict; the
+    engines' view of the CPU is the manifest's)."""
+    return {**device_info(engines=False), "python": platform.python_version(), "torch": torch.__version__}
 
 
 def _noop() -> None:

@@ -4,6 +4,11 @@ FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode`: matrix m
 convolutions (transposed ones included, GDN's 1×1 convolution included), 2 FLOPs per multiply-add.
 Element-wise work (activations, GDN's square root, rounding) is not counted, so the achieved rate
 is that of the dense arithmetic only.
+
+The ceiling is measured per precision (:func:`robust_ceilings`): fp32 always, bf16 where the CPU has AVX-512 BF16 or
+AMX-BF16 (torch matmul in bf16), int8 where it has VNNI or AMX-INT8 (``torch._int_mm``, int8 × int8 → int32; its
+rate is in giga-ops); elsewhere that precision is skipped with the reason (:func:`ceiling_skip_reason`), and a stage
+is held against the ceiling of the precision it executed in (:func:`ceiling_for`), never against another's.
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from liccs.core import isa
 from liccs.errors import InputError
 from liccs.profiling.timer import TimerConfig, measure
+
+#: an engine's precision → the dtype of its matmul ceiling
+PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.int8}
 
 
 def _counted(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> FlopCounterMode:
@@ -46,16 +55,21 @@ def matmul_ceiling(n: int = 1024, dtype: torch.dtype = torch.float32, device: st
                    config: TimerConfig | None = None) -> dict[str, Any]:
     """This machine's dense matmul rate: ``2·n³`` FLOPs over the p50 of an ``n×n @ n×n`` product.
 
-    Returns ``gflops`` (from the p50), ``gflops_best`` (from the fastest run), ``n``, ``dtype``, ``device``,
-    ``threads`` and ``p50_ms``.
+    ``dtype`` int8 times ``torch._int_mm`` (int32 sums; ``n`` rounded up to a multiple of 8, at least 32, as it
+    needs on a GPU). Returns ``gflops`` (from the p50), ``gflops_best`` (from the fastest run), ``n``, ``dtype``,
+    ``device``, ``threads`` and ``p50_ms``.
     """
     if n < 16:
         raise InputError(f"matmul_ceiling: n must be >= 16, got {n}")
     cfg = config or TimerConfig(warmup=3, min_iters=10, min_duration_s=1.0, device=device)
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
-    b = torch.randn(n, n, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
-    res = measure(lambda: torch.mm(a, b), cfg, name=f"matmul{n}")
+    if dtype == torch.int8:
+        n = max(32, -(-n // 8) * 8)
+        a, b = (torch.randint(-128, 128, (n, n), generator=gen, dtype=torch.int8).to(device) for _ in range(2))
+        res = measure(lambda: torch._int_mm(a, b), cfg, name=f"int8 matmul{n}")
+    else:
+        a, b = (torch.randn(n, n, generator=gen).to(device=device, dtype=dtype) for _ in range(2))
+        res = measure(lambda: torch.mm(a, b), cfg, name=f"matmul{n}")
     flop = 2.0 * n**3
     return {"gflops": flop / res.latency.p50 / 1e9, "gflops_best": flop / res.latency.min / 1e9, "n": n,
             "dtype": str(dtype).removeprefix("torch."), "device": device, "threads": torch.get_num_threads(),
@@ -81,6 +95,39 @@ def robust_ceiling(sizes: tuple[int, ...] = (512, 1024, 2048), repeats: int = 3,
                                                                  for r in runs]}
 
 
+def ceiling_skip_reason(precision: str, device: str = "cpu") -> str | None:
+    """None where a matmul ceiling in ``precision`` is measured on ``device``, else why not: on the CPU, bf16 needs
+    AVX-512 BF16 or AMX-BF16 and int8 needs VNNI or AMX-INT8 (:mod:`liccs.core.isa`); a GPU has them all."""
+    if precision not in PRECISION_DTYPES:
+        raise InputError(f"unknown precision {precision!r}; one of {', '.join(PRECISION_DTYPES)}")
+    why = isa.this_cpu().missing(precision) if device == "cpu" else None
+    return f"no {precision} ceiling on this CPU: {why}" if why else None
+
+
+def robust_ceilings(precisions: tuple[str, ...] = ("fp32", "bf16", "int8"),
+                    sizes: tuple[int, ...] = (512, 1024, 2048), repeats: int = 3, device: str = "cpu",
+                    config: TimerConfig | None = None) -> dict[str, dict[str, Any]]:
+    """:func:`robust_ceiling` per precision: each is measured where :func:`ceiling_skip_reason` allows, else
+    ``{"precision": p, "skipped": reason}``. Every entry names its ``precision``."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in precisions:
+        why = ceiling_skip_reason(p, device)
+        out[p] = {"precision": p, "skipped": why} if why else {
+            "precision": p, **robust_ceiling(sizes, repeats, PRECISION_DTYPES[p], device, config)}
+    return out
+
+
+def ceiling_for(ceilings: Mapping[str, Mapping[str, Any]], precision: str) -> tuple[float | None, str]:
+    """(GFLOP/s, label) of the ceiling a stage that executed in ``precision`` is held against: that precision's
+    where it was measured, else (None, why: ``no int8 ceiling on this CPU: ...``); never another precision's."""
+    c = ceilings.get(precision)
+    if c is None:
+        return None, f"no {precision} ceiling measured"
+    if c.get("skipped"):
+        return None, str(c["skipped"])
+    return float(c["gflops"]), f"{c.get('device', 'cpu')} {c['dtype']} matmul n={c['n']}"
+
+
 def ceiling_moved(before: Mapping[str, Any], after: Mapping[str, Any], tolerance: float = 0.2) -> str | None:
     """None when two ceilings (before and after a benchmark) agree within ``tolerance`` (relative), else a sentence
     saying by how much it moved: the machine's load changed during the run, and its rates are suspect."""
@@ -94,20 +141,21 @@ def ceiling_moved(before: Mapping[str, Any], after: Mapping[str, Any], tolerance
             f"±{tolerance:.0%}): the machine's load changed, rates against it are suspect")
 
 
-def add_rates(table: pd.DataFrame, flops: Mapping[str, int], ceiling_gflops: float, *, stage_col: str = "stage",
-              time_col: str = "p50_ms") -> pd.DataFrame:
+def add_rates(table: pd.DataFrame, flops: Mapping[str, int], ceiling_gflops: float | None, *,
+              stage_col: str = "stage", time_col: str = "p50_ms") -> pd.DataFrame:
     """Add ``gflop``, ``achieved_gflops`` and ``fraction_of_ceiling`` to stage rows whose stage has a count.
 
     ``flops`` maps a stage name to the FLOPs of one call at the row's shape (count at the same batch and
-    resolution as the timing); stages without a count get NaN.
+    resolution as the timing); stages without a count get NaN, and so does every fraction when there is no
+    ceiling of the rows' precision here (``ceiling_gflops`` None: :func:`ceiling_for`).
     """
-    if ceiling_gflops <= 0:
+    if ceiling_gflops is not None and ceiling_gflops <= 0:
         raise InputError(f"add_rates: ceiling_gflops must be positive, got {ceiling_gflops}")
     out = table.copy()
     g = out[stage_col].map(lambda s: flops.get(s)).astype("float64") / 1e9
     out["gflop"] = g
     out["achieved_gflops"] = g / (out[time_col] / 1e3)
-    out["fraction_of_ceiling"] = out["achieved_gflops"] / ceiling_gflops
+    out["fraction_of_ceiling"] = out["achieved_gflops"] / (ceiling_gflops or float("nan"))
     return out
 
 

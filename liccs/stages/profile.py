@@ -25,11 +25,10 @@ from liccs.engines.autoregressive import compress_ar, decompress_ar
 from liccs.engines.codec import DeployedCodec
 from liccs.engines.coder import decode_bottleneck, decode_symbols, encode_bottleneck, encode_symbols
 from liccs.engines.indexes import build_indexes
-from liccs.engines.torch_engine import DEVICE
 from liccs.export.graphs import classifier_graph, stage_feeds
 from liccs.families import family_of
 from liccs.pipeline import PAD_MULTIPLE
-from liccs.profiling.flops import add_rates, count_flops, matmul_ceiling
+from liccs.profiling.flops import PRECISION_DTYPES, add_rates, ceiling_skip_reason, count_flops, matmul_ceiling
 from liccs.profiling.profile import dominant_stages, growth_table, in_sequence, sweep
 from liccs.profiling.timer import TimerConfig
 from liccs.stage import Context, Exports, Names, Results, StageBase, StageResult, TableSpec, register
@@ -189,16 +188,27 @@ def _with_sequences(dominant: pd.DataFrame, sequences: list[dict[str, Any]]) -> 
 
 
 def engine_ceiling(engine: str, n: int, cache: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
-    """The dense matmul rate of the device and precision ``engine`` computes in (int8 engines: fp32, since
-    their convolutions are not all quantized), measured once per (device, dtype) in this run."""
+    """The dense matmul rate of the device and precision ``engine`` computes in (its spec's precision: int8 engines
+    against the int8 rate), measured once per (device, precision) in this run, with a ``label`` naming it.
 
+    Where this CPU has no such ceiling (int8 without VNNI/AMX-INT8: :func:`ceiling_skip_reason`), or a GPU's int8
+    matmul fails, ``gflops`` is None and ``label`` says why: the rows' fractions stay empty rather than being
+    taken against another precision's ceiling.
+    """
     spec = ENGINES.get(engine)
-    device = "cuda" if spec.device == "cuda" or (spec.backend == "torch" and DEVICE == "cuda") else "cpu"
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(spec.precision, torch.float32)
-    key = (device, str(dtype))
+    device = "cuda" if spec.device == "cuda" else "cpu"
+    key = (device, spec.precision)
     if key not in cache:
-        cache[key] = matmul_ceiling(n, dtype=dtype, device=device,
-                                    config=TimerConfig(warmup=1, min_iters=5, min_duration_s=0.3, device=device))
+        why = ceiling_skip_reason(spec.precision, device)
+        try:
+            c = None if why else matmul_ceiling(n, dtype=PRECISION_DTYPES[spec.precision], device=device,
+                                                config=TimerConfig(warmup=1, min_iters=5, min_duration_s=0.3,
+                                                                   device=device))
+        except RuntimeError as e:  # torch._int_mm on a GPU without int8 tensor cores
+            why = f"no {spec.precision} ceiling on {device}: {str(e).splitlines()[0][:200]}"
+            c = None
+        cache[key] = ({"gflops": None, "label": why} if c is None
+                      else c | {"label": f"{c['device']} {c['dtype']} matmul n={c['n']}"})
     return cache[key]
 
 
@@ -221,8 +231,7 @@ def rates(ctx: Context, latency: pd.DataFrame, batch: int, hw: tuple[int, int]) 
         flops = counted[name]
         ceiling = engine_ceiling(device_engine(ctx.cfg, str(engine)), ctx.cfg.profile.matmul_n, ceilings)
         out.append(add_rates(g, flops, ceiling["gflops"]).assign(
-            ceiling_gflops=ceiling["gflops"],
-            ceiling=f"{ceiling['device']} {ceiling['dtype']} matmul n={ceiling['n']}"))
+            ceiling_gflops=ceiling["gflops"] or float("nan"), ceiling=ceiling["label"]))
     return pd.concat(out, ignore_index=True)
 
 

@@ -35,9 +35,9 @@ def _call(module: torch.nn.Module, precision: str) -> Callable[..., Any]:
 
 
 def torch_cuda_engines(ctx: Context) -> list[str]:
-    """The run's available PyTorch engines that are not compiled (graph capture needs eager modules)."""
-    return [e for e in ctx.names.engines("export")
-            if ENGINES.get(e).backend == "torch" and "compiler" not in ENGINES.get(e).extra]
+    """The run's available PyTorch engines on the GPU that are not compiled (graph capture needs eager modules)."""
+    return [e for e in ctx.names.engines("export") if ENGINES.get(e).backend == "torch"
+            and ENGINES.get(e).device == "cuda" and "compiler" not in ENGINES.get(e).extra]
 
 
 def copy_compute_table(ctx: Context, codecs: list[str], x: torch.Tensor, config: TimerConfig) -> pd.DataFrame:

@@ -52,7 +52,8 @@ def test_registered_and_unavailable_without_openvino():
     reason, int8_available = out.stdout.strip().splitlines()[-2:]
     assert "ov-cpu" in reason and "pip install 'liccs[openvino]'" in reason and int8_available == "False"
     spec = ENGINES.get("ov-cpu")
-    assert (spec.backend, spec.precision, spec.device, spec.extra) == ("openvino", "fp32", "cpu", {"artifact": "onnx"})
+    assert (spec.backend, spec.precision, spec.device) == ("openvino", "fp32", "cpu")
+    assert spec.extra == {"artifact": "onnx", "inference_precision": "f32"}
     assert ENGINES.get("ov-cpu-int8").requires == ("openvino", "nncf")
 
 

@@ -14,7 +14,8 @@ from liccs.export.graphs import classifier_graph, codec_graphs
 from liccs.zoo import load_codec
 from tests.engines.test_replica import CODEC, cifar, classifier
 
-OV = [e for e in ENGINES.names() if ENGINES.get(e).backend == "openvino"]
+#: OpenVINO's engines with a replica (bf16 compute has none yet: the replica computes in f32)
+OV = [e for e in ENGINES.names() if ENGINES.get(e).backend == "openvino" and ENGINES.get(e).precision != "bf16"]
 pytestmark = pytest.mark.skipif(bool(ENGINES.get("ov-cpu").unavailable_reason()),
                                 reason=ENGINES.get("ov-cpu").unavailable_reason() or "")
 
