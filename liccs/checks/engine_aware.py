@@ -12,7 +12,8 @@ correctly on both the reference engine R (PyTorch) and E, per image (1 = the att
 For a differential source ``T~E:differential`` (DIVA, Hao et al., MLSys 2022), over the images T classifies
 correctly on both engines: **deployed-only**, the rate at which E is fooled while R is not, against the same rate
 of the PyTorch-crafted attack. The contrasts were declared before the run (here, with :data:`SESOI`); the tests and
-the verdict rule are :mod:`liccs.stats`'s (McNemar's exact test, BCa CI, Holm over the family, MDE at n).
+the verdict rule are :mod:`liccs.stats`'s (0/1 outcomes declared: McNemar's exact test; BCa CI at the Holm family's
+level 1 − α/m, exact binomial bounds where BCa is undefined; MDE at n; four levels).
 """
 
 from __future__ import annotations
@@ -73,15 +74,15 @@ def engine_aware_summary(labels: np.ndarray, preds: Mapping[str, Predictions], s
         if s.differential:
             only = lambda e_, r_: e_ * (1 - r_)  # noqa: E731  (the deployment fooled, PyTorch not)
             claims.append((Claim(f"{label}: deployed-only fooling", "differential − PyTorch-crafted", SESOI),
-                           paired(only(aware_e, aware_r), only(base_e, base_r), what=label)))
+                           paired(only(aware_e, aware_r), only(base_e, base_r), kind="binary", what=label)))
             extra.append(common | {"measure": "deployed-only"})
             continue
         claims.append((Claim(f"{t} on {s.engine}: transfer gap", "ASR on reference − ASR on engine", SESOI),
-                       paired(base_r, base_e, what=label)))
+                       paired(base_r, base_e, kind="binary", what=label)))
         extra.append(common | {"measure": "gap"})
         share = _share_ci(base_r, base_e, aware_e)
         claims.append((Claim(f"{label}: gap recovered", "engine-aware − PyTorch-crafted, on the engine", SESOI),
-                       paired(aware_e, base_e, what=label)))
+                       paired(aware_e, base_e, kind="binary", what=label)))
         extra.append(common | {"measure": "recovered", "share": share[0], "share_ci_low": share[1],
                                "share_ci_high": share[2]})
     if not claims:

@@ -44,11 +44,12 @@ from liccs.pipeline import codec_roundtrip, psnr
 from liccs.stage import Context, Exports, Names, TableSpec, register
 
 _TABLES: list[tuple[str, str, list[str] | None]] = [
-    ("paper_a_claims", "Paper A, the declared claims: paired over images (Wilcoxon signed-rank, or exact McNemar "
-     "for 0/1 outcomes), 95% BCa bootstrap CI of the mean difference, Holm-adjusted p across the family, minimum "
-     "detectable effect (80% power) at this image count, and the verdict from the rule fixed before the run.",
-     ["claim", "contrast", "n_images", "mean_a", "mean_b", "effect", "ci_low", "ci_high", "p", "p_holm", "mde",
-      "sesoi", "verdict"]),
+    ("paper_a_claims", "Paper A, the declared claims: paired over images (sign-flip permutation test of the mean "
+     "difference), BCa bootstrap CI of the mean difference at the family's level 1 − α/m (ci_method names any "
+     "fallback), Holm-adjusted p across the family, t-based minimum detectable effect (80% power) at this image "
+     "count, and the verdict from the rule fixed before the run (liccs.stats).",
+     ["claim", "contrast", "n_images", "mean_a", "mean_b", "effect", "ci_low", "ci_high", "ci_method", "p", "p_holm",
+      "mde", "sesoi", "verdict"]),
     ("paper_a_models", "Paper A, every codec on the run's images: bpp from its real bitstreams, PSNR, and the clean "
      "top-1 of LICCS (the lineage ladder's qualities are trained from scratch, the chain ladder's fine-tuned).", None),
     ("paper_a_sweep", "Paper A, eps × steps sweep over the ladder: white-box ASR, neighbour (|Δq| = 1) and far "

@@ -26,6 +26,9 @@ from liccs.papers.paper_a_cells import Cells, Setting, ladder_pairs
 from liccs.papers.paper_a_sampling import chosen
 from liccs.papers.paper_a_tables import codec_parts
 
+#: every claim's measure is a per-image mean of 0/1 outcomes over several cells: continuous (sign-flip test)
+KIND = "continuous"
+
 
 def claims(cells: Cells, focus: Setting, ladder: list[str], lineage: list[str], classifier: str,
            sets: pd.DataFrame | None, per_set: dict | None, sc: SamplingSection) -> tuple[pd.DataFrame, list[str]]:
@@ -37,7 +40,7 @@ def claims(cells: Cells, focus: Setting, ladder: list[str], lineage: list[str], 
     near = cells.per_image(focus, ladder_pairs(ladder, lambda d: d == 1))
     far = cells.per_image(focus, ladder_pairs(ladder, lambda d: d >= sc.far_dq))
     found.append((stats.Claim("neighbours", f"|Δq| = 1 − |Δq| ≥ {sc.far_dq}", sc.sesoi_neighbour),
-                  stats.paired(near, far)))
+                  stats.paired(near, far, kind=KIND)))
 
     lq = {codec_parts(c)[1] for c in lineage}
     if len(lineage) >= 3:
@@ -51,13 +54,14 @@ def claims(cells: Cells, focus: Setting, ladder: list[str], lineage: list[str], 
     else:
         a = b = chain = indep = nan
         desc = "no lineage-control ladder in this run"
-    found.append((stats.Claim("neighbours without shared weights", desc, sc.sesoi_lineage), stats.paired(a, b)))
+    found.append((stats.Claim("neighbours without shared weights", desc, sc.sesoi_lineage),
+                  stats.paired(a, b, kind=KIND)))
     found.append((stats.Claim("shared weights raise transfer", "chain-trained − independently trained, same "
-                              "quality pairs", sc.sesoi_lineage), stats.paired(chain, indep)))
+                              "quality pairs", sc.sesoi_lineage), stats.paired(chain, indep, kind=KIND)))
 
     for k in sorted(sc.k):
         if sets is None or per_set is None or len(sets[sets["k"] == k]) < 2:
-            res = stats.paired(nan, nan)  # one set (or none) of this size: nothing to compare
+            res = stats.paired(nan, nan, kind=KIND)  # one set (or none) of this size: nothing to compare
         else:
             c = chosen(sets, k, sc.score, sc.interpolation)
             members = tuple(c["set"].split("+"))
@@ -65,7 +69,7 @@ def claims(cells: Cells, focus: Setting, ladder: list[str], lineage: list[str], 
             stack = np.stack(all_sets)
             counted = np.isfinite(stack).sum(0)
             mean = np.where(counted > 0, np.nansum(stack, 0) / np.maximum(counted, 1), np.nan)
-            res = stats.paired(per_set[members]["nonmember"], mean)
+            res = stats.paired(per_set[members]["nonmember"], mean, kind=KIND)
         found.append((stats.Claim(f"saliency beats the average set (k={k})",
                                   f"{sc.score}/{sc.interpolation} set − mean of every {k}-set, non-member qualities, "
                                   "held-out images", sc.sesoi_saliency), res))
@@ -75,6 +79,6 @@ def claims(cells: Cells, focus: Setting, ladder: list[str], lineage: list[str], 
     blind = cells.per_image(focus, [(classifier, t) for t in ladder]) \
         if all((focus, classifier, t) in cells.outcome for t in ladder) else nan
     found.append((stats.Claim("codec-aware beats codec-blind", f"LICCS from |Δq| = 1 − classifier alone, "
-                              f"{len(q)} qualities", sc.sesoi_codec_aware), stats.paired(aware, blind)))
+                              f"{len(q)} qualities", sc.sesoi_codec_aware), stats.paired(aware, blind, kind=KIND)))
     rows = stats.decide(found, alpha=sc.alpha)
     return pd.DataFrame(rows), [f"Paper A claim, {stats.fmt_claim(r)}" for r in rows]

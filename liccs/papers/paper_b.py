@@ -64,8 +64,9 @@ _TABLES: list[tuple[str, str, list[str] | None]] = [
     ("paper_b_bd_rate", "Paper B, BD-rate (PSNR) of each defense against the plain codec over the qualities.", None),
     ("paper_b_adaptive", "Paper B, the random defense under PGD, EoT and the selection-aware attack; worst: per "
      "image the minimum gain over them.", ["objective", "k", "attack", "gain"]),
-    ("paper_b_claims", "Paper B, the declared claims, paired over images, Holm-adjusted (liccs.stats).",
-     ["claim", "effect", "ci_low", "ci_high", "p", "p_holm", "mde", "sesoi", "verdict"]),
+    ("paper_b_claims", "Paper B, the declared claims, paired over images (sign-flip permutation test of the mean), "
+     "Holm-adjusted, CI at the family's level 1 − α/m (liccs.stats).",
+     ["claim", "hypothesis", "effect", "ci_low", "ci_high", "ci_method", "p", "p_holm", "mde", "sesoi", "verdict"]),
     ("paper_b_images", "Paper B, every measurement per image (CSV: all rows).", None),
 ]
 #: The report shows the paper stages' tables first (order 0), in this order.

@@ -101,7 +101,8 @@ def whitebox(table: pd.DataFrame, reference_engine: str) -> pd.DataFrame:
 def engine_aware_note(r: dict) -> str:
     """One line of the report per engine-aware contrast."""
     line = (f"{r['source']} on {r['engine']} ({r['measure']}): {r['mean_a']:.3f} vs {r['mean_b']:.3f}, effect "
-            f"{r['effect']:+.3f} (95% CI {r['ci_low']:+.3f} … {r['ci_high']:+.3f}), p (Holm) {r['p_holm']:.2g}, "
+            f"{r['effect']:+.3f} ({100 * r['ci_level']:.4g}% CI {r['ci_low']:+.3f} … {r['ci_high']:+.3f}, "
+            f"{r['ci_method']}), p (Holm) {r['p_holm']:.2g}, "
             f"MDE {r['mde']:.3f} at n = {r['n_images']}: {r['verdict']}")
     if r["measure"] == "recovered":
         line += (f"; share of the gap recovered {r['share']:.2f} (95% CI {r['share_ci_low']:.2f} … "
@@ -122,7 +123,8 @@ class TransferStage(StageBase):
                   "both engines: the transfer gap, the part of it recovered (share = recovered / gap, bootstrap CI), "
                   "and the differential attack's deployed-only fooling rate.",
                   ("engine", "target", "source", "measure", "n_images", "mean_a", "mean_b", "effect", "ci_low",
-                   "ci_high", "p_holm", "mde", "verdict", "share", "share_ci_low", "share_ci_high"), order=13),
+                   "ci_high", "ci_method", "p_holm", "mde", "verdict", "share", "share_ci_low", "share_ci_high"),
+                  order=13),
         TableSpec("whitebox", "White-box: each source evaluated on itself (hard rounding), per engine.", order=12),
         TableSpec("transfer", "Transfer: engine × source × target × variant (ASR over clean-correct images).",
                   ("engine", "variant", "source", "target", "clean_acc", "adv_acc", "asr", "fooling_rate",

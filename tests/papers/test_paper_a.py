@@ -77,7 +77,7 @@ def test_neighbour_claim_verdicts_known_answers(n: int, p_near: float, p_far: fl
     assert any(line.startswith("Paper A claim, neighbours:") and "MDE" in line for line in lines)
     # the lineage ladder's q2/q4/q6 have |Δq| = 2 and 4 only: nothing is "near" there, so no effect
     assert table.set_index("claim").loc["neighbours without shared weights", "effect"] == pytest.approx(0, abs=0.1)
-    assert len(table) == 5 and set(table["verdict"]) <= {stats.HOLDS, stats.REVERSED, stats.NOT_HELD, stats.UNDECIDED}
+    assert len(table) == 5 and set(table["verdict"]) <= set(stats.VERDICTS)
 
 
 def test_codec_aware_claim_holds_when_the_classifier_alone_transfers_worse() -> None:
@@ -162,7 +162,7 @@ def test_quick_run_writes_every_table_and_the_claims(quick_run: Path) -> None:
     for spec in paper_a.TABLES:
         assert (quick_run / "tables" / f"{spec.name}.csv").is_file(), spec.name
     cl = pd.read_csv(quick_run / "tables" / "paper_a_claims.csv")
-    assert len(cl) == 6 and set(cl["verdict"]) <= {stats.HOLDS, stats.REVERSED, stats.NOT_HELD, stats.UNDECIDED}
+    assert len(cl) == 6 and set(cl["verdict"]) <= set(stats.VERDICTS)
     md = (quick_run / "report.md").read_text()
     assert "Paper A claim, neighbours" in md and "no selection leakage" in md and "Focus setting" in md
     sweep = pd.read_csv(quick_run / "tables" / "paper_a_sweep.csv")
