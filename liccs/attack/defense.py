@@ -13,8 +13,10 @@ of a CompressAI model's hard-rounded forward (``rate="likelihood"``; only the ch
 entropy coded). λ defaults to CompressAI's training λ of the codec's quality (MSE models), the same scale.
 
 The K−1 transforms are drawn once, without replacement, from the pool with ``seed``, so encoder and
-decoder share the candidate list. Images are padded to a multiple of 64 after the transform (90°
-rotations swap H and W) and cropped back; the image size is side information, as for
+decoder share the candidate list. Every transform keeps the image's frame (H×W in, H×W out: no growth the codec
+would pay for); a candidate that would not at this size (a 90° rotation or transpose of a non-square image) is
+not tried, and a header naming one is refused. Images are padded to a multiple of 64 after the transform and
+cropped back; the image size is side information, as for
 :func:`liccs.pipeline.codec_roundtrip`. Any object with CompressAI's contract is accepted:
 ``compress(x) -> {"strings", "shape"}`` and ``decompress(strings, shape) -> {"x_hat"}``; with K=1 the
 output is the plain codec's, bit for bit.
@@ -152,10 +154,12 @@ class KWayDefense:
         if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point():
             raise InputError(f"expected float images [B, 3, H, W], got {getattr(x, 'shape', type(x))}")
         b, size = x.shape[0], (int(x.shape[-2]), int(x.shape[-1]))
-        scored = [self._score(x, t) for t in self.candidates]
+        inf = torch.full((b,), math.inf, dtype=torch.float64, device=x.device)
+        scored = [self._score(x, t) if t.keeps_frame(*size) else (inf, None, None, None) for t in self.candidates]
         rate = torch.stack([sc[0].to(torch.float64) for sc in scored], 1)
-        mse = torch.stack([(sc[1] - x).pow(2).flatten(1).mean(1).to(torch.float64) for sc in scored], 1)
-        rd = rate + self.lmbda * 255.0**2 * mse
+        mse = torch.stack([inf if sc[1] is None else (sc[1] - x).pow(2).flatten(1).mean(1).to(torch.float64)
+                           for sc in scored], 1)
+        rd = rate + self.lmbda * 255.0**2 * mse  # a candidate that would leave the frame: +inf, never chosen
         chosen = rd.argmin(1).tolist()  # the first minimum: the identity wins ties
         strings: list[list[bytes] | None] = [None] * b
         shapes: list[Any] = [None] * b
@@ -178,12 +182,15 @@ class KWayDefense:
         for i, (idx, size) in enumerate(zip(enc.header, enc.sizes, strict=True)):
             if not 0 <= idx < len(self.candidates):
                 raise InputError(f"header index {idx} is outside the {len(self.candidates)} candidates")
+            if not self.candidates[idx].keeps_frame(*size):
+                raise InputError(f"header index {idx} ({self.candidates[idx].name}) does not keep the "
+                                 f"{size[0]}×{size[1]} frame: no encoder writes it")
             groups.setdefault((idx, tuple(size)), []).append(i)
         out: list[Tensor | None] = [None] * len(enc.header)
         for (idx, (h, w)), group in groups.items():
             t = self.candidates[idx]
             raw = [[enc.strings[i][lat] for i in group] for lat in range(len(enc.strings[group[0]]))]
-            x_hat = t.inverse(self._decompress(raw, enc.shapes[group[0]], t.out_size(h, w)))
+            x_hat = t.inverse(self._decompress(raw, enc.shapes[group[0]], (h, w)))
             for n, i in enumerate(group):
                 out[i] = x_hat[n : n + 1]
         return torch.cat(out)

@@ -6,11 +6,18 @@ family, the identity is always candidate 0, each candidate is encoded, the lowes
 
 is kept (ties: the earlier candidate, so the identity wins ties) and its index *in the family* is written in a
 fixed-length header of ``⌈log2 |family|⌉`` bits, counted in the bpp. The decoder reads the header and needs no
-seed. The family (:func:`transform_family`): the 7 non-identity dihedral transforms, circular shifts
-``shift:DY,DX`` and replicate-padded shifts ``pad:DY,DX`` for ``0 ≤ DY, DX ≤ max_shift`` (not both 0), and
-``up2`` (2× nearest upscaling, inverted by 2×2 average pooling). Every transform is exactly invertible; images
-are padded to the codec's multiple after the transform and cropped back (:class:`~liccs.attack.defense.KWayDefense`
-does the same), the image size being side information.
+seed. The family (:func:`transform_family`): the 7 non-identity dihedral transforms and the circular shifts
+``shift:DY,DX`` for ``0 ≤ DY, DX ≤ max_shift`` (not both 0): 23 with the identity at ``max_shift = 3``, a 5-bit
+header. Every transform is an exact pixel permutation that keeps the image's frame (H×W in, H×W out), so no
+candidate pays for padding the codec would add; the 90° rotations and transposes keep it on square images only,
+and are drawn only there (:meth:`RandomKWayDefense.draw`). Images are padded to the codec's multiple after the
+transform and cropped back (:class:`~liccs.attack.defense.KWayDefense` does the same), the image size being side
+information.
+
+The family changed (2026-12): it held replicate-padded shifts ``pad:DY,DX`` and 2× upscaling ``up2``, which grow
+the frame (a padded 128² image became 131², coded as 192² at ~1.9× the bits; ``up2`` codes 4× the pixels), so the
+defense never chose them and they only took the K slots; they are gone (a rescaling that keeps the frame is not
+invertible), and a header index now refers to this smaller family.
 """
 
 from __future__ import annotations
@@ -23,22 +30,19 @@ import torch
 from torch import Tensor
 
 from liccs.attack.defense import RATES, KWayDefense, KWayEncoding, KWayResult
-from liccs.attack.transforms import Invertible, get_transform, pad_shift, shift
+from liccs.attack.transforms import Invertible, get_transform, shift
 from liccs.errors import InputError
 
 DIHEDRAL = ("hflip", "vflip", "rot90", "rot180", "rot270", "transpose", "antitranspose")
 
 
-def transform_family(max_shift: int = 3, circular: bool = True, padded: bool = True,
-                     scale: bool = True) -> list[Invertible]:
-    """The defense's family, identity first: dihedral, circular and padded shifts up to ``max_shift``, ``up2``."""
+def transform_family(max_shift: int = 3, circular: bool = True) -> list[Invertible]:
+    """The defense's family, identity first: the dihedral transforms, then circular shifts up to ``max_shift``."""
     if not isinstance(max_shift, int) or max_shift < 0:
         raise InputError(f"max_shift must be an integer ≥ 0, got {max_shift!r}")
     shifts = [(dy, dx) for dy in range(max_shift + 1) for dx in range(max_shift + 1) if (dy, dx) != (0, 0)]
     out = [get_transform("identity"), *(get_transform(n) for n in DIHEDRAL)]
-    out += [shift(dy, dx) for dy, dx in shifts] if circular else []
-    out += [pad_shift(dy, dx) for dy, dx in shifts] if padded else []
-    return out + ([get_transform("up2")] if scale else [])
+    return out + ([shift(dy, dx) for dy, dx in shifts] if circular else [])
 
 
 @dataclass
@@ -86,12 +90,21 @@ class RandomKWayDefense(KWayDefense):
         return {**super().describe(), "defense": "random-k-way", "family": [t.name for t in self.family],
                 "family_size": len(self.family)}
 
-    def draw(self, batch: int, seed: int) -> Tensor:
-        """Family indices ``[B, K]``: 0 then K−1 distinct non-identity transforms per image, from ``seed``."""
+    def eligible(self, hw: tuple[int, int]) -> list[int]:
+        """Family indices (identity excluded) of the transforms that keep an ``hw`` frame."""
+        return [i for i, t in enumerate(self.family) if i > 0 and t.keeps_frame(*hw)]
+
+    def draw(self, batch: int, seed: int, hw: tuple[int, int] | None = None) -> Tensor:
+        """Family indices ``[B, K]``: 0 then K−1 distinct non-identity transforms per image, from ``seed``;
+        ``hw``: the images' size, which limits the draw to the :meth:`eligible` ones (``None``: the whole family,
+        the same draws as a square size)."""
+        pool = torch.tensor(self.eligible(hw) if hw is not None else range(1, len(self.family)), dtype=torch.long)
+        if len(pool) < self.k - 1:
+            raise InputError(f"k = {self.k} needs {self.k - 1} transforms that keep the {hw[0]}×{hw[1]} frame "
+                             f"(90° rotations need a square image); the family has {len(pool)}")
         gen = torch.Generator().manual_seed(int(seed))
-        rows = [torch.cat([torch.zeros(1, dtype=torch.long),
-                           1 + torch.randperm(len(self.pool), generator=gen)[: self.k - 1]])
-                for _ in range(batch)]
+        zero = torch.zeros(1, dtype=torch.long)
+        rows = [torch.cat([zero, pool[torch.randperm(len(pool), generator=gen)[: self.k - 1]]]) for _ in range(batch)]
         return torch.stack(rows)
 
     @torch.no_grad()
@@ -102,7 +115,7 @@ class RandomKWayDefense(KWayDefense):
         if seed is None:
             seed, self.requests = self.seed + self.requests, self.requests + 1
         b, k = x.shape[0], self.k
-        index = self.draw(b, seed)
+        index = self.draw(b, seed, (int(x.shape[-2]), int(x.shape[-1])))
         bits = torch.zeros(b, k, dtype=torch.int64)
         mse = torch.zeros(b, k, dtype=torch.float64)
         x_hat = [torch.empty_like(x) for _ in range(k)]

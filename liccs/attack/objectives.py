@@ -2,11 +2,11 @@
 
 - :class:`ClassificationLoss`: cross-entropy or margin through LICCS; untargeted (raise the true class's
   loss) or targeted (lower the target's). Over an ensemble: mean of member losses or loss of mean logits.
-- :class:`DistortionLoss`: MSE of the codec's reconstruction x̂ against its input (the attacked image
-  itself, ``reference="input"``, as in Chen & Ma, "Towards robust neural image compression", 2023) or
-  against the clean image's reconstruction through the attacked model (``reference="clean"``), or against the
-  plain codec's reconstruction of the clean image (``reference="recon"``: hard rounding, no transform, what the
-  undefended decoder outputs; paper B's third distortion reference); mean over members.
+- :class:`DistortionLoss`: MSE of the codec's reconstruction x̂ of the attacked image against its input (the
+  attacked image itself, ``reference="input"``, as in Chen & Ma, "Towards robust neural image compression",
+  2023), against the clean image itself (``reference="clean"``: the damage to the clean content, what paper B's
+  PSNR vs clean measures), or against the plain codec's reconstruction of the clean image (``reference="recon"``:
+  hard rounding, no transform, what the undefended decoder outputs; paper B's third reference); mean over members.
 - :class:`RateLoss`: estimated bits per pixel ``Σ -log2 p(ŷ, ẑ) / (H·W)`` from the likelihoods; mean over members.
 - :class:`DifferentialLoss`: the disagreement between a float model and its deployment (DIVA: Hao et al., "A Tale of
   Two Models: Constructing Evasive Attacks on Edge Models", MLSys 2022): ``p_float(y|x) − c · p_deployed(y|x)``
@@ -142,7 +142,13 @@ class ClassificationLoss(Objective):
 
 
 class DistortionLoss(Objective):
-    """Mean squared error of the reconstruction, against its input or the clean reconstruction."""
+    """Mean squared error of the reconstruction of the attacked image, against its input (``"input"``), the clean
+    image (``"clean"``) or the plain codec's hard reconstruction of the clean image (``"recon"``).
+
+    ``"clean"`` once meant the clean image's reconstruction through the attacked model; under STE (hard rounding
+    forward) that equals ``"recon"``'s reference on a plain codec, so the two crafted identical images. Against
+    the clean image itself it differs from both: at the clean image its gradient is not zero (``"recon"``'s is),
+    and it counts the codec's own error on the clean image as damage (``"input"`` follows the attacked input)."""
 
     needs_codec = True
 
@@ -155,8 +161,7 @@ class DistortionLoss(Objective):
 
     def prepare(self, target: nn.Module, x: Tensor, labels: Tensor) -> None:
         if self.reference == "clean":
-            with torch.no_grad():
-                self._clean = [r.x_hat.detach() for r in target.forward_all(x, logits=False).recs]
+            self._clean = [x.detach()]  # one reference for every member and branch
         elif self.reference == "recon":
             with torch.no_grad():
                 self._clean = [LICCS(m.codec, nn.Identity(), rounding="hard").reconstruct(x).x_hat.detach()

@@ -1,13 +1,15 @@
 """Exactly invertible image transforms for the K-way defense (paper B, "A training-free defense framework
-for robust learned image compression"): the dihedral group (flips, 90° rotations, transposes), small circular
-shifts, padded shifts and 2× nearest upscaling.
+for robust learned image compression"): the dihedral group (flips, 90° rotations, transposes) and circular shifts.
 
-Each acts on ``[..., H, W]`` and ``inverse(forward(x)) == x`` bit for bit. The 90° rotations and transposes
-swap H and W (``swaps_hw``); ``pad:DY,DX`` replicate-pads DY rows on top and DX columns on the left (inverted
-by cropping them off); ``up2`` repeats every pixel 2×2 (inverted by 2×2 average pooling, summed pairwise so
-that four equal values give that value back exactly). :meth:`Invertible.out_size` gives the transformed size.
-Names: ``identity``, ``hflip``, ``vflip``, ``rot90``, ``rot180``, ``rot270``, ``transpose``,
-``antitranspose``, ``shift:DY,DX`` (circular roll), ``pad:DY,DX`` (DY, DX ≥ 0), ``up2``.
+Each acts on ``[..., H, W]``, is a pixel permutation, and ``inverse(forward(x)) == x`` bit for bit. Every one
+keeps the image's frame (the output is H×W, so the codec's padding to its multiple costs nothing more) — the 90°
+rotations and transposes only on square images (``swaps_hw``; :meth:`Invertible.keeps_frame` says where a
+transform may be used). Names: ``identity``, ``hflip``, ``vflip``, ``rot90``, ``rot180``, ``rot270``,
+``transpose``, ``antitranspose``, ``shift:DY,DX`` (circular roll).
+
+Removed, because they grow the frame and so can never win the defense's RD choice: ``pad:DY,DX`` (replicate-padded
+shifts: a 128² image became 131², padded by the codec to 192² and coded at ~1.9× the bits) and ``up2`` (2× nearest
+upscaling: 4× the pixels coded). A rescaling that keeps the frame (down then up) is not invertible.
 """
 
 from __future__ import annotations
@@ -26,22 +28,23 @@ Fn = Callable[[Tensor], Tensor]
 
 @dataclass(frozen=True)
 class Invertible:
-    """A pixel permutation and its inverse."""
+    """A pixel permutation and its inverse; ``swaps_hw``: it maps ``h × w`` to ``w × h``."""
 
     name: str
     forward: Fn
     inverse: Fn
     swaps_hw: bool = False
-    grow: tuple[int, int, int] = (1, 0, 0)  #: (scale, extra rows, extra cols) of the output size
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.forward(x)
 
     def out_size(self, h: int, w: int) -> tuple[int, int]:
         """The size ``(H', W')`` of the transformed image of an ``h × w`` one."""
-        s, dy, dx = self.grow
-        h2, w2 = (w, h) if self.swaps_hw else (h, w)
-        return s * h2 + dy, s * w2 + dx
+        return (w, h) if self.swaps_hw else (h, w)
+
+    def keeps_frame(self, h: int, w: int) -> bool:
+        """Whether the transformed ``h × w`` image is ``h × w`` again (the defense uses it only there)."""
+        return self.out_size(h, w) == (h, w)
 
 
 def _t(x: Tensor) -> Tensor:
@@ -64,7 +67,7 @@ _DIHEDRAL: dict[str, Invertible] = {
 }
 
 _SHIFT = re.compile(r"^shift:(-?\d+),(-?\d+)$")
-_PAD = re.compile(r"^pad:(\d+),(\d+)$")
+_REMOVED = re.compile(r"^(pad:\d+,\d+|up2)$")
 
 #: The default pool: the 7 non-identity dihedral transforms and 8 circular shifts of 1–2 pixels.
 DEFAULT_TRANSFORMS: tuple[str, ...] = (
@@ -79,30 +82,6 @@ def shift(dy: int, dx: int) -> Invertible:
                       lambda x: torch.roll(x, (-dy, -dx), (-2, -1)))
 
 
-def pad_shift(dy: int, dx: int) -> Invertible:
-    """Replicate-pad ``dy`` rows on top and ``dx`` columns on the left (a translation whose inverse is a crop)."""
-    if dy < 0 or dx < 0:
-        raise InputError(f"pad:{dy},{dx}: the padding must be ≥ 0")
-
-    def fwd(x: Tensor) -> Tensor:
-        y = torch.cat([x[..., :1, :].expand(*x.shape[:-2], dy, x.shape[-1]), x], -2) if dy else x
-        return torch.cat([y[..., :1].expand(*y.shape[:-1], dx), y], -1) if dx else y
-
-    return Invertible(f"pad:{dy},{dx}", fwd, lambda x: x[..., dy:, dx:], grow=(1, dy, dx))
-
-
-def _up2(x: Tensor) -> Tensor:
-    return x.repeat_interleave(2, -2).repeat_interleave(2, -1)
-
-
-def _pool2(x: Tensor) -> Tensor:
-    """2×2 mean as ``((a + b) + (c + d)) · 0.25``: exact for four equal values (what :func:`_up2` writes)."""
-    return ((x[..., 0::2, 0::2] + x[..., 0::2, 1::2]) + (x[..., 1::2, 0::2] + x[..., 1::2, 1::2])) * 0.25
-
-
-UP2 = Invertible("up2", _up2, _pool2, grow=(2, 0, 0))
-
-
 def get_transform(name: str | Invertible) -> Invertible:
     """A transform by name (see the module docstring); unknown names list the valid forms."""
     if isinstance(name, Invertible):
@@ -112,12 +91,10 @@ def get_transform(name: str | Invertible) -> Invertible:
     m = _SHIFT.match(name.replace(" ", ""))
     if m:
         return shift(int(m[1]), int(m[2]))
-    m = _PAD.match(name.replace(" ", ""))
-    if m:
-        return pad_shift(int(m[1]), int(m[2]))
-    if name == "up2":
-        return UP2
-    raise InputError(f"unknown transform {name!r}; valid: {', '.join(_DIHEDRAL)}, shift:DY,DX, pad:DY,DX, up2")
+    if _REMOVED.match(name.replace(" ", "")):
+        raise InputError(f"transform {name!r} was removed: it grows the frame the codec must code (module "
+                         f"liccs.attack.transforms); valid: {', '.join(_DIHEDRAL)}, shift:DY,DX")
+    raise InputError(f"unknown transform {name!r}; valid: {', '.join(_DIHEDRAL)}, shift:DY,DX")
 
 
 def get_transforms(names: Sequence[str | Invertible]) -> list[Invertible]:

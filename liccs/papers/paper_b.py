@@ -2,7 +2,7 @@
 ``[defense]`` stage of ``liccs run``.
 
 The paper's defense (:class:`~liccs.attack.defense_random.RandomKWayDefense`): per image and request, identity +
-K−1 transforms drawn from a family (dihedral, circular and padded shifts, 2× upscaling), the lowest RD loss
+K−1 transforms drawn from a family (dihedral, circular shifts; each keeps the frame), the lowest RD loss
 kept, its family index in a ``⌈log2 |family|⌉``-bit header; the deterministic K-way defense
 (:class:`~liccs.attack.defense.KWayDefense`) at ``defense.kway_k`` beside it. On the run's images
 (``data.source``, centre-cropped to ``defense.crop``), for each attacked codec:
