@@ -51,3 +51,21 @@ def reframe(data: bytes, i: int, forge: bool = True, payload: bytes | None = Non
     head = _FRAME_HEAD.pack(*(values[f] for f in FRAME_FIELDS)) + b"".join(struct.pack("<I", c) for c in checks)
     crc = struct.pack("<I", crc32(head + body)) if forge else data[head_end - 4:head_end]
     return data[:start] + head + crc + body + data[end:]
+
+
+def refresh(data: bytes) -> bytes:
+    """``data`` with every crc32 recomputed that its (possibly damaged) structure lets one find: the header's, then
+    each frame's while the frames parse; what follows an unparsable part is left as it is."""
+    if len(data) < HEAD_END:
+        return data
+    out = bytearray(data[:_CONT_HEAD.size] + struct.pack("<I", crc32(data[:_CONT_HEAD.size])) + data[HEAD_END:])
+    pos = HEAD_END
+    while pos + _FRAME_HEAD.size <= len(out):
+        _, n_checks, length = _FRAME_HEAD.unpack_from(out, pos)
+        head_end = pos + _FRAME_HEAD.size + 4 * n_checks + 4
+        if head_end + length > len(out):
+            break
+        body = bytes(out[pos:head_end - 4] + out[head_end:head_end + length])
+        out[head_end - 4:head_end] = struct.pack("<I", crc32(body))
+        pos = head_end + length
+    return bytes(out)

@@ -20,7 +20,7 @@ from liccs.data import kodak, to_uint8
 from liccs.engines import limits
 from liccs.engines.bitstream import BitstreamError
 from liccs.engines.codec import DeployedCodec
-from liccs.engines.coder import coder_tables, min_stream_bytes, min_symbol_bits
+from liccs.engines.coder import coder_tables, decode_bottleneck, decode_symbols, min_stream_bytes, min_symbol_bits
 from liccs.export.cache import ArtifactCache
 from liccs.zoo import load_codec
 from tests.engines.forge import reframe, with_header
@@ -191,3 +191,23 @@ def test_the_capacity_bound_never_refuses_the_encoders_cheapest_strings(n):
             ideal = float(bits[t]) * n
             assert len(out) >= 4 + ideal / 8 * (1 - 2**-14)  # the derivation's bound
             assert len(out) >= min_stream_bytes(ideal)  # what the decoder asks: half of it
+
+
+@pytest.mark.parametrize("payload", [b"\xff" * 8, b"\x00" * 8, bytes(range(256)) * 2, b"\xf0\xff\xff\xff" * 64])
+def test_a_forged_string_keeps_the_entropy_decoder_inside_its_buffer(payload):
+    """Strings that announce long bypass runs or far more symbols than they hold (the checks that refuse them
+    upstream bypassed): the decoder reads the zeros behind them, never past them (this crashed before)."""
+    m = load_codec(ISSUE_CODEC, "pretrained")
+    z = decode_bottleneck(m.entropy_bottleneck, [payload], (64, 64))
+    assert z.shape == (1, m.entropy_bottleneck.channels, 64, 64)
+    indexes = torch.zeros(1, 8, 64, 64, dtype=torch.int32)
+    y = decode_symbols(m.gaussian_conditional, [payload], indexes)
+    assert y.shape == indexes.shape
+
+
+def test_the_corpus_segfault_reduced_decodes_zeros_instead():
+    """``fuzz_corpus/segv-65535x4096-latent-1024x64`` without the checks in front: 3 million symbols from an
+    8-byte string. Before the zero padding the rANS decoder read megabytes past the string (a segmentation fault
+    here); now it reads zeros."""
+    eb = load_codec(ISSUE_CODEC, "pretrained").entropy_bottleneck
+    assert decode_bottleneck(eb, [bytes(8)], (1024, 64)).shape == (1, eb.channels, 1024, 64)
