@@ -32,7 +32,13 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 
 def pil_to_tensor(img: Image.Image) -> Tensor:
-    """Any PIL image (L, LA, P, RGBA, CMYK, I;16, ...) → uint8 RGB ``[3, H, W]``."""
+    """Any PIL image (L, LA, P, RGBA, CMYK, I;16, ...) → uint8 RGB ``[3, H, W]``.
+
+    16-bit images (``I;16*``, and ``I`` with values above 255, as 16-bit PPM/PGM open) are scaled to 8 bits
+    (``round(v / 257)``); Pillow's own conversion would clip every value above 255 to white."""
+    if img.mode.startswith("I;16") or (img.mode == "I" and (img.getextrema()[1] or 0) > 255):
+        wide = np.asarray(img, dtype=np.float64).clip(0, 65535)
+        img = Image.fromarray(np.rint(wide / 257.0).astype(np.uint8), mode="L")
     if img.mode != "RGB":
         if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
             # alpha composited over white, the way viewers show it
@@ -52,6 +58,8 @@ def read_image(path: str | Path) -> Tensor:
             return pil_to_tensor(img)
     except FileNotFoundError:
         raise ImageReadError(f"image {path} does not exist") from None
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"image {path} is too large to read: {e}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(f"image {path} cannot be read: {e}") from None
 
@@ -122,6 +130,12 @@ class FolderSource(ImageSource):
         if not self.root.is_dir():
             raise ImageReadError(f"image folder {self.root} does not exist{where_data(self.root)}")
         self.files = sorted(p for p in self.root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        seen: dict[str, Path] = {}
+        for p in self.files:  # a name addresses one image (outputs, labels, attacked images are by stem)
+            if p.stem in seen:
+                raise InputError(f"image folder {self.root} has two images named {p.stem!r} ({seen[p.stem].name} "
+                                 f"and {p.name}): an image's name is its file stem; rename one")
+            seen[p.stem] = p
         self.labels = labels or {}
 
     def __len__(self) -> int:
@@ -206,7 +220,7 @@ class CifarZipSource(ImageSource):
             with Image.open(io.BytesIO(self._open().read(n))) as img:
                 img.load()
                 return pil_to_tensor(img)
-        except (UnidentifiedImageError, OSError, ValueError, zipfile.BadZipFile) as e:
+        except (UnidentifiedImageError, OSError, ValueError, zipfile.BadZipFile, Image.DecompressionBombError) as e:
             raise ImageReadError(f"image {self.zip_path}!{n} cannot be read: {e}") from None
 
 

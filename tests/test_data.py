@@ -1,5 +1,8 @@
+import struct
 import zipfile
+import zlib
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -74,6 +77,32 @@ def test_rgba_and_palette_images_become_rgb(tmp_path):
         img = read_image(tmp_path / f"{f}.png")
         assert img.shape == (3, 7, 5)
     assert read_image(tmp_path / "a.png").max() == 255  # transparent over white
+
+
+def test_16_bit_images_are_scaled_to_8_bits_not_clipped(tmp_path):
+    wide = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000).astype(np.uint16)
+    Image.fromarray(wide).save(tmp_path / "a.png")  # opens as I;16
+    Image.fromarray(wide).save(tmp_path / "b.ppm")  # opens as I
+    for f in ("a.png", "b.ppm"):
+        img = read_image(tmp_path / f)
+        assert img.shape == (3, 3, 4) and img[0].flatten().tolist() == [round(v * 5000 / 257) for v in range(12)]
+
+
+def test_a_decompression_bomb_is_an_unreadable_image_not_a_crash(tmp_path):
+    Image.new("RGB", (1, 1)).save(tmp_path / "bomb.png")
+    data = bytearray((tmp_path / "bomb.png").read_bytes())
+    data[16:24] = struct.pack(">II", 30000, 30000)  # the header claims 9e8 pixels
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    (tmp_path / "bomb.png").write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match="bomb.png is too large"):
+        read_image(tmp_path / "bomb.png")
+
+
+def test_two_images_with_one_stem_are_refused_naming_both(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "x.png")
+    Image.new("RGB", (4, 4)).save(tmp_path / "x.jpg")
+    with pytest.raises(InputError, match="x.jpg and x.png"):
+        FolderSource(tmp_path)
 
 
 def test_cifar_labels_match_the_folder_names(shared_data):

@@ -121,15 +121,23 @@ def _kind(output: str) -> str:
 
 
 def center_crop(x: Tensor, hw: tuple[int, int]) -> Tensor:
+    """The centre ``hw`` of ``x`` (``[..., H, W]``); a side shorter than the crop is padded by repeating its edge
+    pixels, so that images of any size (down to 1×1) give the same shape and stack into one batch."""
     h, w = min(hw[0], x.shape[-2]), min(hw[1], x.shape[-1])
     top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
-    return x[..., top:top + h, left:left + w]
+    x = x[..., top:top + h, left:left + w]
+    dh, dw = hw[0] - h, hw[1] - w
+    if not dh and not dw:
+        return x
+    flat = x.reshape(-1, *x.shape[-3:]) if x.dim() > 3 else x  # replicate padding takes [C, H, W] or [N, C, H, W]
+    padded = torch.nn.functional.pad(flat, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), mode="replicate")
+    return padded.reshape(*x.shape[:-2], *hw)
 
 
 def readable(source: ImageSource, n: int, skipped: list[str] | None = None) -> tuple[list[Tensor], list[str]]:
     """The first ``n`` images of ``source`` that can be read (float), with their names; an unreadable one is
     skipped and named in ``skipped`` (name: why). None readable is an :class:`InputError` naming the source."""
-    imgs, names = [], []
+    imgs, names, bad = [], [], []
     for i in range(len(source)):
         if len(imgs) == n:
             break
@@ -137,10 +145,12 @@ def readable(source: ImageSource, n: int, skipped: list[str] | None = None) -> t
             imgs.append(to_float(source.read(i)))
             names.append(source.describe(i)[0])
         except ImageReadError as e:
-            if skipped is not None:
-                skipped.append(f"{source.describe(i)[0]}: {e}")
+            bad.append(f"{source.describe(i)[0]}: {e}")
+    if skipped is not None:
+        skipped += bad
     if not imgs:
-        raise InputError(f"no readable image in {getattr(source, 'root', source)} ({len(source)} file(s) tried)")
+        why = f": {'; '.join(bad)}" if bad else ""
+        raise InputError(f"no readable image in {getattr(source, 'root', source)} ({len(source)} file(s) tried){why}")
     return imgs, names
 
 

@@ -39,7 +39,14 @@ def deployed(codec: str, weights: str, engine: str, inputs: Sequence[Any], what:
 
 def encode_files(codec: str, weights: str, engine: str, images: Sequence[str | Path],
                  out: str | Path) -> tuple[list[dict[str, Any]], str | None]:
-    """One ``STEM.liccs`` per image under ``out``: (rows: file, size, bytes, bpp; the random-weights banner)."""
+    """One ``STEM.liccs`` per image under ``out``: (rows: file, size, bytes, bpp; the random-weights banner). Two
+    images with one stem (they would write one file) are refused before any work."""
+    stems: dict[str, Path] = {}
+    for path in map(Path, images):
+        if path.stem in stems:
+            raise InputError(f"images {stems[path.stem]} and {path} would both be written as {path.stem}{SUFFIX}; "
+                             "rename one")
+        stems[path.stem] = path
     d, banner, out = deployed(codec, weights, engine, images, "image to encode", out)
     rows = []
     for path in map(Path, images):

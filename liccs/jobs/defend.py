@@ -108,6 +108,8 @@ def run_defend(job: DefendJob) -> dict[str, Any]:
                 for k, d in defenses.items() if job.eot > 0 and k > 1}
     source = open_source(job.images)
     n = len(source) if job.limit is None else min(job.limit, len(source))
+    if n == 0:
+        raise InputError(f"no images in {job.images!r}")
     rows: list[dict[str, Any]] = []
     for i in tqdm(range(n), desc="defend", leave=False):
         sample = source.load(i)
@@ -118,6 +120,10 @@ def run_defend(job: DefendJob) -> dict[str, Any]:
             if not path.is_file():
                 raise InputError(f"no attacked image {path} for input {sample.name!r}")
             sets["attacked"] = to_float(read_image(path))[None]
+            if sets["attacked"].shape != x.shape:
+                (h, w), (ah, aw) = x.shape[-2:], sets["attacked"].shape[-2:]
+                raise InputError(f"attacked image {path} is {aw}x{ah} but its clean image {source.describe(i)[1]} "
+                                 f"is {w}x{h}")
         else:
             sets["attacked"] = quantize_png(plain_attack(x))
         for k, atk in adaptive.items():

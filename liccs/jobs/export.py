@@ -16,6 +16,7 @@ from liccs.checks.parity import ParityRecord, Tolerance, center_crop, check_code
 from liccs.core.progress import tqdm
 from liccs.data import FolderSource, kodak
 from liccs.engines.codec import DeployedCodec
+from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
 from liccs.export.report import ExportReport, write_report
 from liccs.manifest import manifest, write_json
@@ -72,6 +73,8 @@ class ExportJob:
 def run_export(job: ExportJob, progress: bool = True) -> dict[str, Any]:
     """Export every codec of ``job`` (artifacts under ``out/artifacts``), run parity on every engine, and
     write ``parity.json``, ``export_report.json`` and ``cross_decode.json`` under ``out``."""
+    if job.calibration_images < 1:
+        raise InputError(f"calibration images must be at least 1, got {job.calibration_images}")
     out = Path(job.out)
     source = FolderSource(job.images) if job.images else kodak()
     skipped: list[str] = []
