@@ -2,7 +2,8 @@
 
 The gradient path stays in PyTorch (this package never imports :mod:`liccs.engines`); deployed engines
 only replay the images it writes. One file per family: :mod:`~liccs.attack.fgsm`, :mod:`~liccs.attack.pgd`
-(I-FGSM, PGD), :mod:`~liccs.attack.mifgsm`, :mod:`~liccs.attack.apgd`, :mod:`~liccs.attack.square`; input diversity
+(I-FGSM, PGD), :mod:`~liccs.attack.mifgsm`, :mod:`~liccs.attack.apgd`, :mod:`~liccs.attack.square`,
+:mod:`~liccs.attack.standard` (the worst case over APGD and Square); input diversity
 (:mod:`~liccs.attack.diversity`) and EoT (:mod:`~liccs.attack.eot`) as options; :mod:`~liccs.attack.objectives`,
 :mod:`~liccs.attack.ensemble`, :mod:`~liccs.attack.saliency` (paper A) and :mod:`~liccs.attack.defense` (paper B).
 
@@ -38,12 +39,13 @@ from liccs.attack.saliency import (
     select_sources,
 )
 from liccs.attack.square import Square, SquareResult, square_attack
+from liccs.attack.standard import StandardEvaluation
 from liccs.attack.threat import NORMS, ThreatModel
 
 __all__ = ["APGD", "ATTACKS", "FGSM", "IFGSM", "MIFGSM", "NORMS", "OBJECTIVES", "PGD", "AsrMatrix", "Attack",
            "ClassificationLoss", "CodecOnly", "DistortionLoss", "Ensemble", "EnsembleOutput", "EoT", "InputDiversity",
            "IterativeAttack", "KWayDefense", "Objective", "RandomTransformLICCS", "RateLoss", "Square", "SquareResult",
-           "ThreatModel", "Weighted",
+           "StandardEvaluation", "ThreatModel", "Weighted",
            "build_ensemble", "create_attack", "enumerate_sets", "load_adversarial", "parse_eps", "parse_objective",
            "random_baseline", "register_attack", "saliency_attack", "save_adversarial", "score_sets",
            "select_sources", "square_attack"]

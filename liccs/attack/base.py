@@ -87,6 +87,10 @@ class Attack:
     score_only: ClassVar[bool] = False
     #: the objectives it can serve (names of :data:`~liccs.attack.objectives.OBJECTIVES`); None: every one
     objectives: ClassVar[tuple[str, ...] | None] = None
+    #: has a targeted mode (the standard evaluation picks its own targets)
+    supports_targeted: ClassVar[bool] = True
+    #: takes input diversity (DI transforms a gradient's input: not for score-only attacks or a fixed protocol)
+    takes_diversity: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -121,6 +125,10 @@ class Attack:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise InputError(f"seed must be an integer, got {seed!r}")
         self.seed = seed
+        if diversity is not None and not self.takes_diversity:
+            raise InputError(f"attack {self.name!r} takes no input diversity")
+        if self.targeted and not self.supports_targeted:
+            raise InputError(f"attack {self.name!r} has no targeted mode")
         self.diversity = diversity
         self.progress = progress
         self.target = as_ensemble(model)
@@ -302,8 +310,8 @@ def attack_params(name: str) -> dict[str, Any]:
     for c in reversed(cls.__mro__):
         if isinstance(c, type) and issubclass(c, Attack) and "__init__" in c.__dict__:
             for p in inspect.signature(c.__init__).parameters.values():
-                if p.kind is p.KEYWORD_ONLY and p.name not in common:
-                    out[p.name] = p.default
+                if p.kind is p.KEYWORD_ONLY and p.name not in common and p.default is not None:
+                    out[p.name] = p.default  # a None default marks an object given in code (predict), not a setting
     return out
 
 

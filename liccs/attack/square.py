@@ -48,6 +48,14 @@ class SquareResult:
     history: Tensor
 
 
+def check_budget(queries: int, p_init: float) -> None:
+    """Refuse a query budget outside ``[1, MAX_QUERIES]`` or a window share outside ``(0, 1]``."""
+    if not isinstance(queries, int) or isinstance(queries, bool) or not 1 <= queries <= MAX_QUERIES:
+        raise InputError(f"queries must be an integer in [1, {MAX_QUERIES}], got {queries!r}")
+    if isinstance(p_init, bool) or not isinstance(p_init, (int, float)) or not 0 < p_init <= 1:
+        raise InputError(f"p_init must be a number in (0, 1], got {p_init!r}")
+
+
 def p_schedule(p_init: float, it: int, queries: int) -> float:
     """The share ``p`` of the image a window covers at iteration ``it`` (the paper's halvings, on a 10k scale)."""
     t = int(it / queries * 10_000)
@@ -170,10 +178,7 @@ def square_attack(predict: Predict, x: Tensor, labels: Tensor, *, eps: float, no
         seed: seeds every draw (a local generator; the global RNG is not touched).
     """
     threat = ThreatModel(norm, eps)
-    if not isinstance(queries, int) or isinstance(queries, bool) or not 1 <= queries <= MAX_QUERIES:
-        raise InputError(f"queries must be an integer in [1, {MAX_QUERIES}], got {queries!r}")
-    if isinstance(p_init, bool) or not isinstance(p_init, (int, float)) or not 0 < p_init <= 1:
-        raise InputError(f"p_init must be a number in (0, 1], got {p_init!r}")
+    check_budget(queries, p_init)
     gen = torch.Generator().manual_seed(seed)
     labels = labels.to(x.device)
     m_clean = margins(_scores(predict, x), labels, targeted)
@@ -219,18 +224,16 @@ class Square(Attack):
     own_step_size = True
     score_only = True
     objectives = ("ce", "margin", "dlr")
+    takes_diversity = False
 
     def __init__(self, model: nn.Module, *, queries: int = 1000, p_init: float = 0.05, **kwargs: Any) -> None:
-        for key in ("steps", "alpha", "diversity"):
+        for key in ("steps", "alpha"):
             if kwargs.get(key) is not None:
                 raise InputError(f"Square takes no {key} (it queries scores: its budget is queries, its step the "
                                  "window schedule)")
         if kwargs.get("random_start"):
             raise InputError("Square starts from its own stripes (L∞) or bumps (L2): random_start must be false")
-        if not isinstance(queries, int) or isinstance(queries, bool) or not 1 <= queries <= MAX_QUERIES:
-            raise InputError(f"queries must be an integer in [1, {MAX_QUERIES}], got {queries!r}")
-        if isinstance(p_init, bool) or not isinstance(p_init, (int, float)) or not 0 < p_init <= 1:
-            raise InputError(f"p_init must be a number in (0, 1], got {p_init!r}")
+        check_budget(queries, p_init)
         self.queries, self.p_init = queries, float(p_init)
         super().__init__(model, **kwargs)
         self.result: SquareResult | None = None  #: per-image queries, success and margins of the last call

@@ -19,12 +19,14 @@ def make(name: str, model, **kw):
     cls = ATTACKS.get(name)
     if cls.one_step:
         kw.pop("steps", None)
-    if cls.score_only:  # a budget of queries instead of steps, and no gradient to diversify
-        if kw.pop("diversity", None) is not None:
-            pytest.skip("a score-only attack has no input diversity")
+    if not cls.takes_diversity and kw.pop("diversity", None) is not None:
+        pytest.skip(f"{name} takes no input diversity")
+    if cls.score_only:  # a budget of queries instead of steps
         kw.pop("steps", None)
         kw.setdefault("queries", 200)
         kw.setdefault("p_init", 0.3)
+    if name == "standard":
+        kw.setdefault("queries", 100)
     return create_attack(name, model, **kw)
 
 
@@ -74,7 +76,8 @@ def test_pgd_one_step_without_random_start_equals_fgsm(norm, trained_cnn, batch)
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(ATTACKS.names())
-                                  if not ATTACKS.get(n).one_step and not ATTACKS.get(n).score_only])
+                                  if not ATTACKS.get(n).one_step and not ATTACKS.get(n).score_only
+                                  and ATTACKS.get(n).supports_targeted])
 def test_targeted_mode_reaches_the_target(name, trained_cnn, batch):
     x, y = batch
     target = (y + 1) % 4
