@@ -33,11 +33,6 @@ def _shapes(typed: Any) -> list[list[int]]:
     return [list(next(iter(d.values()))) if isinstance(d, dict) and d else [] for d in (typed or [])]
 
 
-def _channels(shape: Sequence[int]) -> int:
-    """Channels of an NCHW (or ONNX Runtime's blocked NCHWc, ``[N, C/b, H, W, b]``) tensor."""
-    return int(shape[1]) * (int(shape[-1]) if len(shape) == 5 else 1)
-
-
 def shape_flops(op_type: str, inputs: Sequence[Sequence[int]], outputs: Sequence[Sequence[int]] = ()) -> int:
     """FLOPs of one call of ``op_type`` from its input and output shapes (0 where it is not a conv or matmul)."""
     op = op_type.lower().removeprefix("aten::")
@@ -45,13 +40,11 @@ def shape_flops(op_type: str, inputs: Sequence[Sequence[int]], outputs: Sequence
     if "convtranspose" in op or "conv_transpose" in op:
         if not inputs or not weights or len(inputs[0]) < 3:
             return 0
-        x, w = inputs[0], weights[0]
-        return 2 * _prod(x) * _prod(w) // max(1, _channels(x))
+        return 2 * _prod(inputs[0]) * _prod(weights[0][1:])  # weight [C_in, C_out/groups, k_h, k_w]
     if "conv" in op:
         if not outputs or not weights or len(outputs[0]) < 3:
             return 0
-        y, w = outputs[0], weights[0]
-        return 2 * _prod(y) * _prod(w) // max(1, _channels(y))
+        return 2 * _prod(outputs[0]) * _prod(weights[0][1:])  # weight [C_out, C_in/groups, k_h, k_w]
     if "matmul" in op or op in ("gemm", "mm", "bmm"):
         if outputs and inputs and inputs[0]:
             return 2 * _prod(outputs[0]) * int(inputs[0][-1])

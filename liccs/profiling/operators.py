@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -112,7 +113,18 @@ def onnx_weight_shapes(path: str | Path) -> dict[str, list[int]]:
 
     model = onnx.load(str(path), load_external_data=False)
     dims = {t.name: list(t.dims) for t in model.graph.initializer}
+    for n in model.graph.node:  # a Q/DQ graph's weights: the DequantizeLinear of an int8 initializer
+        if n.op_type == "DequantizeLinear" and n.input[0] in dims:
+            dims[n.output[0]] = dims[n.input[0]]
     return {n.name: dims[n.input[1]] for n in model.graph.node if len(n.input) > 1 and n.input[1] in dims}
+
+
+def _graph_node(event: str, nodes: Mapping[str, Any]) -> str | None:
+    """The ONNX node an ONNX Runtime kernel event stands for: its name, or the name before the suffix a graph
+    transform added (``/0/Conv_token_1`` → ``/0/Conv``); None when neither is a node of the file."""
+    name = event.removesuffix("_kernel_time")
+    base = re.sub(r"(_token_\d+|_nchwc|_nhwc|_fused)+$", "", name)
+    return name if name in nodes else base if base in nodes else None
 
 
 def profile_ort(path: str | Path, feed: Mapping[str, Any], *, iterations: int = 5, warmup: int = 1,
@@ -154,8 +166,7 @@ def profile_ort(path: str | Path, feed: Mapping[str, Any], *, iterations: int = 
                               precision=ort_precision(args), provider=args.get("provider", ""),
                               tid=threads_seen.setdefault(e.get("tid"), len(threads_seen)),
                               args={k: args[k] for k in ("input_type_shape", "output_type_shape") if k in args}
-                              | ({"weight_shape": weights[node]} if (node := e["name"].removesuffix("_kernel_time"))
-                                 in weights else {})))
+                              | ({"weight_shape": weights[w]} if (w := _graph_node(e["name"], weights)) else {})))
     return OperatorProfile(engine, events, [(float(r["ts"]), float(r["dur"])) for r in runs], wall,
                            [r["dur"] / 1e3 for r in runs], build_s, kind="onnxruntime session profiling")
 

@@ -108,3 +108,16 @@ class _Other(Runner):
 def test_a_runner_without_profiler_says_why():
     with pytest.raises(OperatorProfileUnavailable, match="no per-operator profiler for a _Other"):
         profile_runner(_Other("a>b:g_s"), {"x": X})
+
+
+def test_int8_onnx_runtime_reports_the_precision_each_kernel_ran_in(onnx_file, tmp_path):
+    from liccs.export.cache import ArtifactCache
+    from liccs.export.quantize import Int8OnnxFromOnnx
+
+    feeds = [{"x": torch.rand(1, 3, 16, 16).numpy()} for _ in range(2)]
+    int8 = Int8OnnxFromOnnx(onnx_file, feeds, ArtifactCache(tmp_path))()
+    table = operator_table(profile_ort(int8.path, {"x": X}, iterations=2, engine="ort-cpu-int8"))
+    conv = table[table["op_type"] == "QLinearConv"]
+    assert len(conv) == 1 and conv["precision"].iloc[0] == "u8"
+    # the fused kernel's pre-packed weight is found in the Q/DQ graph: FLOPs still match the hand count
+    assert (table["gflop"].fillna(0) * table["calls"]).sum() * 1e9 / 2 == pytest.approx(HAND_FLOPS)
