@@ -121,3 +121,22 @@ def test_int8_onnx_runtime_reports_the_precision_each_kernel_ran_in(onnx_file, t
     assert len(conv) == 1 and conv["precision"].iloc[0] == "u8"
     # the fused kernel's pre-packed weight is found in the Q/DQ graph: FLOPs still match the hand count
     assert (table["gflop"].fillna(0) * table["calls"]).sum() * 1e9 / 2 == pytest.approx(HAND_FLOPS)
+
+
+HAVE_TRT = all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "polygraphy"))
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+@pytest.mark.skipif(not (HAVE_TRT and torch.cuda.is_available()), reason="needs tensorrt, polygraphy and a CUDA GPU")
+def test_tensorrt_layer_profile_is_a_trace_with_one_event_per_layer_call(onnx_file, tmp_path):
+    from liccs.engines import ENGINES
+    from liccs.export.cache import ArtifactCache
+
+    profile = {"x": [(1, 3, 16, 16)] * 3}
+    with ENGINES.get("trt-fp32").make_runner(onnx_file, profile=profile, cache=ArtifactCache(tmp_path)) as runner:
+        prof = profile_runner(runner, {"x": X.numpy()}, iterations=3, engine="trt-fp32")
+        assert runner.is_active  # the stage's runner is left as it was
+    ops = check_trace(trace_of(prof, "trt"))
+    assert len(ops) == operator_table(prof)["calls"].sum() > 0
+    assert {e["args"]["iteration"] for e in ops} == {0, 1, 2}
