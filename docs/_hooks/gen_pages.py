@@ -10,6 +10,9 @@ A page holds a marker ``<!-- liccs:NAME -->`` on a line of its own; :func:`on_pa
 - ``attacks`` / ``objectives``: the attack registry (``liccs.attack.ATTACKS``, with each attack's own parameters)
   and the objective registry (``liccs.attack.OBJECTIVES``).
 - ``builtin-configs``: the built-in run configs shipped in ``liccs/configs/``.
+- ``codecs`` / ``classifiers``: the model zoo's registries (``liccs.zoo``).
+- ``bitstream``: the byte layout of a ``.liccs`` container and of a frame (``liccs.engines.bitstream``'s structs).
+- ``stages``: the stages of ``liccs run`` (``liccs.stage.STAGES``) in the order they run.
 
 ``python docs/_hooks/gen_pages.py NAME`` prints one of them.
 """
@@ -26,9 +29,13 @@ import sys
 import tokenize
 import types
 import typing
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# a dependency's notice (torch deprecates torch.jit.script, which compressai's imports call), not the docs'
+warnings.filterwarnings("ignore", message=".torch.jit.script. is deprecated", category=FutureWarning)
 
 MARKER = re.compile(r"^<!-- liccs:([a-z-]+) -->$", re.M)
 
@@ -232,13 +239,13 @@ def attacks() -> str:
     from liccs.attack import ATTACKS
     from liccs.attack.base import attack_params
 
-    lines = ["| name | class | what | own parameters (`[attack.params]`, `--attack-param`) |",
-             "| --- | --- | --- | --- |"]
+    lines = ["| name | class | what | paper | own parameters (`[attack.params]`, `--attack-param`) |",
+             "| --- | --- | --- | --- | --- |"]
     for name in ATTACKS.names():
         cls = ATTACKS.get(name)
         params = ", ".join(f"`{k} = {toml_value(v)}`" for k, v in attack_params(name).items()) or "none"
         lines.append(f"| `{name}` | `{cls.__module__}.{cls.__name__}` | {cell(_first_sentence(cls))} | "
-                     f"{cell(params)} |")
+                     f"{cell(getattr(cls, 'paper', '') or '')} | {cell(params)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -262,7 +269,90 @@ def objectives() -> str:
     return "\n".join(lines) + "\n"
 
 
+def codecs() -> str:
+    from liccs.zoo import CODECS
+
+    lines = ["| architecture | qualities | metrics | what |", "| --- | --- | --- | --- |"]
+    for name in CODECS.names():
+        e = CODECS.get(name)
+        q = f"q{min(e.qualities)}…q{max(e.qualities)}" if list(e.qualities) == list(
+            range(min(e.qualities), max(e.qualities) + 1)) else ", ".join(f"q{q}" for q in e.qualities)
+        lines.append(f"| `{name}` | {q} | {', '.join(e.metrics)} | {cell(md(e.description))} |")
+    return "\n".join(lines) + "\n"
+
+
+def classifiers() -> str:
+    from liccs.zoo import list_classifiers
+
+    return ", ".join(f"`{n}`" for n in list_classifiers()) + "\n"
+
+
+#: the meaning of each field of the bitstream's two headers, in the order of their struct formats
+CONTAINER_FIELDS = [("magic", "`LICC`"), ("version", "container version (this liccs reads {version})"),
+                    ("fingerprint", "the first 8 bytes of a sha256 over the codec's class, parameters and buffers"),
+                    ("image height", "pixels"), ("image width", "pixels"),
+                    ("latent height", "`z`'s with a hyperprior, else `y`'s"), ("latent width", "as above"),
+                    ("strings", "how many frames follow (one per latent)")]
+FRAME_FIELDS = [("magic", "`LF`"), ("checks", "how many entropy-table checksums follow"),
+                ("payload length", "bytes of CompressAI's string")]
+_STRUCT_TYPES = {"s": "bytes", "B": "u8", "H": "u16", "I": "u32"}
+
+
+def _struct_rows(fmt: str, fields: list[tuple[str, str]], version: int) -> tuple[list[str], int]:
+    import struct
+
+    parts = re.findall(r"(\d*)([a-zA-Z])", fmt.lstrip("<>=!@"))
+    if len(parts) != len(fields):
+        raise ValueError(f"bitstream header {fmt!r} has {len(parts)} fields, the docs describe {len(fields)}: "
+                         "update CONTAINER_FIELDS / FRAME_FIELDS in docs/_hooks/gen_pages.py")
+    rows, offset = [], 0
+    for (count, kind), (name, what) in zip(parts, fields, strict=True):
+        size = struct.calcsize("<" + (count or "") + kind)
+        kind_name = _STRUCT_TYPES.get(kind, kind)
+        rows.append(f"| {offset} | {size} | {kind_name} | {name} | {what.format(version=version)} |")
+        offset += size
+    return rows, offset
+
+
+def bitstream() -> str:
+    from liccs.engines import bitstream as b
+
+    head = ["| offset | bytes | type | field | what |", "| --- | --- | --- | --- | --- |"]
+    c_rows, c_size = _struct_rows(b._CONT_HEAD.format, CONTAINER_FIELDS, b.VERSION)
+    f_rows, f_size = _struct_rows(b._FRAME_HEAD.format, FRAME_FIELDS, b.VERSION)
+    return "\n".join([
+        f"**Container** (one image, a `.liccs` file; version {b.VERSION}), little-endian:", "", *head, *c_rows,
+        f"| {c_size} | 4 | u32 | header crc32 | of the {c_size} bytes before it |",
+        f"| {c_size + 4} | … | frames | strings | one frame per latent, back to back |", "",
+        "**Frame** (one string), little-endian:", "", *head, *f_rows,
+        f"| {f_size} | 4 × checks | u32 each | checks | crc32s of the entropy-table indexes the encoder used |",
+        f"| {f_size} + 4 × checks | 4 | u32 | crc32 | of the header, the checks and the payload |",
+        f"| {f_size + 4} + 4 × checks | payload length | bytes | payload | CompressAI's rANS string, unchanged |", "",
+        f"So a file is {c_size + 4} bytes of container plus {f_size + 4} (+ 4 per check) per frame on top of "
+        "CompressAI's strings, and its length is the real size of the compressed image (bpp is counted from it).", ""])
+
+
+def stages() -> str:
+    import liccs.papers  # noqa: F401  (registers the paper stages)
+    import liccs.stages  # noqa: F401  (registers the generic stages)
+    from liccs.stage import StageBase, ordered
+
+    lines = ["| order | stage | on when | what | tables |", "| --- | --- | --- | --- | --- |"]
+    for st in ordered():
+        what = "a paper's driver: see [Paper reproductions](../papers.md)" if type(st).__name__ == "PaperStage" \
+            else _first_sentence(type(st))
+        tables = ", ".join(f"`{t.name}`" for t in st.tables)
+        own_rule = getattr(type(st), "enabled", None) is not StageBase.enabled
+        when = f"its own rule (section `[{st.section}]`)" if own_rule else f"`[{st.section}] enabled`"
+        lines.append(f"| {st.order} | `{st.name}` | {when} | {cell(what)} | {tables} |")
+    return "\n".join(lines) + "\n"
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
+    "bitstream": bitstream,
+    "codecs": codecs,
+    "classifiers": classifiers,
+    "stages": stages,
     "config-reference": config_reference,
     "builtin-configs": builtin_configs,
     "commands": commands,
@@ -283,6 +373,14 @@ def expand(markdown: str, where: str = "page") -> str:
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     return expand(markdown, page.file.src_uri)
+
+
+_ROLE_HTML = re.compile(r":(?:class|func|mod|data|meth|attr|exc|obj):<code>(~?)([^<]+)</code>")
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
+    """Docstrings use Sphinx roles (:class:`X`); mkdocstrings renders them as ``:class:`` + code: keep the code."""
+    return _ROLE_HTML.sub(lambda m: f"<code>{m.group(2).split('.')[-1] if m.group(1) else m.group(2)}</code>", html)
 
 
 if __name__ == "__main__":
