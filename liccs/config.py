@@ -103,11 +103,14 @@ class AttackSection:
     ``name``: any attack of the registry (``liccs.attack.ATTACKS``: fgsm, ifgsm, pgd, mifgsm, apgd, square,
     standard); ``params``: that attack's own parameters (``[attack.params]``, e.g. ``decay`` of mifgsm, ``restarts``
     and ``rho`` of apgd, ``queries`` and ``p_init`` of square), checked against it before any work.
-    ``step_size`` is not passed to the attacks that set their own (apgd, square, standard)."""
+    ``step_size`` is not passed to the attacks that set their own (apgd, square, standard). ``compare``: more
+    registered attacks (their default parameters) crafted on the same PyTorch sources at the same eps and steps,
+    each labelled ``SOURCE[NAME]`` in every table, and set against the run's attack in ``attack_compare``."""
 
     enabled: bool = True
     name: str = "pgd"
     params: dict[str, Any] = field(default_factory=dict)
+    compare: list[str] = _cv([])
     norm: Literal["linf", "l2"] = "linf"
     eps: float = 4 / 255
     step_size: float = 1 / 255
@@ -187,7 +190,9 @@ class DefenseSection:
 
 @dataclass
 class TransferSection:
-    """Which engines replay the adversarial images, against which targets, in which variants."""
+    """Which engines replay the adversarial images, against which targets, in which variants; ``square_queries``
+    > 0 also runs Square (scores only, [attack]'s eps and norm) against every engine × target on the first
+    ``square_images`` images, with that query budget."""
 
     enabled: bool = True
     engines: list[str] = _cv(["torch", "ort-cpu", "ort-cpu-int8"])
@@ -195,6 +200,9 @@ class TransferSection:
     variants: list[Literal["float", "uint8"]] = _cv(["float", "uint8"])
     reference_engine: str = "torch"
     batch_size: int = 16
+    square_queries: int = 0
+    square_images: int = 16
+    square_p_init: float = 0.05
 
 
 @dataclass
@@ -263,7 +271,9 @@ _RANGES: dict[str, list[tuple[str, Any, str]]] = {
                 ("tau", _POS, "> 0"), ("alpha", lambda v: 0 < v < 1, "in (0, 1)"),
                 ("claims", lambda v: all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0
                                          for x in v.values()), "name = smallest effect of interest (a number >= 0)")],
-    "transfer": [("variants", bool, "non-empty"), ("batch_size", _POS, "> 0")],
+    "transfer": [("variants", bool, "non-empty"), ("batch_size", _POS, "> 0"),
+                 ("square_queries", _NONNEG, ">= 0 (0: no Square rows)"), ("square_images", _POS, "> 0"),
+                 ("square_p_init", lambda v: 0 < v <= 1, "in (0, 1]")],
 }
 _FRACTION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
 

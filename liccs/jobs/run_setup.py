@@ -49,6 +49,19 @@ def _check_attack(cfg: RunConfig) -> None:
             targeted=a.targeted))
     except LiccsError as e:
         raise ConfigError(str(e)) from None
+    for i, name in enumerate(a.compare):
+        key = f"attack.compare[{i}]"
+        _known("attack", key, name, load_families().names())
+        try:
+            check_attack(name, {}, key, **attack_kwargs(name, steps=a.steps, step_size=a.step_size,
+                                                         random_start=a.random_start, eps=a.eps, norm=a.norm,
+                                                         targeted=a.targeted))
+        except LiccsError as e:
+            raise ConfigError(str(e)) from None
+        compared = load_families().get(name).objectives
+        if compared is not None and ATTACK_OBJECTIVES[a.objective] not in compared:
+            raise ConfigError(f"{key}: attack {name!r} serves the objectives {', '.join(compared)} only, not "
+                              f"{ATTACK_OBJECTIVES[a.objective]!r} (attack.objective = {a.objective!r})")
     if cls.objectives is not None:
         wanted = {ATTACK_OBJECTIVES[a.objective]} | {"differential" for e in a.engine_aware
                                                      if e.endswith(":differential")}

@@ -3,6 +3,9 @@ models, or on the differentiable replica of a deployed engine's graphs (engine-a
 differential ones, ``A~ENGINE:differential``; :mod:`liccs.checks.replica`). A replica whose top-1 agreement with its
 engine is below ``export.min_top1_agreement`` is not used: its sources are skipped, saying why.
 
+Each attack of ``attack.compare`` crafts every PyTorch source again (``SOURCE[NAME]``, that attack's default
+parameters, the same eps and steps), so the transfer stage sets the two side by side on every engine.
+
 Each source's images are cached under ``<run.out>/adversarial/`` by a key of the attack and data config,
 the models' weights (sha256), the images and the seed: a re-run with the same key loads them instead of
 attacking again; any change of the key attacks again.
@@ -41,10 +44,29 @@ from liccs.stage import (
 )
 
 
+def compare_label(source: str, attack: str) -> str:
+    """The label of ``source`` crafted by the compared ``attack``: ``SOURCE[NAME]``."""
+    return f"{source}[{attack}]"
+
+
+def split_compare(label: str) -> tuple[str, str | None]:
+    """(the source, the compared attack or None) of a label."""
+    if label.endswith("]") and "[" in label:
+        base, _, name = label[:-1].rpartition("[")
+        return base, name
+    return label, None
+
+
+def compare_sources(ctx: Context, sources: list[str]) -> list[str]:
+    """``SOURCE[NAME]`` for every PyTorch, non-differential source × every attack of ``attack.compare``."""
+    torch_sources = [s for s in sources if Source.parse(s).engine == "torch" and not Source.parse(s).differential]
+    return [compare_label(s, c) for s in torch_sources for c in ctx.cfg.attack.compare]
+
+
 def attack_key(ctx: Context, source: str, replica_files: list[str] | None = None) -> str:
     """sha256 of what determines a source's adversarial images (with the ONNX files its replicas execute)."""
     cfg = ctx.cfg
-    members = list(Source.parse(source).members)
+    members = list(Source.parse(split_compare(source)[0]).members)
     key = {"attack": cfg.to_dict()["attack"], "seed": cfg.run.seed, "source": source,
            "weights": {m: ctx.weights[m].get("sha256") or ctx.weights[m].get("source") for m in members},
            "classifier": ctx.weights[cfg.models.classifier].get("sha256"),
@@ -79,15 +101,18 @@ def source_objective(ctx: Context, source: str) -> str:
 
 
 def craft(ctx: Context, source: str, exports: Exports | None = None) -> Tensor:
-    """Adversarial images of ``source`` over the run's images, in ``data.batch_size`` batches."""
+    """Adversarial images of ``source`` (``SOURCE[NAME]``: by the compared attack) over the run's images, in
+    ``data.batch_size`` batches."""
     a = ctx.cfg.attack
+    source, compared = split_compare(source)
+    name, params = (a.name, a.params) if compared is None else (compared, {})
     target: Any = source_model(ctx, source, exports)
     if a.eot_samples > 1:
         target = EoT(target, samples=a.eot_samples)
-    atk = create_attack(a.name, target, **attack_kwargs(
-        a.name, steps=a.steps, step_size=a.step_size, random_start=a.random_start, eps=a.eps, norm=a.norm,
+    atk = create_attack(name, target, **attack_kwargs(
+        name, steps=a.steps, step_size=a.step_size, random_start=a.random_start, eps=a.eps, norm=a.norm,
         targeted=a.targeted, objective=source_objective(ctx, source), seed=ctx.cfg.run.seed,
-        diversity=InputDiversity() if a.input_diversity else None), **a.params)
+        diversity=InputDiversity() if a.input_diversity else None), **params)
     labels = target_labels(ctx) if a.targeted else ctx.labels
     bs = ctx.cfg.data.batch_size
     return torch.cat([atk(ctx.images[i:i + bs], labels[i:i + bs]) for i in range(0, len(ctx.images), bs)])
@@ -132,6 +157,13 @@ def check_replicas(ctx: Context, exports: Exports) -> tuple[pd.DataFrame, dict[s
     return parity, files, skipped
 
 
+def _stem(source: str) -> str:
+    """A file name for a source label (``A+B~ENGINE:differential``, ``A[apgd]``)."""
+    for a, b in (("+", "_"), ("@", "-"), ("~", "--"), (":", "-"), ("[", "-"), ("]", "")):
+        source = source.replace(a, b)
+    return source
+
+
 def run_attacks(ctx: Context, out: Path, progress: bool = True,
                 exports: Exports | None = None) -> tuple[dict[str, Tensor], pd.DataFrame, dict[str, Any]]:
     """Adversarial images per source (cached; the missing ones crafted as tasks on ``ctx.executor``), a table
@@ -141,9 +173,9 @@ def run_attacks(ctx: Context, out: Path, progress: bool = True,
     exports = exports or Exports()
     parity, files, skipped = check_replicas(ctx, exports)
     sources = [s for s in ctx.names.sources if f"attack:{s}" not in skipped]
+    sources += compare_sources(ctx, sources)
     keys = {s: attack_key(ctx, s, files.get(s)) for s in sources}
-    paths = {s: folder / f"{s.replace('+', '_').replace('@', '-').replace('~', '--').replace(':', '-')}"
-                         f"-{keys[s][:16]}.pt" for s in sources}
+    paths = {s: folder / f"{_stem(s)}-{keys[s][:16]}.pt" for s in sources}
     stored = {s: load_keyed(paths[s], keys[s]) for s in sources}
     cached = {s for s, hit in stored.items() if hit is not None}
     shipped = exports if ctx.executor.name == "serial" else Exports(cache=exports.cache)
@@ -159,8 +191,10 @@ def run_attacks(ctx: Context, out: Path, progress: bool = True,
         adv[source] = images = hit["images"]
         rows.append({"source": source, "cached": source in cached, "file": str(paths[source].relative_to(out)),
                      "key": keys[source][:16], "linf": float((images - ctx.images).abs().max()),
-                     "attack": ctx.cfg.attack.name, "eps": ctx.cfg.attack.eps, "steps": ctx.cfg.attack.steps,
-                     "surrogate": ctx.cfg.attack.surrogate, "objective": source_objective(ctx, source)})
+                     "attack": split_compare(source)[1] or ctx.cfg.attack.name, "eps": ctx.cfg.attack.eps,
+                     "steps": ctx.cfg.attack.steps,
+                     "surrogate": ctx.cfg.attack.surrogate,
+                     "objective": source_objective(ctx, split_compare(source)[0])})
     return adv, pd.DataFrame(rows), {"replica_parity": parity, "skipped": skipped}
 
 

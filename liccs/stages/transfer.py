@@ -1,11 +1,16 @@
 """The adversarial images (float and uint8-rounded) through every deployed engine × target model (routes:
-:mod:`liccs.checks.predictors`), the transfer gap against the reference engine, and the white-box diagonal."""
+:mod:`liccs.checks.predictors`), the transfer gap against the reference engine, and the white-box diagonal; with
+``transfer.square_queries`` > 0, Square (scores only) against every engine × target itself; with
+``attack.compare``, the run's attack against each compared one (``attack_compare``)."""
 
 from __future__ import annotations
+
+import time
 
 import pandas as pd
 from torch import Tensor
 
+from liccs.attack.square import square_attack
 from liccs.checks.engine_aware import engine_aware_summary
 from liccs.checks.predictors import predictors
 from liccs.checks.transfer import Predictions, gap_summary, transfer_gap, transfer_matrix
@@ -23,12 +28,36 @@ from liccs.stage import (
     register,
     task_resources,
 )
-from liccs.stages.attack import target_labels
+from liccs.stages.attack import compare_label, target_labels
 
 
-def transfer_on(ctx: Context, engine: str, adversarial: dict[str, Tensor], exports: Exports,
-                reference: Predictions | None) -> tuple[pd.DataFrame, Predictions, list[dict[str, str]]] | str:
-    """One engine's transfer (a task): (table, its predictions, routes), or why the engine cannot run here."""
+def square_rows(ctx: Context, engine: str, fns: dict) -> list[dict]:
+    """Square (Andriushchenko et al. 2020) on every target of ``engine``, through its deployed predict function
+    only: per target the ASR over the clean-correct images of the first ``transfer.square_images``, and the
+    median and mean queries per success (untargeted, at ``attack.eps`` and ``attack.norm``)."""
+    tc, a = ctx.cfg.transfer, ctx.cfg.attack
+    n = min(tc.square_images, len(ctx.images))
+    x, y = ctx.images[:n], ctx.labels[:n]
+    rows = []
+    for target, fn in fns.items():
+        t0 = time.perf_counter()
+        res = square_attack(fn, x, y, eps=a.eps, norm=a.norm, queries=tc.square_queries, p_init=tc.square_p_init,
+                            seed=ctx.cfg.run.seed)
+        ok = res.clean_correct
+        hit = res.success & ok
+        q = res.queries[hit].float()
+        rows.append({"engine": engine, "target": target, "images": n, "clean_correct": int(ok.sum()),
+                     "asr": float(hit.sum()) / max(1, int(ok.sum())),
+                     "median_queries": float(q.median()) if len(q) else None,
+                     "mean_queries": float(q.mean()) if len(q) else None, "budget": tc.square_queries,
+                     "eps": a.eps, "norm": a.norm, "seconds": round(time.perf_counter() - t0, 2)})
+    return rows
+
+
+def transfer_on(ctx: Context, engine: str, adversarial: dict[str, Tensor], exports: Exports, reference: Predictions
+                | None) -> tuple[pd.DataFrame, Predictions, list[dict[str, str]], list[dict]] | str:
+    """One engine's transfer (a task): (table, its predictions, routes, Square rows), or why the engine cannot run
+    here."""
     tc = ctx.cfg.transfer
     try:
         fns, how = predictors(ctx, engine, exports)
@@ -38,7 +67,8 @@ def transfer_on(ctx: Context, engine: str, adversarial: dict[str, Tensor], expor
                                    variants=tc.variants, batch_size=tc.batch_size,
                                    target_labels=target_labels(ctx) if ctx.cfg.attack.targeted else None,
                                    progress=False)
-    return table, preds, [{"engine": engine, "target": t, "route": r} for t, r in how.items()]
+    square = square_rows(ctx, engine, fns) if tc.square_queries > 0 else []
+    return table, preds, [{"engine": engine, "target": t, "route": r} for t, r in how.items()], square
 
 
 def run_transfer(ctx: Context, adversarial: dict[str, Tensor], exports: Exports,
@@ -67,13 +97,14 @@ def run_transfer(ctx: Context, adversarial: dict[str, Tensor], exports: Exports,
     if others:  # a task that failed on the executor is missing here and named in the run's Failed table
         rest = ctx.executor.run(tasks(others, ref[1]), "transfer engines", progress)
         done |= {e: rest.get(f"transfer:{e}") for e in others}
-    frames, routes, skipped = [], [], {}
+    frames, routes, square, skipped = [], [], [], {}
     for engine, res in done.items():
         if isinstance(res, str):
             skipped[f"{engine}:transfer"] = res
         elif res is not None:
             frames.append(res[0])
             routes += res[2]
+            square += res[3]
     table = pd.concat(frames, ignore_index=True)
     out = {"transfer": table, "transfer_routes": pd.DataFrame(routes)}
     if table["engine"].nunique() > 1:
@@ -82,6 +113,10 @@ def run_transfer(ctx: Context, adversarial: dict[str, Tensor], exports: Exports,
         out["transfer_gap"] = gaps.rename(columns={"asr": "asr_engine"})  # one ASR heatmap set is enough
         out["transfer_gap_summary"] = gap_summary(gaps)
     out["whitebox"] = whitebox(table, tc.reference_engine)
+    if square:
+        out["square"] = pd.DataFrame(square)
+    if ctx.cfg.attack.compare:
+        out["attack_compare"] = attack_compare(table, ctx.cfg.attack.name, ctx.cfg.attack.compare)
     preds = {e: res[1] for e, res in done.items() if res is not None and not isinstance(res, str)}
     aware = engine_aware_summary(ctx.labels.numpy(), preds, list(adversarial), reference_engine=tc.reference_engine,
                                  variant="uint8" if "uint8" in tc.variants else tc.variants[0])
@@ -96,6 +131,22 @@ def whitebox(table: pd.DataFrame, reference_engine: str) -> pd.DataFrame:
     cols = ["engine", "variant", "source", "clean_acc", "adv_acc", "asr", "n_clean_correct", "fooling_rate"]
     return diag[cols].reset_index(drop=True) if not diag.empty else pd.DataFrame(columns=cols)
 
+
+
+def attack_compare(table: pd.DataFrame, name: str, compare: list[str]) -> pd.DataFrame:
+    """Per engine, variant and source: the ASR of the run's attack (``name``) and of each compared one on the
+    source's own target (the white-box diagonal), and the difference (compared − run's)."""
+    diag = table[table["source"] == table["target"]]
+    rows = []
+    for c in compare:
+        other = table[table["source"] == table["target"].map(lambda t, c=c: compare_label(t, c))]
+        merged = diag.merge(other[["engine", "variant", "target", "asr"]], on=["engine", "variant", "target"],
+                            suffixes=("", "_compared"))
+        rows += [{"engine": r.engine, "variant": r.variant, "source": r.source, "attack": name, "asr": r.asr,
+                  "compared": c, "asr_compared": r.asr_compared, "difference": r.asr_compared - r.asr}
+                 for r in merged.itertuples()]
+    cols = ["engine", "variant", "source", "attack", "asr", "compared", "asr_compared", "difference"]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def engine_aware_note(r: dict) -> str:
@@ -131,6 +182,14 @@ class TransferStage(StageBase):
                    "agree_clean", "agree_adv"), order=20),
         TableSpec("transfer_gap", "Transfer gap per cell.", order=21),
         TableSpec("transfer_routes", "How each target runs on each engine.", order=22),
+        TableSpec("square", "Square (score-based, black box) against every deployed engine × target through its "
+                  "outputs only: ASR over the clean-correct images, median and mean queries per success.",
+                  ("engine", "target", "images", "clean_correct", "asr", "median_queries", "mean_queries", "budget",
+                   "eps", "norm", "seconds"), order=23),
+        TableSpec("attack_compare", "The run's attack against each attack of attack.compare (crafted on the same "
+                  "PyTorch source), white-box on every engine: ASR and difference (compared − run's).",
+                  ("engine", "variant", "source", "attack", "asr", "compared", "asr_compared", "difference"),
+                  order=24),
     )
 
     def enabled(self, cfg: RunConfig) -> bool:
