@@ -9,11 +9,7 @@
   end to end from the inference's start (the trace says so).
 - PyTorch (``torch``): :mod:`torch.profiler` around each call; the operators are the aten calls directly under
   the iteration (their children, the kernels they dispatch to, are inside them).
-- TensorRT: a second runner of the same engine with an ``IProfiler`` on its execution context (what
-  ``trtexec --dumpProfile`` reads): each layer's time per inference, laid end to end like OpenVINO's; layer types
-  and precisions from the engine inspector where the engine was built with detailed profiling verbosity. (Written
-  without a TensorRT machine at hand: its test is marked ``tensorrt``.) Other runners (chains of engines) are
-  refused with the reason.
+- TensorRT, and one call for any runner: :mod:`.op_runner`.
 
 Each profile builds its own session, compiled model or profiler next to the runner's (same file, threads and
 precision), so the runner the stage timing used is left as it was.
@@ -37,11 +33,6 @@ import numpy as np
 import torch
 
 from liccs.engines.arrays import to_numpy
-from liccs.engines.base import Runner
-from liccs.engines.openvino import OvRunner
-from liccs.engines.ort import OrtRunner
-from liccs.engines.tensorrt import TrtRunner
-from liccs.engines.torch_engine import TorchRunner
 from liccs.errors import LiccsError
 from liccs.profiling.trace import OpEvent
 
@@ -85,7 +76,7 @@ def _numpy_feed(feed: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(to_numpy(v)) for k, v in feed.items()}
 
 
-def _timed(fn: Callable[[], Any], warmup: int, iterations: int,
+def timed_runs(fn: Callable[[], Any], warmup: int, iterations: int,
            after: Callable[[int, float, float], None] | None = None) -> list[float]:
     """Run ``fn`` ``warmup`` times, then ``iterations`` times; each timed run's ms (``after(i, start_s, ms)``)."""
     for _ in range(warmup):
@@ -147,7 +138,7 @@ def profile_ort(path: str | Path, feed: Mapping[str, Any], *, iterations: int = 
         t = time.perf_counter()
         session = ort.InferenceSession(str(path), opts, providers=list(providers))
         build_s = time.perf_counter() - t
-        wall = _timed(lambda: session.run(None, arrays), warmup, iterations)
+        wall = timed_runs(lambda: session.run(None, arrays), warmup, iterations)
         raw = json.loads(Path(session.end_profiling()).read_text())
     runs = sorted((e for e in raw if e.get("cat") == "Session" and e.get("name") == "model_run"),
                   key=lambda e: e["ts"])[warmup:]
@@ -249,7 +240,7 @@ def profile_openvino(path: str | Path, feed: Mapping[str, Any], *, iterations: i
                                   args={"exec_type": p.exec_type, "flops": node_flops.get(p.node_name, 0)}))
             ts += dur
 
-    wall = _timed(lambda: request.infer(arrays), warmup, iterations, collect)
+    wall = timed_runs(lambda: request.infer(arrays), warmup, iterations, collect)
     return OperatorProfile(engine, events, spans, wall, [], build_s, synthetic_ts=True,
                            kind="OpenVINO performance counters (PERF_COUNT)")
 
@@ -312,93 +303,3 @@ def profile_torch(module: torch.nn.Module, args: Sequence[torch.Tensor], *, iter
                                   args={"input_shapes": shapes, "profiler_flops": int(e.flops or 0)}))
     spans = [(float(r.time_range.start), float(r.time_range.end - r.time_range.start)) for r in roots]
     return OperatorProfile(engine, events, spans, wall, [s[1] / 1e3 for s in spans], 0.0, kind="torch.profiler")
-
-
-def _trt_layers(engine: Any) -> dict[str, dict[str, Any]]:
-    """Layer name → the engine inspector's record (``LayerType``, ``Precision``, ...), where it has them."""
-    import tensorrt as trt
-
-    out: dict[str, dict[str, Any]] = {}
-    try:
-        inspector = engine.create_engine_inspector()
-        for i in range(engine.num_layers):
-            info = json.loads(inspector.get_layer_information(i, trt.LayerInformationFormat.JSON))
-            if isinstance(info, dict) and "Name" in info:
-                out[str(info["Name"])] = info
-    except (AttributeError, RuntimeError, TypeError, ValueError):  # an engine built without detailed verbosity
-        return out
-    return out
-
-
-def profile_tensorrt(runner: TrtRunner, feed: Mapping[str, Any], *, iterations: int = 5, warmup: int = 1,
-                     engine: str = "trt") -> OperatorProfile:
-    """Layer times of ``runner``'s engine over ``iterations`` inferences, on a runner of its own (the profiler
-    stays off the runner the stage timing uses)."""
-    import tensorrt as trt
-
-    times: list[tuple[str, float]] = []
-
-    class _Layers(trt.IProfiler):
-        def __init__(self) -> None:
-            trt.IProfiler.__init__(self)
-
-        def report_layer_time(self, layer_name: str, ms: float) -> None:
-            times.append((layer_name, ms))
-
-    t = time.perf_counter()
-    own = TrtRunner(runner.engine_source, name=f"{runner.name}:profile")
-    own.activate()
-    build_s = time.perf_counter() - t
-    spec_precision = engine.removeprefix("trt-")
-    try:
-        layers = _trt_layers(own._runner.engine)
-        own._runner.context.profiler = _Layers()
-        events: list[OpEvent] = []
-        spans: list[tuple[float, float]] = []
-        t0 = time.perf_counter()
-
-        def collect(i: int, start: float, ms: float) -> None:
-            ts = (start - t0) * 1e6
-            spans.append((ts, ms * 1e3))
-            for name, layer_ms in times:
-                info = layers.get(name, {})
-                events.append(OpEvent(node=name, op_type=str(info.get("LayerType", "layer")), ts_us=ts,
-                                      dur_us=layer_ms * 1e3, iteration=i, provider="TensorRT",
-                                      precision=str(info.get("Precision", spec_precision)).lower()))
-                ts += layer_ms * 1e3
-            times.clear()
-
-        for _ in range(warmup):
-            own.infer(feed, check=False)
-        times.clear()
-        wall = _timed(lambda: own.infer(feed, check=False), 0, iterations, collect)
-    finally:
-        own.deactivate()
-    return OperatorProfile(engine, events, spans, wall, [], build_s, synthetic_ts=True,
-                           kind="TensorRT IProfiler (layer times)")
-
-
-def profile_runner(runner: Runner, feed: Mapping[str, Any], *, iterations: int = 5, warmup: int = 1,
-                   engine: str | None = None) -> OperatorProfile:
-    """The operator profile of whatever ``runner`` runs, with its own file, threads and precision; raises
-    :class:`OperatorProfileUnavailable` for a runner no profiler here reads (TensorRT, chains), saying why."""
-    engine = engine or runner.name.split(":")[0]
-    kw: dict[str, Any] = {"iterations": iterations, "warmup": warmup, "engine": engine}
-    if isinstance(runner, TrtRunner):
-        return profile_tensorrt(runner, feed, **kw)
-    if isinstance(runner, TorchRunner) and runner.compile:
-        raise OperatorProfileUnavailable(f"{engine}: a torch.compile'd module's operators are Inductor's generated "
-                                         "kernels; profile the eager torch engine instead")
-    if not isinstance(runner, OrtRunner | OvRunner | TorchRunner):
-        raise OperatorProfileUnavailable(f"{engine}: no per-operator profiler for a {type(runner).__name__} "
-                                         "(a chain of engines: profile each engine on its own)")
-    runner.activate()  # resolves (builds) the file the runner runs
-    if isinstance(runner, OrtRunner):
-        return profile_ort(runner.path, feed, threads=runner.threads, spinning=runner.spinning,
-                           providers=runner.providers, **kw)
-    if isinstance(runner, OvRunner):
-        return profile_openvino(runner.path, feed, threads=runner.threads, precision=runner.precision, **kw)
-    args = [torch.as_tensor(feed[t.name]).to(runner.device) for t in runner.graph.inputs]
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(runner.precision)
-    with torch.autocast(runner.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
-        return profile_torch(runner.graph.module, args, **kw)

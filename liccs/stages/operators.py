@@ -20,8 +20,9 @@ import torch
 from liccs.core.progress import tqdm
 from liccs.engines import ENGINES, runner_for
 from liccs.export.graphs import classifier_graph, stage_feeds
+from liccs.profiling.op_runner import profile_runner
 from liccs.profiling.op_tables import TOLERANCE, coverage, operator_table, trace_of
-from liccs.profiling.operators import OperatorProfileUnavailable, profile_runner
+from liccs.profiling.operators import OperatorProfileUnavailable
 from liccs.profiling.trace import write_trace
 from liccs.report.tables import slug
 from liccs.stage import Context, Results, StageBase, StageResult, TableSpec, register
@@ -78,6 +79,9 @@ def run_operators(ctx: Context, results: Results) -> tuple[dict[str, pd.DataFram
     x = sweep_images(b, hw)
     tables, rows, skipped = [], [], {}
     jobs = [(e, n) for e, ds in exports.deployed.items() if e in ENGINES.names() for n in _profiled(ctx) if n in ds]
+    skipped |= {f"operators:{e}": "a deployment (stages on several engines): its operators are those of its "
+                "engines, profiled where the run deploys them alone"
+                for e in exports.deployed if e not in ENGINES.names()}
     for engine, name in tqdm(jobs, desc="operators", disable=not ctx.progress):
         d = exports.deployed[engine][name]
         feeds = stage_feeds(ctx.codecs[name], x)
@@ -99,10 +103,12 @@ def run_operators(ctx: Context, results: Results) -> tuple[dict[str, pd.DataFram
             write_trace(path, trace_of(prof, f"{engine} {name} {stage}", meta))
             tables.append(operator_table(prof, stage_ms, _ceiling(latency, engine)).assign(**meta))
             rows.append(meta | coverage(prof, stage_ms) | {"trace": str(path.relative_to(ctx.out))})
+        if "classifier" in wanted:
+            work[-1][1].deactivate()  # the classifier's runner is this stage's own
     seconds = time.perf_counter() - start
     out: dict[str, pd.DataFrame] = {}
     if tables:
-        first = list(meta)
+        first = ["engine", "codec", "stage", "batch_size", "height", "width"]
         ops = pd.concat(tables, ignore_index=True)
         out["operators"] = ops[first + [c for c in ops.columns if c not in first]]
         out["operator_coverage"] = pd.DataFrame(rows)

@@ -9,13 +9,13 @@ from torch import nn
 
 from liccs.engines.base import Runner
 from liccs.errors import InputError
+from liccs.profiling.op_runner import profile_runner
 from liccs.profiling.op_tables import coverage, operator_table, shape_flops, trace_of
 from liccs.profiling.operators import (
     OperatorProfile,
     OperatorProfileUnavailable,
     profile_openvino,
     profile_ort,
-    profile_runner,
     profile_torch,
 )
 from liccs.profiling.trace import OpEvent, check_trace, write_trace
