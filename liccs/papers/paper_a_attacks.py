@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from liccs.attack.base import Attack, create_attack
+from liccs.attack.base import Attack, attack_kwargs, create_attack
 from liccs.attack.diversity import InputDiversity
 from liccs.attack.ensemble import Ensemble, EnsembleOutput
 from liccs.attack.eot import EoT
@@ -55,7 +55,8 @@ def make_attack(ctx: Context, target: nn.Module, fgsm: bool = False, setting: Se
                                   seed=ctx.cfg.run.seed, diversity=InputDiversity() if a.input_diversity else None)
     if fgsm:
         return create_attack("fgsm", target, **common)
-    return create_attack(a.name, target, steps=steps, alpha=alpha, random_start=a.random_start, **common)
+    return create_attack(a.name, target, **attack_kwargs(a.name, steps=steps, step_size=alpha,
+                                                         random_start=a.random_start, **common), **a.params)
 
 
 def attack_labels(ctx: Context, labels: Tensor) -> Tensor:
