@@ -35,7 +35,8 @@ def test_config_reference_has_every_key(gen):
         if dataclasses.is_dataclass(hints[section.name]):
             for f in dataclasses.fields(hints[section.name]):
                 assert f"| `{f.name}` |" in text, f"{section.name}.{f.name} missing from the config reference"
-    assert '| `eps` | `float` | `"4/255"` | > 0 |' in text  # type, default as TOML, range check
+    assert '| `eps` | <code>float</code> | <code>"4/255"</code> | > 0 |' in text  # type, default as TOML, range check
+    assert '<code>"cpu" &#124; "cuda"</code>' in text  # a Literal, with the table-safe pipe
     assert "torch intra-op threads" in text  # the comment beside run.threads
 
 
@@ -81,7 +82,8 @@ def test_mkdocs_build_strict(tmp_path):
     assert "min_iters" in reference and "calibration_images" in reference
     assert "max-pixels" in (site / "commands" / "index.html").read_text(encoding="utf-8")
     assert "DeployedCodec" in (site / "api" / "engines" / "index.html").read_text(encoding="utf-8")
-    assert "def main(" in (site / "examples" / "index.html").read_text(encoding="utf-8")
+    examples = (site / "examples" / "index.html").read_text(encoding="utf-8")
+    assert all(f"liccs-{name}-" in examples for name in ("compare", "transfer", "files"))  # each script is included
 
 
 EXAMPLES = {

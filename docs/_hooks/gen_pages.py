@@ -12,6 +12,7 @@ A page holds a marker ``<!-- liccs:NAME -->`` on a line of its own; :func:`on_pa
 - ``builtin-configs``: the built-in run configs shipped in ``liccs/configs/``.
 - ``codecs`` / ``classifiers``: the model zoo's registries (``liccs.zoo``).
 - ``bitstream``: the byte layout of a ``.liccs`` container and of a frame (``liccs.engines.bitstream``'s structs).
+- ``stats-rule``: how claims are tested and decided (the docstring of ``liccs.stats``).
 - ``stages``: the stages of ``liccs run`` (``liccs.stage.STAGES``) in the order they run.
 
 ``python docs/_hooks/gen_pages.py NAME`` prints one of them.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import html
 import inspect
 import io
 import re
@@ -57,8 +59,9 @@ def cell(text: str) -> str:
 
 
 def code(text: str) -> str:
-    """Inline code safe inside a Markdown table cell."""
-    return f"`{cell(text)}`" if text else ""
+    """Inline code safe inside a Markdown table cell (as HTML: a Markdown code span would keep the backslash of an
+    escaped ``|``)."""
+    return f"<code>{html.escape(text, quote=False).replace('|', '&#124;')}</code>" if text else ""
 
 
 # --- config reference --------------------------------------------------------------------------------------------
@@ -157,8 +160,13 @@ def builtin_configs() -> str:
     lines: list[str] = []
     for path in sorted(folder.glob("*.toml")):
         text = path.read_text(encoding="utf-8")
-        head = [ln.lstrip("#").strip() for ln in text.splitlines() if ln.startswith("#")][:1]
-        lines += [f"### `{path.stem}`", "", md(head[0]) if head else "", "",
+        head = []
+        for ln in text.splitlines():  # the comment block the file starts with: its description
+            if not ln.startswith("#"):
+                break
+            head.append(ln.lstrip("#").strip())
+        summary = re.sub(r"\s*\(issue \d+\)", "", md(" ".join(head)))  # the project's tracker is not the docs'
+        lines += [f"### `{path.stem}`", "", summary, "",
                   f'??? example "liccs/configs/{path.name}"', "", "    ```toml",
                   *[f"    {ln}".rstrip() for ln in text.splitlines()], "    ```", ""]
     return "\n".join(lines)
@@ -187,7 +195,8 @@ def _argument_rows(parser: argparse.ArgumentParser) -> list[str]:
         if a.required and a.option_strings:
             default = "required"
         choices = ", ".join(map(str, a.choices)) if a.choices else ""
-        rows.append(f"| {code(name)} | {cell(md(a.help or ''))} | {code(default)} | {cell(choices)} |")
+        help_ = (a.help or "") % {**vars(a), "prog": parser.prog} if a.help and "%(" in a.help else (a.help or "")
+        rows.append(f"| {code(name)} | {cell(md(help_))} | {code(default)} | {cell(choices)} |")
     return rows
 
 
@@ -348,7 +357,21 @@ def stages() -> str:
     return "\n".join(lines) + "\n"
 
 
+def module_doc(module: Any) -> str:
+    """A module's docstring as Markdown, its lines kept (lists stay lists), Sphinx roles and ``x`` as code."""
+    text = inspect.getdoc(module) or ""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: f"`{m.group(1)}`", text)
+    return re.sub(r"``([^`]+)``", r"`\1`", text) + "\n"
+
+
+def stats_rule() -> str:
+    import liccs.stats
+
+    return module_doc(liccs.stats)
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
+    "stats-rule": stats_rule,
     "bitstream": bitstream,
     "codecs": codecs,
     "classifiers": classifiers,
