@@ -32,3 +32,16 @@ def test_artifact_sizes_by_kind(tmp_path):
     assert sizes["onnx_int8"] == pytest.approx(0.25)
     assert sizes["openvino_ir"] == pytest.approx((1024 + MIB // 2) / MIB)
     assert sizes["tensorrt_plan"] == 0
+
+
+def test_a_plan_s_recorded_build_time_is_read_from_its_sidecar(tmp_path):
+    import json
+
+    from liccs.export.cache import ArtifactCache
+    from liccs.stages.model_card import recorded_build_s
+
+    plan = tmp_path / "g_a.plan"
+    plan.write_bytes(b"plan")
+    assert recorded_build_s(plan) is None
+    ArtifactCache.sidecar(plan).write_text(json.dumps({"meta": {"build_s": 12.5}}))
+    assert recorded_build_s(plan) == 12.5

@@ -114,30 +114,36 @@ def coverage(profile: OperatorProfile, stage_ms: float | None, tolerance: float 
     ref = float(stage_ms) if measured else wall
     ratio = ops / ref if ref > 0 else float("nan")
     flagged = not math.isfinite(ratio) or abs(ratio - 1) > tolerance
-    missing = ""
-    if flagged:
-        against = "the stage's timed p50" if measured else "the profiled runs' wall time"
-        if ops < ref:
-            parts = []
-            if math.isfinite(inside):
-                parts.append(f"{max(0.0, inside - ops):.3g} ms inside the engine's run between kernels (scheduling, "
-                             f"allocation, fences)")
-                parts.append(f"{max(0.0, wall - inside):.3g} ms around it (feed and fetch copies, the Python binding)")
-            else:
-                parts.append(f"{max(0.0, wall - ops):.3g} ms of the profiled run not in any operator's counter "
-                             "(request overhead, input/output copies, nodes without a counter)")
-            if measured and abs(wall - ref) > tolerance * ref:
-                parts.append(f"and the profiled runs took {wall:.3g} ms against the timed {ref:.3g} ms")
-            missing = (f"operators sum to {ratio:.0%} of {against} ({ops:.3g} of {ref:.3g} ms per run); missing: "
-                       + "; ".join(parts))
-        else:
-            missing = (f"operators sum to {ratio:.0%} of {against} ({ops:.3g} of {ref:.3g} ms per run), more than "
-                       f"the timed stage: profiling overhead per operator call, or the machine's load changed "
-                       f"between the timing and the profile (the profiled runs took {wall:.3g} ms)")
+    missing = _missing(ops, ref, wall, inside, measured, tolerance) if flagged else ""
     return {"iterations": profile.iterations, "operators": len({e.node for e in profile.events}),
             "calls": len(profile.events), "ops_ms": ops, "stage_p50_ms": ref if measured else float("nan"),
-            "profiled_wall_ms": wall, "engine_run_ms": inside, "ops_over_stage": ratio, "flagged": flagged,
+            "profiled_wall_ms": wall, "engine_run_ms": inside, "ops_over_stage": ratio,
+            "ops_over_profiled_wall": ops / wall if wall > 0 else float("nan"), "flagged": flagged,
             "missing": missing, "profiler": profile.kind, "build_s": profile.build_s}
+
+
+def _missing(ops: float, ref: float, wall: float, inside: float, measured: bool, tolerance: float) -> str:
+    """What a flagged operator table leaves out (or adds), in ms per run: the run's own change of speed between
+    the timing and the profile first, then the time inside and around the engine's run no operator holds."""
+    against = "the stage's timed p50" if measured else "the profiled runs' wall time"
+    parts = []
+    if measured and abs(wall - ref) > tolerance * ref:
+        parts.append(f"the profiled runs themselves took {wall:.3g} ms against the timed {ref:.3g} ms (the "
+                     f"machine's load changed between the timing and the profile, or the profiler slowed the run)")
+    if math.isfinite(inside):
+        parts.append(f"{max(0.0, inside - ops):.3g} ms inside the engine's run between kernels (scheduling, "
+                     f"allocation, fences) and {max(0.0, wall - inside):.3g} ms around it (feed and fetch copies, the "
+                     f"Python binding) are in no operator")
+    else:
+        parts.append(f"{max(0.0, wall - ops):.3g} ms of the profiled run is in no operator's counter (request "
+                     "overhead, input/output copies, nodes without a counter)")
+    return (f"operators sum to {ratio_text(ops, ref)} of {against} ({ops:.3g} of {ref:.3g} ms per run), "
+            + ("less" if ops < ref else "more") + " than the stage: " + "; ".join(parts))
+
+
+def ratio_text(a: float, b: float) -> str:
+    """``a / b`` as a percentage (``n/a`` when it has none)."""
+    return f"{a / b:.0%}" if b > 0 and math.isfinite(a / b) else "n/a"
 
 
 def trace_of(profile: OperatorProfile, process: str, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ decompress runs ``h_s`` twice), the classifier at its crop after the host resize
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from liccs.engines import ENGINES, Runner
+from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import stage_feeds
 from liccs.profiling.flops import count_flops
 from liccs.stage import Context, Results, StageBase, StageResult, TableSpec, register
@@ -77,6 +79,16 @@ def artifact_sizes(files: Iterable[tuple[str, Path]]) -> dict[str, float]:
     return {k: sum(p.stat().st_size for p, kk in seen.items() if kk == k) / MIB for k in ARTIFACT_KINDS}
 
 
+def recorded_build_s(path: Path) -> float | None:
+    """The build seconds the artifact cache recorded for ``path`` (TensorRT plans record ``build_s``), if any."""
+    try:
+        meta = json.loads(ArtifactCache.sidecar(path).read_text()).get("meta", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    value = meta.get("build_s") if isinstance(meta, dict) else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def model_card(ctx: Context, results: Results) -> pd.DataFrame:
     """One row per model (every codec of the run, then the classifier)."""
     sides = [tuple(int(v) for v in r) for r in ctx.cfg.profile.resolutions]
@@ -104,6 +116,8 @@ def model_card(ctx: Context, results: Results) -> pd.DataFrame:
             row["export_s"] = float(mine["seconds"].sum()) if "seconds" in mine.columns else float("nan")
             row["export_status"] = ",".join(sorted(set(mine["status"].astype(str)))) if "status" in mine else ""
         row |= {f"{k}_mib": (v if v else float("nan")) for k, v in artifact_sizes(files).items()}
+        plans = [recorded_build_s(f) for e, f in files if artifact_kind(e, f) == "tensorrt_plan"]
+        row["tensorrt_build_s"] = sum(s for s in plans if s is not None) if any(plans) else float("nan")
         if cov is not None and not cov.empty:
             mine = cov[cov["stage"] == "classifier"] if is_clf else cov[(cov["codec"] == name)
                                                                        & (cov["stage"] != "classifier")]
@@ -124,8 +138,9 @@ class ModelCardStage(StageBase):
                         "g_a + h_a + h_s + g_s once each; classifier: at its crop); size of each artifact the run "
                         "deployed (MiB; ONNX fp32/int8, OpenVINO IR .xml+.bin, TensorRT plan); export seconds "
                         "(0 when read from the artifact cache); engine build seconds (session creation or "
-                        "compilation, summed over the stages, where the operator profiles measured it); the weights' "
-                        "sha256.", order=62),)
+                        "compilation, summed over the stages, where the operator profiles measured it; a TensorRT "
+                        "plan's build as the cache recorded it); the weights' sha256. The classifier's row counts "
+                        "its fp32 ONNX file.", order=62),)
 
     def run(self, ctx: Context, results: Results) -> StageResult:
         return StageResult({"model_card": model_card(ctx, results)})
