@@ -279,5 +279,7 @@ def _short(name: str, aliases: Mapping[str, str]) -> str:
 
 
 def series_per_axes(fig: Figure) -> list[int]:
-    """The number of legend series of each visible axes of ``fig`` (what :data:`MAX_SERIES` bounds)."""
-    return [len(set(ax.get_legend_handles_labels()[1])) for ax in fig.axes if ax.get_visible()]
+    """The number of legend series of each visible data axes of ``fig`` (what :data:`MAX_SERIES` bounds; colour
+    bars are not panels)."""
+    return [len(set(ax.get_legend_handles_labels()[1])) for ax in fig.axes
+            if ax.get_visible() and ax.get_label() != "<colorbar>"]
