@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 
 from liccs.engines.arrays import to_numpy
@@ -102,8 +103,6 @@ def ort_precision(args: Mapping[str, Any]) -> str:
 def onnx_weight_shapes(path: str | Path) -> dict[str, list[int]]:
     """The weight shape of each node of an ONNX file whose second input is an initializer (ONNX Runtime's
     profile leaves out the pre-packed weights of some kernels, ConvTranspose's among them)."""
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     dims = {t.name: list(t.dims) for t in model.graph.initializer}
     for n in model.graph.node:  # a Q/DQ graph's weights: the DequantizeLinear of an int8 initializer
