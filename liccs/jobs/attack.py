@@ -31,7 +31,7 @@ from liccs.attack.evaluate import (
 from liccs.attack.io import save_adversarial
 from liccs.attack.objectives import parse_objective
 from liccs.core.progress import tqdm
-from liccs.data import open_source, to_float
+from liccs.data import ImageSource, open_source, to_float
 from liccs.errors import InputError
 from liccs.zoo import load_classifier, parse_codec
 from liccs.zoo.weights import random_weights_banner
@@ -82,11 +82,24 @@ def _check(job: AttackJob) -> list[str]:
     return codecs
 
 
+def _check_names(source: ImageSource, n: int) -> None:
+    """Each image's output ``NAME.png`` before any work: not empty or hidden (a leading '.'), one per image."""
+    seen: dict[str, str] = {}
+    for i in range(n):
+        name, where, _ = source.describe(i)
+        if not name or name.startswith(".") or "/" in name or "\\" in name:
+            raise InputError(f"image {where} cannot be written as {name + '.png'!r}: a hidden or empty name; rename it")
+        if name in seen:
+            raise InputError(f"images {seen[name]} and {where} would both be written as {name}.png; rename one")
+        seen[name] = where
+
+
 def _load_images(spec: str, limit: int | None) -> tuple[list[Tensor], list[str], list[int | None]]:
     source = open_source(spec)
     n = len(source) if limit is None else min(limit, len(source))
     if n == 0:
         raise InputError(f"no images in {spec!r}")
+    _check_names(source, n)
     samples = [source.load(i) for i in tqdm(range(n), desc="loading images", leave=False)]
     return [to_float(s.image) for s in samples], [s.name for s in samples], [s.label for s in samples]
 
