@@ -47,6 +47,7 @@ def test_operator_sum_far_from_the_stage_is_flagged_with_what_is_missing():
     prof = _profile(events=4, per_call_us=250.0, wall_ms=1.05)  # operators: 1.0 ms per run
     ok = coverage(prof, stage_ms=1.05)
     assert not ok["flagged"] and ok["missing"] == "" and ok["ops_ms"] == pytest.approx(1.0)
+    assert ok["ops_over_profiled_wall"] == pytest.approx(1 / 1.05)  # run by run, against the runs' own wall time
     far = coverage(prof, stage_ms=2.0)
     assert far["flagged"] and far["ops_over_stage"] == pytest.approx(0.5)
     assert far["missing"].startswith("operators sum to 50% of the stage's timed p50 (1 of 2 ms per run), less")
