@@ -408,7 +408,7 @@ def load_config(path: str | Path, *, quick: bool = False, overrides: Iterable[st
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
+    except (OSError, UnicodeDecodeError) as e:  # missing, a folder, or not text (a damaged file)
         raise ConfigError(f"config {path} cannot be read: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config {path} is not valid TOML: {e}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -66,9 +69,58 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+#: the entry of a keyed record that holds the digest of everything else in it (:func:`save_keyed`)
+DIGEST = "sha256"
+
+
+def _digest(obj: Any, h: Any = None) -> str:
+    """sha256 over a record's contents: tensors (dtype, shape, bytes), containers in order, other values' reprs."""
+    h = hashlib.sha256() if h is None else h
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(obj, dict):
+        h.update(b"D")
+        for k in sorted(obj, key=str):
+            if k != DIGEST:
+                h.update(repr(k).encode())
+                _digest(obj[k], h)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}".encode())
+        for v in obj:
+            _digest(v, h)
+    else:
+        h.update(f"V{obj!r}".encode())
+    return h.hexdigest()
+
+
+def save_keyed(path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+    """``torch.save`` ``record`` (with its ``"key"``) atomically, with the digest :func:`load_keyed` verifies."""
+    record = {**record, DIGEST: _digest(record)}
+    return atomic_write(path, lambda tmp: torch.save(record, tmp))
+
+
 def load_keyed(path: str | os.PathLike[str], key: str) -> dict[str, Any] | None:
-    """The ``torch.save``-d record at ``path`` when it was stored under ``key`` (its ``"key"`` entry), else None:
-    how a cached result (adversarial images, ...) is found again."""
+    """The record :func:`save_keyed` stored at ``path`` under ``key``, else None: how a cached result (adversarial
+    images, ...) is found again.
+
+    A cached file is not trusted: one that does not load (truncated, damaged), is not such a record, or whose
+    contents do not match their digest (a flipped bit in a tensor loads silently) is named in a warning and
+    treated as absent, so that it is recomputed."""
     path = Path(path)
-    hit = torch.load(path, weights_only=True) if path.is_file() else None
-    return hit if hit is not None and hit.get("key") == key else None
+    if not path.is_file():
+        return None
+    try:
+        hit = torch.load(path, weights_only=True)
+    except Exception as e:  # noqa: BLE001  (a damaged pickle raises anything: UnpicklingError, KeyError, ...)
+        log.warning("cached record %s is unreadable (%s: %s); recomputing it", path, type(e).__name__,
+                    str(e).splitlines()[0][:200] if str(e) else "")
+        return None
+    if not isinstance(hit, dict) or hit.get("key") != key:
+        return None
+    if hit.get(DIGEST) != _digest(hit):
+        log.warning("cached record %s does not match its digest (damaged, or written before liccs kept one); "
+                    "recomputing it", path)
+        return None
+    return hit

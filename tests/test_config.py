@@ -77,3 +77,7 @@ def test_fractions_overrides_and_bad_toml(tmp_path):
         load_config(_write(tmp_path, "[run\n"))
     with pytest.raises(ConfigError, match="cannot be read"):
         load_config(tmp_path / "missing.toml")
+    damaged = tmp_path / "damaged.toml"
+    damaged.write_bytes(b"[run]\nout = \xff\xfe\x00")  # not UTF-8: named, no traceback
+    with pytest.raises(ConfigError, match=f"config {damaged} cannot be read"):
+        load_config(damaged)

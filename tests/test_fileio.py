@@ -2,6 +2,7 @@ import hashlib
 import json
 
 import pytest
+import torch
 
 from liccs import fileio
 
@@ -42,3 +43,24 @@ def test_digests(tmp_path):
     assert fileio.json_digest({"b": 1, "a": [1, 2]}) == fileio.json_digest({"a": [1, 2], "b": 1})
     assert fileio.json_digest({"a": 1}) != fileio.json_digest({"a": 2})
     assert len(fileio.json_digest({"a": 1}, 12)) == 12
+
+
+def test_a_keyed_record_is_found_only_when_intact(tmp_path, caplog):
+    path = tmp_path / "adv.pt"
+    record = {"key": "k1", "images": [torch.rand(1, 3, 8, 8)], "names": ["a"]}
+    fileio.save_keyed(path, record)
+    hit = fileio.load_keyed(path, "k1")
+    assert hit is not None and torch.equal(hit["images"][0], record["images"][0])
+    assert fileio.load_keyed(path, "k2") is None and fileio.load_keyed(tmp_path / "none.pt", "k1") is None
+    data = path.read_bytes()
+    damaged = {"truncated": data[: len(data) // 2], "garbage": b"not a torch file"}
+    # a flipped bit inside the tensor's bytes loads silently: only the digest sees it
+    start = data.index(record["images"][0].numpy().tobytes()[:16])
+    damaged["flipped"] = data[:start + 5] + bytes([data[start + 5] ^ 0x04]) + data[start + 6:]
+    for name, bad in damaged.items():
+        path.write_bytes(bad)
+        caplog.clear()
+        assert fileio.load_keyed(path, "k1") is None, name
+        assert str(path) in caplog.text and "recomputing" in caplog.text, name
+    torch.save(record, path)  # written without a digest (by hand, or by an older liccs): not trusted either
+    assert fileio.load_keyed(path, "k1") is None

@@ -22,8 +22,7 @@ from liccs.attack.ensemble import Ensemble, EnsembleOutput
 from liccs.attack.eot import EoT
 from liccs.data import load_batch, open_source
 from liccs.executor import Task
-from liccs.export.cache import atomic_write
-from liccs.fileio import json_digest, load_keyed
+from liccs.fileio import json_digest, load_keyed, save_keyed
 from liccs.papers.paper_a_cells import Setting
 from liccs.stage import ATTACK_OBJECTIVES, Context, device_key, task_resources
 from liccs.zoo import image_geometry
@@ -117,7 +116,7 @@ def craft(ctx: Context, out: Path, members: list[str], images: Tensor, labels: T
     adv = torch.cat([atk(images[i:i + bs], aim[i:i + bs]) for i in range(0, len(images), bs)])
     record = {"key": key, "images": adv, "grad_evals": ens.grad_evals}
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: torch.save(record, tmp))
+    save_keyed(path, record)
     return adv, ens.grad_evals, False
 
 

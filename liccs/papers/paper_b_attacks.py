@@ -34,7 +34,7 @@ from liccs.attack.ensemble import CodecOnly
 from liccs.attack.eot import EoT
 from liccs.attack.evaluate import quantize_png
 from liccs.export.graphs import module_hash
-from liccs.fileio import atomic_write, json_digest
+from liccs.fileio import json_digest, load_keyed, save_keyed
 from liccs.papers.paper_b_eval import Images
 
 ATTACKS = ("pgd", "noise", "eot", "select")
@@ -95,15 +95,14 @@ def craft(codec: nn.Module, spec: AttackSpec, images: Images, batch_size: int, f
                        "images": [hashlib.sha256(x.numpy().tobytes()).hexdigest() for x in images.x]})
     name = getattr(codec, "liccs_name", "codec").replace("@", "-")
     path = folder / f"{name}-{spec.attack}-{spec.objective}-{key[:16]}.pt"
-    if path.is_file():
-        hit = torch.load(path, weights_only=True)
-        if hit.get("key") == key:
-            return list(hit["images"]), True
+    hit = load_keyed(path, key)
+    if hit is not None:
+        return list(hit["images"]), True
     adv: list[Tensor | None] = [None] * len(images.x)
     for idx in images.groups(batch_size):
         out = quantize_png(_run(codec, spec, images.stack(idx), defense, idx[0]))
         for n, i in enumerate(idx):
             adv[i] = out[n:n + 1]
     record: dict[str, Any] = {"key": key, "images": adv, "names": images.names, "spec": asdict(spec)}
-    atomic_write(path, lambda tmp: torch.save(record, tmp))
+    save_keyed(path, record)
     return adv, False  # type: ignore[return-value]

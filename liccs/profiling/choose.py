@@ -11,6 +11,7 @@ came from) is meant for the run's manifest.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ from liccs.profiling.timer import TimerConfig, measure_interleaved
 
 TIMER = TimerConfig(warmup=2, min_iters=5, min_duration_s=0.3)
 
+log = logging.getLogger(__name__)
+
 
 def choice_key(codec: nn.Module, candidates: Sequence[str], shape: tuple[int, ...],
                forms: Sequence[str] = ("native",)) -> dict[str, Any]:
@@ -42,6 +45,27 @@ def choice_key(codec: nn.Module, candidates: Sequence[str], shape: tuple[int, ..
             "threads": torch.get_num_threads(), "candidates": list(candidates), "forms": list(forms),
             "shape": list(shape), "timing": "interleaved rounds, median",
             "versions": {k: versions.get(k) for k in ("torch", "onnxruntime", "openvino") if versions.get(k)}}
+
+
+def _cached(path: Path, key: dict[str, Any], candidates: Sequence[str], forms: Sequence[str]) -> dict[str, Any] | None:
+    """The stored choice of ``key`` at ``path``, or None. A cached file is not trusted: one that does not parse, or
+    names an engine or form outside ``candidates``/``forms``, is named in a warning and measured again."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning("cached stage-engine choice %s is unreadable (%s); measuring again", path, e)
+        return None
+    if not isinstance(record, dict) or record.get("key") != key:
+        return None
+    engines, forms_of = record.get("engines"), record.get("transposed")
+    if (not isinstance(engines, dict) or not isinstance(forms_of, dict) or not engines
+            or not set(engines.values()) <= set(candidates) or not set(forms_of.values()) <= set(forms)):
+        log.warning("cached stage-engine choice %s names engines or forms this call did not offer (damaged); "
+                    "measuring again", path)
+        return None
+    return record
 
 
 def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Tensor, *,
@@ -63,10 +87,9 @@ def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Te
         raise InputError(f"transposed forms {bad or list(forms)} not among {TRANSPOSED_FORMS}")
     key = choice_key(codec, candidates, tuple(images.shape), forms)
     path = (store or cache_dir() / "stage-engines") / f"{json_digest(key)[:20]}.json"
-    if path.is_file():
-        record = json.loads(path.read_text())
-        if record.get("key") == key:
-            return record | {"cached": True}
+    record = _cached(path, key, candidates, forms)
+    if record is not None:
+        return record | {"cached": True}
     feeds = stage_feeds(codec, images)
     skipped: dict[str, str] = {}
     rewrites = {f: {s for s in feeds if hasattr(codec, s) and transposed_count(getattr(codec, s), f)}

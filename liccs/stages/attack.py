@@ -27,8 +27,7 @@ from liccs.attack.ensemble import Ensemble
 from liccs.attack.eot import EoT
 from liccs.checks.replica import replica_parity, replicas
 from liccs.executor import Task
-from liccs.export.cache import atomic_write
-from liccs.fileio import json_digest, load_keyed
+from liccs.fileio import json_digest, load_keyed, save_keyed
 from liccs.stage import (
     ATTACK_OBJECTIVES,
     Context,
@@ -127,7 +126,7 @@ def craft_to_file(ctx: Context, source: str, path: Path, key: str, exports: Expo
     """Craft ``source``'s images and store them under ``key`` at ``path`` (a task: the file is its result)."""
     images = craft(ctx, source, exports)
     record = {"key": key, "images": images, "names": ctx.image_names}
-    atomic_write(path, lambda tmp: torch.save(record, tmp))
+    save_keyed(path, record)
     return str(path)
 
 

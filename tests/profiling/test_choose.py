@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from liccs.engines.codec import DeployedCodec
@@ -52,3 +54,18 @@ def test_a_split_engine_is_a_candidate_like_any_other(tmp_path, kodak_crop) -> N
     d = DeployedCodec.on_engine(codec, forced, cache, exporter="torchscript")
     out = DeployedCodec.on_engine(codec, "torch", cache, exporter="torchscript").decompress(**d.compress(x))
     assert all(out["tables_match"]) and out["x_hat"].shape == x.shape
+
+
+def test_a_damaged_cached_choice_is_named_and_measured_again(tmp_path, kodak_crop, caplog) -> None:
+    codec = load_codec("mini-tiny-bmshj2018-hyperprior@q1", "random")
+    x = torch.nn.functional.interpolate(kodak_crop, size=(64, 64), mode="bilinear").clamp(0, 1)
+    cache, store = ArtifactCache(tmp_path / "a"), tmp_path / "choices"
+    first = choose_stage_engines(codec, ["torch"], x, cache=cache, config=FAST, store=store)
+    (path,) = store.glob("*.json")
+    record = json.loads(path.read_text())
+    for damaged in (path.read_text()[:40], json.dumps(record | {"engines": {"g_s": "trt-fp16"}})):
+        path.write_text(damaged)
+        caplog.clear()
+        again = choose_stage_engines(codec, ["torch"], x, cache=cache, config=FAST, store=store)
+        assert not again["cached"] and again["engines"] == first["engines"]
+        assert str(path) in caplog.text and "measuring again" in caplog.text
