@@ -58,6 +58,12 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def rich(text: str) -> str:
+    """Docstring text for a table cell: :func:`md`, its code spans as HTML :func:`code`, other pipes escaped."""
+    parts = re.split(r"`([^`]+)`", md(text))
+    return "".join(code(p) if i % 2 else cell(p) for i, p in enumerate(parts))
+
+
 def code(text: str) -> str:
     """Inline code safe inside a Markdown table cell (as HTML: a Markdown code span would keep the backslash of an
     escaped ``|``)."""
@@ -148,7 +154,7 @@ def config_reference() -> str:
             lines.append(f"| `{f.name}` | {code(type_name(field_hints[f.name]))} | "
                          f"{code(toml_value(default)) if default is not dataclasses.MISSING else 'required'} | "
                          f"{cell(ranges.get((section.name, f.name), ''))} | "
-                         f"{cell(md(comments.get((cls.__name__, f.name), '')))} |")
+                         f"{rich(comments.get((cls.__name__, f.name), ''))} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -196,14 +202,14 @@ def _argument_rows(parser: argparse.ArgumentParser) -> list[str]:
             default = "required"
         choices = ", ".join(map(str, a.choices)) if a.choices else ""
         help_ = (a.help or "") % {**vars(a), "prog": parser.prog} if a.help and "%(" in a.help else (a.help or "")
-        rows.append(f"| {code(name)} | {cell(md(help_))} | {code(default)} | {cell(choices)} |")
+        rows.append(f"| {code(name)} | {rich(help_)} | {code(default)} | {cell(choices)} |")
     return rows
 
 
 def _command(prefix: str, name: str, help_: str, parser: argparse.ArgumentParser, level: int) -> list[str]:
     parser.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=100)
     title = f"{prefix} {name}".strip()
-    lines = [f"{'#' * level} `{title}`", "", cell(md(help_)) + ("." if help_ and not help_.endswith(".") else ""),
+    lines = [f"{'#' * level} `{title}`", "", md(help_) + ("." if help_ and not help_.endswith(".") else ""),
              "", "```text", parser.format_usage().strip(), "```", ""]
     rows = _argument_rows(parser)
     if rows:
@@ -253,7 +259,7 @@ def attacks() -> str:
     for name in ATTACKS.names():
         cls = ATTACKS.get(name)
         params = ", ".join(f"`{k} = {toml_value(v)}`" for k, v in attack_params(name).items()) or "none"
-        lines.append(f"| `{name}` | `{cls.__module__}.{cls.__name__}` | {cell(_first_sentence(cls))} | "
+        lines.append(f"| `{name}` | `{cls.__module__}.{cls.__name__}` | {rich(_first_sentence(cls))} | "
                      f"{cell(getattr(cls, 'paper', '') or '')} | {cell(params)} |")
     return "\n".join(lines) + "\n"
 
@@ -274,7 +280,7 @@ def objectives() -> str:
             shown = {k: v for k, v in vars(obj).items()
                      if isinstance(v, str) and not k.startswith("_") and k != "name"}
             args = "(" + ", ".join(f'{k}="{v}"' for k, v in shown.items()) + ")" if shown else ""
-        lines.append(f"| `{name}` | `{cls.__name__}{args}`: {cell(_first_sentence(cls))} |")
+        lines.append(f"| `{name}` | `{cls.__name__}{args}`: {rich(_first_sentence(cls))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -286,7 +292,7 @@ def codecs() -> str:
         e = CODECS.get(name)
         q = f"q{min(e.qualities)}…q{max(e.qualities)}" if list(e.qualities) == list(
             range(min(e.qualities), max(e.qualities) + 1)) else ", ".join(f"q{q}" for q in e.qualities)
-        lines.append(f"| `{name}` | {q} | {', '.join(e.metrics)} | {cell(md(e.description))} |")
+        lines.append(f"| `{name}` | {q} | {', '.join(e.metrics)} | {rich(e.description)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -353,7 +359,7 @@ def stages() -> str:
         tables = ", ".join(f"`{t.name}`" for t in st.tables)
         own_rule = getattr(type(st), "enabled", None) is not StageBase.enabled
         when = f"its own rule (section `[{st.section}]`)" if own_rule else f"`[{st.section}] enabled`"
-        lines.append(f"| {st.order} | `{st.name}` | {when} | {cell(what)} | {tables} |")
+        lines.append(f"| {st.order} | `{st.name}` | {when} | {rich(what)} | {tables} |")
     return "\n".join(lines) + "\n"
 
 
