@@ -127,6 +127,8 @@ class FolderSource(ImageSource):
 
     def __init__(self, root: str | Path, labels: dict[str, int] | None = None) -> None:
         self.root = Path(root)
+        if self.root.is_file():
+            raise ImageReadError(f"image folder {self.root} is a file, not a folder")
         if not self.root.is_dir():
             raise ImageReadError(f"image folder {self.root} does not exist{where_data(self.root)}")
         self.files = sorted(p for p in self.root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -343,3 +343,20 @@ def test_export_refuses_zero_calibration_images(tmp_path: Path, capsys: pytest.C
     rc, _, err = run(["check", "--codec", CODEC, "--weights", "random", "--calibration-images", "0",
                       "--images", str(folder), "--out", str(tmp_path / "out")], capsys)
     assert rc == 2 and "calibration images" in error_line(err)
+
+
+@pytest.mark.parametrize("command", ["attack", "defend", "check"])
+def test_one_image_given_as_the_folder_is_refused_naming_it(command: str, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    image = write(Spec("a", "png", 4, 4, "RGB"), tmp_path)
+    argv = {"attack": ["attack", "--classifier", CLASSIFIER], "defend": ["defend"], "check": ["check"]}[command]
+    rc, _, err = run([*argv, "--codec", CODEC, "--weights", "random", "--images", str(image),
+                      "--out", str(tmp_path / "out")], capsys)
+    assert rc == 2 and str(image) in error_line(err)
+
+
+def test_defend_refuses_a_limit_below_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_folder([Spec("a", "png", 4, 4, "RGB")], tmp_path)
+    rc, _, err = run(["defend", "--codec", CODEC, "--weights", "random", "--limit", "0", "--images", str(folder),
+                      "--out", str(tmp_path / "out")], capsys)
+    assert rc == 2 and "limit" in error_line(err)

@@ -71,6 +71,8 @@ def _check(job: DefendJob) -> None:
         raise InputError(f"liccs defend attacks the codec alone; objective {job.objective!r} needs a classifier")
     if not job.k or any(k < 1 for k in job.k) or job.eot < 0:
         raise InputError("every K must be ≥ 1 and EoT samples ≥ 0")
+    if job.limit is not None and job.limit < 1:
+        raise InputError(f"limit must be ≥ 1, got {job.limit}")
     if job.adv is not None and not Path(job.adv).is_dir():
         raise InputError(f"attacked-image folder {job.adv} does not exist")
 
