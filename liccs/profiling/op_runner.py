@@ -121,4 +121,4 @@ def profile_runner(runner: Runner, feed: Mapping[str, Any], *, iterations: int =
     args = [torch.as_tensor(feed[t.name]).to(runner.device) for t in runner.graph.inputs]
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(runner.precision)
     with torch.autocast(runner.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
-        return profile_torch(runner.graph.module, args, **kw)
+        return profile_torch(runner.graph.module, args, precision=runner.precision, **kw)

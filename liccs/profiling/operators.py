@@ -260,9 +260,11 @@ def _quiet_stderr() -> Iterator[None]:
 
 
 def profile_torch(module: torch.nn.Module, args: Sequence[torch.Tensor], *, iterations: int = 5, warmup: int = 1,
-                  engine: str = "torch") -> OperatorProfile:
+                  engine: str = "torch", precision: str | None = None) -> OperatorProfile:
     """Operator calls of ``module(*args)`` under :mod:`torch.profiler` (the aten calls the module makes directly;
-    a node is the op and its call index within the iteration, ``aten::conv2d#3``)."""
+    a node is the op and its call index within the iteration, ``aten::conv2d#3``). On CUDA an operator's time is
+    the device time of the kernels it launched, where longer than its time on the host. ``precision``: the label
+    of what ran (an autocast dtype; default the inputs' dtype)."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args and args[0].is_cuda else [])
@@ -289,14 +291,17 @@ def profile_torch(module: torch.nn.Module, args: Sequence[torch.Tensor], *, iter
                    key=lambda e: e.time_range.start)
     events = []
     threads_seen: dict[int, int] = {}
+    cuda = bool(args) and args[0].is_cuda
+    label = precision or (_TORCH_DTYPES.get(args[0].dtype, str(args[0].dtype)) if args else "")
     for i, root in enumerate(roots):
         seen: dict[str, int] = {}
         for e in sorted(root.cpu_children, key=lambda e: e.time_range.start):
             k = seen[e.name] = seen.get(e.name, -1) + 1
             shapes = [list(s) for s in (e.input_shapes or [])]
+            host = float(e.time_range.end - e.time_range.start)
+            device = float(getattr(e, "device_time_total", 0) or 0) if cuda else 0.0
             events.append(OpEvent(node=f"{e.name}#{k}", op_type=e.name, ts_us=float(e.time_range.start),
-                                  dur_us=float(e.time_range.end - e.time_range.start), iteration=i,
-                                  precision=_TORCH_DTYPES.get(args[0].dtype, str(args[0].dtype)) if args else "",
+                                  dur_us=max(host, device), iteration=i, precision=label,
                                   provider=args[0].device.type if args else "cpu",
                                   tid=threads_seen.setdefault(e.thread, len(threads_seen)),
                                   args={"input_shapes": shapes, "profiler_flops": int(e.flops or 0)}))

@@ -143,3 +143,19 @@ def test_tensorrt_layer_profile_is_a_trace_with_one_event_per_layer_call(onnx_fi
     ops = check_trace(trace_of(prof, "trt"))
     assert len(ops) == operator_table(prof)["calls"].sum() > 0
     assert {e["args"]["iteration"] for e in ops} == {0, 1, 2}
+
+
+@pytest.mark.parametrize("engine", ["torch", "ort-cpu"])
+def test_profile_runner_reads_the_runner_s_own_graph_and_leaves_it_as_it_was(engine, tmp_cache):
+    from liccs.engines import runner_for
+    from liccs.export.graphs import GraphSpec, TensorSpec
+
+    graph = GraphSpec("tiny", "net", _net(), (TensorSpec("x", 3),), ("y",), source_hash="tiny-net")
+    with runner_for(engine, graph) as runner:
+        before = runner.infer({"x": X})["y"]
+        prof = profile_runner(runner, {"x": X}, iterations=2, engine=engine)
+        assert runner.is_active
+        torch.testing.assert_close(runner.infer({"x": X})["y"], before)
+    table = operator_table(prof)
+    assert prof.engine == engine and table["calls"].sum() == len(prof.events) > 0
+    assert (table["gflop"].fillna(0) * table["calls"]).sum() * 1e9 / 2 == pytest.approx(HAND_FLOPS)
