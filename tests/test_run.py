@@ -84,6 +84,37 @@ def test_a_deployment_is_one_more_row_beside_the_engines(quick_run: Path) -> Non
     assert {(r["codec"], r["stage"], r["engine"]) for r in recorded} == {(c, s, e) for (c, s), e in engine.items()}
 
 
+def test_operator_profiles_model_card_and_pictures(quick_run: Path) -> None:
+    """Per-operator tables with one Chrome trace per engine × network stage, the model card, the engine pictures;
+    the mixed deployment is left to its engines' rows, saying so."""
+    from liccs.profiling.trace import check_trace
+
+    cov = pd.read_csv(quick_run / "tables" / "operator_coverage.csv")
+    ops = pd.read_csv(quick_run / "tables" / "operators.csv")
+    assert set(cov["engine"]) == {"torch", "ort-cpu"} and set(cov["stage"]) == {"g_a", "h_a", "h_s", "g_s",
+                                                                                "classifier"}
+    assert ((cov["height"] == 64) & (cov["batch_size"] == 1)).all()  # the sweep's smallest point only
+    assert (cov["flagged"] == ((cov["ops_over_stage"] - 1).abs() > 0.1)).all()
+    assert (cov.loc[cov["flagged"], "missing"].str.len() > 0).all()
+    for row in cov.itertuples():
+        events = check_trace(json.loads((quick_run / row.trace).read_text()))
+        calls = ops[(ops["engine"] == row.engine) & (ops["stage"] == row.stage)]["calls"].sum()
+        assert len(events) == calls == row.calls > 0
+    card = pd.read_csv(quick_run / "tables" / "model_card.csv").set_index("model")
+    assert set(card.index) == {"mini-tiny-bmshj2018-hyperprior@q1", "mini-tiny-bmshj2018-hyperprior@q6",
+                               "mini-tiny-cifar-resnet"}
+    assert (card["gmacs_128x128"] > 0).all() and (card["onnx_fp32_mib"] > 0).all()
+    assert card.loc["mini-tiny-bmshj2018-hyperprior@q1", "gmacs_128x128"] == pytest.approx(
+        4 * card.loc["mini-tiny-bmshj2018-hyperprior@q1", "gmacs_64x64"])  # convolutions: linear in pixels
+    assert (card["weights_sha256"].str.len() == 64).all()
+    pictures = pd.read_csv(quick_run / "tables" / "pictures.csv")
+    assert pictures["drawn"].all() and (pictures["max_series"] <= 8).all()
+    man = json.loads((quick_run / "manifest.json").read_text())
+    assert any(f.endswith("Transfer-gap-heatmap.png") for f in man["report"]["figures"])
+    assert "operators:split" in {s["name"] for s in man["report"]["skipped"]}
+    assert any(n.startswith("Per-operator profiles:") and "s of extra run time" in n for n in man["report"]["notes"])
+
+
 def test_unavailable_engine_is_skipped_with_its_reason(quick_run: Path) -> None:
     man = json.loads((quick_run / "manifest.json").read_text())
     skipped = {s["name"]: s["reason"] for s in man["report"]["skipped"]}
