@@ -58,7 +58,8 @@ def add_attack_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--steps", type=int, default=None, help="gradient steps (default: the attack's own; FGSM is 1)")
     s.add_argument("--alpha", default=None, help="step size (default: the attack's own rule)")
     s.add_argument("--objective", default="ce",
-                   help="ce | margin | distortion | distortion-clean | rate | sums like ce+10*rate")
+                   help="ce | margin | dlr | distortion | distortion-clean | distortion-recon | rate | "
+                        "sums like ce+10*rate")
     s.add_argument("--rounding", default="ste", help="surrogate through the quantizers: ste | noise | identity | cubic")
     s.add_argument("--reduce", default="loss", choices=("loss", "logits"), help="ensemble: average losses or logits")
     s.add_argument("--target", type=int, default=None, help="targeted attack toward this class index")
