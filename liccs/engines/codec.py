@@ -66,6 +66,7 @@ class DeployedCodec:
         self.transposed: dict[str, str] = {}  # stage → how its transposed convolutions were exported
         self.repaired = 0  # decoded images whose scale indexes were repaired by the checksum (repair_indexes)
         self.fingerprint = bytes.fromhex(module_hash(codec)[:16])
+        self.geometry = geometry(codec)  # what a header may ask of this decoder (liccs.engines.limits), probed now
 
     @classmethod
     def on_engine(cls, codec: nn.Module, engine: str | Mapping[str, str], cache: Any = None, *,

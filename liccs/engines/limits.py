@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from liccs.engines.autoregressive import single_thread
 from liccs.engines.bitstream import BitstreamError, Container, unframe
 from liccs.errors import InputError
 from liccs.families import CodecFamily, family_of
@@ -33,12 +34,15 @@ from liccs.pipeline import PAD_MULTIPLE
 #: synthesis transform's activations), so 64 megapixels (8192 × 8192) is the default here.
 DEFAULT_MAX_PIXELS = 64 * 2**20
 MAX_PIXELS_ENV = "LICCS_MAX_PIXELS"
-#: Bytes per coded symbol a decode holds at its peak: the table indexes (int32 tensor, a Python list, the
-#: coder's copy), the decoded values (the coder's vector, a Python list of ints, numpy, float tensors) and the
-#: stream's zero padding (:func:`liccs.engines.coder.decode_symbols`): measured about 70 on CPython 3.11.
+#: Bytes per coded symbol a decode holds at its peak, counted: the table indexes (int32 tensor 4, a Python list 8,
+#: the coder's copy 4), the decoded values (the coder's vector 4, a Python list 8 + 32 per int object outside
+#: CPython's small-int cache, numpy 4, float tensors 8) and the stream's zero padding 4
+#: (:func:`liccs.engines.coder.decode_symbols`): 76, with slack.
 SYMBOL_BYTES = 96
-#: A runner keeps a stage's input, output and the widest intermediate alive, and its arena rounds up.
-ACTIVATION_FACTOR = 3
+#: Slack over the widest layer (:func:`_layer_floats`) for what a runner's arena keeps beside it: a decode of a
+#: 1024×1536 image with mini-bmshj2018-hyperprior@q4 on ort-cpu grew the peak RSS by 643 MiB, against 628 MiB
+#: estimated without it.
+ACTIVATION_FACTOR = 1.25
 
 _GEOMETRY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -51,7 +55,7 @@ class Geometry:
     y_channels: int
     z_stride: int | None
     z_channels: int | None
-    #: the widest float activation of ``g_s`` per padded image pixel, and of ``h_s`` per ``z`` position
+    #: the most floats a layer of ``g_s`` holds per padded image pixel, and of ``h_s`` per ``z`` position
     g_s_floats: float
     h_s_floats: float
 
@@ -67,13 +71,24 @@ class Geometry:
         return n + (self.z_channels * (hp // self.z_stride) * (wp // self.z_stride) if self.z_stride else 0)
 
 
+def _layer_floats(m: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
+    """Floats a layer holds while it runs: input, output, and a convolution's unfolded-patch buffer (im2col for a
+    convolution, the columns col2im folds for a transposed one: the largest buffer of a synthesis transform)."""
+    work = 0
+    if isinstance(m, nn.ConvTranspose2d):
+        work = m.out_channels * m.kernel_size[0] * m.kernel_size[1] * x.shape[-2] * x.shape[-1]
+    elif isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1):
+        work = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1] * out.shape[-2] * out.shape[-1]
+    return x.numel() + out.numel() + work
+
+
 def _widest(module: nn.Module, x: torch.Tensor) -> float:
-    """The largest output (elements) of any leaf module of ``module`` on ``x``, per element of ``x``'s plane."""
+    """The most floats any leaf module of ``module`` holds at once on ``x``, per element of ``x``'s plane."""
     sizes: list[int] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()))
+    hooks = [m.register_forward_hook(lambda m, i, out: sizes.append(_layer_floats(m, i[0], out)))
              for m in module.modules() if not list(m.children())]
     try:
-        sizes.append(module(x).numel())
+        module(x)
     finally:
         for h in hooks:
             h.remove()
@@ -81,8 +96,10 @@ def _widest(module: nn.Module, x: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+@single_thread()
 def geometry(codec: nn.Module) -> Geometry:
-    """The :class:`Geometry` of ``codec``, measured once on a ``PAD_MULTIPLE``-sided probe image."""
+    """The :class:`Geometry` of ``codec``, measured once on a ``PAD_MULTIPLE``-sided probe image (one thread: tens
+    of milliseconds, where two threads on a busy CPU took seconds)."""
     hit = _GEOMETRY.get(codec)
     if hit is not None:
         return hit
@@ -143,8 +160,8 @@ def available_memory() -> int | None:
 
 def decode_peak_bytes(geom: Geometry, size: tuple[int, int]) -> int:
     """An estimate (from the header alone) of the peak memory a decode of an image of ``size`` allocates: the
-    entropy decode's per-symbol buffers, or the widest synthesis network with its input and output, whichever
-    is larger, plus the decoded image (float and 8-bit)."""
+    entropy decode's per-symbol buffers, the widest layer of the synthesis networks (input, output, patch
+    buffer) and the decoded image (float and 8-bit)."""
     hp, wp = (-(-s // PAD_MULTIPLE) * PAD_MULTIPLE for s in size)
     z_pos = (hp // geom.z_stride) * (wp // geom.z_stride) if geom.z_stride else 0
     nets = 4 * ACTIVATION_FACTOR * max(geom.g_s_floats * hp * wp, geom.h_s_floats * z_pos)

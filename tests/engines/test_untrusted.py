@@ -70,6 +70,7 @@ def test_the_crafted_files_are_refused_in_one_line_fast_and_small(issue_file, na
     assert elapsed < 1.0 and peak < 4 * MiB
 
 
+@pytest.mark.slow
 def test_decoding_the_crafted_files_allocates_no_more_than_a_real_decode(issue_file, tmp_path):
     """Peak RSS (``ru_maxrss``) of a fresh process that decodes the real file, then tries both crafted files."""
     files = [str(issue_file)] + [str(crafted(issue_file, n)) for n in sorted(CRAFTED)]
@@ -137,9 +138,10 @@ def test_a_consistent_header_above_the_default_budget_is_refused(small_file, tmp
     assert "268,435,456 pixels" in err and "67,108,864" in err and "--max-pixels" in err
 
 
-def test_a_consistent_header_whose_strings_cannot_hold_it_is_refused(issue_file, tmp_path):
-    """8192×8192 with the latent that size gives: the pixel budget allows it, the z string's 228 bytes cannot
-    hold 48×128×128 symbols."""
+def test_a_consistent_header_whose_strings_cannot_hold_it_is_refused(issue_file, monkeypatch):
+    """8192×8192 with the latent that size gives: the pixel budget allows it (and, here, the memory), the z
+    string's few hundred bytes cannot hold 48×128×128 symbols."""
+    monkeypatch.setattr(limits, "available_memory", lambda: 2**50)
     d = DeployedCodec.on_engine(load_codec(ISSUE_CODEC, "pretrained"), "torch")
     data = with_header(issue_file.read_bytes(), height=8192, width=8192, latent_h=128, latent_w=128)
     t0 = time.perf_counter()
@@ -211,3 +213,16 @@ def test_the_corpus_segfault_reduced_decodes_zeros_instead():
     here); now it reads zeros."""
     eb = load_codec(ISSUE_CODEC, "pretrained").entropy_bottleneck
     assert decode_bottleneck(eb, [bytes(8)], (1024, 64)).shape == (1, eb.channels, 1024, 64)
+
+
+@pytest.mark.parametrize("name", ["bmshj2018-factorized@q1", "mbt2018@q1"])
+def test_every_family_writes_the_header_its_decoder_checks(name):
+    """The factorized prior (one string, the latent shape is y's, no checks) and the autoregressive family (one
+    check per latent row of y) decode their own files and refuse other latent shapes and check counts."""
+    d = DeployedCodec.on_engine(load_codec(name, "random"), "torch")
+    data = d.encode(torch.rand(1, 3, 40, 70, generator=torch.Generator().manual_seed(0)))[0]
+    assert d.decode(data)["x_hat"].shape == (1, 3, 40, 70)
+    with pytest.raises(BitstreamError, match="f: header field 'latent shape'"):
+        d.decode(with_header(data, latent_w=9), where="f")
+    with pytest.raises(BitstreamError, match=r"f: string 0 \(latent y\): frame field 'n checks' is 5"):
+        d.decode(reframe(data, 0, checks=[1, 2, 3, 4, 5]), where="f")
