@@ -45,3 +45,25 @@ def test_a_plan_s_recorded_build_time_is_read_from_its_sidecar(tmp_path):
     assert recorded_build_s(plan) is None
     ArtifactCache.sidecar(plan).write_text(json.dumps({"meta": {"build_s": 12.5}}))
     assert recorded_build_s(plan) == 12.5
+
+
+def test_runner_files_of_a_path_take_an_ir_s_weights_along(tmp_path):
+    from liccs.stages.model_card import runner_files
+
+    xml = tmp_path / "g_s.int8.xml"
+    xml.write_text("<net/>")
+    assert runner_files(str(xml)) == [xml]
+    xml.with_suffix(".bin").write_bytes(b"w")
+    assert runner_files(str(xml)) == [xml, xml.with_suffix(".bin")]
+    assert runner_files("") == [] and runner_files(None) == []
+
+
+def test_codec_macs_grow_with_the_padded_pixels_exactly():
+    from compressai.models import ScaleHyperprior
+
+    from liccs.stages.model_card import codec_macs, padded_pixels
+
+    codec = ScaleHyperprior(N=8, M=12).eval()
+    small, large, odd = (sum(codec_macs(codec, hw).values()) for hw in ((64, 64), (128, 192), (100, 60)))
+    assert large == small * padded_pixels((128, 192)) // padded_pixels((64, 64)) == 6 * small
+    assert odd == 2 * small and padded_pixels((100, 60)) == 128 * 64  # padded to multiples of 64, as the coder does

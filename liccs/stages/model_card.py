@@ -5,12 +5,15 @@ MACs are the dense multiply-adds of one image (batch 1): convolutions ``C_in/gro
 W_out``, transposed convolutions ``C_in · C_out/groups · k_h · k_w · H_in · W_in``, matmuls, counted by
 :class:`torch.utils.flop_counter.FlopCounterMode` (:func:`~liccs.profiling.flops.count_flops`, 2 FLOPs per MAC)
 on the modules the engines run: a codec's ``g_a``, ``h_a``, ``h_s`` and ``g_s`` once each (a compress +
-decompress runs ``h_s`` twice), the classifier at its crop after the host resize.
+decompress runs ``h_s`` twice) at the smallest profiled resolution, scaled to the others by the padded pixels
+(:func:`padded_pixels`: exact for these fully convolutional networks); the classifier at its crop after the host
+resize. Qualities whose parameters have the same shapes are counted once.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from torch import nn
 from liccs.engines import ENGINES, Runner
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import stage_feeds
+from liccs.pipeline import PAD_MULTIPLE
 from liccs.profiling.flops import count_flops
 from liccs.stage import Context, Results, StageBase, StageResult, TableSpec, register
 from liccs.zoo.classifiers import to_geometry
@@ -46,6 +50,13 @@ def codec_macs(codec: nn.Module, hw: tuple[int, int]) -> dict[str, int]:
     return {s: macs(getattr(codec, s), *feeds[s].values()) for s in CODEC_NETWORKS if s in feeds}
 
 
+def padded_pixels(hw: tuple[int, int]) -> int:
+    """Pixels of an ``hw`` image padded as the codec pads it (each side to a multiple of ``PAD_MULTIPLE``): a fully
+    convolutional codec's MACs are proportional to them, since every layer's output shrinks or grows by its
+    stride exactly on such sizes."""
+    return math.ceil(hw[0] / PAD_MULTIPLE) * PAD_MULTIPLE * math.ceil(hw[1] / PAD_MULTIPLE) * PAD_MULTIPLE
+
+
 def shapes_signature(module: nn.Module) -> tuple[tuple[str, tuple[int, ...]], ...]:
     """Every parameter's name and shape: two modules with the same signature do the same MACs."""
     return tuple((n, tuple(p.shape)) for n, p in module.named_parameters())
@@ -63,10 +74,12 @@ def artifact_kind(engine: str, path: Path) -> str | None:
     return None
 
 
-def runner_files(runner: Runner) -> list[Path]:
-    """The files an activated runner loaded (an OpenVINO IR's ``.bin`` with its ``.xml``); none for PyTorch."""
-    src = getattr(runner, "path", None) or getattr(runner, "source", None)
-    if src is None or not Path(str(src)).is_file():
+def runner_files(runner: Runner | str | None) -> list[Path]:
+    """The files an activated runner (or a file it ran) loaded: an OpenVINO IR's ``.bin`` with its ``.xml``; none
+    for PyTorch."""
+    src = runner if isinstance(runner, str) or runner is None else (getattr(runner, "path", None)
+                                                                    or getattr(runner, "source", None))
+    if not src or not Path(str(src)).is_file():
         return []
     path = Path(str(src))
     return [path] + ([path.with_suffix(".bin")] if path.suffix == ".xml" and path.with_suffix(".bin").is_file()
@@ -102,19 +115,24 @@ def model_card(ctx: Context, results: Results) -> pd.DataFrame:
     pre = ctx.classifier.preprocess.cfg
     rows = []
     counted: dict[tuple[Any, ...], int] = {}
+    smallest = min(sides, key=padded_pixels)
     models: list[tuple[str, nn.Module]] = [*ctx.codecs.items(), (ctx.cfg.models.classifier, ctx.classifier)]
     for name, module in models:
         is_clf = module is ctx.classifier
         row: dict[str, Any] = {"model": name, "kind": "classifier" if is_clf else "codec",
                                "params": sum(p.numel() for p in module.parameters())}
-        for hw in sides:
-            key = (type(module).__name__, shapes_signature(module), hw)  # qualities of one shape: counted once
-            if key not in counted:
-                counted[key] = (macs(module, to_geometry(torch.full((1, 3, *hw), 0.5), pre)) if is_clf
-                                else sum(codec_macs(module, hw).values()))
-            row[f"gmacs_{hw[0]}x{hw[1]}"] = counted[key] / 1e9
+        key = (type(module).__name__, shapes_signature(module))  # the qualities of one shape: counted once
+        if key not in counted:
+            counted[key] = (macs(module, to_geometry(torch.full((1, 3, *smallest), 0.5), pre)) if is_clf
+                            else sum(codec_macs(module, smallest).values()))
+        for hw in sides:  # a classifier runs at its crop; a codec's MACs grow with its padded pixels, exactly
+            scale = 1.0 if is_clf else padded_pixels(hw) / padded_pixels(smallest)
+            row[f"gmacs_{hw[0]}x{hw[1]}"] = counted[key] * scale / 1e9
         files = [(e, f) for e, ds in results.exports.deployed.items() if e in ENGINES.names() and name in ds
                  for r in ds[name].runners.values() for f in runner_files(r)] if not is_clf else []
+        if is_clf and cov is not None and "artifact" in cov.columns:  # the files the operator profiles ran
+            files += [(e, f) for e, a in cov.loc[cov["stage"] == "classifier", ["engine", "artifact"]].itertuples(
+                index=False) for f in runner_files(a if isinstance(a, str) else None)]
         if not export.empty and "path" in export.columns:
             mine = export[(export["model"] == name)
                           & export["graph"].isin(["classifier"] if is_clf else list(CODEC_NETWORKS))]
@@ -146,7 +164,7 @@ class ModelCardStage(StageBase):
                         "(0 when read from the artifact cache); engine build seconds (session creation or "
                         "compilation, summed over the stages, where the operator profiles measured it; a TensorRT "
                         "plan's build as the cache recorded it); the weights' sha256. The classifier's row counts "
-                        "its fp32 ONNX file.", order=62),)
+                        "its exported ONNX and the files its operator profiles ran.", order=62),)
 
     def run(self, ctx: Context, results: Results) -> StageResult:
         return StageResult({"model_card": model_card(ctx, results)})

@@ -102,7 +102,8 @@ def run_operators(ctx: Context, results: Results) -> tuple[dict[str, pd.DataFram
             path = ctx.out / "traces" / f"{slug(engine)}.{slug(name)}.{stage}.json"
             write_trace(path, trace_of(prof, f"{engine} {name} {stage}", meta))
             tables.append(operator_table(prof, stage_ms, _ceiling(latency, engine)).assign(**meta))
-            rows.append(meta | coverage(prof, stage_ms) | {"trace": str(path.relative_to(ctx.out))})
+            rows.append(meta | coverage(prof, stage_ms) | {"trace": str(path.relative_to(ctx.out)),
+                                                           "artifact": str(getattr(runner, "path", "") or "")})
         if "classifier" in wanted:
             work[-1][1].deactivate()  # the classifier's runner is this stage's own
     seconds = time.perf_counter() - start
