@@ -155,7 +155,7 @@ def model_card(ctx: Context, results: Results) -> pd.DataFrame:
 
 
 class ModelCardStage(StageBase):
-    """The model card table (see the module docstring)."""
+    """The model card: each model's parameters, MACs, artifact sizes, export and build times and weights' sha256."""
 
     name, section, order = "model_card", "export", 22
     tables = (TableSpec("model_card", "Model card: parameters; GMACs of one image at each profiled resolution (codec: "
