@@ -176,18 +176,37 @@ class KWayDefense:
         return KWayResult(self.decode(enc), bpp, chosen, rate, mse, rd, enc, [t.name for t in self.candidates])
 
     @torch.no_grad()
-    def decode(self, enc: KWayEncoding) -> Tensor:
-        """Decode each image with its header's transform and invert it (images sharing one are decoded together)."""
-        groups: dict[tuple[int, tuple[int, int]], list[int]] = {}
+    def check_encoding(self, enc: KWayEncoding) -> None:
+        """Refuse an encoding this decoder cannot have written, naming the image and the field: lists of other
+        lengths, a header index that is not an integer in range, or a size that is not two positive integers."""
+        n = len(enc.header)
+        for part in ("strings", "shapes", "sizes"):
+            if len(getattr(enc, part)) != n:
+                raise InputError(f"K-way encoding: {len(getattr(enc, part))} {part} for {n} header entries")
         for i, (idx, size) in enumerate(zip(enc.header, enc.sizes, strict=True)):
+            if isinstance(idx, bool) or not isinstance(idx, int):
+                raise InputError(f"K-way encoding, image {i}: header index {idx!r} is not an integer")
             if not 0 <= idx < len(self.candidates):
-                raise InputError(f"header index {idx} is outside the {len(self.candidates)} candidates")
+                raise InputError(f"K-way encoding, image {i}: header index {idx} is outside the "
+                                 f"{len(self.candidates)} candidates")
+            if (len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+                raise InputError(f"K-way encoding, image {i}: size {size!r} is not two positive integers")
+        per_image = {len(st) for st in enc.strings}
+        if len(per_image) > 1:
+            raise InputError(f"K-way encoding: images hold different numbers of strings ({sorted(per_image)})")
+
+    def decode(self, enc: KWayEncoding) -> Tensor:
+        """Decode each image with its header's transform and invert it (images sharing one are decoded together);
+        the encoding is checked first (:meth:`check_encoding`)."""
+        self.check_encoding(enc)
+        groups: dict[tuple[int, tuple[int, int], str], list[int]] = {}
+        for i, (idx, size) in enumerate(zip(enc.header, enc.sizes, strict=True)):
             if not self.candidates[idx].keeps_frame(*size):
                 raise InputError(f"header index {idx} ({self.candidates[idx].name}) does not keep the "
                                  f"{size[0]}×{size[1]} frame: no encoder writes it")
-            groups.setdefault((idx, tuple(size)), []).append(i)
+            groups.setdefault((idx, tuple(size), repr(enc.shapes[i])), []).append(i)
         out: list[Tensor | None] = [None] * len(enc.header)
-        for (idx, (h, w)), group in groups.items():
+        for (idx, (h, w), _), group in groups.items():
             t = self.candidates[idx]
             raw = [[enc.strings[i][lat] for i in group] for lat in range(len(enc.strings[group[0]]))]
             x_hat = t.inverse(self._decompress(raw, enc.shapes[group[0]], (h, w)))

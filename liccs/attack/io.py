@@ -62,10 +62,36 @@ def save_adversarial(out_dir: str | Path, images: Tensor | Sequence[Tensor], nam
 
 
 def load_adversarial(out_dir: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """(name → float image [3, H, W], sidecar) as written by :func:`save_adversarial`."""
+    """(name → float image [3, H, W], sidecar) as written by :func:`save_adversarial`.
+
+    The files are not trusted: a damaged or foreign ``adversarial.pt`` or ``attack.json``, names and images that do
+    not pair up, or an image that is not a finite ``[3, H, W]`` tensor in [0, 1] raise :class:`InputError` naming
+    the file and what is wrong.
+    """
     out = Path(out_dir)
-    if not (out / TENSORS).is_file():
+    path = out / TENSORS
+    if not path.is_file():
         raise InputError(f"{out} holds no {TENSORS}: not written by save_adversarial")
-    data = torch.load(out / TENSORS, weights_only=True)
-    side = json.loads((out / SIDECAR).read_text()) if (out / SIDECAR).is_file() else {}
-    return dict(zip(data["names"], data["images"], strict=True)), side
+    try:
+        data = torch.load(path, weights_only=True)
+    except Exception as e:  # noqa: BLE001  (a damaged pickle raises anything: UnpicklingError, KeyError, ...)
+        raise InputError(f"{path}: not a readable {TENSORS} ({type(e).__name__})") from None
+    names, images = (data.get("names"), data.get("images")) if isinstance(data, dict) else (None, None)
+    if not isinstance(names, list) or not isinstance(images, list) or len(names) != len(images):
+        raise InputError(f"{path}: not written by save_adversarial (it needs lists 'names' and 'images' of one "
+                         "length)")
+    _check_names([str(n) for n in names], len(images))
+    for name, img in zip(names, images, strict=True):
+        if not isinstance(img, Tensor) or img.dim() != 3 or img.shape[0] != 3 or not img.is_floating_point():
+            raise InputError(f"{path}: image {name!r} is not a float [3, H, W] tensor")
+        if not bool(torch.isfinite(img).all()) or img.numel() == 0 or img.min() < 0 or img.max() > 1:
+            raise InputError(f"{path}: image {name!r} is empty, not finite or outside [0, 1]")
+    side: dict[str, Any] = {}
+    if (out / SIDECAR).is_file():
+        try:
+            side = json.loads((out / SIDECAR).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+            raise InputError(f"{out / SIDECAR}: not a readable sidecar ({type(e).__name__})") from None
+        if not isinstance(side, dict):
+            raise InputError(f"{out / SIDECAR}: not a readable sidecar (a JSON object was expected)")
+    return dict(zip(names, images, strict=True)), side

@@ -187,3 +187,17 @@ def test_wraps_the_deployed_codec(images):
     res = d.roundtrip(x)
     assert d.lmbda == 0.0018  # CompressAI's λ for q1, found through the wrapped model
     assert res.rd[0, res.chosen[0]] <= res.rd[0, 0] and torch.equal(res.x_hat, d.decode(res.encoding))
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("header", [True, 0], "not an integer"), ("header", [0, 1.0], "not an integer"), ("header", [0, 9], "outside"),
+    ("sizes", [(8, 8)], "1 sizes for 2"), ("sizes", [(8, 8), (0, 8)], "positive integers"),
+    ("strings", [[b"x"], [b"x", b"y"]], "different numbers of strings"),
+])
+def test_a_forged_kway_encoding_is_refused_naming_the_field(field, value, match, images):
+    from dataclasses import replace
+
+    d = KWayDefense(ZlibCodec(), k=2, lmbda=LAMBDA)
+    enc = d.encode(images[1][:2]).encoding
+    with pytest.raises(InputError, match=match):
+        d.decode(replace(enc, **{field: value}))

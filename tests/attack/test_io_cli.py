@@ -127,3 +127,23 @@ def test_cli_attack_defaults_to_trained_weights_and_says_nothing_about_random_on
     assert "RANDOM WEIGHTS" not in capsys.readouterr().out
     side = json.loads((out / "attack.json").read_text())
     assert side["job"]["weights"] == "pretrained" and side["warning"] is None
+
+
+def _damage(path, how):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncate" else b"\x80\x04garbage" + data[10:])
+
+
+@pytest.mark.parametrize("how", ["truncate", "garbage", "nan", "names", "sidecar"])
+def test_a_damaged_adversarial_folder_is_named_not_trusted(tmp_path, how):
+    save_adversarial(tmp_path, torch.full((2, 3, 4, 5), 0.5), ["a", "b"], {"attack": {}})
+    if how in ("truncate", "garbage"):
+        _damage(tmp_path / "adversarial.pt", how)
+    elif how == "nan":
+        torch.save({"names": ["a"], "images": [torch.full((3, 4, 5), float("nan"))]}, tmp_path / "adversarial.pt")
+    elif how == "names":
+        torch.save({"names": ["a", "b"], "images": [torch.zeros(3, 4, 5)]}, tmp_path / "adversarial.pt")
+    else:
+        (tmp_path / "attack.json").write_text("{ not json")
+    with pytest.raises(InputError, match=r"(adversarial\.pt|attack\.json): "):
+        load_adversarial(tmp_path)
