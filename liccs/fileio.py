@@ -1,4 +1,4 @@
-"""File helpers every layer shares: content hashes, key digests and atomic writes.
+"""File helpers every layer shares: content hashes, key digests, atomic writes and output folders.
 
 An atomic write goes to a unique temporary file beside the target (same extension at the end, so tools that
 look at it still work), is flushed to disk, then ``os.replace``-d into place: a crash never leaves a
@@ -18,7 +18,23 @@ from typing import Any
 
 import torch
 
+from liccs.errors import InputError
+
 log = logging.getLogger(__name__)
+
+
+def output_dir(path: str | os.PathLike[str]) -> Path:
+    """Make the output folder ``path`` (with its parents); a file in the way, or a folder that cannot be made,
+    is an :class:`InputError` naming it."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((q for q in (p, *p.parents) if q.exists() and not q.is_dir()), p)
+        raise InputError(f"output folder {p} cannot be made: {blocker} is a file") from None
+    except OSError as e:  # a read-only file system, permissions
+        raise InputError(f"output folder {p} cannot be made: {e.strerror}") from None
+    return p
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -360,3 +360,16 @@ def test_defend_refuses_a_limit_below_one(tmp_path: Path, capsys: pytest.Capture
     rc, _, err = run(["defend", "--codec", CODEC, "--weights", "random", "--limit", "0", "--images", str(folder),
                       "--out", str(tmp_path / "out")], capsys)
     assert rc == 2 and "limit" in error_line(err)
+
+
+@pytest.mark.parametrize("command", ["attack", "defend", "check", "encode"])
+def test_an_output_folder_that_is_a_file_is_refused_naming_it(command: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_folder([Spec("a", "png", 4, 4, "RGB")], tmp_path)
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file where the output folder should go\n")
+    argv = {"attack": ["attack", "--classifier", CLASSIFIER, "--images", str(folder)],
+            "defend": ["defend", "--images", str(folder)], "check": ["check", "--images", str(folder)],
+            "encode": ["encode", str(folder / "a.png")]}[command]
+    rc, _, err = run([*argv, "--codec", CODEC, "--weights", "random", "--out", str(blocker / "sub")], capsys)
+    assert rc == 2 and f"{blocker} is a file" in error_line(err)

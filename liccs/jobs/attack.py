@@ -33,6 +33,7 @@ from liccs.attack.objectives import parse_objective
 from liccs.core.progress import tqdm
 from liccs.data import ImageSource, open_source, to_float
 from liccs.errors import InputError
+from liccs.fileio import output_dir
 from liccs.zoo import load_classifier, parse_codec
 from liccs.zoo.weights import random_weights_banner
 
@@ -119,6 +120,7 @@ def run_attack(job: AttackJob) -> dict[str, Any]:
     """Run the job; returns the sidecar content plus ``table`` (the printed summary)."""
     t0 = time.perf_counter()
     codecs = _check(job)
+    output_dir(job.out)
     clf = None if job.classifier == "none" else load_classifier(job.classifier, job.classifier_weights or job.weights)
     target = build_ensemble(codecs, clf, weights=job.weights, rounding=job.rounding, reduce=job.reduce) \
         if codecs else Ensemble([clf], reduce=job.reduce)

@@ -19,6 +19,7 @@ from liccs.engines.bitstream import BitstreamError
 from liccs.engines.codec import MISMATCH, DeployedCodec, bpp
 from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
+from liccs.fileio import output_dir
 from liccs.zoo import load_codec
 from liccs.zoo.weights import random_weights_banner
 
@@ -47,6 +48,8 @@ def encode_files(codec: str, weights: str, engine: str, images: Sequence[str | P
             raise InputError(f"images {stems[path.stem]} and {path} would both be written as {path.stem}{SUFFIX}; "
                              "rename one")
         stems[path.stem] = path
+    if images:
+        output_dir(out)
     d, banner, out = deployed(codec, weights, engine, images, "image to encode", out)
     rows = []
     for path in map(Path, images):

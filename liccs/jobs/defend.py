@@ -29,6 +29,7 @@ from liccs.attack.transforms import DEFAULT_TRANSFORMS, get_transforms
 from liccs.core.progress import tqdm
 from liccs.data import open_source, read_image, to_float
 from liccs.errors import InputError
+from liccs.fileio import output_dir
 from liccs.manifest import manifest, write_json
 from liccs.pipeline import codec_roundtrip, psnr
 from liccs.zoo import load_codec, parse_codec
@@ -98,6 +99,7 @@ def run_defend(job: DefendJob) -> dict[str, Any]:
     """Run the job; writes ``defense.json`` under ``job.out`` and returns it plus ``table``."""
     t0 = time.perf_counter()
     _check(job)
+    output_dir(job.out)
     codec = load_codec(job.codec, job.weights)
     defenses = {k: KWayDefense(codec, k, transforms=job.transforms, lmbda=job.lmbda, rate=job.rate, seed=job.seed)
                 for k in job.k}

@@ -19,6 +19,7 @@ from liccs.engines.codec import DeployedCodec
 from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
 from liccs.export.report import ExportReport, write_report
+from liccs.fileio import output_dir
 from liccs.manifest import manifest, write_json
 from liccs.zoo import load_classifier, load_codec
 
@@ -75,7 +76,7 @@ def run_export(job: ExportJob, progress: bool = True) -> dict[str, Any]:
     write ``parity.json``, ``export_report.json`` and ``cross_decode.json`` under ``out``."""
     if job.calibration_images < 1:
         raise InputError(f"calibration images must be at least 1, got {job.calibration_images}")
-    out = Path(job.out)
+    out = output_dir(job.out)
     source = FolderSource(job.images) if job.images else kodak()
     skipped: list[str] = []
     imgs, img_names = readable(source, 3 + job.calibration_images, skipped)
