@@ -58,7 +58,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from liccs.jobs.run import run_config
 
     result = run_config(args.config, quick=args.quick, overrides=args.set, out=args.out, progress=not args.no_progress,
-                        executor=args.executor, address=args.address)
+                        executor=args.executor, address=args.address, check_only=args.check)
+    if args.check:
+        skipped = "".join(f"; skipped {n}: {why}" for n, why in result["skipped"].items())
+        print(f"config OK: stages {', '.join(result['stages'])}{skipped}")
+        return 0
     for name, reason in result["skipped"].items():
         print(f"skipped {name}: {reason}")
     print(f"wrote {result['out']}/report.html, report.md, manifest.json and tables/ "
@@ -191,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",
                    help="with --executor ray: the cluster to join (default: start a local Ray instance)")
     s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--check", action="store_true",
+                   help="check the config (keys, names, engines, attacks, sources, data, each stage's own checks) "
+                        "and stop without any work")
     s.set_defaults(func=cmd_run)
 
     from liccs.jobs.cli_args import add_attack_arguments, add_defend_arguments

@@ -210,3 +210,11 @@ def test_quick_run_with_engine_aware_sources(tmp_path: Path, shared_data: Path) 
     assert {"ci_low", "ci_high", "mde", "p_holm", "verdict"} <= set(summary.columns)
     report = (out / "report.md").read_text()
     assert "~ort-cpu-int8:differential on ort-cpu-int8 (deployed-only)" in report
+
+
+def test_check_validates_a_config_without_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "never-written"
+    assert main(["run", "quick-cpu", "--check", "--set", "attack.name=ifgsm", "--out", str(out)]) == 0
+    assert "config OK: stages export" in capsys.readouterr().out and not out.exists()
+    assert main(["run", "quick-cpu", "--check", "--set", "attack.name=nosuch"]) == 2
+    assert "attack.name: unknown attack 'nosuch'" in capsys.readouterr().err

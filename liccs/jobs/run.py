@@ -57,9 +57,9 @@ FAILED = TableSpec("failed", "Failed: tasks that still failed after their retrie
 
 def run_config(path: str | Path, *, quick: bool = False, overrides: list[str] | None = None,
                out: str | None = None, progress: bool = True, executor: str | None = None,
-               address: str | None = None) -> dict[str, Any]:
+               address: str | None = None, check_only: bool = False) -> dict[str, Any]:
     """Load and validate ``path`` (a file, or a built-in config's name: :func:`resolve_config`; with ``--quick``
-    and ``key=value`` overrides), then :func:`run` it."""
+    and ``key=value`` overrides), then :func:`run` it (``check_only``: every check, then stop)."""
     extra = list(overrides or []) + ([f'run.out="{out}"'] if out else [])
     extra += [f'run.executor="{executor}"'] if executor else []
     extra += [f'run.address="{address}"'] if address else []
@@ -68,7 +68,28 @@ def run_config(path: str | Path, *, quick: bool = False, overrides: list[str] | 
     command = ["liccs", "run", config, *(["--quick"] if quick else [])]
     command += [a for o in overrides or [] for a in ("--set", o)]
     command += (["--executor", executor] if executor else []) + (["--address", address] if address else [])
-    return run(load_config(resolved, quick=quick, overrides=extra), progress=progress, command=command)
+    cfg = load_config(resolved, quick=quick, overrides=extra)
+    if check_only:
+        return check(cfg)
+    return run(cfg, progress=progress, command=command)
+
+
+def check(cfg: RunConfig) -> dict[str, Any]:
+    """Every check :func:`run` makes before any work (names, engines, attacks, sources, data, each enabled stage's
+    own check), and nothing else; returns ``{"stages", "skipped"}``."""
+    names = check_names(cfg)
+    stages = _checked_stages(cfg, names)
+    return {"stages": [s.name for s in stages], "skipped": dict(names.unavailable)}
+
+
+def _checked_stages(cfg: RunConfig, names: Names) -> list[Any]:
+    stages = [s for s in ordered() if s.enabled(cfg)]
+    if not cfg.export.enabled and any(s.name in ("profile", "transfer") for s in stages):
+        raise RunError("export.enabled is false, but the profile and transfer stages run the exported graphs: "
+                       "enable the export or disable profile and transfer")
+    for stage in stages:
+        stage.check(cfg, names)
+    return stages
 
 
 def run(cfg: RunConfig, progress: bool = True, command: list[str] | None = None) -> dict[str, Any]:
@@ -78,12 +99,7 @@ def run(cfg: RunConfig, progress: bool = True, command: list[str] | None = None)
     Returns ``{"out", "files", "tables", "skipped", "seconds"}``.
     """
     names = check_names(cfg)  # every name, before any work
-    stages = [s for s in ordered() if s.enabled(cfg)]
-    if not cfg.export.enabled and any(s.name in ("profile", "transfer") for s in stages):
-        raise RunError("export.enabled is false, but the profile and transfer stages run the exported graphs: "
-                       "enable the export or disable profile and transfer")
-    for stage in stages:
-        stage.check(cfg, names)
+    stages = _checked_stages(cfg, names)
     commit = git_commit()  # the code that runs: the manifest is written at the end, when HEAD may have moved
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
