@@ -43,11 +43,13 @@ def test_a_report_without_a_record_or_a_known_commit_is_unknown_with_its_reason(
     _report(tmp_path / "reports" / "old", None, commit="f" * 40)
     (tmp_path / "reports" / "broken").mkdir()
     (tmp_path / "reports" / "broken" / "manifest.json").write_text("{ not json")
+    (tmp_path / "reports" / "bare").mkdir()  # results without any manifest
     rows = reports_status(tmp_path / "reports")
-    assert [r.status for r in rows] == ["unknown", "unknown"] and all(r.why for r in rows)
-    assert "not a readable manifest" in rows[0].why and "no commit this checkout has" in rows[1].why
+    assert [r.status for r in rows] == ["unknown"] * 3 and all(r.why for r in rows)
+    assert "holds no manifest.json" in rows[0].why and "not a readable manifest" in rows[1].why
+    assert "no commit this checkout has" in rows[2].why
     assert main(["reports", "status", str(tmp_path / "reports")]) == 0
-    assert "0 current, 2 stale or unknown" in capsys.readouterr().out
+    assert "0 current, 3 stale or unknown" in capsys.readouterr().out
     assert main(["reports", "status", str(tmp_path / "reports"), "--fail-on-stale"]) == 1
 
 
