@@ -30,8 +30,11 @@ def test_a_changed_or_removed_module_makes_a_report_stale_and_names_it(tmp_path,
     a, b = root / "liccs" / "a.py", root / "liccs" / "b.py"
     a.write_text("x = 1\n")
     b.write_text("y = 2\n")
-    record = {"files": {"liccs/a.py": provenance._sha(a), "liccs/b.py": provenance._sha(b)}}
+    record = {"method": provenance.METHOD,
+              "files": {"liccs/a.py": provenance._sha(a), "liccs/b.py": provenance._sha(b)}}
     rep = _report(tmp_path / "reports" / "run", record)
+    assert staleness(rep, root).status == "current"
+    a.write_text('"""Documented now."""\n\n# a comment\nx  =  1\n')  # documentation and layout: still current
     assert staleness(rep, root).status == "current"
     a.write_text("x = 3\n")
     b.unlink()

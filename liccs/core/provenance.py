@@ -1,5 +1,5 @@
-"""Which code made a result: the sha256 of every liccs module a process imported, and the check of a report against
-the code as it is now (``liccs reports status``).
+"""Which code made a result: the sha256 of every liccs module a process imported (of its code: docstrings, comments
+and layout left out), and the check of a report against the code as it is now (``liccs reports status``).
 
 A report records :func:`code_record` in its manifest when it is written. Later, :func:`staleness` recomputes the
 hashes of those files: a report whose modules all hash the same is *current*; one whose modules changed (or were
@@ -9,6 +9,7 @@ record existed), which is reported as stale too, since nothing proves it current
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import subprocess
@@ -21,8 +22,30 @@ from typing import Any
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+#: How a module is hashed: its syntax tree without docstrings, so that a change of documentation, comments or layout
+#: leaves a report current; only a change of what the code does makes it stale. Files that are not Python: their bytes.
+METHOD = "ast-without-docstrings"
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def _sha(path: Path, method: str = METHOD) -> str:
+    data = path.read_bytes()
+    if method == METHOD and path.suffix == ".py":
+        try:
+            tree = _strip_docstrings(ast.parse(data, filename=str(path)))
+            data = ast.dump(tree, include_attributes=False).encode()
+        except (SyntaxError, ValueError):
+            pass  # not parseable: its bytes
+    return hashlib.sha256(data).hexdigest()
 
 
 def _loaded_files() -> list[Path]:
@@ -45,7 +68,7 @@ def code_record(extra: list[Path] | tuple[Path, ...] = ()) -> dict[str, Any]:
         if p.is_file() and p.is_relative_to(PACKAGE):
             files[str(p.relative_to(PACKAGE.parent))] = _sha(p)
     total = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
-    return {"all": total, "files": dict(sorted(files.items()))}
+    return {"method": METHOD, "all": total, "files": dict(sorted(files.items()))}
 
 
 @dataclass(frozen=True)
@@ -69,11 +92,12 @@ def staleness(report: Path, root: Path = PACKAGE.parent) -> Staleness:
     if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
         return _by_commit(report, man, root)
     changed = []
+    method = str(record.get("method", "bytes"))
     for rel, sha in record["files"].items():
         p = root / rel
         if not p.is_file():
             changed.append(f"{rel} (removed)")
-        elif _sha(p) != sha:
+        elif _sha(p, method) != sha:
             changed.append(rel)
     if changed:
         return Staleness(str(report), "stale", tuple(changed), f"{len(changed)} of {len(record['files'])} modules "
