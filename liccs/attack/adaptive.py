@@ -59,25 +59,31 @@ class RandomTransformLICCS(nn.Module, RandomSource):
         return cls(defense.codec, classifier, ts, rounding)
 
     def draw(self) -> Invertible:
+        """The transform of this forward: the ``fixed`` one, else a uniform draw from the pool with the attack's
+        generator."""
         i = self.fixed if self.fixed is not None else int(torch.randint(len(self.transforms), (), generator=self.rng()))
         return self.transforms[i]
 
     def reconstruct(self, x: Tensor) -> CodecOutput:
+        """``T⁻¹(g_s(Q̃(g_a(T(x)))))`` for a drawn ``T`` (recorded in ``last``), with the likelihoods of ``T(x)``."""
         t = self.draw()
         self.last = t.name
         rec = self.pipe.reconstruct(t(x))
         return CodecOutput(t.inverse(rec.x_hat), rec.likelihoods)
 
     def forward_all(self, x: Tensor) -> tuple[Tensor, CodecOutput]:
+        """(logits, codec output) of one transform draw; refused without a classifier."""
         if self.classifier is None:
             raise InputError("this defended model has no classifier")
         rec = self.reconstruct(x)
         return self.classifier(rec.x_hat), rec
 
     def forward(self, x: Tensor) -> Tensor:
+        """The classifier's logits for one transform draw."""
         return self.forward_all(x)[0]
 
     def describe(self) -> dict[str, Any]:
+        """The pipeline's description plus the defense's transform pool and the fixed index."""
         d = self.pipe.describe()
         return {**d, "classifier": None if self.classifier is None else d["classifier"],
                 "defense_transforms": [t.name for t in self.transforms], "fixed": self.fixed}

@@ -77,6 +77,8 @@ class SelectionAware(nn.Module, RandomSource):
                             for _ in range(b)])
 
     def forward_all(self, x: Tensor, logits: bool = False) -> SelectedOutput:
+        """Every candidate branch of ``x`` (one draw), its rate, RD loss and soft-minimum weights; ``logits`` is
+        refused."""
         if logits:
             raise InputError("the selection-aware target is a bare codec: no logits")
         b, k = x.shape[0], self.defense.k
@@ -100,9 +102,11 @@ class SelectionAware(nn.Module, RandomSource):
         return SelectedOutput(None, [CodecOutput(soft, {})], x, "loss", None, branch, rate, rd, w)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The soft-minimum-weighted reconstruction over the candidates."""
         return self.forward_all(x).recs[0].x_hat
 
     def describe(self) -> dict[str, Any]:
+        """The target, ``tau``, the surrogate and the defense's description."""
         return {"target": "selection-aware", "tau": self.tau, "rounding": self.rounding,
                 "defense": self.defense.describe()}
 
@@ -120,6 +124,8 @@ class SoftSelected(Objective):
         self.name = f"selected-{kind}"
 
     def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        """``Σ_k w_k · objective_k`` per image ``[B]`` (MSE against the attacked input, or bpp); ``targeted`` is
+        unused."""
         if not isinstance(out, SelectedOutput):
             raise InputError("the selection-aware objective needs a SelectionAware target")
         if self.kind == "rate":
@@ -129,4 +135,5 @@ class SoftSelected(Objective):
         return (out.weights * per).sum(1)
 
     def describe(self) -> dict[str, Any]:
+        """The objective's name and its selection rule."""
         return {"objective": self.name, "selection": "softmin over the candidates' RD loss"}

@@ -63,10 +63,12 @@ class APGD(IterativeAttack):
 
     @staticmethod
     def default_alpha(eps: float, steps: int) -> float:
+        """``eps``, recorded only: APGD's step starts at ``2·eps`` and is halved at checkpoints."""
         return eps  # recorded only; the step actually starts at 2·eps
 
     def run_from(self, x: Tensor, x_adv: Tensor, labels: Tensor, gen: torch.Generator,
                  history: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """One APGD run from ``x_adv`` (Croce & Hein 2020, Algorithm 1): (the best iterate, its objective) per image."""
         b, view = x.shape[0], (-1,) + (1,) * (x.dim() - 1)
         eta = torch.full((b,), 2 * self.threat.eps, dtype=x.dtype, device=x.device)
         grad, loss = self.gradient_losses(x_adv, labels, gen)
@@ -108,5 +110,6 @@ class APGD(IterativeAttack):
         return best, best_loss
 
     def describe(self) -> dict[str, Any]:
+        """As :meth:`IterativeAttack.describe`, with APGD's step size rule, momentum and ``rho``."""
         return {**super().describe(), "alpha": None, "step_size": "2·eps, halved at checkpoints",
                 "momentum": self.momentum, "rho": self.rho}

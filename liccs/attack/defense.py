@@ -121,6 +121,8 @@ class KWayDefense:
         self.header_bits = math.ceil(math.log2(k)) if k > 1 else 0
 
     def describe(self) -> dict[str, Any]:
+        """What a result records about the defense: K, the candidates, λ, the rate mode, the seed, header bits, the
+        codec."""
         return {"defense": "k-way", "k": self.k, "candidates": [t.name for t in self.candidates],
                 "lmbda": self.lmbda, "rate": self.rate_mode, "seed": self.seed, "header_bits": self.header_bits,
                 "codec": codec_name(self.codec), "codec_class": type(self.codec).__name__}

@@ -87,6 +87,7 @@ class RandomKWayDefense(KWayDefense):
         self.requests = 0
 
     def describe(self) -> dict[str, Any]:
+        """As :meth:`KWayDefense.describe`, with the family (the candidates are drawn per image)."""
         return {**super().describe(), "defense": "random-k-way", "family": [t.name for t in self.family],
                 "family_size": len(self.family)}
 
@@ -166,7 +167,9 @@ class RandomKWayDefense(KWayDefense):
         return self.result(s, chosen, rate, rd, (int(x.shape[-2]), int(x.shape[-1])))
 
     def candidate_names(self, s: Scoring) -> list[list[str]]:
+        """Every image's K candidate transform names, from a scoring's drawn indices."""
         return [[self.family[f].name for f in row] for row in s.index.tolist()]
 
     def roundtrip(self, x: Tensor, seed: int | None = None) -> KWayResult:  # type: ignore[override]
+        """Encode and decode (:meth:`encode` with the request ``seed``): ``result.x_hat`` is the decoder's output."""
         return self.encode(x, seed)

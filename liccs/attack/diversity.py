@@ -35,6 +35,8 @@ class InputDiversity:
         self.ratio = float(ratio)
 
     def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
+        """``x`` resized and padded at random with probability ``prob`` (one draw per batch from ``gen``), else
+        ``x``."""
         if torch.rand((), generator=gen).item() >= self.prob:  # a CPU draw: no device sync
             return x
         h, w = x.shape[-2:]
@@ -50,4 +52,5 @@ class InputDiversity:
         return F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
 
     def describe(self) -> dict[str, Any]:
+        """The transform's name, ``prob`` and ``ratio``."""
         return {"transform": "input-diversity", "prob": self.prob, "ratio": self.ratio}

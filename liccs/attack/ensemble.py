@@ -44,9 +44,11 @@ class CodecOnly(nn.Module):
         self.rounding = rounding
 
     def reconstruct(self, x: Tensor) -> CodecOutput:
+        """The codec's reconstruction of ``x`` with likelihoods (:meth:`LICCS.reconstruct`)."""
         return self.pipe.reconstruct(x)
 
     def describe(self) -> dict[str, Any]:
+        """The pipeline's description, with no classifier."""
         d = self.pipe.describe()
         return {**d, "classifier": None, "classifier_weights": None}
 
@@ -66,6 +68,7 @@ class EnsembleOutput:
 
     @property
     def logits(self) -> Tensor | None:
+        """Logits ``[M, B, C]`` (one member's ``single`` with a leading axis), or None."""
         return self.single.unsqueeze(0) if self.single is not None else self.stacked
 
 

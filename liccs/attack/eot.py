@@ -46,29 +46,36 @@ class EoT(nn.Module, RandomSource):
 
     @property
     def reduce(self) -> str:
+        """The wrapped target's reduction (``loss`` or ``logits``)."""
         return self.target.reduce
 
     @property
     def names(self) -> list[str]:
+        """The wrapped target's member names."""
         return self.target.names
 
     @property
     def members(self) -> nn.ModuleList:
+        """The wrapped target's members."""
         return self.target.members
 
     @property
     def num_classes(self) -> int | None:
+        """The wrapped target's class count, or None."""
         return self.target.num_classes
 
     def forward_all(self, x: Tensor, logits: bool = True) -> EnsembleOutput:
+        """One draw: the target's forward on ``x`` after the input transform (if any), with the attack's generator."""
         if self.transform is not None:
             x = self.transform(x, self.rng())
         return self.target.forward_all(x, logits)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Mean logits over members for one draw."""
         return self.forward_all(x).logits.mean(0)
 
     def describe(self) -> dict[str, Any]:
+        """The target's description plus the sample count and the input transform."""
         t = self.transform
         return {**self.target.describe(), "eot_samples": self.samples,
                 "eot_transform": t.describe() if hasattr(t, "describe") else (repr(t) if t else None)}

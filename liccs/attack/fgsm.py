@@ -32,9 +32,11 @@ class FGSM(Attack):
 
     @staticmethod
     def default_alpha(eps: float, steps: int) -> float:
+        """``eps``: FGSM takes one step of the full radius."""
         return eps
 
     def perturb(self, x: Tensor, labels: Tensor, gen: torch.Generator) -> Tensor:
+        """One step of size eps along the gradient's direction from the clean image (Goodfellow et al. 2015)."""
         grad, total = self.gradient(x, labels, gen)
         self.losses = (total / x.shape[0]).unsqueeze(0)
         with torch.no_grad():

@@ -33,12 +33,15 @@ class MIFGSM(IterativeAttack):
         super().__init__(model, **kwargs)
 
     def init_state(self, x: Tensor) -> Any:
+        """No momentum yet (the first step starts it)."""
         return None
 
     def step_direction(self, grad: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """The direction of the momentum ``g ← decay·g + ∇/‖∇‖₁`` (Dong et al. 2018), and the updated momentum."""
         g = grad / per_sample_norm(grad, 1).clamp_min(1e-12)
         momentum = g if state is None else state.mul_(self.decay).add_(g)
         return self.threat.direction(momentum), momentum
 
     def describe(self) -> dict[str, Any]:
+        """As :meth:`IterativeAttack.describe`, with ``decay``."""
         return {**super().describe(), "decay": self.decay}

@@ -51,6 +51,7 @@ class Objective:
         """Compute references from the clean images (once per attack call)."""
 
     def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        """The losses ``[B]`` to maximize for one forward of the target; subclasses implement it."""
         raise NotImplementedError
 
     def total(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
@@ -58,6 +59,7 @@ class Objective:
         return self(out, labels, targeted).sum()
 
     def describe(self) -> dict[str, Any]:
+        """What a result records about the objective: its name."""
         return {"objective": self.name}
 
 
@@ -68,6 +70,7 @@ def target_members(target: nn.Module) -> list[nn.Module]:
 
 
 def target_names(target: nn.Module) -> list[str]:
+    """The member names of an ensemble (through an EoT wrapper), or the target's class name."""
     inner = getattr(target, "target", target)
     return list(getattr(inner, "names", [type(inner).__name__]))
 
@@ -99,6 +102,7 @@ class ClassificationLoss(Objective):
         self.name = kind
 
     def check(self, target: nn.Module) -> None:
+        """Refuse a member without a classifier, and ``dlr`` on a target of fewer than 3 classes."""
         for name, m in zip(target_names(target), target_members(target), strict=True):
             if member_parts(m)[1] is None:
                 raise InputError(f"objective {self.name!r} needs a classifier, but member {name!r} is a bare codec")
@@ -123,6 +127,8 @@ class ClassificationLoss(Objective):
         return margin / (spread + 1e-12).to(margin.dtype)
 
     def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        """The loss per image ``[B]``: of one member's logits, of the mean logits (``reduce="logits"``), or the mean of
+        the members' losses."""
         if out.single is not None:
             return self._loss(out.single, labels, targeted)
         z = out.logits
@@ -132,12 +138,14 @@ class ClassificationLoss(Objective):
         return self._loss(z.flatten(0, 1), labels.repeat(m), targeted).view(m, b).mean(0)
 
     def total(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        """``Σ_b loss_b``, one fused cross-entropy for a single member's ``ce``."""
         if out.single is not None and self.kind == "ce":  # one fused kernel on the common path
             ce = F.cross_entropy(out.single, labels, reduction="sum")
             return -ce if targeted else ce
         return self(out, labels, targeted).sum()
 
     def describe(self) -> dict[str, Any]:
+        """The objective and the loss kind."""
         return {"objective": "classification", "loss": self.kind}
 
 
@@ -160,6 +168,8 @@ class DistortionLoss(Objective):
         self._clean: list[Tensor] | None = None
 
     def prepare(self, target: nn.Module, x: Tensor, labels: Tensor) -> None:
+        """Keep the reference: the clean images (``clean``) or each member's hard-rounded reconstruction of them
+        (``recon``)."""
         if self.reference == "clean":
             self._clean = [x.detach()]  # one reference for every member and branch
         elif self.reference == "recon":
@@ -168,6 +178,7 @@ class DistortionLoss(Objective):
                                for m in target_members(target)]
 
     def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        """MSE per image ``[B]`` of each reconstruction against its reference, mean over members (or branches)."""
         refs = self._clean if self.reference != "input" else [out.inputs] * len(out.recs)
         if refs is None:
             raise InputError(f"DistortionLoss(reference={self.reference!r}) used before prepare()")
@@ -177,6 +188,7 @@ class DistortionLoss(Objective):
         return torch.stack(terms).mean(0)
 
     def describe(self) -> dict[str, Any]:
+        """The objective, its reference and the metric (MSE)."""
         return {"objective": "distortion", "reference": self.reference, "metric": "mse"}
 
 
@@ -187,12 +199,14 @@ class RateLoss(Objective):
     name = "rate"
 
     def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        """Estimated bpp per image ``[B]`` from each member's likelihoods, mean over members."""
         if any(not r.likelihoods for r in out.recs):
             raise InputError("rate objective: a member gives no likelihoods "
                              "(hard rounding of an autoregressive codec?)")
         return torch.stack([r.bpp() for r in out.recs]).mean(0)
 
     def describe(self) -> dict[str, Any]:
+        """The objective and its estimate (likelihood bpp)."""
         return {"objective": "rate", "estimate": "likelihood bpp"}
 
 
@@ -214,18 +228,21 @@ class DifferentialLoss(Objective):
         self.c = float(c)
 
     def check(self, target: nn.Module) -> None:
+        """Refuse a target that is not two classifying members, [float, deployed]."""
         members = target_members(target)
         if len(members) != 2 or any(member_parts(m)[1] is None for m in members):
             raise InputError(f"objective 'differential' needs two classifying members, [float, deployed], got "
                              f"{len(members)}: {target_names(target)}")
 
     def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        """``p_float(y|x) − c · p_deployed(y|x)`` per image ``[B]``; targeted mode is refused."""
         if targeted:
             raise InputError("objective 'differential' is untargeted")
         p = out.logits.float().softmax(-1).gather(2, labels.view(1, -1, 1).expand(2, -1, 1)).squeeze(2)
         return p[0] - self.c * p[1]
 
     def describe(self) -> dict[str, Any]:
+        """The objective, ``c`` and the members' roles."""
         return {"objective": "differential", "c": self.c, "members": ["float", "deployed"]}
 
 
@@ -242,17 +259,21 @@ class Weighted(Objective):
         self.name = "+".join(f"{w:g}*{o.name}" for w, o in self.terms)
 
     def check(self, target: nn.Module) -> None:
+        """Check every term against ``target``."""
         for _, o in self.terms:
             o.check(target)
 
     def prepare(self, target: nn.Module, x: Tensor, labels: Tensor) -> None:
+        """Prepare every term."""
         for _, o in self.terms:
             o.prepare(target, x, labels)
 
     def __call__(self, out: EnsembleOutput, labels: Tensor, targeted: bool) -> Tensor:
+        """``Σ w_i · objective_i`` per image ``[B]``."""
         return sum(w * o(out, labels, targeted) for w, o in self.terms)
 
     def describe(self) -> dict[str, Any]:
+        """Every term's weight and description."""
         return {"objective": "weighted", "terms": [{"weight": w, **o.describe()} for w, o in self.terms]}
 
 

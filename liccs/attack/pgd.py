@@ -80,6 +80,7 @@ class IterativeAttack(Attack):
         return keep_better(best, best_loss, x_adv, self.losses_at(x_adv, labels, gen))
 
     def perturb(self, x: Tensor, labels: Tensor, gen: torch.Generator) -> Tensor:
+        """Run the loop ``restarts`` times and keep per image the run with the highest objective."""
         history: list[Tensor] = []
         best, best_loss = None, None
         for r in range(self.restarts):
@@ -90,6 +91,7 @@ class IterativeAttack(Attack):
         return best
 
     def describe(self) -> dict[str, Any]:
+        """As :meth:`Attack.describe`, with ``restarts`` and ``best_iterate``."""
         return {**super().describe(), "restarts": self.restarts, "best_iterate": self.best_iterate}
 
 
@@ -118,4 +120,5 @@ class PGD(IterativeAttack):
 
     @staticmethod
     def default_alpha(eps: float, steps: int) -> float:
+        """``min(eps, 2.5·eps/steps)`` (Madry et al. 2018)."""
         return min(eps, 2.5 * eps / steps)

@@ -239,6 +239,8 @@ class Square(Attack):
         self.result: SquareResult | None = None  #: per-image queries, success and margins of the last call
 
     def perturb(self, x: Tensor, labels: Tensor, gen: torch.Generator) -> Tensor:
+        """Run :func:`square_attack` on the target's scores (seeded from ``gen``); the per-image result is kept in
+        ``result``."""
         seed = int(torch.randint(0, 2**62, (), generator=gen))
         self.result = square_attack(lambda v: self.target(v), x, labels, eps=self.threat.eps, norm=self.threat.norm,
                                     queries=self.queries, p_init=self.p_init, targeted=self.targeted, seed=seed,
@@ -247,6 +249,7 @@ class Square(Attack):
         return self.result.adv
 
     def describe(self) -> dict[str, Any]:
+        """As :meth:`Attack.describe`, with the query budget, ``p_init``, the margin loss and the queries used."""
         d = {**super().describe(), "steps": None, "alpha": None, "random_start": None, "queries": self.queries,
              "p_init": self.p_init, "score_only": True, "loss": "margin"}
         if self.result is not None:

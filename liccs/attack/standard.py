@@ -71,6 +71,8 @@ class StandardEvaluation(Attack):
             return _scores(self.predict, x) if self.predict is not None else self.target(x).detach().float()
 
     def perturb(self, x: Tensor, labels: Tensor, gen: torch.Generator) -> Tensor:
+        """Per image, the first success of APGD-CE, APGD-T then Square (Croce & Hein 2020); APGD-CE's point where none
+        succeeds."""
         scores = self._scores(x)
         found = ["clean" if bool(f) else "" for f in scores.argmax(1) != labels]
         adv = x.clone()
@@ -118,6 +120,7 @@ class StandardEvaluation(Attack):
         return {k: c.get(k, 0) for k in ("clean", *SUITE, "robust")}
 
     def describe(self) -> dict[str, Any]:
+        """As :meth:`Attack.describe`, with the suite, its budget, the judge and (after a call) :meth:`summary`."""
         d = {**super().describe(), "alpha": None, "suite": list(SUITE), "restarts": self.restarts,
              "target_classes": self.target_classes, "queries": self.queries, "p_init": self.p_init,
              "judged_by": "predict" if self.predict is not None else "model"}

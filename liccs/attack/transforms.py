@@ -36,6 +36,7 @@ class Invertible:
     swaps_hw: bool = False
 
     def __call__(self, x: Tensor) -> Tensor:
+        """The transformed image, ``forward(x)``."""
         return self.forward(x)
 
     def out_size(self, h: int, w: int) -> tuple[int, int]:
