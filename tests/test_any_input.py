@@ -5,7 +5,10 @@ size the commands use), modes (L, LA, 1, RGBA, P, I;16, CMYK) and broken files (
 text named .png, a directory named .png, a header claiming a decompression bomb), and drives ``liccs export``,
 ``check``, ``encode`` (then ``decode`` of what it wrote), ``attack`` and ``defend`` in-process on the tiny mini-zoo
 models with random weights. Each run either succeeds with an output for every image it read, naming every file it
-skipped, or exits 2 with one ``liccs: error:`` line naming the offending file; never a traceback.
+skipped, or exits 2 with one ``liccs: error:`` line naming the offending file; never a traceback. A file counts as
+unreadable exactly when :func:`liccs.data.read_image` refuses it. Examples are few and fixed (derandomized) to keep
+the file near a minute; plain tests cover names (hidden, repeated), empty folders, an image given as the folder, an
+output folder blocked by a file, and out-of-range counts.
 """
 
 from __future__ import annotations
