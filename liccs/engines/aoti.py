@@ -35,6 +35,8 @@ class AotiRunner(Runner):
         self.path: Path | None = None
 
     def activate_impl(self) -> None:
+        """Load the ``.pt2`` package (building it first when the source is a step); a damaged one raises
+        ArtifactError."""
         src = self._source() if callable(self._source) else self._source
         self.path = Path(getattr(src, "path", src))
         if not self.path.is_file():
@@ -46,9 +48,11 @@ class AotiRunner(Runner):
                                 f"corrupt?): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
     def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]:
+        """The inputs given at construction (a package does not declare them)."""
         return self._inputs
 
     def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]:
+        """Run the compiled package on the feed's tensors (in input order) on the runner's device."""
         args = [to_torch(feed[n], self.device).contiguous() for n in self._inputs]
         with torch.no_grad():
             out = self._fn(*args)
@@ -56,6 +60,7 @@ class AotiRunner(Runner):
         return like_feed(dict(zip(self.outputs, outs)), feed)
 
     def deactivate_impl(self) -> None:
+        """Drop the loaded package."""
         self._fn = None
 
 

@@ -61,6 +61,7 @@ class Runner(ABC):
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def activate(self) -> None:
+        """Load the model on the engine (``activate_impl``) and read its input metadata; a no-op when active."""
         if self.is_active:
             return
         self.activate_impl()
@@ -68,6 +69,7 @@ class Runner(ABC):
         self._input_meta = dict(self.get_input_metadata_impl())
 
     def deactivate(self) -> None:
+        """Release the engine's resources (``deactivate_impl``) when active."""
         if self.is_active:
             self.deactivate_impl()
             self.is_active = False
@@ -81,6 +83,7 @@ class Runner(ABC):
 
     # --- inference ---------------------------------------------------------------------------------
     def input_metadata(self) -> dict[str, TensorMeta]:
+        """The inputs by name (dtype, shape, bounds), activating the runner first if needed."""
         if not self.is_active:
             self.activate()
         assert self._input_meta is not None
@@ -124,13 +127,19 @@ class Runner(ABC):
 
     # --- for backends ------------------------------------------------------------------------------
     @abstractmethod
-    def activate_impl(self) -> None: ...
+    def activate_impl(self) -> None:
+        """Load the model on the engine (backends implement it)."""
+        ...
 
     @abstractmethod
-    def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]: ...
+    def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]:
+        """The engine's inputs by name, read once after activation (backends implement it)."""
+        ...
 
     @abstractmethod
-    def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]: ...
+    def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]:
+        """Run once on a checked feed; outputs by name, in the kind of the feed (backends implement it)."""
+        ...
 
     def deactivate_impl(self) -> None:  # noqa: B027 -- optional no-op hook; abstract would break Runners without it
         """Release what ``activate_impl`` acquired (default: nothing)."""
@@ -179,6 +188,7 @@ class EngineSpec:
 
     @property
     def available(self) -> bool:
+        """Whether this machine can run the engine (no :meth:`unavailable_reason`)."""
         return self.unavailable_reason() is None
 
 

@@ -38,6 +38,7 @@ class BitstreamError(LiccsError):
 
 
 def crc32(data: bytes) -> int:
+    """The unsigned CRC-32 of ``data``."""
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
@@ -87,6 +88,7 @@ class Container:
     strings: tuple[bytes, ...]
 
     def to_bytes(self) -> bytes:
+        """The container's bytes: its header, the header's crc32, then the framed strings."""
         head = _CONT_HEAD.pack(CONTAINER_MAGIC, VERSION, self.fingerprint[:8].ljust(8, b"\0"), *self.size,
                                *self.shape, len(self.strings))
         return head + struct.pack("<I", crc32(head)) + b"".join(self.strings)

@@ -36,13 +36,16 @@ class ChainRunner(Runner):
         self.runners = list(runners)
 
     def activate_impl(self) -> None:
+        """Activate every runner of the chain."""
         for r in self.runners:
             r.activate()
 
     def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]:
+        """The first runner's inputs."""
         return self.runners[0].input_metadata()
 
     def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]:
+        """The first runner on the feed, then each next one on its predecessor's single output (feeds unchecked)."""
         out = self.runners[0].infer(feed, check=False)
         for r in self.runners[1:]:
             if len(out) != 1:
@@ -52,5 +55,6 @@ class ChainRunner(Runner):
         return out
 
     def deactivate_impl(self) -> None:
+        """Deactivate every runner of the chain."""
         for r in self.runners:
             r.deactivate()

@@ -68,6 +68,7 @@ class OvRunner(Runner):
         return Path(getattr(src, "path", src))
 
     def activate_impl(self) -> None:
+        """Read the model (ONNX or IR) and compile it for the CPU with the latency hint, threads and precision hint."""
         import openvino as ov
 
         self.path = path = self._resolve()
@@ -96,6 +97,7 @@ class OvRunner(Runner):
         self._request = self._compiled.create_infer_request()
 
     def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]:
+        """The compiled model's inputs (dtype, static dimensions), with the value ranges given."""
         out = {}
         for port in self._compiled.inputs:
             name = port.get_any_name()
@@ -109,6 +111,7 @@ class OvRunner(Runner):
         return out
 
     def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]:
+        """One inference request on the feed as numpy arrays; outputs in the kind of the feed."""
         arrays = {k: np.ascontiguousarray(to_numpy(v)) for k, v in feed.items()}
         try:
             res = self._request.infer(arrays)
@@ -118,6 +121,7 @@ class OvRunner(Runner):
         return like_feed({o.get_any_name(): np.array(res[o]) for o in self._compiled.outputs}, feed)
 
     def deactivate_impl(self) -> None:
+        """Drop the compiled model and its request."""
         self._request = self._compiled = None
 
 
@@ -145,6 +149,7 @@ class Int8IrFromOnnx:
         self.keep_fp32 = tuple(sorted({int(i) for i in keep_fp32}))
 
     def __call__(self) -> Artifact:
+        """The quantized IR from the cache, built when missing or when its ``.bin`` no longer matches the sidecar."""
         path, label = resolve_onnx(self.source)
         key = {"kind": "ov-int8", "onnx_sha256": file_sha256(path), "preset": self.preset,
                "subset_size": self.subset_size, "calibration": feeds_digest(self.feeds), "op_types": list(COMPUTE_OPS),

@@ -71,6 +71,7 @@ class OrtRunner(Runner):
         return Path(getattr(src, "path", src))
 
     def activate_impl(self) -> None:
+        """Open an ONNX Runtime session on the file with the providers and threads (spinning off unless asked)."""
         import onnxruntime as ort
 
         self.path = self._resolve()
@@ -89,6 +90,7 @@ class OrtRunner(Runner):
         self.active_providers = self._session.get_providers()
 
     def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]:
+        """The session's inputs (dtype, static dimensions), with the value ranges given."""
         out = {}
         for i in self._session.get_inputs():
             dtype = _ORT_TYPES.get(i.type)
@@ -99,6 +101,7 @@ class OrtRunner(Runner):
         return out
 
     def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]:
+        """Run the session on the feed as numpy arrays; outputs in the kind of the feed."""
         arrays = {k: np.ascontiguousarray(to_numpy(v)) for k, v in feed.items()}
         try:
             outs = self._session.run(None, arrays)
@@ -110,6 +113,7 @@ class OrtRunner(Runner):
         return like_feed(dict(zip(names, outs)), feed)
 
     def deactivate_impl(self) -> None:
+        """Drop the session."""
         self._session = None
 
 

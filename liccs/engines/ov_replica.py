@@ -239,6 +239,7 @@ class OvReplica(nn.Module):
             self._const_names[k] = f"c{n}"
 
     def forward(self, *xs: Tensor) -> Tensor | tuple[Tensor, ...]:
+        """The model's output(s) for ``xs`` (in input order), evaluated node by node in PyTorch."""
         if len(xs) != len(self.inputs):
             raise InputError(f"{self.name}: {len(self.inputs)} input(s) {self.inputs}, got {len(xs)}")
         env: dict[tuple[str, int], Any] = {k: getattr(self, a) for k, a in self._const_names.items()}

@@ -339,6 +339,7 @@ class OnnxReplica(nn.Module):
             self._const_names[name] = attr
 
     def forward(self, *xs: Tensor) -> Tensor | tuple[Tensor, ...]:
+        """The graph's output(s) for ``xs`` (in input order), evaluated node by node in PyTorch."""
         if len(xs) != len(self.inputs):
             raise InputError(f"{self.name}: {len(self.inputs)} input(s) {self.inputs}, got {len(xs)}")
         env: dict[str, Any] = {n: getattr(self, a) for n, a in self._const_names.items()}

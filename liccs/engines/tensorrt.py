@@ -40,6 +40,7 @@ class TrtRunner(Runner):
         return path.read_bytes()
 
     def activate_impl(self) -> None:
+        """Load the engine (building it first when the source is a step) into Polygraphy's runner on the GPU."""
         _, pt = require_tensorrt()
         if not torch.cuda.is_available():
             raise EngineUnavailable(f"{self.name}: TensorRT needs a CUDA GPU; none is visible")
@@ -51,6 +52,7 @@ class TrtRunner(Runner):
         self._runner = runner
 
     def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]:
+        """The engine's inputs, with profile 0's min and max shapes for the dynamic ones."""
         out = {}
         for name, meta in self._runner.get_input_metadata(use_numpy_dtypes=False).items():
             shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in meta.shape)
@@ -60,6 +62,7 @@ class TrtRunner(Runner):
         return out
 
     def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]:
+        """Run the engine on the feed; outputs copied (numpy arrays for a numpy feed, else torch tensors)."""
         if any(isinstance(v, torch.Tensor) and v.is_cuda for v in feed.values()):
             torch.cuda.current_stream().synchronize()  # Polygraphy reads the inputs on its own stream
         arrays = {k: np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v.contiguous() for k, v in feed.items()}
@@ -70,6 +73,7 @@ class TrtRunner(Runner):
         return {k: np.array(v, copy=True) if host else torch.as_tensor(v).clone() for k, v in out.items()}
 
     def deactivate_impl(self) -> None:  # called only after a successful activation
+        """Deactivate Polygraphy's runner."""
         runner, self._runner = self._runner, None
         runner.deactivate()
 

@@ -45,15 +45,18 @@ class TorchRunner(Runner):
         self._fn: Any = None
 
     def activate_impl(self) -> None:
+        """The module in eval mode on the device (a copy if it is elsewhere), compiled when asked."""
         module = self.graph.module.eval()
         if module_device(module) != self.device:  # a copy: the module is shared (the loaded codec, the attacks)
             module = copy.deepcopy(module).to(self.device)
         self._fn = torch.compile(module, dynamic=True) if self.compile else module
 
     def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]:
+        """The GraphSpec's inputs."""
         return graph_meta(self.graph)
 
     def infer_impl(self, feed: dict[str, Array]) -> dict[str, Array]:
+        """Run the module under autocast (fp16/bf16) or in fp32, without gradients; outputs as float32."""
         args = [to_torch(feed[t.name], self.device) for t in self.graph.inputs]
         dtype = _AUTOCAST[self.precision]
         ctx = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
@@ -63,6 +66,7 @@ class TorchRunner(Runner):
         return like_feed({n: o.float() for n, o in zip(self.graph.outputs, outs)}, feed)
 
     def deactivate_impl(self) -> None:
+        """Drop the module."""
         self._fn = None
 
 
