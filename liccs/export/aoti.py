@@ -43,11 +43,13 @@ class AotiFromTorch:
         self.graph, self.cache, self.device = graph, cache or ArtifactCache(), device
 
     def key(self) -> dict[str, Any]:
+        """The cache key: graph and source hash, dynamic axes, torch version, device, CPU and C++ compiler."""
         return {"kind": "aoti", "graph": self.graph.label, "source": self.graph.source_hash,
                 "dynamic": dynamic_axes(self.graph), "torch": torch.__version__, "device": self.device,
                 "cpu": platform.processor() or platform.machine(), "compiler": compiler_id()}
 
     def __call__(self) -> Artifact:
+        """The ``.pt2`` package from the cache, compiled when missing."""
         return self.cache.get_or_build("aoti", self.graph.label, self.key(), ".pt2", self._build)
 
     def _build(self, path: Path) -> dict[str, Any]:

@@ -52,10 +52,12 @@ class ArtifactCache:
         self.root = Path(root) if root is not None else cache_dir() / "artifacts"
 
     def path_for(self, kind: str, label: str, key: Mapping[str, Any], suffix: str) -> Path:
+        """Where the artifact of ``key`` lives: ``root/<kind>/<label>-<digest[:16]><suffix>``."""
         return self.root / kind / f"{_slug(label)}-{key_digest(key)[:16]}{suffix}"
 
     @staticmethod
     def sidecar(path: Path) -> Path:
+        """The JSON sidecar beside an artifact: ``<name>.json``."""
         return path.with_name(path.name + ".json")
 
     def lookup(self, path: Path, key: Mapping[str, Any]) -> Artifact | None:

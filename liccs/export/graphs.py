@@ -97,6 +97,7 @@ class GraphSpec:
 
     @property
     def label(self) -> str:
+        """``<model>.<name>``, the graph's name in the cache and in reports."""
         return f"{self.model}.{self.name}"
 
     def example(self, image_hw: tuple[int, int] = (75, 117), batch: int = 2) -> dict[str, Tensor]:
@@ -166,6 +167,7 @@ class ContextStep(nn.Module):
         self.register_buffer("bias", cp.bias.detach().clone())
 
     def forward(self, x: Tensor) -> Tensor:
+        """The context of the centre of each 5×5 window of ŷ (the masked convolution, no padding)."""
         return F.conv2d(x, self.weight, self.bias)
 
 
@@ -177,6 +179,7 @@ class Reconstruct(nn.Module):
         self.codec = codec
 
     def forward(self, x: Tensor) -> Tensor:
+        """The codec's hard-rounded reconstruction of ``x``, padded to 64 then cropped back, clamped to [0, 1]."""
         h, w = x.shape[-2], x.shape[-1]
         xp = F.pad(x, (0, (-w) % PAD_MULTIPLE, 0, (-h) % PAD_MULTIPLE), mode="replicate")
         x_hat = codec_forward(self.codec, xp, "hard").x_hat.clamp(0, 1)
@@ -192,6 +195,7 @@ class LiccsGraph(nn.Module):
         self.classifier = classifier
 
     def forward(self, x: Tensor) -> Tensor:
+        """The classifier's logits on the reconstruction of ``x``."""
         return self.classifier(self.reconstruct(x))
 
 

@@ -40,6 +40,7 @@ class InferenceGDN(nn.Module):
         self.simplified = isinstance(gdn, GDN1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """GDN on ``x`` (Ballé et al., ICLR 2016), or its inverse; GDN1 divides (multiplies) by ``β + γ * |x|``."""
         if self.simplified:
             norm = F.conv2d(torch.abs(x), self.gamma, self.beta)
             return x * norm if self.inverse else x / norm
@@ -55,6 +56,7 @@ class InferenceLowerBound(nn.Module):
         self.register_buffer("bound", lb.bound.detach().clone())
 
     def forward(self, x: Tensor) -> Tensor:
+        """``max(x, bound)``."""
         return torch.maximum(x, self.bound)
 
 

@@ -130,12 +130,14 @@ class OnnxFromTorch:
         self.graph, self.cache, self.exporter, self.opset = graph, cache or ArtifactCache(), exporter, opset
 
     def key(self) -> dict[str, Any]:
+        """The cache key: graph and source hash, exporter, opset, dynamic axes and the versions of torch and onnx."""
         return {"kind": "onnx", "graph": self.graph.label, "source": self.graph.source_hash,
                 "exporter": self.exporter, "opset": self.opset, "dynamic": dynamic_axes(self.graph),
                 "torch": torch.__version__, "onnx": _version("onnx"), "onnxscript": _version("onnxscript"),
                 "device": "cpu"}
 
     def __call__(self) -> Artifact:
+        """The ONNX file from the cache, exported when missing."""
         return self.cache.get_or_build("onnx", self.graph.label, self.key(), ".onnx", self._build)
 
     def _build(self, path: Path) -> dict[str, Any]:

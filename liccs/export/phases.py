@@ -102,6 +102,7 @@ class FourPhaseConvTranspose2d(nn.Module):
         self.register_buffer("bias", m.bias.detach().clone() if m.bias is not None else None)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The transposed convolution of ``x``: each phase's convolution, interleaved."""
         s = self.stride
         phases = []
         for i, pad in enumerate(self.pads):
@@ -131,6 +132,7 @@ class SubPixelConvTranspose2d(nn.Module):
         self.register_buffer("bias", m.bias.detach().repeat(s * s) if m.bias is not None else None)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The transposed convolution of ``x``: one convolution over the union window, interleaved."""
         left, right, top, bottom = self.pad
         if (left, top) == (right, bottom):  # the convolution pads (no separate Pad node in the graph)
             return _interleave(F.conv2d(x, self.weight, self.bias, padding=(top, left)), self.stride)

@@ -91,6 +91,7 @@ def compute_macs(path: Path | str, input_shapes: Mapping[str, Sequence[int]]) ->
 
 
 def feeds_digest(feeds: Sequence[Feed]) -> str:
+    """sha256 over the calibration feeds (names, dtypes, shapes and bytes): part of an int8 artifact's key."""
     h = hashlib.sha256()
     for feed in feeds:
         for k in sorted(feed):
@@ -146,6 +147,7 @@ class Int8OnnxFromOnnx:
         self.keep_fp32 = keep_fp32
 
     def __call__(self) -> Artifact:
+        """The QDQ int8 ONNX from the cache, calibrated and quantized by onnxruntime when missing."""
         path, label = resolve_onnx(self.source)
         key = {"kind": "ort-int8", "onnx_sha256": file_sha256(path), "per_channel": self.per_channel,
                "method": self.method, "format": "QDQ", "reduce_range": self.reduce_range, "activations": "QUInt8",
@@ -196,6 +198,7 @@ class Fp16OnnxFromOnnx:
         self.source, self.cache = source, cache or ArtifactCache()
 
     def __call__(self) -> Artifact:
+        """The float16 ONNX from the cache, converted when missing."""
         path, label = resolve_onnx(self.source)
         key = {"kind": "ort-fp16", "onnx_sha256": file_sha256(path), "keep_io_types": True,
                "onnxruntime": md.version("onnxruntime")}

@@ -39,10 +39,12 @@ class ExportReport:
     records: list[ExportRecord] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every record, and those not exported (failed or not exportable) again on their own."""
         return {"records": [asdict(r) for r in self.records],
                 "not_exported": [asdict(r) for r in self.records if r.status in ("failed", "not-exportable")]}
 
     def table(self) -> str:
+        """The records as a plain-text table: model, graph, status, exporter, note."""
         head = f"{'model':<34} {'graph':<20} {'status':<15} {'exporter':<12} note"
         rows = [head, "-" * len(head)]
         for r in self.records:

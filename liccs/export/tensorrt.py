@@ -162,6 +162,8 @@ class EngineFromOnnx:
         self.workspace_bytes, self.optimization_level = int(workspace_bytes), optimization_level
 
     def __call__(self) -> Artifact:
+        """The serialized engine from the cache, built from the ONNX (with the profile and any calibration) when
+        missing."""
         trt, pt = require_tensorrt()
         path = Path(self.onnx().path if callable(self.onnx) else self.onnx)
         model = load_onnx(path, check=False)  # ArtifactError naming the file when it is missing or corrupt
