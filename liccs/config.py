@@ -231,9 +231,11 @@ class RunConfig:
     quick: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every section and key as nested dicts."""
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as indented JSON."""
         return json.dumps(self.to_dict(), indent=2)
 
 

@@ -111,9 +111,11 @@ class ImageSource:
         raise NotImplementedError
 
     def read(self, i: int) -> Tensor:
+        """The pixels of image ``i`` as uint8 RGB ``[3, H, W]``; subclasses implement it."""
         raise NotImplementedError
 
     def load(self, i: int) -> Sample:
+        """Image ``i`` read: its name, pixels and label."""
         name, _, label = self.describe(i)
         return Sample(name, self.read(i), label)
 
@@ -144,10 +146,12 @@ class FolderSource(ImageSource):
         return len(self.files)
 
     def describe(self, i: int) -> tuple[str, str, int | None]:
+        """(file stem, file path, label from ``labels`` or None) of image ``i``."""
         p = self.files[i]
         return p.stem, str(p), self.labels.get(p.stem)
 
     def read(self, i: int) -> Tensor:
+        """The pixels of image ``i`` (:func:`read_image`)."""
         return read_image(self.files[i])
 
 
@@ -170,10 +174,12 @@ class CsvSource(ImageSource):
         return len(self.rows)
 
     def describe(self, i: int) -> tuple[str, str, int | None]:
+        """(file stem, path under the root, ``class_index``) of row ``i``."""
         r = self.rows[i]
         return Path(r["file"]).stem, str(self.root / r["file"]), int(r["class_index"])
 
     def read(self, i: int) -> Tensor:
+        """The pixels of row ``i``'s file under the root (:func:`read_image`)."""
         return read_image(self.root / self.rows[i]["file"])
 
 
@@ -213,10 +219,12 @@ class CifarZipSource(ImageSource):
         return len(self.entries)
 
     def describe(self, i: int) -> tuple[str, str, int | None]:
+        """(member path with ``/`` as ``_``, ``zip!member``, class index) of image ``i``."""
         n, label = self.entries[i]
         return n.rsplit(".", 1)[0].replace("/", "_"), f"{self.zip_path}!{n}", label
 
     def read(self, i: int) -> Tensor:
+        """The pixels of image ``i``, decoded from the zip; an unreadable member raises :class:`ImageReadError`."""
         n, _ = self.entries[i]
         try:
             with Image.open(io.BytesIO(self._open().read(n))) as img:
@@ -272,6 +280,7 @@ class Batch:
 
     @property
     def label_tensor(self) -> Tensor:
+        """The labels as a long tensor ``[B]``; refused when an image has no label."""
         if any(v is None for v in self.labels):
             raise InputError("some images of this batch have no label")
         return torch.tensor(self.labels, dtype=torch.long)

@@ -105,6 +105,7 @@ class LICCS(nn.Module):
         return self.classifier(rec.x_hat), rec
 
     def forward(self, x: Tensor) -> Tensor:
+        """The classifier's logits on the codec's reconstruction of ``x``."""
         return self.forward_all(x)[0]
 
     def describe(self) -> dict[str, Any]:

@@ -90,6 +90,7 @@ class PairedResult:
     diffs: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     def as_dict(self) -> dict[str, float | int | str]:
+        """Every field except the differences."""
         return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "diffs"}
 
 
