@@ -41,6 +41,7 @@ class CrossDecodeRecord:
     finite: bool = True  # False: the cross decode held inf/NaN (set to 0 before the PSNR)
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as a dict for JSON: a non-finite PSNR becomes None (``identical`` says which it was)."""
         d = asdict(self)
         if not math.isfinite(self.psnr_vs_same_db):  # JSON has no inf/NaN; identical says which
             d["psnr_vs_same_db"] = None

@@ -67,6 +67,8 @@ class ParityRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as a dict for JSON: an infinite PSNR becomes None with ``extra.identical``, other non-finite
+        errors None listed in ``extra.non_finite``."""
         d = asdict(self)
         if d["psnr_db"] is not None and math.isinf(d["psnr_db"]) and d["psnr_db"] > 0:
             d["psnr_db"] = None  # identical outputs; JSON has no inf
@@ -176,6 +178,7 @@ def classifier_images(batches: Sequence[Tensor], crop: int, resize: int | None =
 
 
 def unavailable(model: str, stage: str, engine: str, why: str, tol: Tolerance) -> ParityRecord:
+    """The record of an engine that cannot run here: status ``unavailable``, with why."""
     return ParityRecord(model, stage, engine, status="unavailable", reason=why, tolerance=asdict(tol))
 
 

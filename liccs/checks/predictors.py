@@ -63,6 +63,8 @@ class ReplicaPredictor(nn.Module):
         self.liccs_name = classifier.name if codec is None else codec.name
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits of ``x``: the codec replica (clamped when the host resizes), the host geometry, then the classifier
+        replica."""
         if self.codec is not None:
             x = self.codec(x)
             x = x.clamp(0, 1) if self.host else x
@@ -83,6 +85,7 @@ class Route:
 
     @property
     def how(self) -> str:
+        """How the route predicts, in words (and the int8 graph's fp32 compute nodes, when set)."""
         how = {"classifier": "classifier graph", "liccs": "liccs graph",
                "reconstruct": "reconstruct graph + host resize + classifier graph",
                "deployed": "deployed codec (real bitstreams) + classifier graph"}[self.kind]
