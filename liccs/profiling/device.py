@@ -57,12 +57,15 @@ class MemoryWatch:
         self.scope = "process"
 
     def start(self) -> None:
+        """Start a measurement: reset the RSS high-water mark where possible, and torch's CUDA peak on a GPU."""
         self.scope = "measurement" if _reset_peak_rss() and _status_kib("VmHWM") is not None else "process"
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def stop(self) -> dict[str, Any]:
+        """The peaks since :meth:`start` in MiB: host RSS (and its scope), and on a GPU torch's allocated and
+        reserved."""
         hwm = _status_kib("VmHWM") if self.scope == "measurement" else None
         out: dict[str, Any] = {
             "peak_rss_mib": hwm / 1024 if hwm is not None else _ru_maxrss_mib(),

@@ -70,6 +70,7 @@ class OperatorProfile:
 
     @property
     def iterations(self) -> int:
+        """The number of profiled runs."""
         return len(self.wall_ms)
 
 

@@ -188,6 +188,7 @@ class PowerLaw:
     n: int
 
     def __call__(self, pixels: float | np.ndarray) -> float | np.ndarray:
+        """The fitted time ``a · pixels^b`` at ``pixels``."""
         return self.a * np.power(pixels, self.b)
 
 

@@ -131,6 +131,7 @@ class Tracker:
 
     @property
     def method(self) -> str:
+        """How regions are timed: ``cuda-events`` or ``perf_counter+sync``."""
         return "cuda-events" if self.use_events else "perf_counter+sync"
 
     @contextlib.contextmanager
@@ -200,6 +201,7 @@ class TimingResult:
 
     @property
     def pixels_per_image(self) -> int:
+        """Height × width of the images (0 when no image shape was given)."""
         return 0 if self.image_shape is None else int(self.image_shape[0] * self.image_shape[1])
 
     @property
