@@ -26,6 +26,7 @@ def slug(name: str) -> str:
 
 
 def parquet_available() -> bool:
+    """Whether pyarrow is installed, so that tables are written as Parquet too."""
     return importlib.util.find_spec("pyarrow") is not None
 
 
