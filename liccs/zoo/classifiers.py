@@ -50,6 +50,7 @@ class Preprocess(nn.Module):
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` brought to the classifier's geometry (when not already ``crop × crop``), then normalized."""
         return (to_geometry(x, self.cfg) - self.mean) / self.std
 
 
@@ -78,6 +79,7 @@ class Classifier(nn.Module):
         self.num_classes = num_classes
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits of [0, 1] RGB images: ``net(preprocess(x))``."""
         return self.net(self.preprocess(x))
 
 

@@ -63,6 +63,7 @@ class MiniClassifier:
 
     @property
     def key(self) -> str:
+        """12 hex digits naming the trained classifier (:func:`~liccs.zoo.mini_store.config_key`)."""
         return store.config_key("classifier", self.config)
 
 
@@ -76,9 +77,11 @@ class MiniLadder:
 
     @property
     def key(self) -> str:
+        """12 hex digits naming the trained ladder (:func:`~liccs.zoo.mini_store.config_key`)."""
         return store.config_key("ladder", self.config)
 
     def entry_name(self, quality: int) -> str:
+        """The codec name of one rung: ``<name>@q<quality>``."""
         return f"{self.name}@q{quality}"
 
 

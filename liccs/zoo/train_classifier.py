@@ -36,6 +36,7 @@ class Residual(nn.Module):
         self.f = nn.Sequential(_conv_bn(c, c), _conv_bn(c, c))
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x + f(x)``."""
         return x + self.f(x)
 
 
@@ -62,6 +63,7 @@ class ResNet9(nn.Module):
         self.scale = 0.125  # the classic network's logit scale
 
     def forward(self, x: Tensor) -> Tensor:
+        """Scaled logits of ``x``; in eval mode with ``flip_tta``, averaged with those of its mirror image."""
         out = self.head(self.body(x)) * self.scale
         if self.flip_tta and not self.training:
             out = (out + self.head(self.body(x.flip(-1))) * self.scale) / 2

@@ -44,6 +44,7 @@ class WeightsInfo:
     note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a dict."""
         return asdict(self)
 
     def __str__(self) -> str:
