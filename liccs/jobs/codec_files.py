@@ -32,9 +32,8 @@ def deployed(codec: str, weights: str, engine: str, inputs: Sequence[Any], what:
     output folder (made); no ``inputs`` is an error naming ``what`` was expected."""
     if not inputs:
         raise InputError(f"no {what} given")
+    out = output_dir(out)
     model = load_codec(codec, weights)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     return DeployedCodec.on_engine(model, engine, ArtifactCache()), random_weights_banner({codec: model}), out
 
 
@@ -71,11 +70,17 @@ def decode_files(codec: str, weights: str, engine: str, files: Sequence[str | Pa
     raises :class:`BitstreamError` naming the file, before any network runs on it."""
     if on_mismatch not in MISMATCH:
         raise InputError(f"on_mismatch must be one of {MISMATCH}, got {on_mismatch!r}")
+    stems: dict[str, Path] = {}
+    for path in map(Path, files):
+        if not path.is_file():
+            raise InputError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+        if path.stem in stems:
+            raise InputError(f"files {stems[path.stem]} and {path} would both be decoded to {path.stem}.png; "
+                             "decode them into different folders")
+        stems[path.stem] = path
     d, _, out = deployed(codec, weights, engine, files, ".liccs file to decode", out)
     rows = []
     for path in map(Path, files):
-        if not path.is_file():
-            raise InputError(f"{path} does not exist")
         try:
             res = d.decode(path.read_bytes(), on_mismatch=on_mismatch, where=str(path), max_pixels=max_pixels)
         except BitstreamError as e:

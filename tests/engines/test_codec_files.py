@@ -68,3 +68,17 @@ def test_a_file_from_other_weights_is_refused(crops, tmp_path, capsys):
     assert main(["decode", "--codec", SMALL, "--engine", "torch", str(enc / "crop0.liccs"),
                  "-o", str(tmp_path / "dec")]) == 2
     assert "written by another model" in capsys.readouterr().err
+
+
+def test_decode_refuses_two_files_of_one_stem_and_an_output_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for d in ("a", "b"):
+        (tmp_path / d / "x.liccs").write_bytes(b"LICC")
+    files = [str(tmp_path / d / "x.liccs") for d in ("a", "b")]
+    assert main(["decode", "--codec", SMALL, "--engine", "torch", *files, "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "would both be decoded to x.png" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "blocker").write_text("a file")
+    assert main(["decode", "--codec", SMALL, "--engine", "torch", files[0], "-o", str(tmp_path / "blocker")]) == 2
+    assert "is a file" in capsys.readouterr().err
