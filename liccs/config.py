@@ -191,8 +191,8 @@ class DefenseSection:
 @dataclass
 class TransferSection:
     """Which engines replay the adversarial images, against which targets, in which variants; ``square_queries``
-    > 0 also runs Square (scores only, [attack]'s eps and norm) against every engine × target on the first
-    ``square_images`` images, with that query budget."""
+    > 0 also runs Square (scores only, [attack]'s eps and norm) against every engine × ``square_targets`` (empty:
+    every target) on the first ``square_images`` images, with that query budget."""
 
     enabled: bool = True
     engines: list[str] = _cv(["torch", "ort-cpu", "ort-cpu-int8"])
@@ -201,6 +201,7 @@ class TransferSection:
     reference_engine: str = "torch"
     batch_size: int = 16
     square_queries: int = 0
+    square_targets: list[str] = _cv([])
     square_images: int = 16
     square_p_init: float = 0.05
 

@@ -115,6 +115,11 @@ def check_names(cfg: RunConfig) -> Names:
         if t not in codecs + alone:
             raise ConfigError(f"transfer.targets[{i}]: {t!r} is not a model of [models]; valid: "
                               f"{', '.join(codecs + alone)}")
+    measured = list(dict.fromkeys([*targets, *alone]))
+    for i, t in enumerate(cfg.transfer.square_targets):
+        if t not in measured:
+            raise ConfigError(f"transfer.square_targets[{i}]: {t!r} is not a transfer target; valid: "
+                              f"{', '.join(measured)}")
     for key, engines in (("export.engines", cfg.export.engines), ("transfer.engines", cfg.transfer.engines)):
         for i, e in enumerate(engines):
             _known("engine", f"{key}[{i}]", e, ENGINES.names())

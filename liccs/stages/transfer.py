@@ -32,14 +32,17 @@ from liccs.stages.attack import compare_label, target_labels
 
 
 def square_rows(ctx: Context, engine: str, fns: dict) -> list[dict]:
-    """Square (Andriushchenko et al. 2020) on every target of ``engine``, through its deployed predict function
-    only: per target the ASR over the clean-correct images of the first ``transfer.square_images``, and the
-    median and mean queries per success (untargeted, at ``attack.eps`` and ``attack.norm``)."""
+    """Square (Andriushchenko et al. 2020) on every target of ``engine`` (or those of ``transfer.square_targets``),
+    through its deployed predict function only: per target the ASR over the clean-correct images of the first
+    ``transfer.square_images``, and the median and mean queries per success (untargeted, at ``attack.eps`` and
+    ``attack.norm``)."""
     tc, a = ctx.cfg.transfer, ctx.cfg.attack
     n = min(tc.square_images, len(ctx.images))
     x, y = ctx.images[:n], ctx.labels[:n]
     rows = []
     for target, fn in fns.items():
+        if tc.square_targets and target not in tc.square_targets:
+            continue
         t0 = time.perf_counter()
         res = square_attack(fn, x, y, eps=a.eps, norm=a.norm, queries=tc.square_queries, p_init=tc.square_p_init,
                             seed=ctx.cfg.run.seed)

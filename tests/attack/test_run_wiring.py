@@ -47,7 +47,8 @@ def test_square_rows_query_each_target_through_its_predict_function_only(trained
         with torch.no_grad():
             return trained_cnn(v).numpy()
 
-    cfg = SimpleNamespace(transfer=SimpleNamespace(square_images=12, square_queries=100, square_p_init=0.3),
+    cfg = SimpleNamespace(transfer=SimpleNamespace(square_images=12, square_queries=100, square_p_init=0.3,
+                                                   square_targets=[]),
                           attack=SimpleNamespace(eps=16 / 255, norm="linf"), run=SimpleNamespace(seed=0))
     ctx = SimpleNamespace(cfg=cfg, images=x, labels=y)
     rows = square_rows(ctx, "ort-cpu", {"cnn": engine_fn, "cnn-again": engine_fn})
@@ -56,6 +57,9 @@ def test_square_rows_query_each_target_through_its_predict_function_only(trained
     assert r["images"] == 12 and r["budget"] == 100 and r["clean_correct"] > 0 and 0 < r["asr"] <= 1
     assert 1 <= r["median_queries"] <= 100 and rows[1]["asr"] == r["asr"]  # seeded: the same draws
     assert max(calls) <= 12
+    cfg.transfer.square_targets = ["cnn-again"]
+    assert [r["target"] for r in square_rows(ctx, "ort-cpu", {"cnn": engine_fn, "cnn-again": engine_fn})] == [
+        "cnn-again"]
 
 
 def test_compare_names_are_checked_before_any_work(shared_data):
@@ -65,10 +69,13 @@ def test_compare_names_are_checked_before_any_work(shared_data):
     with pytest.raises(ConfigError, match=r"attack.compare\[0\].*serves the objectives"):
         check_names(load_config(QUICK, quick=True, overrides=['attack.compare=["square"]',
                                                               'attack.objective="distortion"']))
+    with pytest.raises(ConfigError, match=r"transfer.square_targets\[0\].*mini-tiny-cifar-resnet"):
+        check_names(load_config(QUICK, quick=True, overrides=['transfer.square_targets=["nosuch@q1"]']))
     with pytest.raises(ConfigError, match="transfer.square_queries"):
         load_config(QUICK, overrides=["transfer.square_queries=-1"])
 
 
-def test_the_default_run_compares_apgd_and_runs_square():
+def test_the_default_run_compares_apgd_and_runs_square(shared_data):
     cfg = load_config(QUICK)
     assert cfg.attack.compare == ["apgd"] and cfg.transfer.square_queries > 0
+    check_names(cfg)  # its square_targets name a transfer target
