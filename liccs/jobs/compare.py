@@ -7,7 +7,8 @@
    - timings (``p50_ms``): the ratio to the baseline, flagged when the change is larger than either run's own spread
      (``p90_ms − min_ms`` of that row);
    - every other number (ASR, accuracy, parity errors, bpp, ...): the difference to the baseline, flagged when it
-     is not 0 (exact: the same code on the same data gives the same numbers);
+     is not 0 (exact: the same code on the same data gives the same numbers); other times (columns named with a
+     part ``s``, ``ms``, ``seconds``, ``overhead`` or ``speedup``, e.g. ``encode_s_plain``) are not compared;
    - rows that only some runs have are listed as such.
 
 Markdown to stdout; with ``out``, also ``compare.md`` and ``compare.html`` (the report's page style).
@@ -66,8 +67,18 @@ def manifest_diff(runs: Sequence[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: Name parts of columns that measure time (``encode_s_plain``, ``build_ms``, ``encode_overhead``): how a run went on
+#: this machine, not what it found; not compared (``p50_ms`` is, as a ratio against the runs' spread).
+TIME_PARTS = {"s", "ms", "seconds", "overhead", "speedup"}
+
+
+def _ignored(col: str) -> bool:
+    return col in IGNORED or (col not in TIMED and bool(TIME_PARTS & set(str(col).split("_"))))
+
+
 def _keys(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c]) and c not in IGNORED | RESULT_TEXT]
+    return [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c]) and not _ignored(c)
+            and c not in RESULT_TEXT]
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -93,7 +104,7 @@ def _read_manifest(run: Path) -> dict[str, Any]:
 def compare_table(name: str, frames: Sequence[pd.DataFrame], labels: Sequence[str]) -> pd.DataFrame:
     """Every compared cell of one table across runs: key columns, column, values per run, change, flagged."""
     keys = [k for k in _keys(frames[0]) if all(k in f.columns for f in frames)]
-    numeric = [c for c in frames[0].columns if c not in keys and c not in IGNORED and all(c in f for f in frames)
+    numeric = [c for c in frames[0].columns if c not in keys and not _ignored(c) and all(c in f for f in frames)
                and (all(pd.api.types.is_numeric_dtype(f[c]) for f in frames) or c in RESULT_TEXT)]
     indexed = [f.assign(_n=f.groupby(keys, dropna=False).cumcount() if keys else range(len(f)))
                .set_index([*keys, "_n"]) for f in frames]

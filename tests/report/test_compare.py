@@ -102,3 +102,12 @@ def test_compare_names_a_corrupt_manifest_or_table(tmp_path, capsys):
     assert main(["compare", str(a), str(b)]) == 2
     err = capsys.readouterr().err
     assert "manifest.json: not a readable manifest" in err and len(err.strip().splitlines()) == 1
+
+
+def test_times_other_than_p50_are_not_compared(tmp_path):
+    a = _run(tmp_path / "a", asr=0.25, p50_g_s=20.0, torch_version="2.9")
+    b = _run(tmp_path / "b", asr=0.25, p50_g_s=20.0, torch_version="2.9")
+    for run, t in ((a, 1.1), (b, 1.5)):
+        pd.DataFrame({"arch": ["x"], "bpp": [0.5], "encode_s_plain": [t], "encode_overhead": [t * 2]}).to_csv(
+            run / "tables" / "clean_cost.csv", index=False)
+    assert compare_runs([a, b], fail_on="any")["failed"].empty
