@@ -17,7 +17,7 @@ Markdown to stdout; with ``out``, also ``compare.md`` and ``compare.html`` (the 
    regenerated report against a committed one. ``verdicts``: a claim's verdict changed, or a claim exists in one run
    only. ``results``: that, or a result row exists in one run only, or a claim's effect lies outside the other run's
    95% CI in both directions. ``any``: that, or any result cell differs. Timing tables (``p50_ms``: latency, sweep,
-   growth, dominant stage) stay informational: they never fail the gate.
+   growth, dominant stage, operator profiles) stay informational: they never fail the gate.
 """
 
 from __future__ import annotations
@@ -40,11 +40,12 @@ TIMED = ("p50_ms",)
 IGNORED = {"seconds", "duration_s", "n", "mean_ms", "std_ms", "min_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms",
            "images_per_s", "megapixels_per_s", "peak_rss_mib", "share", "achieved_gflops", "fraction_of_ceiling",
            "ceiling_gflops", "sum_p50_ms", "end_to_end_p50_ms", "a", "b", "r2", "path", "file", "key", "cached",
-           "status", "summary", "dominant_stage", "fallback_reason", "reason", "notes", "exporter", "error", "why"}
+           "status", "summary", "dominant_stage", "fallback_reason", "reason", "notes", "exporter", "error", "why",
+           "files", "trace", "artifact", "missing"}
 #: Text columns that are results (compared exactly), not keys that identify a row.
 RESULT_TEXT = {"verdict", "test", "chosen", "nonmember_best_set", "other_arch_best_set", "failures"}
 #: Tables that only describe timings: shown, never a reason for the gate to fail.
-INFORMATIONAL = {"latency", "sweep", "growth", "dominant"}
+INFORMATIONAL = {"latency", "sweep", "growth", "dominant", "operators", "operator_coverage"}
 GATES = ("verdicts", "results", "any")
 
 
