@@ -173,7 +173,9 @@ def test_the_ray_executor_gives_the_serial_tables(quick_run: Path, tmp_path: Pat
     rc = main(["run", str(DEFAULT), "--quick", "--no-progress", "--out", str(out), "--executor", "ray", *QUICK,
                "--set", "profile.enabled=false"])
     assert rc == 0
-    timed = {"latency", "sweep", "growth", "dominant"}  # timings differ from run to run
+    # timings differ from run to run; the operator profiles, the model card (its build seconds and profiled files)
+    # and the pictures read the profile, which the Ray twin skips
+    timed = {"latency", "sweep", "growth", "dominant", "operators", "operator_coverage", "model_card", "pictures"}
     compared = 0
     for f in sorted((quick_run / "tables").glob("*.csv")):
         if f.stem in timed:
