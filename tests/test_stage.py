@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_stages_run_in_the_documented_order():
-    assert [s.name for s in ordered()] == ["export", "profile", "operators", "model_card", "attack", "transfer",
-                                           "paper-a", "paper-b", "pictures"]
+    assert [s.name for s in ordered()] == ["export", "profile", "operators", "model_card", "attack", "robustness",
+                                           "transfer", "paper-a", "paper-b", "pictures"]
 
 
 @pytest.mark.parametrize("name", STAGES.names())

@@ -4,7 +4,7 @@ A page holds a marker ``<!-- liccs:NAME -->`` on a line of its own; :func:`on_pa
 ``GENERATORS[NAME]()``. An unknown marker fails the build. Nothing generated is written to ``docs/``.
 
 - ``config-reference``: every section and key of :class:`liccs.config.RunConfig` (``dataclasses.fields``), with its
-  type, default, range check (``liccs.config._RANGES``) and the comment beside it in ``liccs/config.py``.
+  type, default, range check (``liccs.config._RANGES``) and the comment beside it in ``liccs/config/sections.py``.
 - ``commands``: every subcommand of ``liccs.cli.build_parser()`` with its arguments.
 - ``engines``: the engine registry (``liccs.engines.ENGINES``).
 - ``attacks`` / ``objectives``: the attack registry (``liccs.attack.ATTACKS``, with each attack's own parameters)
@@ -133,8 +133,9 @@ def default_of(f: dataclasses.Field) -> Any:
 
 def config_reference() -> str:
     import liccs.config as config
+    import liccs.config.sections as sections
 
-    comments = field_comments(Path(inspect.getfile(config)))
+    comments = field_comments(Path(inspect.getfile(sections)))
     ranges = {(section, key): need for section, checks in config._RANGES.items() for key, _, need in checks}
     hints = typing.get_type_hints(config.RunConfig)
     lines: list[str] = []

@@ -12,232 +12,38 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
 import re
 import tomllib
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from liccs.config.sections import (
+    AttackSection,
+    DataSection,
+    DefenseSection,
+    ExportSection,
+    ModelsSection,
+    ProfileSection,
+    ReportSection,
+    RobustnessSection,
+    RunConfig,
+    RunSection,
+    SamplingSection,
+    TransferSection,
+)
 from liccs.errors import LiccsError
+
+__all__ = ["ConfigError", "AttackSection", "DataSection", "DefenseSection", "ExportSection", "ModelsSection",
+           "ProfileSection", "ReportSection", "RobustnessSection", "RunConfig", "RunSection", "SamplingSection",
+           "TransferSection", "apply_overrides", "from_dict", "load_config", "parse_override", "with_quick"]
 
 
 class ConfigError(LiccsError, ValueError):
     """A config that cannot be used; the message names the key."""
-
-
-def _cv(default: list[Any]) -> Any:
-    return field(default_factory=lambda: list(default))
-
-
-@dataclass
-class RunSection:
-    """Name, output folder, seed, device, CPU threads and executor of the run."""
-
-    name: str = "quick-cpu"
-    out: str = "reports/quick-cpu"
-    seed: int = 0
-    device: Literal["cpu", "cuda"] = "cpu"
-    threads: int = 2  # torch intra-op threads, in this process and in every task; 0 leaves torch's default
-    executor: Literal["serial", "ray"] = "serial"  # where the attack tasks run (liccs.executor)
-    address: str = ""  # ray: "" starts a local instance, "auto" joins `ray start`, "ray://HOST:PORT" a client
-
-
-@dataclass
-class ModelsSection:
-    """Codecs (``ARCH@qN``), the classifier, their weights, and whether the classifier alone is a model too."""
-
-    codecs: list[str] = _cv(["bmshj2018-hyperprior@q1", "bmshj2018-hyperprior@q4", "bmshj2018-hyperprior@q8"])
-    classifier: str = "resnet18"
-    weights: str = "pretrained"  # pretrained | random | PATH
-    classifier_alone: bool = True
-
-
-@dataclass
-class DataSection:
-    """Images: a named source (``imagenet-samples``, ``kodak``, ``cifar10-test``) or a folder/CSV path."""
-
-    source: str = "imagenet-samples"
-    images: int = 16
-    batch_size: int = 8
-
-
-@dataclass
-class ExportSection:
-    """Engines to export to and the parity tolerances; ``enabled = false`` skips export, parity and the deployed
-    codecs (a run whose stages only use the PyTorch models, such as paper A's)."""
-
-    enabled: bool = True
-    engines: list[str] = _cv(["torch", "ort-cpu", "ort-cpu-int8"])
-    max_abs_err: float = 1e-3
-    min_top1_agreement: float = 0.99
-    calibration_images: int = 16
-    deployments: dict[str, Any] = field(default_factory=dict)  # stages on other engines: liccs.stages.deployments
-
-
-@dataclass
-class ProfileSection:
-    """Timer settings and the batch × resolution sweep."""
-
-    enabled: bool = True
-    warmup: int = 3
-    min_iters: int = 10
-    min_duration_s: float = 1.0
-    batch_sizes: list[int] = _cv([1, 4])
-    resolutions: list[list[int]] = _cv([[256, 256], [512, 512]])
-    stages: list[str] = _cv(["g_a", "h_a", "h_s", "g_s", "build_indexes", "entropy_encode", "entropy_decode",
-                             "classifier"])
-    cuda_graph: bool = False
-    matmul_n: int = 1024
-
-
-@dataclass
-class AttackSection:
-    """The attack (sources: ``ARCH@qN``, ``+`` for an ensemble) on the PyTorch models or on the replica of
-    ``target_engine``; each ``engine_aware`` entry ``ENGINE[:differential]`` adds ``SOURCE~ENGINE[:differential]``.
-
-    ``name``: any attack of the registry (``liccs.attack.ATTACKS``: fgsm, ifgsm, pgd, mifgsm, apgd, square,
-    standard); ``params``: that attack's own parameters (``[attack.params]``, e.g. ``decay`` of mifgsm, ``restarts``
-    and ``rho`` of apgd, ``queries`` and ``p_init`` of square), checked against it before any work.
-    ``step_size`` is not passed to the attacks that set their own (apgd, square, standard). ``compare``: more
-    registered attacks (their default parameters) crafted on the same PyTorch sources at the same eps and steps,
-    each labelled ``SOURCE[NAME]`` in every table, and set against the run's attack in ``attack_compare``."""
-
-    enabled: bool = True
-    name: str = "pgd"
-    params: dict[str, Any] = field(default_factory=dict)
-    compare: list[str] = _cv([])
-    norm: Literal["linf", "l2"] = "linf"
-    eps: float = 4 / 255
-    step_size: float = 1 / 255
-    steps: int = 10
-    random_start: bool = True
-    targeted: bool = False
-    surrogate: Literal["ste", "noise", "identity", "cubic"] = "ste"
-    objective: Literal["classification", "distortion", "rate", "differential"] = "classification"
-    target_engine: str = "torch"
-    engine_aware: list[str] = _cv([])
-    input_diversity: bool = False
-    eot_samples: int = 1
-    sources: list[str] = _cv([])  # empty: every codec of [models]
-
-
-@dataclass
-class SamplingSection:
-    """Paper A's stage (``liccs.papers.paper_a``): the eps × steps sweep over one codec ladder, the quality
-    transfer matrix, the lineage control, the classifier alone, and the saliency score against every k-set.
-
-    ``arch``: the ladder swept and sampled (a codec architecture of [models]); ``lineage_arch``: a ladder of the
-    same architecture whose qualities share no weights ('' : none); the other codecs of [models] are the
-    cross-architecture targets. ``eps`` are swept at ``steps[0]``; ``focus_eps`` (``"steepest"``: the eps
-    whose off-diagonal ASR falls fastest with |Δq| at ``steps[0]``, or a number) also gets ``steps[1:]`` and
-    hosts the lineage, classifier-alone and sampling experiments. ``candidates``: the qualities the ensembles
-    are drawn from (empty: the whole ladder); every k-set of them is crafted on ``images`` held-out images.
-    ``score``/``interpolation``: the primary saliency score (every variant is reported); ``far_dq``: the neighbour
-    claim's far cells (|Δq| ≥ far_dq); ``sesoi_*``: each claim's smallest effect of interest, ``alpha`` (Holm).
-    """
-
-    enabled: bool = False
-    arch: str = ""
-    lineage_arch: str = ""
-    eps: list[float] = _cv([1 / 255, 2 / 255, 3 / 255])
-    steps: list[int] = _cv([10, 30])
-    focus_eps: float | str = "steepest"
-    candidates: list[int] = _cv([])
-    k: list[int] = _cv([2, 3])
-    images: int = 256
-    score: Literal["envelope", "sum", "union", "level-topk"] = "envelope"
-    interpolation: Literal["linear", "pchip"] = "linear"
-    far_dq: int = 4
-    alpha: float = 0.05
-    sesoi_neighbour: float = 0.05
-    sesoi_lineage: float = 0.05
-    sesoi_saliency: float = 0.03
-    sesoi_codec_aware: float = 0.05
-
-
-@dataclass
-class DefenseSection:
-    """Paper B (:mod:`liccs.papers.paper_b`): attacks, the random K-way defense (``k``; the fixed one at ``kway_k``),
-    controls, adaptive attacks at ``focus_eps``, and ``claims`` (name → smallest effect of interest)."""
-
-    enabled: bool = False
-    k: list[int] = _cv([2, 4, 8])
-    max_shift: int = 3
-    kway_k: int = 4  # 0: no deterministic K-way comparison
-    transforms: list[str] = _cv(["hflip", "vflip", "rot90", "rot180", "rot270", "transpose", "antitranspose"])
-    rate: Literal["bytes", "likelihood"] = "bytes"
-    lmbda: float | str = "codec"  # a number ≥ 0 (fractions too), or "codec"
-    eps: list[float] = _cv([4 / 255])
-    objectives: list[Literal["distortion", "distortion-clean", "distortion-recon", "rate"]] = _cv(
-        ["distortion", "distortion-clean", "distortion-recon", "rate"])
-    steps: int = 10
-    strength_steps: list[int] = _cv([10, 50, 200])
-    surrogate: Literal["ste", "noise", "identity", "cubic"] = "ste"
-    crop: int = 256
-    attack_codecs: list[str] = _cv([])
-    focus_eps: float = 4 / 255
-    adaptive: list[Literal["eot", "select"]] = _cv(["eot", "select"])
-    eot_samples: int = 4
-    tau: float = 0.02
-    claims: dict[str, float] = field(default_factory=dict)
-    alpha: float = 0.05
-
-
-@dataclass
-class TransferSection:
-    """Which engines replay the adversarial images, against which targets, in which variants; ``square_queries``
-    > 0 also runs Square (scores only, [attack]'s eps and norm) against every engine × ``square_targets`` (empty:
-    every target) on the first ``square_images`` images, with that query budget."""
-
-    enabled: bool = True
-    engines: list[str] = _cv(["torch", "ort-cpu", "ort-cpu-int8"])
-    targets: list[str] = _cv([])  # empty: every codec of [models]
-    variants: list[Literal["float", "uint8"]] = _cv(["float", "uint8"])
-    reference_engine: str = "torch"
-    batch_size: int = 16
-    square_queries: int = 0
-    square_targets: list[str] = _cv([])
-    square_images: int = 16
-    square_p_init: float = 0.05
-
-
-@dataclass
-class ReportSection:
-    """Report title, header notes and whether to draw figures."""
-
-    title: str = "liccs run"
-    notes: list[str] = _cv([])
-    figures: bool = True
-
-
-@dataclass
-class RunConfig:
-    """A whole run. ``quick`` holds the overrides applied by ``--quick`` (dotted keys)."""
-
-    run: RunSection = field(default_factory=RunSection)
-    models: ModelsSection = field(default_factory=ModelsSection)
-    data: DataSection = field(default_factory=DataSection)
-    export: ExportSection = field(default_factory=ExportSection)
-    profile: ProfileSection = field(default_factory=ProfileSection)
-    attack: AttackSection = field(default_factory=AttackSection)
-    sampling: SamplingSection = field(default_factory=SamplingSection)
-    defense: DefenseSection = field(default_factory=DefenseSection)
-    transfer: TransferSection = field(default_factory=TransferSection)
-    report: ReportSection = field(default_factory=ReportSection)
-    quick: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every section and key as nested dicts."""
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        """:meth:`to_dict` as indented JSON."""
-        return json.dumps(self.to_dict(), indent=2)
 
 
 # --- ranges: (key, predicate, requirement) per section, checked after the types --------------------------
@@ -277,6 +83,12 @@ _RANGES: dict[str, list[tuple[str, Any, str]]] = {
     "transfer": [("variants", bool, "non-empty"), ("batch_size", _POS, "> 0"),
                  ("square_queries", _NONNEG, ">= 0 (0: no Square rows)"), ("square_images", _POS, "> 0"),
                  ("square_p_init", lambda v: 0 < v <= 1, "in (0, 1]")],
+    "robustness": [("images", _POS, "> 0"), ("restarts", _POS, "> 0"), ("target_classes", _NONNEG, ">= 0"),
+                   ("queries", _NONNEG, ">= 0 (0: no Square in the standard evaluation)"),
+                   ("sanity_eps", lambda v: v and all(x > 0 for x in v) and v == sorted(set(v)),
+                    "non-empty, each > 0, increasing"),
+                   ("sanity_steps", lambda v: v and all(x > 0 for x in v) and v == sorted(set(v)),
+                    "non-empty, each > 0, increasing")],
 }
 _FRACTION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
 
