@@ -134,14 +134,20 @@ def cmd_decode(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from liccs.jobs.compare import compare_runs
 
-    res = compare_runs(args.runs, args.out, args.fail_on)
+    res = compare_runs(args.runs, args.out, args.fail_on, args.timing_table, args.fail_on_slower)
     print(res["markdown"])
     if args.out:
-        print(f"wrote {args.out}/report.md, report.html and tables/")
+        figures = "" if res["regression"].empty else " and figures/"
+        print(f"wrote {args.out}/report.md, report.html, tables/{figures}")
+    failed = False
     if res["failed"] is not None and len(res["failed"]):
         print(f"liccs compare: --fail-on {args.fail_on} failed by {len(res['failed'])} cell(s)", file=sys.stderr)
-        return 1
-    return 0
+        failed = True
+    if res["slower"] is not None and len(res["slower"]):
+        print(f"liccs compare: --fail-on-slower {args.fail_on_slower:g} failed by {len(res['slower'])} stage(s)",
+              file=sys.stderr)
+        failed = True
+    return 1 if failed else 0
 
 
 def cmd_reports_status(args: argparse.Namespace) -> int:
@@ -225,11 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_reports_status)
     s = sub.add_parser("compare", help="two or more report folders side by side (the first is the baseline)")
     s.add_argument("runs", nargs="+", help="report folders (liccs run --out ...)")
-    s.add_argument("--out", default=None, help="also write the comparison as a report folder (Markdown and HTML)")
+    s.add_argument("--out", default=None, help="also write the comparison as a report folder (Markdown, HTML, "
+                                               "tables, the regression view's figure)")
     s.add_argument("--fail-on", default=None, choices=("verdicts", "results", "any"),
                    help="exit 1 when a verdict changed or a claim is in one run only (verdicts); also a result row in "
                         "one run only or an effect outside the other run's CI (results); also any result cell "
                         "(any). Timing tables never fail it")
+    s.add_argument("--timing-table", default=None, metavar="NAME",
+                   help="the table of the regression view: per stage x engine, p50 over the baseline's p50, flagged "
+                        "outside both runs' spread (p10 or min ... p90, over p50); default latency, skipped with a "
+                        "note where a run lacks it")
+    s.add_argument("--fail-on-slower", type=float, default=None, metavar="RATIO",
+                   help="exit 1 when a stage of the regression view is flagged slower by RATIO or more (e.g. 1.5); "
+                        "without it, timings never change the exit status")
     s.set_defaults(func=cmd_compare)
     for name, what in (("encode", "images → .liccs files (one per image) with a deployed codec on an engine"),
                        ("decode", ".liccs files → PNGs with a deployed codec on an engine")):

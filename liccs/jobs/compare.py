@@ -13,11 +13,17 @@
 
 Markdown to stdout; with ``out``, also ``compare.md`` and ``compare.html`` (the report's page style).
 
-3. **A reproduction gate** (:func:`gate`, ``liccs compare --fail-on verdicts|results|any``, exit 1), the way to check a
+3. **A regression view** (:mod:`liccs.jobs.regression`): per stage × engine of the ``latency`` table (or
+   ``timing_table``), each run's median over the baseline's, flagged outside both runs' own spread; a table, and with
+   ``out`` a figure (one bar per stage × engine, a line at 1, flagged bars hatched).
+
+4. **A reproduction gate** (:func:`gate`, ``liccs compare --fail-on verdicts|results|any``, exit 1), the way to check a
    regenerated report against a committed one. ``verdicts``: a claim's verdict changed, or a claim exists in one run
    only. ``results``: that, or a result row exists in one run only, or a claim's effect lies outside the other run's
    95% CI in both directions. ``any``: that, or any result cell differs. Timing tables (``p50_ms``: latency, sweep,
-   growth, dominant stage, operator profiles) stay informational: they never fail the gate.
+   growth, dominant stage, operator profiles) stay informational: they never fail the gate. ``fail_on_slower``
+   (``--fail-on-slower RATIO``) is the one timing gate, asked for on its own: a flagged stage at least ``RATIO``
+   times slower than the baseline.
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ from typing import Any
 import pandas as pd
 
 from liccs.errors import InputError
+from liccs.jobs.regression import TIMING_TABLE, regression_view, shown, slower_than
 from liccs.report import Report
+from liccs.report.figures_compare import stage_ratio_figure
+from liccs.report.plots import to_png
 from liccs.report.tables import to_markdown
 
 #: Timing columns: compared as ratios against each run's spread, not as exact numbers.
@@ -47,6 +56,10 @@ RESULT_TEXT = {"verdict", "test", "chosen", "nonmember_best_set", "other_arch_be
 #: Tables that only describe timings: shown, never a reason for the gate to fail.
 INFORMATIONAL = {"latency", "sweep", "growth", "dominant", "operators", "operator_coverage"}
 GATES = ("verdicts", "results", "any")
+#: The caption of the regression view.
+REGRESSION_NOTE = ("ratio = p50 / the baseline's p50 per stage × engine; flagged slower (faster) when above (below) "
+                   "both runs' own spread band_low … band_high (p10 or min, and p90, over each run's p50). "
+                   "Informational: it fails no --fail-on gate.")
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -171,10 +184,26 @@ def gate(flagged: pd.DataFrame, claims: set[str], fail_on: str) -> pd.DataFrame:
     return flagged[{"verdicts": verdict, "results": results, "any": every}[fail_on]]
 
 
-def compare_runs(runs: Sequence[str | Path], out: str | Path | None = None,
-                 fail_on: str | None = None) -> dict[str, Any]:
+def _regression(paths: Sequence[Path], labels: Sequence[str], table: str | None) -> tuple[pd.DataFrame, str]:
+    """The regression view of ``table`` (default :data:`TIMING_TABLE`; a named table that is missing or is not a
+    stage timing table raises :class:`InputError`, the default one is only noted)."""
+    name = table or TIMING_TABLE
+    frames = [_read_table(p / "tables" / f"{name}.csv") if (p / "tables" / f"{name}.csv").is_file() else None
+              for p in paths]
+    view, why = regression_view(frames, labels, name)
+    if why and table:
+        timed = sorted({t.stem for p in paths for t in (p / "tables").glob("*.csv")
+                        if "p50_ms" in t.read_text(errors="replace").partition("\n")[0].split(",")})
+        raise InputError(f"--timing-table {table}: {why}; tables with p50_ms: {', '.join(timed) or 'none'}")
+    return view, why
+
+
+def compare_runs(runs: Sequence[str | Path], out: str | Path | None = None, fail_on: str | None = None,
+                 timing_table: str | None = None, fail_on_slower: float | None = None) -> dict[str, Any]:
     """Compare report folders (the first is the baseline); returns {"manifest", "tables", "flagged", "markdown",
-    "failed"} (``failed``: the cells that fail the gate ``fail_on``, when one is given)."""
+    "failed", "regression", "slower"} (``failed``: the cells that fail the gate ``fail_on``, when one is given;
+    ``regression``: the view of :mod:`liccs.jobs.regression` on ``timing_table``; ``slower``: its rows that fail
+    ``fail_on_slower``, when given)."""
     paths = [Path(r) for r in runs]
     if len(paths) < 2:
         raise InputError("compare needs two or more report folders")
@@ -183,7 +212,11 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path | None = None,
     shared = sorted(set.intersection(*({t.stem for t in (p / "tables").glob("*.csv")} for p in paths)))
     if fail_on is not None and fail_on not in GATES:
         raise InputError(f"--fail-on {fail_on!r} is not a gate; valid: {', '.join(GATES)}")
+    if fail_on_slower is not None and not (math.isfinite(fail_on_slower) and fail_on_slower >= 1):
+        raise InputError(f"--fail-on-slower {fail_on_slower}: a ratio of at least 1 was expected (e.g. 1.5)")
     frames = {n: [_read_table(p / "tables" / f"{n}.csv") for p in paths] for n in shared}
+    view, why = _regression(paths, labels, timing_table)
+    slower = slower_than(view, fail_on_slower) if fail_on_slower is not None else None
     tables = {n: compare_table(n, fs, labels) for n, fs in frames.items()}
     tables = {n: t for n, t in tables.items() if not t.empty}
     flagged = pd.concat([t[t["flag"] != ""] for t in tables.values()], ignore_index=True) if tables else pd.DataFrame()
@@ -201,7 +234,13 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path | None = None,
     if failed is not None:
         md += [f"Gate --fail-on {fail_on}: " + (f"FAILED by {len(failed)} cell(s)" if len(failed) else "passed"), ""]
         md += [to_markdown(failed.dropna(axis=1, how="all")), ""] if len(failed) else []
+    if slower is not None:
+        md += [f"Gate --fail-on-slower {fail_on_slower:g}: " + (f"FAILED by {len(slower)} stage(s)" if len(slower)
+                                                                 else "passed"), ""]
     md += ["## Manifests: what differs", "", to_markdown(man) if not man.empty else "nothing", ""]
+    name = timing_table or TIMING_TABLE
+    md += [f"## Regression view: {name} p50 against {labels[0]}", "",
+           f"skipped: {why}" if why else REGRESSION_NOTE + "\n\n" + to_markdown(shown(view)), ""]
     for n, t in tables.items():
         md += [f"## {n}", "", to_markdown(t), ""]
     text = "\n".join(md)
@@ -213,5 +252,14 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path | None = None,
         for n, t in tables.items():
             rep.add_table(f"compare_{n}", t, f"{n}: timings as ratios (flagged beyond each run's spread), other "
                           "numbers as differences (flagged when not 0).")
+        if not view.empty:
+            rep.add_table(f"regression_{name}", view, REGRESSION_NOTE)
+            if view["ratio"].notna().any():
+                rep.add_figure(f"Regression view ({name})", to_png(stage_ratio_figure(view, labels[0])),
+                               REGRESSION_NOTE)
+        else:
+            rep.add_note(f"regression view: skipped: {why}")
         rep.write(out, compared=[str(p) for p in paths])
-    return {"manifest": man, "tables": tables, "flagged": flagged, "markdown": text, "failed": failed}
+    return {"manifest": man, "tables": tables, "flagged": flagged, "markdown": text, "failed": failed,
+            "regression": view, "slower": slower}
+
