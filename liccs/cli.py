@@ -161,6 +161,14 @@ def cmd_reports_status(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_stale and not_current else 0
 
 
+def cmd_reports_operators(args: argparse.Namespace) -> int:
+    from liccs.jobs.reports import operators_summary
+    from liccs.report.tables import to_markdown
+
+    print(to_markdown(operators_summary(args.report, args.stage, args.top)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="liccs", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -229,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("root", nargs="?", default="reports", help="folder of report folders (default: reports)")
     s.add_argument("--fail-on-stale", action="store_true", help="exit 1 when a report is stale or unknown")
     s.set_defaults(func=cmd_reports_status)
+    s = r.add_parser("operators", help="a stage's slowest operators per engine from a report's operator table: time "
+                                       "per run, share of the stage, achieved GFLOP/s and fraction of the ceiling")
+    s.add_argument("report", help="a report folder (e.g. reports/quick-cpu)")
+    s.add_argument("--stage", default="g_s", help="the profiled stage (default g_s)")
+    s.add_argument("--top", type=int, default=3, help="operators per engine (default 3)")
+    s.set_defaults(func=cmd_reports_operators)
     s = sub.add_parser("compare", help="two or more report folders side by side (the first is the baseline)")
     s.add_argument("runs", nargs="+", help="report folders (liccs run --out ...)")
     s.add_argument("--out", default=None, help="also write the comparison as a report folder (Markdown, HTML, "

@@ -1,6 +1,7 @@
 """``liccs reports status``: every report folder under a root against the code as it is now (current, stale with
 the modules that changed, or unknown), from the code hashes each manifest records
-(:mod:`liccs.core.provenance`)."""
+(:mod:`liccs.core.provenance`). ``liccs reports operators``: where a stage spends its time per engine, from a
+report's operator table (:func:`liccs.profiling.op_tables.top_operators`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pandas as pd
 
 from liccs.core.provenance import Staleness, staleness
 from liccs.errors import InputError
+from liccs.profiling.op_tables import top_operators
 
 
 def reports_status(root: str | Path = "reports") -> list[Staleness]:
@@ -31,3 +33,19 @@ def status_table(rows: list[Staleness], shown: int = 4) -> pd.DataFrame:
                           "changed": ", ".join(r.changed[:shown]) + (f" (+{len(r.changed) - shown} more)"
                                                                      if len(r.changed) > shown else "")}
                          for r in rows])
+
+
+def operators_summary(report: str | Path, stage: str = "g_s", top: int = 3) -> pd.DataFrame:
+    """The ``top`` slowest operators of ``stage`` per engine in ``report``'s ``tables/operators.csv``, without the
+    key columns that hold one value (codec, resolution in a one-codec run)."""
+    path = Path(report) / "tables" / "operators.csv"
+    if not path.is_file():
+        raise InputError(f"{path}: no operator table (a run that profiles its stages writes one)")
+    if top < 1:
+        raise InputError(f"--top {top}: at least 1 operator per engine")
+    try:
+        table = top_operators(pd.read_csv(path), stage, top)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: {str(e).splitlines()[0]}") from None
+    constant = [c for c in ("codec", "batch_size", "height", "width") if c in table and table[c].nunique() <= 1]
+    return table.drop(columns=constant + ["gflop"])

@@ -99,6 +99,30 @@ def operator_table(profile: OperatorProfile, stage_ms: float | None = None,
     return pd.DataFrame(out, columns=cols).sort_values("total_ms", ascending=False, ignore_index=True)
 
 
+def top_operators(operators: pd.DataFrame, stage: str = "g_s", top: int = 3) -> pd.DataFrame:
+    """The ``top`` slowest operator nodes of ``stage`` per engine (and codec, resolution) from a run's ``operators``
+    table (:func:`operator_table`'s rows with their engine, codec and stage): ``ms_per_run``, ``share`` of the
+    stage's timed p50, ``of_ops`` (share of the stage's summed operator time: it adds up to 1 where the profiled
+    runs ran slower or faster than the timed ones), ``gflop``, ``achieved_gflops`` and ``fraction_of_ceiling``
+    (empty where the operator has no FLOPs or the engine's precision has no measured ceiling)."""
+    need = ["engine", "stage", "op_type", "node", "ms_per_run", "share", "achieved_gflops", "fraction_of_ceiling"]
+    missing = [c for c in need if c not in operators.columns]
+    if missing:
+        raise ValueError(f"not an operators table: it lacks column(s) {missing}")
+    rows = operators[operators["stage"] == stage]
+    if rows.empty:
+        stages = ", ".join(map(str, dict.fromkeys(operators["stage"])))
+        raise ValueError(f"no operator of stage {stage!r} (the table profiles: {stages or 'nothing'})")
+    keys = [k for k in ("engine", "codec", "batch_size", "height", "width") if k in rows.columns]
+    rows = rows.assign(of_ops=rows["ms_per_run"] / rows.groupby(keys, sort=False)["ms_per_run"].transform("sum"))
+    best = rows.sort_values("ms_per_run", ascending=False, kind="stable").groupby(keys, sort=False).head(top)
+    order = {e: i for i, e in enumerate(dict.fromkeys(rows["engine"]))}
+    best = best.sort_values("engine", key=lambda c: c.map(order), kind="stable")
+    cols = [*keys, "op_type", "node", "precision", "ms_per_run", "share", "of_ops", "gflop", "achieved_gflops",
+            "fraction_of_ceiling"]
+    return best[[c for c in cols if c in best.columns]].reset_index(drop=True)
+
+
 def coverage(profile: OperatorProfile, stage_ms: float | None, tolerance: float = TOLERANCE) -> dict[str, Any]:
     """Whether the operators add up to the stage: ``ops_ms`` (summed operator time per run, median over the runs)
     against ``stage_ms`` (the stage's measured p50; the profiled runs' median wall time when not measured),
