@@ -7,9 +7,14 @@ draw of identity + K−1 family members at every step, from the attack's generat
     ``L_k = R_k + λ · 255² · MSE(T_k⁻¹(x̂_k), x_adv)``
 
 is computed through the rounding surrogate (``R_k``: the likelihood bpp), the choice is relaxed to a soft
-minimum ``w = softmax(−L / τ)`` (τ → 0: the hard argmin, its gradient flowing through the chosen branch as in
-BPDA, Athalye et al., ICML 2018), and the attack maximizes ``Σ_k w_k · objective_k``: the distortion of the
-chosen branch against the attacked input (``distortion``) or its rate (``rate``).
+minimum ``w = softmax(−L / τ)``, and the attack maximizes ``Σ_k w_k · objective_k``: the distortion of the
+chosen branch against the attacked input (``distortion``) or its rate (``rate``); any distortion objective of
+:mod:`liccs.attack.objectives` (``distortion-clean``: against the clean image) reads the weighted reconstruction.
+
+``hard=True`` applies the defense's own rule instead: the argmin of the RD loss, with the gradient flowing through
+the chosen branch only (BPDA through the arg-min, Athalye et al., ICML 2018); the other branches run without a
+gradient. Wrapped in :class:`~liccs.attack.eot.EoT`, that is EoT over the defense's own candidate distribution with
+its selection rule applied to every draw.
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ class SelectionAware(nn.Module, RandomSource):
     Args:
         defense: a :class:`KWayDefense` (fixed candidates) or :class:`RandomKWayDefense` (drawn per step).
         rounding: the surrogate crossing the quantizers.
-        tau: temperature of the soft minimum, in the RD loss's units (bpp).
+        tau: temperature of the soft minimum, in the RD loss's units (bpp); unused when ``hard``.
+        hard: the defense's hard arg-min (BPDA through it) instead of the soft minimum.
     """
 
     is_attack_target = True
@@ -56,11 +62,11 @@ class SelectionAware(nn.Module, RandomSource):
     num_classes = None
     samples = 1
 
-    def __init__(self, defense: KWayDefense, rounding: str = "ste", tau: float = 0.02) -> None:
+    def __init__(self, defense: KWayDefense, rounding: str = "ste", tau: float = 0.02, hard: bool = False) -> None:
         super().__init__()
         if not tau > 0:
             raise InputError(f"tau must be > 0, got {tau!r}")
-        self.defense, self.tau, self.rounding = defense, float(tau), rounding
+        self.defense, self.tau, self.rounding, self.hard = defense, float(tau), rounding, bool(hard)
         self.random = isinstance(defense, RandomKWayDefense)
         self.transforms = defense.family if self.random else defense.candidates
         self.member = CodecOnly(defense.codec, rounding)
@@ -82,8 +88,28 @@ class SelectionAware(nn.Module, RandomSource):
         if logits:
             raise InputError("the selection-aware target is a bare codec: no logits")
         b, k = x.shape[0], self.defense.k
-        pixels = int(x.shape[-2]) * int(x.shape[-1])
         index = self.draw(b)
+        if self.hard:
+            with torch.no_grad():
+                branch, rate = self._branches(x, index)
+                rd = self._rd(x, branch, rate)
+            pick = rd.argmin(1)
+            w = torch.nn.functional.one_hot(pick, k).to(rd.dtype)
+            chosen, chosen_rate = self._branches(x, index.gather(1, pick[:, None]))  # the gradient path
+            branch = [torch.where(w[:, j, None, None, None].bool(), chosen[0], branch[j]) for j in range(k)]
+            rate = torch.where(w.bool(), chosen_rate.expand(b, k), rate)
+            return SelectedOutput(None, [CodecOutput(chosen[0], {})], x, "loss", None, branch, rate, rd, w)
+        branch, rate = self._branches(x, index)
+        rd = self._rd(x, branch, rate)
+        w = torch.softmax(-rd / self.tau, 1)
+        soft = sum(w[:, j, None, None, None] * branch[j] for j in range(k))
+        return SelectedOutput(None, [CodecOutput(soft, {})], x, "loss", None, branch, rate, rd, w)
+
+    def _branches(self, x: Tensor, index: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Reconstructions (one ``[B, 3, H, W]`` per column of ``index``) and rates ``[B, columns]`` of the
+        candidates ``index`` (family indices ``[B, columns]``), each transform run once on its images."""
+        b, k = index.shape
+        pixels = int(x.shape[-2]) * int(x.shape[-1])
         rec: dict[tuple[int, int], Tensor] = {}
         bpp: dict[tuple[int, int], Tensor] = {}
         for f in sorted(set(index.flatten().tolist())):
@@ -94,12 +120,12 @@ class SelectionAware(nn.Module, RandomSource):
             for n, (i, j) in enumerate(where):
                 rec[(i, j)], bpp[(i, j)] = x_hat[n], rate[n]
         branch = [torch.stack([rec[(i, j)] for i in range(b)]) for j in range(k)]
-        rate = torch.stack([torch.stack([bpp[(i, j)] for j in range(k)]) for i in range(b)])
+        return branch, torch.stack([torch.stack([bpp[(i, j)] for j in range(k)]) for i in range(b)])
+
+    def _rd(self, x: Tensor, branch: list[Tensor], rate: Tensor) -> Tensor:
+        """The defense's RD loss ``R + λ·255²·MSE(x̂, x)`` per image and candidate ``[B, K]``."""
         mse = torch.stack([(xh - x).pow(2).flatten(1).mean(1) for xh in branch], 1)
-        rd = rate + self.defense.lmbda * 255.0**2 * mse
-        w = torch.softmax(-rd / self.tau, 1)
-        soft = sum(w[:, j, None, None, None] * branch[j] for j in range(k))
-        return SelectedOutput(None, [CodecOutput(soft, {})], x, "loss", None, branch, rate, rd, w)
+        return rate + self.defense.lmbda * 255.0**2 * mse
 
     def forward(self, x: Tensor) -> Tensor:
         """The soft-minimum-weighted reconstruction over the candidates."""
@@ -107,8 +133,8 @@ class SelectionAware(nn.Module, RandomSource):
 
     def describe(self) -> dict[str, Any]:
         """The target, ``tau``, the surrogate and the defense's description."""
-        return {"target": "selection-aware", "tau": self.tau, "rounding": self.rounding,
-                "defense": self.defense.describe()}
+        return {"target": "selection-aware", "selection": "hard arg-min (BPDA)" if self.hard else "soft minimum",
+                "tau": None if self.hard else self.tau, "rounding": self.rounding, "defense": self.defense.describe()}
 
 
 class SoftSelected(Objective):

@@ -77,7 +77,8 @@ _RANGES: dict[str, list[tuple[str, Any, str]]] = {
                 ("focus_eps", lambda v: 0 < v <= 1, "in (0, 1]"), ("eot_samples", _POS, "> 0"),
                 ("max_shift", _NONNEG, ">= 0"), ("kway_k", _NONNEG, ">= 0 (0: none)"),
                 ("strength_steps", lambda v: all(x > 0 for x in v) and len(set(v)) == len(v), "each > 0, no repeats"),
-                ("tau", _POS, "> 0"), ("alpha", lambda v: 0 < v < 1, "in (0, 1)"),
+                ("tau", lambda v: v and all(x > 0 for x in v), "non-empty, each > 0"),
+                ("adaptive_steps", _NONNEG, ">= 0 (0: defense.steps)"), ("alpha", lambda v: 0 < v < 1, "in (0, 1)"),
                 ("claims", lambda v: all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0
                                          for x in v.values()), "name = smallest effect of interest (a number >= 0)")],
     "transfer": [("variants", bool, "non-empty"), ("batch_size", _POS, "> 0"),

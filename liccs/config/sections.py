@@ -142,7 +142,13 @@ class SamplingSection:
 @dataclass
 class DefenseSection:
     """Paper B (:mod:`liccs.papers.paper_b`): attacks, the random K-way defense (``k``; the fixed one at ``kway_k``),
-    controls, adaptive attacks at ``focus_eps``, and ``claims`` (name → smallest effect of interest)."""
+    controls, adaptive attacks at ``focus_eps``, and ``claims`` (name → smallest effect of interest).
+
+    ``method``: the gradient attack of every PGD-style row (``pgd`` or ``apgd``); ``claim_objective``: the
+    distortion objective the claims and the adaptive attacks use; ``adaptive_steps``: the adaptive attacks' steps
+    (0: ``steps``); ``tau``: the selection-aware attack's temperature(s), one attack per value on the claims'
+    objective (the rate's adaptive attack is EoT alone); ``focus_k``: the K the claims, the adaptive attacks and the
+    oracles use (every K of ``k`` is evaluated on every image set)."""
 
     enabled: bool = False
     k: list[int] = _cv([2, 4, 8])
@@ -162,7 +168,11 @@ class DefenseSection:
     focus_eps: float = 4 / 255
     adaptive: list[Literal["eot", "select"]] = _cv(["eot", "select"])
     eot_samples: int = 4
-    tau: float = 0.02
+    tau: list[float] = _cv([0.02])
+    method: Literal["pgd", "apgd"] = "pgd"
+    adaptive_steps: int = 0
+    claim_objective: Literal["distortion", "distortion-clean", "distortion-recon"] = "distortion"
+    focus_k: int = 0  # the random defense's K of the claims, the adaptive attacks and the oracles (0: the largest)
     claims: dict[str, float] = field(default_factory=dict)
     alpha: float = 0.05
 

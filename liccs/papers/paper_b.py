@@ -12,8 +12,11 @@ kept, its family index in a ``⌈log2 |family|⌉``-bit header; the deterministi
 2. every image set through the plain codec, the random defense (every K of ``defense.k``), its oracle (the
    candidate of lowest true distortion against the clean image) and the K-way defense, with PSNR against the
    clean image, the attacked image and the plain codec's clean reconstruction;
-3. the adaptive attacks (EoT over the family, the selection-aware attack) on the random defense at its largest K;
-4. the declared claims (``defense.claims``), decided over images (:mod:`liccs.papers.paper_b_claims`).
+3. the adaptive attacks (EoT over the defense's own draws with its arg-min, the selection-aware attack at each
+   τ) on the random defense at its largest K, each checked against the plain attack
+   (:mod:`liccs.papers.paper_b_strength`);
+4. the defense's gain as a share of the damage, and the declared claims (``defense.claims``) per attacked codec,
+   decided over images (:mod:`liccs.papers.paper_b_claims`).
 
 Clean images go through every codec of [models] (the cost, BD-rate over the qualities). No deployed-engine
 replay: the attacks' transfer to engines is the generic [transfer] stage's subject.
@@ -38,6 +41,7 @@ from liccs.core.progress import tqdm
 from liccs.errors import InputError, LiccsError
 from liccs.families import mse_lambda
 from liccs.papers import paper_b_claims as C
+from liccs.papers import paper_b_strength as S
 from liccs.papers import paper_b_tables as T
 from liccs.papers.driver import PaperStage
 from liccs.papers.paper_b_attacks import AttackSpec, craft
@@ -57,16 +61,26 @@ _TABLES: list[tuple[str, str, list[str] | None]] = [
     ("paper_b_defense", "Paper B, every attacked set through the plain codec (none), the random per-input defense, "
      "its oracle and the deterministic K-way defense. gain: dB of PSNR vs clean, or % of bpp saved (rate).",
      ["arch", "quality", "attack", "objective", "eps_255", "steps", "defense", "k", "bpp", "psnr_clean", "gain"]),
-    ("paper_b_recoverable", "Paper B, the damage split: what the defense recovers, what the oracle could recover "
-     "(selection's upper bound) and what no candidate undoes (dB of PSNR vs clean).", None),
+    ("paper_b_share", "Paper B, the defense's gain as a share of the attack's damage per attacked codec (claims' "
+     "objective: dB of PSNR vs clean; rate: % of the clean bpp), paired bootstrap CI over the images: the random "
+     "defense, the same under the strongest attack per image, and the RD-cost oracle (the defense's criterion "
+     "with the true distortion) less its gain on clean images.",
+     ["codec", "objective", "recovered_by", "n", "damage", "recovered", "unit", "share", "ci_low", "ci_high",
+      "ci_method"]),
+    ("paper_b_adaptive_check", "Paper B, each adaptive attack against the plain attack (crafted on the undefended "
+     "codec, same steps), both through the random defense: the adaptive attack's gain in strength (dB of PSNR "
+     "lost, or bpp added), paired over the images; flagged where it is weaker (Carlini et al. 2019).",
+     ["codec", "objective", "attack", "steps", "n", "plain_mean", "adaptive_mean", "gain", "ci_low", "ci_high",
+      "weaker_share", "flagged"]),
     ("paper_b_clean_cost", "Paper B, each defense's cost on clean images, with the measured encode time per image.",
      ["arch", "quality", "defense", "k", "bpp_plain", "bpp_defended", "bpp_change_pct", "psnr_change"]),
     ("paper_b_bd_rate", "Paper B, BD-rate (PSNR) of each defense against the plain codec over the qualities.", None),
     ("paper_b_adaptive", "Paper B, the random defense under PGD, EoT and the selection-aware attack; worst: per "
      "image the minimum gain over them.", ["objective", "k", "attack", "gain"]),
-    ("paper_b_claims", "Paper B, the declared claims, paired over images (sign-flip permutation test of the mean), "
-     "Holm-adjusted, CI at the family's level 1 − α/m (liccs.stats).",
-     ["claim", "hypothesis", "effect", "ci_low", "ci_high", "ci_method", "p", "p_holm", "mde", "sesoi", "verdict"]),
+    ("paper_b_claims", "Paper B, the declared claims per attacked codec, paired over images (sign-flip permutation "
+     "test of the mean), Holm-adjusted over every row, CI at the family's level (liccs.stats).",
+     ["claim", "codec", "hypothesis", "effect", "ci_low", "ci_high", "ci_method", "p", "p_holm", "mde", "sesoi",
+      "verdict"]),
     ("paper_b_images", "Paper B, every measurement per image (CSV: all rows).", None),
 ]
 #: The report shows the paper stages' tables first (order 0), in this order.
@@ -94,6 +108,8 @@ def attacked_codecs(cfg: RunConfig, codecs: list[str]) -> list[str]:
     for i, k in enumerate(d.k):
         if not 1 <= k <= len(family):
             raise _fail(f"defense.k[{i}]", f"K={k} is outside [1, {len(family)}] (the family's size)")
+    if d.focus_k and d.focus_k not in d.k:
+        raise _fail("defense.focus_k", f"K={d.focus_k} is not one of defense.k ({', '.join(map(str, d.k))})")
     if d.kway_k > len(pool) + 1:
         raise _fail("defense.kway_k",
                     f"K={d.kway_k} needs {d.kway_k - 1} transforms; defense.transforms has {len(pool)}")
@@ -152,23 +168,46 @@ class _Clock:
         return ", ".join(f"{k} {v:.0f}" for k, v in self.seconds.items())
 
 
+def focus_k(cfg: RunConfig) -> int:
+    """The random defense's K of the claims, the adaptive attacks and the oracles: ``defense.focus_k``, or the
+    largest of ``defense.k``."""
+    return cfg.defense.focus_k or max(cfg.defense.k)
+
+
+def adaptive_steps(cfg: RunConfig) -> int:
+    """The adaptive attacks' steps: ``defense.adaptive_steps``, or ``defense.steps``."""
+    return cfg.defense.adaptive_steps or cfg.defense.steps
+
+
 def _specs(cfg: RunConfig, kmax: int) -> list[AttackSpec]:
-    """Every attack of an attacked codec: PGD sweep, strength ladder, noise control, adaptive attacks."""
-    d, seed = cfg.defense, cfg.run.seed
-    specs = [AttackSpec("pgd", o, e, d.steps, d.surrogate, seed) for o in d.objectives for e in d.eps]
-    specs += [AttackSpec("pgd", "distortion", d.focus_eps, n, d.surrogate, seed) for n in d.strength_steps
-              if n != d.steps and "distortion" in d.objectives]
+    """Every attack of an attacked codec: the gradient attack's sweep, its strength ladder on the claims'
+    objective, the noise control, and the adaptive attacks on the claims' objective and the rate; the plain
+    attack at the adaptive attacks' steps too (the adaptive check's baseline)."""
+    d, seed, m = cfg.defense, cfg.run.seed, cfg.defense.method
+    co, steps = d.claim_objective, adaptive_steps(cfg)
+    specs = [AttackSpec("pgd", o, e, d.steps, d.surrogate, seed, method=m) for o in d.objectives for e in d.eps]
+    ladder = [n for n in dict.fromkeys([*d.strength_steps, steps]) if n != d.steps] if co in d.objectives else []
+    specs += [AttackSpec("pgd", co, d.focus_eps, n, d.surrogate, seed, method=m) for n in ladder]
+    if "rate" in d.objectives and steps != d.steps:
+        specs.append(AttackSpec("pgd", "rate", d.focus_eps, steps, d.surrogate, seed, method=m))
     specs.append(AttackSpec("noise", "none", d.focus_eps, 0, d.surrogate, seed))
-    specs += [AttackSpec(a, o, d.focus_eps, d.steps, d.surrogate, seed, f"random-{kmax}", d.eot_samples if a == "eot"
-                         else 1, d.tau) for o in ("distortion", "rate") if o in d.objectives for a in d.adaptive]
+    for o in (co, "rate"):
+        if o not in d.objectives:
+            continue
+        for a in d.adaptive:
+            if a == "select" and o == "rate":
+                continue  # the rate's adaptive attack: EoT over the defense's draws with its arg-min
+            for tau in (d.tau if a == "select" else [d.tau[0]]):
+                specs.append(AttackSpec(a, o, d.focus_eps, steps, d.surrogate, seed, f"random-{kmax}",
+                                        d.eot_samples if a == "eot" else 1, tau, m))
     return specs
 
 
 def _tag(spec: AttackSpec | None) -> dict[str, Any]:
     if spec is None:
-        return {"attack": "none", "objective": "none", "eps_255": 0.0, "steps": 0, "target": "none"}
-    return {"attack": spec.attack, "objective": spec.objective, "eps_255": round(spec.eps * 255, 3),
-            "steps": spec.steps, "target": spec.target}
+        return {"attack": "none", "objective": "none", "eps_255": 0.0, "steps": 0, "target": "none", "method": "none"}
+    return {"attack": spec.label, "objective": spec.objective, "eps_255": round(spec.eps * 255, 3),
+            "steps": spec.steps, "target": spec.target, "method": spec.method if spec.attack != "noise" else "none"}
 
 
 def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], out: Path,
@@ -178,7 +217,7 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
     cfg, d = ctx.cfg, ctx.cfg.defense
     attacked = attacked_codecs(cfg, ctx.names.codecs)
     images = load_images(cfg)
-    bs, kmax = cfg.data.batch_size, max(d.k)
+    bs, kmax = cfg.data.batch_size, focus_k(cfg)
     rows: list[dict[str, Any]] = []
     clock = _Clock()
     bar = tqdm(ctx.names.codecs, desc="paper B", disable=not progress)
@@ -190,42 +229,51 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
         for idx in images.groups(bs):  # clean images: every defense, timed; the plain reconstruction kept
             x = images.stack(idx)
             recon[idx[0]] = plain(codec, x)[0]
-            for n, r in enumerate(measure(codec, randoms, kway, x, x, recon[idx[0]], cfg.run.seed + idx[0])):
+            for n, r in enumerate(measure(codec, randoms, kway, x, x, recon[idx[0]], cfg.run.seed + idx[0],
+                                          oracle_k=kmax)):
                 rows.append({**base, **_tag(None), "image": images.names[idx[n % len(idx)]], **r})
         clock.lap("clean")
         if name not in attacked:
             continue
         for s in _specs(cfg, kmax):
-            bar.set_postfix_str(f"{name} {s.attack} {s.objective} {s.steps} steps")
+            bar.set_postfix_str(f"{name} {s.label} {s.objective} {s.steps} steps")
             adv, _ = craft(codec, s, images, bs, out / "paper-b" / "adversarial",
                            randoms[kmax] if s.attack in ("eot", "select") else None)
             clock.lap(s.attack)
             for idx in images.groups(bs):
                 x_adv = Images(adv, images.names).stack(idx)
-                res = measure(codec, {kmax: randoms[kmax]}, kway, x_adv,
-                              images.stack(idx), recon[idx[0]], cfg.run.seed + idx[0])
+                res = measure(codec, randoms, kway, x_adv, images.stack(idx), recon[idx[0]], cfg.run.seed + idx[0],
+                              oracle_k=kmax)
                 for n, r in enumerate(res):
                     rows.append({**base, **_tag(s), "image": images.names[idx[n % len(idx)]], **r})
             clock.lap("eval")
     per_image = pd.DataFrame(rows)
     s = T.summary(per_image)
+    focus, steps = round(d.focus_eps * 255, 3), adaptive_steps(cfg)
+    check = S.adaptive_check_table(per_image, focus, steps)
     tables = {"paper_b_attack": T.attack_table(s), "paper_b_defense": T.defense_table(s),
-              "paper_b_recoverable": T.recoverable_table(s), "paper_b_clean_cost": T.clean_cost_table(s),
+              "paper_b_share": S.share_table(per_image, focus, steps, d.claim_objective),
+              "paper_b_adaptive_check": check, "paper_b_clean_cost": T.clean_cost_table(s),
               "paper_b_bd_rate": T.bd_rate_table(s), "paper_b_adaptive": T.adaptive_table(s, per_image),
-              "paper_b_claims": C.claims_table(per_image, d.claims, round(d.focus_eps * 255, 3), d.steps, d.alpha),
+              "paper_b_claims": C.claims_table(per_image, d.claims, focus, steps, d.alpha, d.claim_objective),
               "paper_b_images": per_image}
     clock.lap("tables")
     fam = transform_family(d.max_shift)
     notes = [f"Paper B: {len(images.x)} images of {cfg.data.source}"
              + (f", centre {d.crop}×{d.crop} crops at full resolution" if d.crop else ", whole images")
-             + f"; PGD L∞, surrogate {d.surrogate}, {d.steps} steps at eps "
-             f"{', '.join(f'{e * 255:g}' for e in d.eps)}/255, "
-             f"strength ladder {d.strength_steps} at {d.focus_eps * 255:g}/255; "
+             + f"; the plain attack ('pgd' rows) is {d.method.upper()} L∞ (best iterate), surrogate {d.surrogate}, "
+             f"{d.steps} steps at eps {', '.join(f'{e * 255:g}' for e in d.eps)}/255, "
+             f"strength ladder {d.strength_steps} at {d.focus_eps * 255:g}/255; claims on {d.claim_objective} "
+             f"at {steps} steps, per attacked codec; "
              f"attacked codecs: {', '.join(attacked)}; "
              f"random defense K {d.k} over a family of {len(fam)} transforms ({randoms[kmax].header_bits}-bit header), "
              f"K-way (fixed) K={d.kway_k}; λ {'of each codec' if d.lmbda == 'codec' else d.lmbda}; adaptive "
-             f"{', '.join(d.adaptive)} (EoT {d.eot_samples} draws, τ {d.tau:g}). Stage seconds: {clock}."]
-    return tables, notes + findings(tables)
+             f"{', '.join(d.adaptive)} at {steps} steps (EoT: {d.eot_samples} draws of the defense's own candidates, "
+             f"its arg-min applied, BPDA; selection-aware: τ {', '.join(f'{t:g}' for t in d.tau)}). "
+             f"Stage seconds: {clock}."]
+    flagged = [f"Adaptive attack weaker than the plain one: {r['attack']} on {r['objective']}, {r['codec']}: "
+               f"{r['why']}" for r in check.to_dict("records") if r["flagged"]] if not check.empty else []
+    return tables, flagged + notes + findings(tables)
 
 
 #: Paper B as a stage of ``liccs run``, on by ``[defense]``.

@@ -1,14 +1,14 @@
 """Paper B's attacks on a codec alone ("A training-free defense framework for robust learned image
 compression"), crafted in PyTorch:
 
-- ``pgd``: PGD (L∞) on an objective (``distortion``, ``distortion-clean``, ``distortion-recon``, ``rate``)
-  against the plain codec;
+- ``pgd``: the gradient attack (``method``: PGD or APGD, L∞) on an objective (``distortion``, ``distortion-clean``,
+  ``distortion-recon``, ``rate``) against the plain codec;
 - ``noise``: the control, ``x + eps · sign(u)`` with random signs (no gradient);
-- ``eot``: the adaptive EoT attack on a K-way defense (Athalye et al., ICML 2018), averaging the gradient over
-  the defense's transforms (:class:`~liccs.attack.adaptive.RandomTransformLICCS`; the random defense's whole
-  family);
-- ``select``: the selection-aware adaptive attack (:mod:`liccs.attack.adaptive_select`), through a soft
-  minimum of the candidates' RD losses.
+- ``eot``: the adaptive attack on a K-way defense with EoT over the defense's own candidate draws (identity + K−1
+  from the family) and its own selection rule, the hard arg-min of the RD loss, differentiated through the chosen
+  branch (BPDA; Athalye et al., ICML 2018): :class:`~liccs.attack.adaptive_select.SelectionAware` with ``hard``;
+- ``select``: the selection-aware adaptive attack (:mod:`liccs.attack.adaptive_select`), through a soft minimum
+  of the candidates' RD losses at temperature ``tau`` (labelled ``select-τ``).
 
 The adversarial images are quantized to 8 bits (what a saved PNG holds, still inside the eps ball around the
 8-bit originals) and cached under ``<run.out>/paper-b/adversarial/`` by a key of everything that determines
@@ -25,11 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from liccs.attack.adaptive import RandomTransformLICCS
 from liccs.attack.adaptive_select import SelectionAware, SoftSelected
 from liccs.attack.base import create_attack
 from liccs.attack.defense import KWayDefense
-from liccs.attack.defense_random import RandomKWayDefense
 from liccs.attack.ensemble import CodecOnly
 from liccs.attack.eot import EoT
 from liccs.attack.evaluate import quantize_png
@@ -53,10 +51,16 @@ class AttackSpec:
     target: str = "none"
     samples: int = 1
     tau: float = 0.02
+    method: str = "pgd"
 
     def __post_init__(self) -> None:
         if self.attack not in ATTACKS:
             raise ValueError(f"attack must be one of {ATTACKS}, got {self.attack!r}")
+
+    @property
+    def label(self) -> str:
+        """The attack's name in the tables: ``select-τ`` for the soft selection at temperature τ."""
+        return f"select-{self.tau:g}" if self.attack == "select" else self.attack
 
 
 def target_model(codec: nn.Module, spec: AttackSpec, defense: KWayDefense | None) -> nn.Module:
@@ -64,8 +68,7 @@ def target_model(codec: nn.Module, spec: AttackSpec, defense: KWayDefense | None
     if spec.attack in ("eot", "select") and defense is None:
         raise ValueError(f"the adaptive attack {spec.attack!r} needs its defense")
     if spec.attack == "eot":
-        pool = defense.family if isinstance(defense, RandomKWayDefense) else defense.candidates
-        return EoT(RandomTransformLICCS(defense.codec, None, pool, spec.surrogate), samples=spec.samples)
+        return EoT(SelectionAware(defense, spec.surrogate, hard=True), samples=spec.samples)
     if spec.attack == "select":
         return SelectionAware(defense, spec.surrogate, spec.tau)
     return CodecOnly(codec, spec.surrogate)
@@ -81,8 +84,9 @@ def sign_noise(x: Tensor, eps: float, seed: int) -> Tensor:
 def _run(codec: nn.Module, spec: AttackSpec, x: Tensor, defense: KWayDefense | None, offset: int) -> Tensor:
     if spec.attack == "noise":
         return sign_noise(x, spec.eps, spec.seed + offset)
-    objective: Any = SoftSelected(spec.objective) if spec.attack == "select" else spec.objective
-    atk = create_attack("pgd", target_model(codec, spec, defense), eps=spec.eps, norm="linf", steps=spec.steps,
+    adaptive = spec.attack in ("eot", "select") and spec.objective in ("distortion", "rate")
+    objective: Any = SoftSelected(spec.objective) if adaptive else spec.objective
+    atk = create_attack(spec.method, target_model(codec, spec, defense), eps=spec.eps, norm="linf", steps=spec.steps,
                         objective=objective, seed=spec.seed)
     return atk(x)
 
@@ -94,7 +98,7 @@ def craft(codec: nn.Module, spec: AttackSpec, images: Images, batch_size: int, f
                        "defense": defense.describe() if defense is not None else None,
                        "images": [hashlib.sha256(x.numpy().tobytes()).hexdigest() for x in images.x]})
     name = getattr(codec, "liccs_name", "codec").replace("@", "-")
-    path = folder / f"{name}-{spec.attack}-{spec.objective}-{key[:16]}.pt"
+    path = folder / f"{name}-{spec.label}-{spec.objective}-{key[:16]}.pt"
     hit = load_keyed(path, key)
     if hit is not None:
         return list(hit["images"]), True

@@ -2,15 +2,17 @@
 contrast paired over images (:mod:`liccs.stats`), declared with its smallest effect of interest in the config
 (``defense.claims``) before the run, decided together (Holm) by :func:`liccs.stats.decide`.
 
-Every contrast is taken at ``defense.focus_eps`` and ``defense.steps``, with the random defense at its largest
-K, per image averaged over the attacked codecs:
+Every contrast is taken per attacked codec (no pooling over codecs: one claim row per codec), at
+``defense.focus_eps`` on the claims' objective ``defense.claim_objective`` (``distortion-clean``: the decoded image
+against the clean image), at the adaptive attacks' steps, with the random defense at the K of its oracles
+(``defense.focus_k``):
 
-- ``attack-lowers-psnr``: plain codec, PSNR (vs the clean image) of the clean image − of the distortion PGD image;
-- ``defense-raises-psnr``: under distortion PGD, the defense's PSNR vs clean − the plain codec's;
-- ``defense-lowers-rate-attack``: under rate PGD, the plain codec's bpp rise − the defense's (% of the plain
-  codec's clean bpp);
-- ``gain-survives-adaptive``: under the strongest distortion attack per image (minimum over PGD, EoT and the
-  selection-aware attack of the defense's PSNR) − the plain codec's PSNR under PGD;
+- ``attack-lowers-psnr``: plain codec, PSNR (vs the clean image) of the clean image − of the attacked image;
+- ``defense-raises-psnr``: under the attack, the defense's PSNR vs clean − the plain codec's;
+- ``defense-lowers-rate-attack``: under the rate attack, the plain codec's bpp rise − the defense's (% of the
+  plain codec's clean bpp);
+- ``gain-survives-adaptive``: under the strongest attack per image (minimum over the plain attack and every
+  adaptive one of the defense's PSNR) − the plain codec's PSNR under the plain attack;
 - ``clean-cost-noninferior``: non-inferiority of the clean bpp: the defense's bpp change (%) − 0, predicted
   below the declared margin (a non-inferiority claim, :class:`liccs.stats.Claim`: it holds when the change is
   significantly below the margin and does not hold when it is significantly above it).
@@ -25,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from liccs import stats
+from liccs.papers.paper_b_strength import focus_k
 
 CLAIMS: dict[str, str] = {
     "attack-lowers-psnr": "plain codec: PSNR vs clean of the clean image − of the distortion-PGD image (dB)",
@@ -42,58 +45,68 @@ def _per_image(df: pd.DataFrame, col: str) -> pd.Series:
     return df.groupby("image", sort=True)[col].mean()
 
 
-def contrasts(images: pd.DataFrame, eps_255: float, steps: int) -> dict[str, tuple[pd.Series, pd.Series]]:
-    """(a, b) per image of every claim (see the module docstring)."""
+def _adaptive(label: str) -> bool:
+    return label == "eot" or label.startswith("select")
+
+
+def contrasts(images: pd.DataFrame, eps_255: float, steps: int,
+              objective: str = "distortion") -> dict[tuple[str, str], tuple[pd.Series, pd.Series]]:
+    """(a, b) per image of every claim × attacked codec (see the module docstring), keyed ``(claim, codec)``."""
     t = images
-    kmax = int(t[t["defense"] == "random"]["k"].max())
+    kmax = focus_k(t)
     clean = t[t["attack"] == "none"]
     at = t[(t["eps_255"] == eps_255) & (t["steps"] == steps)]
-    attacked = set(at["codec"])
-    clean_att = clean[clean["codec"].isin(attacked)]
+    out: dict[tuple[str, str], tuple[pd.Series, pd.Series]] = {}
+    for codec in sorted(set(t[t["attack"] == "pgd"]["codec"])):
+        ca, cc = at[at["codec"] == codec], clean[clean["codec"] == codec]
 
-    def sel(attack: str, objective: str, defense: str) -> pd.DataFrame:
-        k = 1 if defense == "none" else kmax
-        return at[(at["attack"] == attack) & (at["objective"] == objective) & (at["defense"] == defense)
-                  & (at["k"] == k)]
+        def sel(attack: str, obj: str, defense: str, ca=ca) -> pd.DataFrame:
+            k = 1 if defense == "none" else kmax
+            hit = ca["attack"].map(_adaptive) if attack == "adaptive" else ca["attack"] == attack
+            return ca[hit & (ca["objective"] == obj) & (ca["defense"] == defense) & (ca["k"] == k)]
 
-    out: dict[str, tuple[pd.Series, pd.Series]] = {}
-    plain_clean = clean_att[clean_att["defense"] == "none"]
-    pgd_plain, pgd_def = sel("pgd", "distortion", "none"), sel("pgd", "distortion", "random")
-    if len(pgd_plain):
-        out["attack-lowers-psnr"] = (_per_image(plain_clean, "psnr_clean"), _per_image(pgd_plain, "psnr_clean"))
-        out["defense-raises-psnr"] = (_per_image(pgd_def, "psnr_clean"), _per_image(pgd_plain, "psnr_clean"))
-        worst = pd.concat([pgd_def, sel("eot", "distortion", "random"), sel("select", "distortion", "random")])
-        w = worst.groupby(["codec", "image"])["psnr_clean"].min().groupby("image").mean()
-        out["gain-survives-adaptive"] = (w, _per_image(pgd_plain, "psnr_clean"))
-    rate_plain, rate_def = sel("pgd", "rate", "none"), sel("pgd", "rate", "random")
-    if len(rate_plain):
-        base = plain_clean.set_index(["codec", "image"])["bpp"]
+        plain_clean = cc[cc["defense"] == "none"]
+        pgd_plain, pgd_def = sel("pgd", objective, "none"), sel("pgd", objective, "random")
+        if len(pgd_plain):
+            out[("attack-lowers-psnr", codec)] = (_per_image(plain_clean, "psnr_clean"),
+                                                  _per_image(pgd_plain, "psnr_clean"))
+            out[("defense-raises-psnr", codec)] = (_per_image(pgd_def, "psnr_clean"),
+                                                   _per_image(pgd_plain, "psnr_clean"))
+            worst = pd.concat([pgd_def, sel("adaptive", objective, "random")]).groupby("image")["psnr_clean"].min()
+            out[("gain-survives-adaptive", codec)] = (worst, _per_image(pgd_plain, "psnr_clean"))
+        rate_plain, rate_def = sel("pgd", "rate", "none"), sel("pgd", "rate", "random")
+        if len(rate_plain):
+            base = _per_image(plain_clean, "bpp")
 
-        def rise(df: pd.DataFrame) -> pd.Series:
-            r = df.set_index(["codec", "image"])["bpp"]
-            return ((r / base.loc[r.index] - 1) * 100).groupby("image").mean()
+            def rise(df: pd.DataFrame, base=base) -> pd.Series:
+                r = _per_image(df, "bpp")
+                return (r / base.loc[r.index] - 1) * 100
 
-        out["defense-lowers-rate-attack"] = (rise(rate_plain), rise(rate_def))
-    cc = clean[clean["defense"].isin(["none", "random"])]
-    p = cc[cc["defense"] == "none"].set_index(["codec", "image"])["bpp"]
-    d = cc[(cc["defense"] == "random") & (cc["k"] == kmax)].set_index(["codec", "image"])["bpp"]
-    change = ((d / p.loc[d.index] - 1) * 100).groupby("image").mean()
-    out["clean-cost-noninferior"] = (change, change * 0)
+            out[("defense-lowers-rate-attack", codec)] = (rise(rate_plain), rise(rate_def))
+        p = _per_image(plain_clean, "bpp")
+        d = _per_image(cc[(cc["defense"] == "random") & (cc["k"] == kmax)], "bpp")
+        change = (d / p.loc[d.index] - 1) * 100
+        out[("clean-cost-noninferior", codec)] = (change, change * 0)
     return out
 
 
 def claims_table(images: pd.DataFrame, declared: dict[str, float], eps_255: float, steps: int,
-                 alpha: float = 0.05) -> pd.DataFrame:
-    """One row per declared claim (:func:`liccs.stats.decide`); a claim whose data were not produced gets NaN."""
-    pairs = contrasts(images, eps_255, steps)
-    family = []
+                 alpha: float = 0.05, objective: str = "distortion") -> pd.DataFrame:
+    """One row per declared claim × attacked codec (:func:`liccs.stats.decide`, Holm over all of them); a claim
+    whose data were not produced gets NaN."""
+    pairs = contrasts(images, eps_255, steps, objective)
+    codecs = sorted({c for _, c in pairs}) or [""]
+    family, where = [], []
     for name, sesoi in declared.items():
-        a, b = pairs.get(name, (pd.Series(dtype=float), pd.Series(dtype=float)))
-        a, b = a.align(b, join="inner")
-        claim = stats.Claim(name, CLAIMS[name], float(sesoi), *NONINFERIORITY.get(name, (1, "superiority")))
-        family.append((claim, stats.paired(a.to_numpy(), b.to_numpy(), kind="continuous", what=name)))
+        for codec in codecs:
+            a, b = pairs.get((name, codec), (pd.Series(dtype=float), pd.Series(dtype=float)))
+            a, b = a.align(b, join="inner")
+            claim = stats.Claim(f"{name} [{codec}]", CLAIMS[name], float(sesoi),
+                                *NONINFERIORITY.get(name, (1, "superiority")))
+            family.append((claim, stats.paired(a.to_numpy(), b.to_numpy(), kind="continuous", what=name)))
+            where.append(codec)
     rows = stats.decide(family, alpha=alpha) if family else []
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{**r, "codec": c} for r, c in zip(rows, where, strict=True)])
 
 
 def claim_lines(table: pd.DataFrame) -> list[str]:

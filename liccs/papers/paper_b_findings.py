@@ -24,15 +24,10 @@ def attack_findings(t: pd.DataFrame) -> list[str]:
     return out
 
 
-def recoverable_findings(t: pd.DataFrame) -> list[str]:
-    out = []
-    for (atk, obj, steps), g in t.groupby(["attack", "objective", "steps"], sort=False):
-        out.append(f"Paper B recoverable damage, {atk} on {obj} ({steps} steps): "
-                   f"damage {_f(g['damage_db'].mean())} dB; "
-                   f"the defense recovers {_f(g['defense_recovers_db'].mean())} dB; recoverable by selection (oracle) "
-                   f"{_f(g['recoverable_db'].mean())} dB (oracle gain {_f(g['oracle_gain_db'].mean())} dB), "
-                   f"{_f(g['unrecoverable_db'].mean())} dB no candidate undoes.")
-    return out
+def share_findings(t: pd.DataFrame) -> list[str]:
+    return [f"Paper B share of the damage recovered, {r.codec}, {r.objective} ({r.recovered_by}): {_f(r.share, '.2f')} "
+            f"(95% CI {_f(r.ci_low, '.2f')} … {_f(r.ci_high, '.2f')}, {r.ci_method}; damage {_f(r.damage)} {r.unit}, "
+            f"recovered {_f(r.recovered)} {r.unit}, n = {r.n})." for r in t.itertuples()]
 
 
 def cost_findings(cost: pd.DataFrame) -> list[str]:
@@ -56,6 +51,6 @@ def adaptive_findings(t: pd.DataFrame) -> list[str]:
 
 def findings(tables: dict[str, pd.DataFrame]) -> list[str]:
     """Every finding of paper B's stage, in the order of its experiments, then the claims' verdicts."""
-    return [*attack_findings(tables["paper_b_attack"]), *recoverable_findings(tables["paper_b_recoverable"]),
+    return [*attack_findings(tables["paper_b_attack"]), *share_findings(tables["paper_b_share"]),
             *cost_findings(tables["paper_b_clean_cost"]), *adaptive_findings(tables["paper_b_adaptive"]),
             *claim_lines(tables["paper_b_claims"])]

@@ -4,8 +4,10 @@ deterministic K-way defense, from real bitstreams.
 
 Every row holds the decoder output's PSNR against three references: the clean image (``psnr_clean``), the
 codec's input, i.e. the attacked image (``psnr_input``), and the plain codec's reconstruction of the clean image
-(``psnr_recon``). The oracle (``defense = "oracle"``) picks, among the random defense's own candidates, the one
-of lowest true distortion against the clean image: an upper bound on what selection can recover.
+(``psnr_recon``). Two oracles pick among the random defense's own candidates at its largest K: ``oracle`` the one
+of lowest true distortion against the clean image (an upper bound on the PSNR selection can reach), ``oracle-rd``
+the one of lowest ``R + λ·255²·MSE(x̂, clean)``, the defense's own criterion with the true distortion (what the
+defense would choose if it knew the clean image).
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ def plain(codec: Any, x: Tensor) -> tuple[Tensor, Tensor, float]:
 
 @torch.no_grad()
 def measure(codec: Any, randoms: dict[int, RandomKWayDefense], kway: KWayDefense | None, x_in: Tensor,
-            clean: Tensor, recon: Tensor, seed: int, oracle: bool = True) -> list[dict[str, Any]]:
+            clean: Tensor, recon: Tensor, seed: int, oracle: bool = True,
+            oracle_k: int | None = None) -> list[dict[str, Any]]:
     """Rows of ``x_in`` (the codec's input; ``clean`` the clean images, ``recon`` their plain reconstruction):
-    plain (``k = 1``), each random defense (request ``seed``), its oracle at the largest K, the K-way one."""
+    plain (``k = 1``), each random defense (request ``seed``), its oracles at ``oracle_k`` (default the largest
+    K), the K-way one."""
     x_hat, bpp, sec = plain(codec, x_in)
     b = x_in.shape[0]
     rows = _row("none", 1, bpp, x_hat, x_in, clean, recon, ["identity"] * b, sec)
@@ -54,13 +58,18 @@ def measure(codec: Any, randoms: dict[int, RandomKWayDefense], kway: KWayDefense
         names = d.candidate_names(s)
         rows += _row("random", k, res.bpp, res.x_hat, x_in, clean, recon,
                      [names[i][c] for i, c in enumerate(chosen)], sec)
-        if oracle and k == max(randoms):
+        if oracle and k == (oracle_k or max(randoms)):
             true = torch.stack([(xh - clean).pow(2).flatten(1).mean(1).double() for xh in s.x_hat], 1)
             best = true.argmin(1).tolist()
             rows_ = torch.arange(b)
             x_or = torch.stack([s.x_hat[c][i] for i, c in enumerate(best)])
             bpp_or = (s.bits[rows_, best] + d.header_bits).double() / s.pixels
             rows += _row("oracle", k, bpp_or, x_or, x_in, clean, recon, [names[i][c] for i, c in enumerate(best)], 0.0)
+            rd_best, _, _ = d.select(s, mse=true)
+            x_rd = torch.stack([s.x_hat[c][i] for i, c in enumerate(rd_best)])
+            bpp_rd = (s.bits[rows_, rd_best] + d.header_bits).double() / s.pixels
+            rows += _row("oracle-rd", k, bpp_rd, x_rd, x_in, clean, recon, [names[i][c] for i, c in enumerate(rd_best)],
+                         0.0)
     if kway is not None:
         t0 = time.perf_counter()
         res = kway.encode(x_in)

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from liccs.papers.paper_b_strength import focus_k
+
 KEYS = ["codec", "arch", "quality", "attack", "objective", "eps_255", "steps", "target", "defense", "k"]
 METRICS = ["bpp", "psnr_clean", "psnr_input", "psnr_recon"]
 COND = ["codec", "attack", "objective", "eps_255", "steps", "target"]
@@ -81,34 +83,9 @@ def defense_table(s: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def recoverable_table(s: pd.DataFrame) -> pd.DataFrame:
-    """The damage (dB of PSNR against the clean image, plain codec: clean image − attacked) split into what the
-    oracle can recover by selection (its gain over the plain codec, at most the damage) and what no candidate
-    undoes (the plain codec's clean PSNR minus the oracle's on the attacked image, at least 0); beside them what
-    the defense recovers. The oracle's gain can exceed the damage: it beats the plain codec on clean images too."""
-    d = defense_table(s)
-    d = d[d["objective"] != "rate"]
-    c = _clean(s)
-    rows = []
-    for _, g in d.groupby(COND, sort=False):
-        p, o = g[g["defense"] == "none"].iloc[0], g[g["defense"] == "oracle"]
-        rnd = g[(g["defense"] == "random") & (g["k"] == (o["k"].iloc[0] if len(o) else g["k"].max()))]
-        if o.empty or rnd.empty:
-            continue
-        clean_plain = c.loc[(p["codec"], "none", 1), "psnr_clean"]
-        damage = clean_plain - p["psnr_clean"]
-        oracle_psnr = p["psnr_clean"] + o["gain"].iloc[0]
-        rows.append({k: p[k] for k in ["arch", "quality", *COND[1:]]} | {
-            "k": int(o["k"].iloc[0]), "damage_db": damage, "defense_recovers_db": rnd["gain"].iloc[0],
-            "oracle_gain_db": o["gain"].iloc[0],
-            "recoverable_db": min(max(damage, 0.0), max(o["gain"].iloc[0], 0.0)),
-            "unrecoverable_db": max(0.0, clean_plain - oracle_psnr)})
-    return pd.DataFrame(rows)
-
-
 def clean_cost_table(s: pd.DataFrame) -> pd.DataFrame:
     """Each defense's cost on clean images per codec: bpp, PSNR, encode time, against the plain codec."""
-    c = s[(s["attack"] == "none") & (s["defense"] != "oracle")]
+    c = s[(s["attack"] == "none") & ~s["defense"].str.startswith("oracle")]
     rows = []
     for _, r in c[c["defense"] != "none"].iterrows():
         p = c[(c["codec"] == r["codec"]) & (c["defense"] == "none")].iloc[0]
@@ -124,7 +101,7 @@ def clean_cost_table(s: pd.DataFrame) -> pd.DataFrame:
 
 def bd_rate_table(s: pd.DataFrame) -> pd.DataFrame:
     """BD-rate (PSNR) of each defense against the plain codec over the qualities, per architecture (clean)."""
-    c = s[(s["attack"] == "none") & (s["defense"] != "oracle")]
+    c = s[(s["attack"] == "none") & ~s["defense"].str.startswith("oracle")]
     rows = []
     for arch, g in c.groupby("arch", sort=False):
         plain = g[g["defense"] == "none"].sort_values("quality")
@@ -136,14 +113,15 @@ def bd_rate_table(s: pd.DataFrame) -> pd.DataFrame:
 
 
 def adaptive_table(s: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
-    """The random defense at its largest K under PGD and each adaptive attack (focus eps), against the plain codec
+    """The random defense at the claims' K under PGD and each adaptive attack (focus eps), against the plain codec
     under PGD at the same steps; ``worst``: per image, the minimum over these attacks of the gain."""
     rows = []
-    ad = images[images["attack"].isin(["eot", "select"])]
-    for (codec, obj, eps, steps), g in ad.groupby(["codec", "objective", "eps_255", "steps"], sort=False):
-        k = int(g[g["defense"] == "random"]["k"].max())
+    adaptive = images["attack"].map(lambda a: a == "eot" or a.startswith("select"))
+    ad = images[adaptive]
+    k = focus_k(images)
+    for codec, obj, eps, steps in ad.groupby(["codec", "objective", "eps_255", "steps"], sort=False).groups:
         sel = images[(images["codec"] == codec) & (images["objective"] == obj) & (images["eps_255"] == eps)
-                     & (images["steps"] == steps) & images["attack"].isin(["pgd", "eot", "select"])]
+                     & (images["steps"] == steps) & (adaptive | (images["attack"] == "pgd"))]
         base = sel[(sel["attack"] == "pgd") & (sel["defense"] == "none")].set_index("image")
         per = {}
         for atk, a in sel[(sel["defense"] == "random") & (sel["k"] == k)].groupby("attack"):

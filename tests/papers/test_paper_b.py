@@ -45,17 +45,25 @@ def test_quick_run_writes_every_table_and_report_file(quick: Path) -> None:
         assert len(df), spec.name
         assert set(spec.columns or []) <= set(df.columns), spec.name
     md = (quick / "report.md").read_text()
-    assert "Paper B pgd on distortion" in md and "Paper B claim defense-raises-psnr" in md
+    assert "Paper B pgd on distortion-clean" in md and "Paper B claim defense-raises-psnr" in md
+    assert "Paper B share of the damage recovered" in md
     man = json.loads((quick / "manifest.json").read_text())
     assert man["config"]["defense"]["enabled"] and not man["config"]["attack"]["enabled"]
     images = pd.read_csv(quick / "tables" / "paper_b_images.csv")
-    assert set(images["attack"]) == {"none", "pgd", "noise", "eot", "select"}
-    assert set(images["defense"]) == {"none", "random", "oracle", "kway"}
-    assert set(images["objective"]) >= {"distortion", "distortion-clean", "distortion-recon", "rate"}
-    assert set(images[images["objective"] == "distortion"]["steps"]) == {2, 4}
+    assert set(images["attack"]) == {"none", "pgd", "noise", "eot", "select-0.005", "select-0.05"}
+    assert set(images["defense"]) == {"none", "random", "oracle", "oracle-rd", "kway"}
+    assert set(images["objective"]) >= {"distortion", "distortion-clean", "rate"}
+    assert set(images[images["objective"] == "distortion-clean"]["steps"]) == {2, 3, 4}  # ladder + adaptive steps
+    assert set(images[images["attack"] == "eot"]["objective"]) == {"distortion-clean", "rate"}
+    assert set(images[images["attack"].str.startswith("select")]["objective"]) == {"distortion-clean"}
+    assert set(images[(images["attack"] == "pgd") & (images["defense"] == "random")]["k"]) == {2, 4}
     assert images["bpp"].gt(0).all() and images["psnr_clean"].between(5, 100).all()
     claims = pd.read_csv(quick / "tables" / "paper_b_claims.csv")
-    assert list(claims["claim"]) == list(load_config(CONFIG).defense.claims)
+    declared = list(load_config(CONFIG).defense.claims)
+    assert list(claims["claim"].str.split(" ").str[0]) == declared  # one attacked codec: one row per claim
+    assert set(claims["codec"]) == {"mini-tiny-bmshj2018-hyperprior@q6"}
+    check = pd.read_csv(quick / "tables" / "paper_b_adaptive_check.csv")
+    assert set(check["attack"]) == {"eot", "select-0.005", "select-0.05"} and check["flagged"].isin([True, False]).all()
     assert (quick / "paper-b" / "adversarial").is_dir()
 
 
@@ -93,6 +101,8 @@ def test_bd_rate_known_cases() -> None:
     ('defense.lmbda="auto"', "defense.lmbda"),
     ('defense.objectives=["ce"]', "defense.objectives[0]"),
     ("defense.strength_steps=[10, 10]", "defense.strength_steps"),
+    ("defense.focus_k=3", "defense.focus_k"),
+    ("defense.tau=0.02", "defense.tau"),
     ("defense.eps=[]", "defense.eps"),
 ])
 def test_bad_defense_keys_are_refused_naming_the_key(override: str, key: str) -> None:
