@@ -28,6 +28,7 @@ torchattacks is the ``bench`` extra (``pip install -e '.[bench]'``).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -285,7 +286,8 @@ def report(result: dict[str, list[dict[str, Any]]], a: argparse.Namespace, m: di
              f"({m['device']['cpu_count']} cores, shared), commit "
              f"{m['commit']}. ratio = liccs / torchattacks, of the medians and of the minima; paired_ratio_median = "
              "median over repeats of the ratio of the two calls adjacent in time (load drift cancels). < 1: liccs "
-             "faster. This CPU is shared with other jobs.\n"]
+             f"faster. Load average (1/5/15 min) before {m.get('loadavg_before')}, after {m.get('loadavg_after')}."
+             "\n"]
     timing = ["case", "liccs_median_s", "torchattacks_median_s", "ratio", "ratio_min", "paired_ratio_median"]
     if result.get("pgd"):
         parts.append(f"## PGD: seconds per call\n\nL∞ eps 8/255, step 2/255, {a.steps} steps, no random start; both "
@@ -335,6 +337,7 @@ def main() -> None:
     out = a.out if a.out is not None else None if subset else OUT
     commit = git_commit()  # before this script writes its (tracked) results
     torch.set_num_threads(a.threads)
+    load_before = os.getloadavg()
     result: dict[str, list[dict[str, Any]]] = {}
     if "pgd" in a.only:
         result["pgd"] = run_pgd(a.repeats, a.steps, a.case)
@@ -353,6 +356,7 @@ def main() -> None:
         "timer": "perf_counter around attack(images, labels)",
         "order": "interleaved, alternating which goes first, after one warm-up call each"}
     m = manifest(cfg, started_at=commit, benchmark="attack_speed", torchattacks=torchattacks.__version__,
+                 loadavg_before=load_before, loadavg_after=os.getloadavg(),
                  command="python benchmarks/attack_speed.py" + "".join(f" {v}" for v in sys.argv[1:]))
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "attack_speed.json", result)
