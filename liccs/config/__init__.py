@@ -79,6 +79,8 @@ _RANGES: dict[str, list[tuple[str, Any, str]]] = {
                 ("strength_steps", lambda v: all(x > 0 for x in v) and len(set(v)) == len(v), "each > 0, no repeats"),
                 ("tau", lambda v: v and all(x > 0 for x in v), "non-empty, each > 0"),
                 ("adaptive_steps", _NONNEG, ">= 0 (0: defense.steps)"), ("alpha", lambda v: 0 < v < 1, "in (0, 1)"),
+                ("deployed_engines", lambda v: all(v) and len(set(v)) == len(v),
+                 "engine names (each of export.engines), without repeats"),
                 ("claims", lambda v: all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0
                                          for x in v.values()), "name = smallest effect of interest (a number >= 0)")],
     "transfer": [("variants", bool, "non-empty"), ("batch_size", _POS, "> 0"),

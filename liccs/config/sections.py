@@ -148,7 +148,9 @@ class DefenseSection:
     distortion objective the claims and the adaptive attacks use; ``adaptive_steps``: the adaptive attacks' steps
     (0: ``steps``); ``tau``: the selection-aware attack's temperature(s), one attack per value on the claims'
     objective (the rate's adaptive attack is EoT alone); ``focus_k``: the K the claims, the adaptive attacks and the
-    oracles use (every K of ``k`` is evaluated on every image set)."""
+    oracles use (every K of ``k`` is evaluated on every image set); ``deployed_engines``: engines of
+    ``export.engines`` on whose deployed codecs the defense and the attacks are replayed (``[]``: none;
+    :mod:`liccs.papers.paper_b_deployed`)."""
 
     enabled: bool = False
     k: list[int] = _cv([2, 4, 8])
@@ -175,6 +177,7 @@ class DefenseSection:
     focus_k: int = 0  # the random defense's K of the claims, the adaptive attacks and the oracles (0: the largest)
     claims: dict[str, float] = field(default_factory=dict)
     alpha: float = 0.05
+    deployed_engines: list[str] = _cv([])  # engines of export.engines to replay on ([]: PyTorch only)
 
 
 @dataclass

@@ -18,8 +18,10 @@ kept, its family index in a ``⌈log2 |family|⌉``-bit header; the deterministi
 4. the defense's gain as a share of the damage, and the declared claims (``defense.claims``) per attacked codec,
    decided over images (:mod:`liccs.papers.paper_b_claims`).
 
-Clean images go through every codec of [models] (the cost, BD-rate over the qualities). No deployed-engine
-replay: the attacks' transfer to engines is the generic [transfer] stage's subject.
+Clean images go through every codec of [models] (the cost, BD-rate over the qualities). With ``[export]`` on and
+``defense.deployed_engines`` set, the clean images, the plain attacks on the claims' objective and the rate and the
+strongest adaptive attack are replayed on each of those engines' deployed codecs (the export stage's), through the
+plain codec and the random defense at ``focus_k`` (:mod:`liccs.papers.paper_b_deployed`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from liccs.core.progress import tqdm
 from liccs.errors import InputError, LiccsError
 from liccs.families import mse_lambda
 from liccs.papers import paper_b_claims as C
+from liccs.papers import paper_b_deployed as D
 from liccs.papers import paper_b_strength as S
 from liccs.papers import paper_b_tables as T
 from liccs.papers.driver import PaperStage
@@ -82,6 +85,20 @@ _TABLES: list[tuple[str, str, list[str] | None]] = [
      ["claim", "codec", "hypothesis", "effect", "ci_low", "ci_high", "ci_method", "p", "p_holm", "mde", "sesoi",
       "verdict"]),
     ("paper_b_images", "Paper B, every measurement per image (CSV: all rows).", None),
+    ("paper_b_deployed", "Paper B on the deployed codec (defense.deployed_engines): the clean images, the plain "
+     "attacks on the claims' objective and the rate, and the strongest adaptive attack, through the plain deployed "
+     "codec and the random defense at focus_k (PyTorch's request seeds): the share of images where it chose "
+     "PyTorch's candidate, bpp and PSNR vs clean beside PyTorch's, encode time over the plain deployed encode (×K), "
+     "and bytes, encode and decode latency per image over the clean images' (the rate attack as denial of service).",
+     ["codec", "engine", "attack", "objective", "defense", "images", "same_choice", "header_bits", "bpp", "bpp_torch",
+      "psnr_clean", "psnr_clean_torch", "encode_ms", "decode_ms", "encode_x", "encode_x_torch", "bytes", "bytes_x",
+      "bytes_x_max", "encode_vs_clean", "decode_vs_clean"]),
+    ("paper_b_deployed_cross", "Paper B, cross-decoding of the defended streams: each deployed engine's decoded by "
+     "the PyTorch codec (compressai) and by every other deployed codec, and PyTorch's by the deployed codec; the "
+     "share decoded on the encoder's entropy tables (checksums; NaN: a CompressAI stream has none), bit-identical "
+     "to the encoder's own decode, and the PSNR against it.",
+     ["codec", "encoder", "decoder", "images", "tables_match", "identical", "psnr_min", "psnr_median", "max_abs"]),
+    ("paper_b_deployed_images", "Paper B on the deployed codec, every measurement per image (CSV: all rows).", None),
 ]
 #: The report shows the paper stages' tables first (order 0), in this order.
 TABLES = tuple(TableSpec(n, c, tuple(cols) if cols else None, order=0) for n, c, cols in _TABLES)
@@ -118,6 +135,13 @@ def attacked_codecs(cfg: RunConfig, codecs: list[str]) -> list[str]:
                     f"({', '.join(f'{e * 255:g}/255' for e in d.eps)})")
     if unknown := C.check(d.claims):
         raise _fail("defense.claims", f"unknown claim(s) {unknown}; valid: {', '.join(C.CLAIMS)}")
+    for i, e in enumerate(d.deployed_engines):
+        if not cfg.export.enabled:
+            raise _fail("defense.deployed_engines", "replays on the deployed codecs that the export stage builds: "
+                        "set export.enabled = true, or defense.deployed_engines = []")
+        if e not in cfg.export.engines:
+            raise _fail(f"defense.deployed_engines[{i}]", f"{e!r} is not one of export.engines "
+                        f"({', '.join(cfg.export.engines)}), which the export stage builds deployed codecs on")
     if d.rate != "bytes":
         raise _fail("defense.rate", "paper B's stage scores candidates by their real bytes ('bytes'); "
                     f"{d.rate!r} is not supported here")
@@ -217,8 +241,11 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
     cfg, d = ctx.cfg, ctx.cfg.defense
     attacked = attacked_codecs(cfg, ctx.names.codecs)
     images = load_images(cfg)
-    bs, kmax = cfg.data.batch_size, focus_k(cfg)
+    bs, kmax, steps = cfg.data.batch_size, focus_k(cfg), adaptive_steps(cfg)
     rows: list[dict[str, Any]] = []
+    deployed, dep_notes = D.engines(d.deployed_engines, exports, attacked)
+    dep_rows: list[dict[str, Any]] = []
+    cross: list[dict[str, Any]] = []
     clock = _Clock()
     bar = tqdm(ctx.names.codecs, desc="paper B", disable=not progress)
     for name in bar:
@@ -235,10 +262,13 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
         clock.lap("clean")
         if name not in attacked:
             continue
+        kept: dict[AttackSpec, list[Tensor]] = {}  # the attacks replayed on the deployed codecs
         for s in _specs(cfg, kmax):
             bar.set_postfix_str(f"{name} {s.label} {s.objective} {s.steps} steps")
             adv, _ = craft(codec, s, images, bs, out / "paper-b" / "adversarial",
                            randoms[kmax] if s.attack in ("eot", "select") else None)
+            if D.wanted(s, d.claim_objective, d.focus_eps, steps):
+                kept[s] = adv
             clock.lap(s.attack)
             for idx in images.groups(bs):
                 x_adv = Images(adv, images.names).stack(idx)
@@ -247,9 +277,20 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
                 for n, r in enumerate(res):
                     rows.append({**base, **_tag(s), "image": images.names[idx[n % len(idx)]], **r})
             clock.lap("eval")
+        on = {e: codecs[name] for e, codecs in deployed.items() if name in codecs}
+        if on:
+            bar.set_postfix_str(f"{name} on {', '.join(on)}")
+            picked = D.pick_sets(kept, pd.DataFrame([r for r in rows if r["codec"] == name]), kmax)
+            others = {e: codecs[name] for e, codecs in exports.deployed.items() if name in codecs}
+            rp = D.Replay(kmax, transform_family(d.max_shift), randoms[kmax].lmbda, cfg.run.seed, bs)
+            r_, c_ = D.replay_codec(codec, on, others, [(_tag(None), images.x), *((_tag(p), kept[p]) for p in picked)],
+                                    images, rp)
+            dep_rows += r_
+            cross += c_
+            clock.lap("deployed")
     per_image = pd.DataFrame(rows)
     s = T.summary(per_image)
-    focus, steps = round(d.focus_eps * 255, 3), adaptive_steps(cfg)
+    focus = round(d.focus_eps * 255, 3)
     check = S.adaptive_check_table(per_image, focus, steps)
     tables = {"paper_b_attack": T.attack_table(s), "paper_b_defense": T.defense_table(s),
               "paper_b_share": S.share_table(per_image, focus, steps, d.claim_objective),
@@ -257,6 +298,10 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
               "paper_b_bd_rate": T.bd_rate_table(s), "paper_b_adaptive": T.adaptive_table(s, per_image),
               "paper_b_claims": C.claims_table(per_image, d.claims, focus, steps, d.alpha, d.claim_objective),
               "paper_b_images": per_image}
+    if dep_rows:
+        dimg, dcross = pd.DataFrame(dep_rows), pd.DataFrame(cross)
+        tables |= {"paper_b_deployed": D.deployed_table(dimg), "paper_b_deployed_cross": D.cross_table(dcross),
+                   "paper_b_deployed_images": dimg}
     clock.lap("tables")
     fam = transform_family(d.max_shift)
     notes = [f"Paper B: {len(images.x)} images of {cfg.data.source}"
@@ -270,10 +315,12 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
              f"K-way (fixed) K={d.kway_k}; λ {'of each codec' if d.lmbda == 'codec' else d.lmbda}; adaptive "
              f"{', '.join(d.adaptive)} at {steps} steps (EoT: {d.eot_samples} draws of the defense's own candidates, "
              f"its arg-min applied, BPDA; selection-aware: τ {', '.join(f'{t:g}' for t in d.tau)}). "
-             f"Stage seconds: {clock}."]
+             f"Stage seconds: {clock}."] + dep_notes
     flagged = [f"Adaptive attack weaker than the plain one: {r['attack']} on {r['objective']}, {r['codec']}: "
                f"{r['why']}" for r in check.to_dict("records") if r["flagged"]] if not check.empty else []
-    return tables, flagged + notes + findings(tables)
+    dep_lines = (D.findings(tables["paper_b_deployed"], tables["paper_b_deployed_cross"])
+                 if "paper_b_deployed" in tables else [])
+    return tables, flagged + notes + findings(tables) + dep_lines
 
 
 #: Paper B as a stage of ``liccs run``, on by ``[defense]``.

@@ -1,7 +1,8 @@
 """Paper B's stage (liccs.papers.paper_b): the quick variant end to end writes every table and report file (the
-random defense, its oracle, the controls, the adaptive attacks, one claims row per declared claim), one scoring
-gives every K's choice exactly as KWayDefense.encode, BD-rate on known cases, and bad [defense] keys are refused
-naming the key."""
+random defense, its oracle, the controls, the adaptive attacks, one claims row per declared claim, the replay on the
+deployed codec), one scoring gives every K's choice exactly as KWayDefense.encode, BD-rate on known cases, the
+deployed defense chooses as PyTorch's and its streams decode exactly on a second fp32 engine, and bad [defense] keys
+are refused naming the key."""
 
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ from liccs.papers.paper_b_tables import bd_rate
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "liccs" / "configs" / "paper-b.toml"
 #: The quick variant, cut to fit the test's time on a fresh cache: one ladder, random weights (no training),
-#: two engines, two eps, one attacked codec. The quick variant itself (both ladders, trained tiny models,
-#: ort-cpu-int8, four eps) runs with `liccs run paper-b --quick`.
+#: two fp32 engines (the replay on ort-cpu, its defended streams decoded on torch), two eps, one attacked codec. The
+#: quick variant itself (both ladders, trained tiny models, the int8 engines) runs with `liccs run paper-b --quick`.
 FAST = ['models.codecs=["mini-tiny-bmshj2018-hyperprior@q1", "mini-tiny-bmshj2018-hyperprior@q6"]',
-        'export.engines=["torch"]', 'models.weights="random"', "run.threads=1", "data.images=3",
-        'defense.eps=["2/255", "4/255"]', 'defense.attack_codecs=["mini-tiny-bmshj2018-hyperprior@q6"]']
+        'export.engines=["torch", "ort-cpu"]', 'defense.deployed_engines=["ort-cpu"]', 'models.weights="random"',
+        "run.threads=1", "data.images=3", 'defense.eps=["2/255", "4/255"]',
+        'defense.attack_codecs=["mini-tiny-bmshj2018-hyperprior@q6"]']
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +81,33 @@ def test_oracle_never_below_the_defense_and_identity_rows(quick: Path) -> None:
     assert (clean["psnr_recon"] == math.inf).all()  # the plain clean reconstruction is the reference itself
 
 
+def test_deployed_defense_chooses_as_pytorch_and_decodes_exactly_on_a_second_fp32_engine(quick: Path) -> None:
+    """Issue 31, item 7: the random defense around the deployed ort-cpu codec, with PyTorch's request seeds, picks
+    PyTorch's candidate on most images; its defended streams decode on torch (a second fp32 engine) on the encoder's
+    entropy tables (the checksums: the latent symbols decode bit-exactly), the image within float noise."""
+    dep = pd.read_csv(quick / "tables" / "paper_b_deployed_images.csv")
+    assert set(dep["engine"]) == {"ort-cpu"} and set(dep["codec"]) == {"mini-tiny-bmshj2018-hyperprior@q6"}
+    sets = set(zip(dep["attack"], dep["objective"]))
+    assert {("none", "none"), ("pgd", "distortion-clean"), ("pgd", "rate")} < sets  # + the strongest adaptive one
+    assert len(sets) == 4 and any(a == "eot" or a.startswith("select") for a, _ in sets)
+    rnd = dep[dep["defense"] == "random"]
+    assert len(rnd) == 4 * 3 and (rnd["k"] == 4).all() and (rnd["header_bits"] == 5).all()
+    assert rnd["same_choice"].mean() >= 0.75, rnd[["attack", "image", "chosen", "chosen_torch"]]
+    assert (rnd["chosen"] == rnd["chosen_torch"]).equals(rnd["same_choice"])
+    assert dep["bytes"].gt(0).all() and dep["encode_s"].gt(0).all() and dep["decode_s"].gt(0).all()
+    summary = pd.read_csv(quick / "tables" / "paper_b_deployed.csv")
+    assert (summary[summary["defense"] == "random"]["encode_x"] > 1).all()  # K candidates encoded and decoded
+    assert (summary[summary["attack"] == "none"]["bytes_x"] == 1).all()
+    cross = pd.read_csv(quick / "tables" / "paper_b_deployed_cross.csv").set_index(["encoder", "decoder"])
+    assert set(cross.index) == {("ort-cpu", "torch"), ("ort-cpu", "compressai"), ("compressai", "ort-cpu")}
+    second = cross.loc[("ort-cpu", "torch")]
+    assert second["images"] == 12 and second["tables_match"] == 1.0 and second["psnr_min"] > 100
+    assert cross["psnr_min"].gt(100).all() and cross["max_abs"].lt(1e-4).all()
+    md = (quick / "report.md").read_text()
+    assert "Paper B deployed, mini-tiny-bmshj2018-hyperprior@q6 on ort-cpu" in md
+    assert "Paper B rate attack as denial of service on the deployed ort-cpu codec" in md
+
+
 def test_bd_rate_known_cases() -> None:
     rate, psnr = [0.25, 0.5, 1.0, 2.0], [30.0, 33.0, 36.0, 39.0]
     assert bd_rate(rate, psnr, rate, psnr) == pytest.approx(0.0, abs=1e-9)
@@ -104,6 +133,9 @@ def test_bd_rate_known_cases() -> None:
     ("defense.focus_k=3", "defense.focus_k"),
     ("defense.tau=0.02", "defense.tau"),
     ("defense.eps=[]", "defense.eps"),
+    ('defense.deployed_engines=["ort-cpu"]', "defense.deployed_engines[0]"),  # not one of export.engines
+    ('defense.deployed_engines=["torch", "torch"]', "defense.deployed_engines"),
+    ("export.enabled=false", "defense.deployed_engines"),  # the config's int8 engines, with no export to build them
 ])
 def test_bad_defense_keys_are_refused_naming_the_key(override: str, key: str) -> None:
     from liccs.jobs.run import check_names
