@@ -35,7 +35,7 @@ from liccs.engines.factory import runner_for
 from liccs.engines.indexes import build_indexes, repair_indexes
 from liccs.engines.int8_fit import fit_int8
 from liccs.engines.limits import check_header, geometry, pixel_budget
-from liccs.errors import InputError
+from liccs.errors import InputError, RunnerInactive
 from liccs.export.graphs import codec_graphs, module_hash, stage_feeds
 from liccs.families import family_of, medians, mse_lambda
 from liccs.pipeline import PAD_MULTIPLE
@@ -91,6 +91,12 @@ class DeployedCodec:
         """Deactivate every stage runner, releasing its session or compiled model; a no-op when inactive."""
         for r in self.runners.values():
             r.deactivate()
+
+    def _require_active(self) -> None:
+        idle = [s for s, r in self.runners.items() if not r.is_active]
+        if idle:
+            raise RunnerInactive(f"deployed codec {self.name} on {self.engine}: the runners of stage(s) {idle} are not "
+                                 f"active; code inside `with codec:` or after codec.activate()")
 
     def close(self) -> None:
         """Release the stage runners (:meth:`deactivate`)."""
@@ -191,6 +197,7 @@ class DeployedCodec:
     def compress(self, images: Tensor) -> dict[str, Any]:
         """{"strings": [[framed bytes per image] per latent], "shape": latent (h, w), "size": image (H, W)}."""
         check_images(images)
+        self._require_active()
         xp, size = pad_to_multiple(images, PAD_MULTIPLE)
         eb, gc = self.codec.entropy_bottleneck, getattr(self.codec, "gaussian_conditional", None)
         y = self._run("g_a", "x", xp)
@@ -227,6 +234,7 @@ class DeployedCodec:
         """
         if on_mismatch not in MISMATCH:
             raise InputError(f"on_mismatch must be one of {MISMATCH}, got {on_mismatch!r}")
+        self._require_active()
         latents = self.family.latents
         want = len(latents)
         if not isinstance(strings, (list, tuple)) or len(strings) != want:
