@@ -268,8 +268,9 @@ def test_the_transfer_graph_is_quantized_as_the_int8_codec_runs(name, shared_dat
     ref = fitted.decompress(**fitted.compress(x))["x_hat"]
     diffs = []
     for k in (keep, ()):
-        r = runner_for("ort-cpu-int8", rec, cache, exporter="torchscript", calibration=[{"x": x.numpy()}], keep_fp32=k)
-        diffs.append(float((torch.as_tensor(next(iter(r.infer({"x": x}).values()))) - ref).abs().mean()))
+        with runner_for("ort-cpu-int8", rec, cache, exporter="torchscript", calibration=[{"x": x.numpy()}],
+                        keep_fp32=k) as r:
+            diffs.append(float((torch.as_tensor(next(iter(r.infer({"x": x}).values()))) - ref).abs().mean()))
     assert diffs[0] * 10 < diffs[1] if mean else diffs[0] < 1e-6 < 1e-2 < diffs[1]
 
 
