@@ -37,5 +37,9 @@ class InputError(LiccsError, ValueError):
     """A tensor or argument of the wrong shape, dtype or range; the message names it."""
 
 
+class RunnerInactive(LiccsError, RuntimeError):
+    """A runner used before ``activate()`` (or after ``deactivate()``); the message names the runner."""
+
+
 class EngineUnavailable(LiccsError):
     """An engine this machine cannot run; the message says why and what to install."""

@@ -168,6 +168,12 @@ class Exports:
     cache: ArtifactCache = field(default_factory=ArtifactCache)
     deployments: pd.DataFrame = field(default_factory=pd.DataFrame)  # [export.deployments]: the engine per stage
 
+    def close(self) -> None:
+        """Release every deployed codec's runners (their sessions and compiled models); the run does it at its end."""
+        for codecs in self.deployed.values():
+            for d in codecs.values():
+                d.close()
+
 
 @dataclass(frozen=True)
 class TableSpec:

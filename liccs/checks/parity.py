@@ -229,13 +229,14 @@ def check_deployed(codec: nn.Module, engines: Iterable[str], batches: Sequence[T
     for engine in engines:
         tol = (per_engine or {}).get(engine, tolerance)
         try:
-            d = DeployedCodec.on_engine(codec, engine, cache, exporter=exporter, calibration_images=calibration_images)
             outs, payload, total = [], [], []
-            for b in batches:
-                blobs = d.encode(b)
-                outs.append(torch.cat([d.decode(blob)["x_hat"] for blob in blobs]))
-                payload += [sum(len(unframe(s)[0]) for s in Container.from_bytes(blob).strings) for blob in blobs]
-                total += [len(blob) for blob in blobs]
+            with DeployedCodec.on_engine(codec, engine, cache, exporter=exporter,
+                                         calibration_images=calibration_images) as d:
+                for b in batches:
+                    blobs = d.encode(b)
+                    outs.append(torch.cat([d.decode(blob)["x_hat"] for blob in blobs]))
+                    payload += [sum(len(unframe(s)[0]) for s in Container.from_bytes(blob).strings) for blob in blobs]
+                    total += [len(blob) for blob in blobs]
         except EngineUnavailable as e:
             records.append(unavailable(model, "codec", engine, str(e), tol))
             continue

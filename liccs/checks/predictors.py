@@ -18,7 +18,8 @@ fp32, so the transfer measures the int8 codec users deploy, and its replica is t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,9 @@ def _out(runner: Runner, x: Tensor) -> Tensor:
 def _replica_of(runner: Runner) -> nn.Module:
     """The replica of the file a runner executes: the ONNX file of an ONNX Runtime engine (the int8 QDQ file of
     ``ort-cpu-int8``) or of ``ov-cpu``, the IR of ``ov-cpu-int8`` (:class:`~liccs.engines.ov_replica.OvReplica`)."""
-    runner.activate()
+    if getattr(runner, "path", None) is None and not runner.is_active:
+        with runner:  # resolves (builds) the file the runner runs
+            pass
     path = getattr(runner, "path", None)
     if path is None:
         raise InputError(f"{runner.name}: this engine runs no ONNX or OpenVINO file, so it has no replica (engines "
@@ -115,20 +118,56 @@ class Route:
         return ReplicaPredictor(codec, _replica_of(self.classifier), self.preprocess, host=True)
 
 
-def routes(ctx: Context, engine: str, exports: Exports, targets: list[str] | None = None) -> dict[str, Route]:
-    """Target → its :class:`Route` on ``engine`` (every transfer target, or ``targets``)."""
+class Routes(dict[str, Route]):
+    """Target → :class:`Route`, owning the runners (and deployed codecs) it built: ``with routes(...) as rs:``
+    releases them at the end of the block (:meth:`close`); the export stage's deployed codecs stay with it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.owned = ExitStack()
+
+    def own(self, thing: Any) -> Any:
+        """Activate ``thing`` (a Runner or DeployedCodec) and release it when the routes close."""
+        return self.owned.enter_context(thing)
+
+    def close(self) -> None:
+        """Deactivate every runner and deployed codec these routes built."""
+        self.owned.close()
+
+    def __enter__(self) -> Routes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def routes(ctx: Context, engine: str, exports: Exports, targets: list[str] | None = None) -> Routes:
+    """Target → its :class:`Route` on ``engine`` (every transfer target, or ``targets``), runners active; the caller
+    closes them (``with routes(...) as rs:``)."""
+    out = Routes()
+    try:
+        _build(out, ctx, engine, exports, targets)
+    except BaseException:
+        out.close()
+        raise
+    return out
+
+
+def _build(out: Routes, ctx: Context, engine: str, exports: Exports, targets: list[str] | None) -> None:
     pre = ctx.classifier.preprocess.cfg
     calib = ctx.calibration()
     cache = exports.cache
-    clf = runner_for(engine, classifier_graph(ctx.classifier), cache,
-                     calibration=[{"x": host_geometry(calib, pre).numpy()}])
-    out: dict[str, Route] = {}
+    clf = out.own(runner_for(engine, classifier_graph(ctx.classifier), cache,
+                             calibration=[{"x": host_geometry(calib, pre).numpy()}]))
     at_crop = tuple(ctx.images.shape[-2:]) == (pre.crop, pre.crop)
     twin = get_engine(engine).extra.get("fp32_twin")
+    built: dict[str, DeployedCodec] = {}
 
-    def deployed(t: str) -> DeployedCodec:  # the export stage's, or built here in a task's worker
-        return exports.deployed.get(engine, {}).get(t) or DeployedCodec.on_engine(ctx.codecs[t], engine, cache,
-                                                                                calibration_images=calib)
+    def deployed(t: str) -> DeployedCodec:  # the export stage's, or built here (once) in a task's worker
+        have = exports.deployed.get(engine, {}).get(t) or built.get(t)
+        if have is None:
+            have = built[t] = out.own(DeployedCodec.on_engine(ctx.codecs[t], engine, cache, calibration_images=calib))
+        return have
 
     for t in targets if targets is not None else ctx.names.targets:
         if t == ctx.cfg.models.classifier:
@@ -142,13 +181,14 @@ def routes(ctx: Context, engine: str, exports: Exports, targets: list[str] | Non
         kind, graph = ("liccs", graph) if at_crop else ("reconstruct", codec_graphs(codec)[0]["reconstruct"])
         # an int8 engine quantizes the graph as its deployed codec runs: table stages and the fit's layers in fp32
         keep = {"keep_fp32": plan_keep_fp32(deployed(t), graph, cache)} if twin else {}
-        r = runner_for(engine, graph, cache, calibration=[{"x": calib.numpy()}], **keep)
+        r = out.own(runner_for(engine, graph, cache, calibration=[{"x": calib.numpy()}], **keep))
         out[t] = Route(kind, clf, pre, graph=r, fp32_nodes=len(keep["keep_fp32"]) if keep else None)
-    return out
 
 
+@contextmanager
 def predictors(ctx: Context, engine: str,
-               exports: Exports) -> tuple[dict[str, Callable[[Tensor], Any]], dict[str, str]]:
-    """(target → images-to-logits on ``engine``, target → how it runs there)."""
-    rs = routes(ctx, engine, exports)
-    return {t: r.predict for t, r in rs.items()}, {t: r.how for t, r in rs.items()}
+               exports: Exports) -> Iterator[tuple[dict[str, Callable[[Tensor], Any]], dict[str, str]]]:
+    """(target → images-to-logits on ``engine``, target → how it runs there), for the ``with`` block:
+    ``with predictors(ctx, engine, exports) as (fns, how):``; the runners are released after it."""
+    with routes(ctx, engine, exports) as rs:
+        yield {t: r.predict for t, r in rs.items()}, {t: r.how for t, r in rs.items()}

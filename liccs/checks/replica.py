@@ -40,24 +40,26 @@ def replica_files(replica: nn.Module) -> list[str]:
 def replicas(ctx: Context, engine: str, exports: Exports, targets: list[str]) -> dict[str, nn.Module]:
     """Target → the replica of its route on ``engine``, on ``run.device``."""
     device = torch.device(ctx.cfg.run.device)
-    return {t: r.replica().to(device).eval() for t, r in routes(ctx, engine, exports, targets).items()}
+    with routes(ctx, engine, exports, targets) as rs:
+        return {t: r.replica().to(device).eval() for t, r in rs.items()}
 
 
 def replica_parity(ctx: Context, engine: str, exports: Exports, targets: list[str]) -> pd.DataFrame:
     """One row per target: its route on ``engine``, the replica's parity on the run's clean images, whether it may
     be used (top-1 agreement ≥ ``export.min_top1_agreement``) and the files it executes."""
     rows = []
-    for t, route in routes(ctx, engine, exports, targets).items():
-        row: dict[str, object] = {"engine": engine, "target": t, "route": route.how}
-        try:
-            rep = route.replica().eval()
-        except LiccsError as e:  # no replica for this route (bitstreams, an op it lacks): said in the table
-            rows.append(row | {"usable": False, "why": str(e)})
-            continue
-        p = route_parity(route, rep, ctx.images, ctx.cfg.data.batch_size)
-        ok = p["top1_agreement"] >= ctx.cfg.export.min_top1_agreement
-        rows.append(row | p | {"usable": ok, "files": ";".join(replica_files(rep)),
-                               "why": "" if ok else f"top-1 agreement {p['top1_agreement']:.3f} < "
-                                                    f"export.min_top1_agreement {ctx.cfg.export.min_top1_agreement}"})
+    with routes(ctx, engine, exports, targets) as rs:
+        for t, route in rs.items():
+            row: dict[str, object] = {"engine": engine, "target": t, "route": route.how}
+            try:
+                rep = route.replica().eval()
+            except LiccsError as e:  # no replica for this route (bitstreams, an op it lacks): said in the table
+                rows.append(row | {"usable": False, "why": str(e)})
+                continue
+            p = route_parity(route, rep, ctx.images, ctx.cfg.data.batch_size)
+            ok = p["top1_agreement"] >= ctx.cfg.export.min_top1_agreement
+            rows.append(row | p | {"usable": ok, "files": ";".join(replica_files(rep)), "why": "" if ok else
+                                   f"top-1 agreement {p['top1_agreement']:.3f} < export.min_top1_agreement "
+                                   f"{ctx.cfg.export.min_top1_agreement}"})
     return pd.DataFrame(rows)
 

@@ -3,6 +3,12 @@
 A backend writes only the ``*_impl`` methods; the base class checks names, dtypes, ranks and static
 dimensions of every feed once, against ``input_metadata()``, so every backend gives the same clear error.
 Optional libraries (tensorrt, onnxruntime-gpu, ...) are imported inside their backend only.
+
+Lifecycle (Polygraphy's contract): a runner is built inactive; ``activate()`` loads the model (session, compiled
+model, engine) and ``deactivate()`` releases it; ``with runner:`` does both, also when the block raises.
+``infer()``, ``check_feed()`` and ``input_metadata()`` on an inactive runner raise :class:`RunnerInactive` naming
+it. ``activate()`` on an active runner and ``deactivate()`` on an inactive one are no-ops (so an owner may
+activate a runner it was handed); a runner may be activated again after ``deactivate()``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import numpy as np
 import torch
 
 from liccs.core import Registry, check_range, isa
-from liccs.errors import EngineUnavailable, InputError  # noqa: F401  (EngineUnavailable re-exported)
+from liccs.errors import EngineUnavailable, InputError, RunnerInactive  # noqa: F401  (EngineUnavailable re-exported)
 
 Array = np.ndarray | torch.Tensor
 
@@ -61,18 +67,32 @@ class Runner(ABC):
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def activate(self) -> None:
-        """Load the model on the engine (``activate_impl``) and read its input metadata; a no-op when active."""
+        """Load the model on the engine (``activate_impl``) and read its input metadata; a no-op when active.
+
+        If reading the metadata fails, what ``activate_impl`` acquired is released and the runner stays inactive."""
         if self.is_active:
             return
         self.activate_impl()
+        try:
+            self._input_meta = dict(self.get_input_metadata_impl())
+        except BaseException:
+            self.deactivate_impl()
+            raise
         self.is_active = True
-        self._input_meta = dict(self.get_input_metadata_impl())
 
     def deactivate(self) -> None:
-        """Release the engine's resources (``deactivate_impl``) when active."""
+        """Release the engine's resources (``deactivate_impl``); a no-op when inactive."""
         if self.is_active:
-            self.deactivate_impl()
-            self.is_active = False
+            try:
+                self.deactivate_impl()
+            finally:
+                self.is_active = False
+                self._input_meta = None
+
+    def _require_active(self, what: str) -> None:
+        if not self.is_active:
+            raise RunnerInactive(f"runner {self.name!r} is not active: {what}() needs `with runner:` or "
+                                 f"runner.activate() first")
 
     def __enter__(self) -> Runner:
         self.activate()
@@ -83,14 +103,14 @@ class Runner(ABC):
 
     # --- inference ---------------------------------------------------------------------------------
     def input_metadata(self) -> dict[str, TensorMeta]:
-        """The inputs by name (dtype, shape, bounds), activating the runner first if needed."""
-        if not self.is_active:
-            self.activate()
+        """The inputs by name (dtype, shape, bounds); raises :class:`RunnerInactive` on an inactive runner."""
+        self._require_active("input_metadata")
         assert self._input_meta is not None
         return self._input_meta
 
     def check_feed(self, feed: Mapping[str, Array]) -> None:
-        """Raise :class:`InputError` naming the tensor when a feed does not fit the inputs."""
+        """Raise :class:`InputError` naming the tensor when a feed does not fit the inputs (runner active)."""
+        self._require_active("check_feed")
         meta = self.input_metadata()
         missing, extra = set(meta) - set(feed), set(feed) - set(meta)
         if missing or extra:
@@ -115,9 +135,10 @@ class Runner(ABC):
                 _check_range(self.name, key, value, m.value_range)
 
     def infer(self, feed: Mapping[str, Array], check: bool = True) -> dict[str, Array]:
-        """Run once; outputs by name. The wall time of the call is kept in ``inference_time``."""
-        if not self.is_active:
-            self.activate()
+        """Run once; outputs by name. The wall time of the call is kept in ``inference_time``.
+
+        Raises :class:`RunnerInactive` on an inactive runner."""
+        self._require_active("infer")
         if check:
             self.check_feed(feed)
         t = time.perf_counter()

@@ -36,9 +36,13 @@ class ChainRunner(Runner):
         self.runners = list(runners)
 
     def activate_impl(self) -> None:
-        """Activate every runner of the chain."""
-        for r in self.runners:
-            r.activate()
+        """Activate every runner of the chain (none stays active if one fails)."""
+        try:
+            for r in self.runners:
+                r.activate()
+        except BaseException:
+            self.deactivate_impl()
+            raise
 
     def get_input_metadata_impl(self) -> Mapping[str, TensorMeta]:
         """The first runner's inputs."""

@@ -35,7 +35,7 @@ from liccs.engines.factory import runner_for
 from liccs.engines.indexes import build_indexes, repair_indexes
 from liccs.engines.int8_fit import fit_int8
 from liccs.engines.limits import check_header, geometry, pixel_budget
-from liccs.errors import InputError
+from liccs.errors import InputError, RunnerInactive
 from liccs.export.graphs import codec_graphs, module_hash, stage_feeds
 from liccs.families import family_of, medians, mse_lambda
 from liccs.pipeline import PAD_MULTIPLE
@@ -53,7 +53,11 @@ def _index_check(indexes: Tensor) -> int:
 
 class DeployedCodec:
     """A CompressAI model whose networks run on ``runners`` (stage name → Runner) and whose entropy coder
-    runs on the CPU with ``codec``'s tables. Build one with :meth:`on_engine`."""
+    runs on the CPU with ``codec``'s tables. Build one with :meth:`on_engine`.
+
+    The codec owns its runners' lifecycle: :meth:`activate` activates every stage runner, :meth:`close` (or
+    :meth:`deactivate`) releases their sessions and compiled models, and ``with codec:`` does both. Coding with
+    an inactive codec raises :class:`~liccs.errors.RunnerInactive` naming the stage's runner."""
 
     def __init__(self, codec: nn.Module, runners: Mapping[str, Runner], engine: str = "custom") -> None:
         self.codec, self.family, self.engine = codec, family_of(codec), engine
@@ -67,6 +71,43 @@ class DeployedCodec:
         self.repaired = 0  # decoded images whose scale indexes were repaired by the checksum (repair_indexes)
         self.fingerprint = bytes.fromhex(module_hash(codec)[:16])
         self.geometry = geometry(codec)  # what a header may ask of this decoder (liccs.engines.limits), probed now
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    @property
+    def is_active(self) -> bool:
+        """Whether every stage runner is active."""
+        return all(r.is_active for r in self.runners.values())
+
+    def activate(self) -> None:
+        """Activate every stage runner (a no-op for those already active); none stays active if one fails."""
+        try:
+            for r in self.runners.values():
+                r.activate()
+        except BaseException:
+            self.deactivate()
+            raise
+
+    def deactivate(self) -> None:
+        """Deactivate every stage runner, releasing its session or compiled model; a no-op when inactive."""
+        for r in self.runners.values():
+            r.deactivate()
+
+    def _require_active(self) -> None:
+        idle = [s for s, r in self.runners.items() if not r.is_active]
+        if idle:
+            raise RunnerInactive(f"deployed codec {self.name} on {self.engine}: the runners of stage(s) {idle} are not "
+                                 f"active; code inside `with codec:` or after codec.activate()")
+
+    def close(self) -> None:
+        """Release the stage runners (:meth:`deactivate`)."""
+        self.deactivate()
+
+    def __enter__(self) -> DeployedCodec:
+        self.activate()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.deactivate()
 
     @classmethod
     def on_engine(cls, codec: nn.Module, engine: str | Mapping[str, str], cache: Any = None, *,
@@ -87,6 +128,8 @@ class DeployedCodec:
         or CompressAI's for the codec's quality; :func:`~liccs.engines.int8_fit.fit_int8`, the plan in
         ``int8_plan``); ``None`` quantizes every layer. ``transposed`` (one form, or stage → form) exports
         transposed convolutions natively, ``"four-phase"`` or ``"sub-pixel-output"`` (:mod:`liccs.export.phases`).
+
+        The codec comes back active; its owner releases it (``with DeployedCodec.on_engine(...) as d:``, ``d.close()``).
         """
         forms = dict(transposed) if isinstance(transposed, Mapping) else {"default": transposed}
         default_form = forms.get("default", "native")
@@ -121,13 +164,19 @@ class DeployedCodec:
         label += "".join(f"; {s} {f}" for s, f in sorted(forms.items()) if f != "native")
         out = cls(codec, runners, label)
         out.transposed = {s: forms.get(s, default_form) for s in graphs}
-        if twin and hyper_fp32 and calibration_images is not None and int8_tolerance is not None:
-            lmbda = int8_lambda if int8_lambda is not None else mse_lambda(out.name)
-            if lmbda is None:
-                raise InputError(f"{out.name}: the int8 fit weighs distortion by the codec's λ, and this codec's name "
-                                 f"gives none (ARCH@q1…q8): pass int8_lambda, or int8_tolerance=None")
-            out.int8_plan = fit_int8(out, engine, twin, graphs, feeds, calibration_images, cache, lmbda=lmbda,
-                                     tolerance=int8_tolerance, exporter=exporter)
+        fit = bool(twin and hyper_fp32 and calibration_images is not None and int8_tolerance is not None)
+        lmbda = int8_lambda if int8_lambda is not None else mse_lambda(out.name)
+        if fit and lmbda is None:
+            raise InputError(f"{out.name}: the int8 fit weighs distortion by the codec's λ, and this codec's name "
+                             f"gives none (ARCH@q1…q8): pass int8_lambda, or int8_tolerance=None")
+        try:  # the fit activates what it measures with and installs active transforms; then the rest
+            if fit:
+                out.int8_plan = fit_int8(out, engine, twin, graphs, feeds, calibration_images, cache, lmbda=lmbda,
+                                         tolerance=int8_tolerance, exporter=exporter)
+            out.activate()
+        except BaseException:
+            out.close()
+            raise
         return out
 
     def _run(self, stage: str, name: str, x: Tensor) -> Tensor:
@@ -148,6 +197,7 @@ class DeployedCodec:
     def compress(self, images: Tensor) -> dict[str, Any]:
         """{"strings": [[framed bytes per image] per latent], "shape": latent (h, w), "size": image (H, W)}."""
         check_images(images)
+        self._require_active()
         xp, size = pad_to_multiple(images, PAD_MULTIPLE)
         eb, gc = self.codec.entropy_bottleneck, getattr(self.codec, "gaussian_conditional", None)
         y = self._run("g_a", "x", xp)
@@ -184,6 +234,7 @@ class DeployedCodec:
         """
         if on_mismatch not in MISMATCH:
             raise InputError(f"on_mismatch must be one of {MISMATCH}, got {on_mismatch!r}")
+        self._require_active()
         latents = self.family.latents
         want = len(latents)
         if not isinstance(strings, (list, tuple)) or len(strings) != want:

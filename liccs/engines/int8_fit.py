@@ -19,6 +19,7 @@ under ``min_share`` of their stage's multiply-adds stay fp32).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,28 @@ def fit_int8(d: Any, engine: str, twin: str, graphs: Mapping[str, Any], feeds: M
         if key not in built:
             built[key] = runner_for(engine, graphs[stage], cache, exporter=exporter, calibration=calib[stage],
                                     spinning=False, keep_fp32=key[1])
+            built[key].activate()
         return built[key]
+
+    for s, r in d.runners.items():  # the stages the fit does not swap: the codec's own, kept active
+        if s not in stages:
+            r.activate()
+    try:
+        plan = _fit(d, stages, int8, twin, graphs, feeds, images, cache, lmbda=lmbda, tolerance=tolerance,
+                    min_share=min_share, exporter=exporter, progress=progress)
+    finally:  # release every transform measured but not installed
+        installed = {id(d.runners[s]) for s in stages}
+        for r in built.values():
+            if id(r) not in installed:
+                r.deactivate()
+    return plan
+
+
+def _fit(d: Any, stages: Sequence[str], int8: Callable[[str, Sequence[int]], Runner], twin: str,
+         graphs: Mapping[str, Any], feeds: Mapping[str, Mapping[str, Tensor]], images: Tensor, cache: Any, *,
+         lmbda: float, tolerance: float, min_share: float, exporter: str,
+         progress: Callable[[str], None] | None) -> dict[str, Any]:
+    """:func:`fit_int8`'s search, with ``int8(stage, keep)`` building (and activating) the int8 runners."""
 
     measured = 0
 
@@ -96,13 +118,14 @@ def fit_int8(d: Any, engine: str, twin: str, graphs: Mapping[str, Any], feeds: M
         measured += 1
         return rd_cost(d, images, d.runners | {s: int8(s, keep.get(s, ())) for s in stages}, lmbda)[1]
 
-    bpp32, j32 = rd_cost(d, images, d.runners | {s: runner_for(twin, graphs[s], cache, exporter=exporter,
-                                                           spinning=False) for s in stages}, lmbda)
+    with ExitStack() as fp32:  # the twin's transforms, for the fp32 cost only
+        twins = {s: fp32.enter_context(runner_for(twin, graphs[s], cache, exporter=exporter, spinning=False))
+                 for s in stages}
+        bpp32, j32 = rd_cost(d, images, d.runners | twins, lmbda)
     budget = tolerance * bpp32
     share: dict[tuple[str, int], float] = {}
     for s in stages:
         runner = int8(s, ())
-        runner.activate()
         macs = compute_macs(_indexed_onnx(runner), {k: tuple(v.shape) for k, v in feeds[s].items()})
         share |= {(s, i): m / sum(macs) for i, m in enumerate(macs)}
     layers = list(share)

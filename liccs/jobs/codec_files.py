@@ -28,8 +28,9 @@ SUFFIX = ".liccs"
 
 def deployed(codec: str, weights: str, engine: str, inputs: Sequence[Any], what: str,
              out: str | Path) -> tuple[DeployedCodec, str | None, Path]:
-    """The deployed ``codec`` on ``engine`` (artifacts in the cache), the random-weights banner if any, and the
-    output folder (made); no ``inputs`` is an error naming ``what`` was expected."""
+    """The deployed ``codec`` on ``engine`` (artifacts in the cache; active, the caller closes it), the
+    random-weights banner if any, and the output folder (made); no ``inputs`` is an error naming ``what`` was
+    expected."""
     if not inputs:
         raise InputError(f"no {what} given")
     out = output_dir(out)
@@ -51,13 +52,14 @@ def encode_files(codec: str, weights: str, engine: str, images: Sequence[str | P
         output_dir(out)
     d, banner, out = deployed(codec, weights, engine, images, "image to encode", out)
     rows = []
-    for path in map(Path, images):
-        x = to_float(read_image(path))[None]
-        (data,) = d.encode(x)
-        target = out / f"{path.stem}{SUFFIX}"
-        target.write_bytes(data)
-        rows.append({"image": str(path), "file": str(target), "height": x.shape[-2], "width": x.shape[-1],
-                     "bytes": len(data), "bpp": round(bpp(data, x.shape[-2:]), 4)})
+    with d:
+        for path in map(Path, images):
+            x = to_float(read_image(path))[None]
+            (data,) = d.encode(x)
+            target = out / f"{path.stem}{SUFFIX}"
+            target.write_bytes(data)
+            rows.append({"image": str(path), "file": str(target), "height": x.shape[-2], "width": x.shape[-1],
+                         "bytes": len(data), "bpp": round(bpp(data, x.shape[-2:]), 4)})
     return rows, banner
 
 
@@ -80,12 +82,13 @@ def decode_files(codec: str, weights: str, engine: str, files: Sequence[str | Pa
         stems[path.stem] = path
     d, _, out = deployed(codec, weights, engine, files, ".liccs file to decode", out)
     rows = []
-    for path in map(Path, files):
-        try:
-            res = d.decode(path.read_bytes(), on_mismatch=on_mismatch, where=str(path), max_pixels=max_pixels)
-        except BitstreamError as e:
-            msg = str(e) if str(path) in str(e) else f"{path}: {e}"
-            raise BitstreamError(msg) from None
-        png = save_png(res["x_hat"][0], out / f"{path.stem}.png")
-        rows.append({"file": str(path), "png": str(png), "tables_match": res["tables_match"]})
+    with d:
+        for path in map(Path, files):
+            try:
+                res = d.decode(path.read_bytes(), on_mismatch=on_mismatch, where=str(path), max_pixels=max_pixels)
+            except BitstreamError as e:
+                msg = str(e) if str(path) in str(e) else f"{path}: {e}"
+                raise BitstreamError(msg) from None
+            png = save_png(res["x_hat"][0], out / f"{path.stem}.png")
+            rows.append({"file": str(path), "png": str(png), "tables_match": res["tables_match"]})
     return rows

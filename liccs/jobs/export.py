@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,11 +96,12 @@ def run_export(job: ExportJob, progress: bool = True) -> dict[str, Any]:
         records += recs
         ok = [e for e in job.engines if any(r.engine == e and r.stage == "codec" and r.status == "ok" for r in recs)]
         if job.cross_decode and ok:
-            deployed = {e: DeployedCodec.on_engine(codec, e, cache, exporter=job.exporter, calibration_images=calib)
-                        for e in ok}
-            images = [b[i:i + 1] for b in batches for i in range(b.shape[0])]
-            names = [f"{n}#{i}" for i, n in enumerate([*img_names[:2], img_names[2 if len(img_names) > 2 else 0]])]
-            crosses += [c.to_dict() for c in cross_decode(codec, deployed, images, names)]
+            with ExitStack() as owned:  # the cross-decoding codecs, released once compared
+                deployed = {e: owned.enter_context(DeployedCodec.on_engine(codec, e, cache, exporter=job.exporter,
+                                                                           calibration_images=calib)) for e in ok}
+                images = [b[i:i + 1] for b in batches for i in range(b.shape[0])]
+                names = [f"{n}#{i}" for i, n in enumerate([*img_names[:2], img_names[2 if len(img_names) > 2 else 0]])]
+                crosses += [c.to_dict() for c in cross_decode(codec, deployed, images, names)]
     config = {k: v for k, v in asdict(job).items()} | {"skipped_images": skipped}
     write_parity(records, out / "parity.json", config)
     write_report(report, out / "export_report.json")

@@ -121,12 +121,15 @@ def run(cfg: RunConfig, progress: bool = True, command: list[str] | None = None)
         ctx.executor.check_shared([out, cache_dir()])
     lap("load")
     results = Results(skipped=dict(names.unavailable))
-    for stage in stages:
-        ctx.executor.stage = stage.name
-        result = stage.run(ctx, results)
-        results.add(stage, result)
-        ctx.notes.extend(result.notes)
-        lap(stage.name)
+    try:
+        for stage in stages:
+            ctx.executor.stage = stage.name
+            result = stage.run(ctx, results)
+            results.add(stage, result)
+            ctx.notes.extend(result.notes)
+            lap(stage.name)
+    finally:  # the deployed codecs the stages shared: their runners are released here
+        results.exports.close()
     failed = [r.to_dict() for r in ctx.executor.records if r.status == "failed"]
     if failed:
         results.tables["failed"] = pd.DataFrame(failed)

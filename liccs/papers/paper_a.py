@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -141,13 +142,19 @@ def _subset(df: pd.DataFrame, st: Setting, **eq: object) -> pd.DataFrame:
 def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], out: Path, progress: bool = True,
               tables: dict[str, pd.DataFrame] | None = None) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Paper A's tables (see the module docstring) and one-line findings with their numbers."""
+    check_config(ctx.cfg, ctx.names)
+    with predictors(ctx, ctx.cfg.transfer.reference_engine, exports) as (fns, _):  # runners released after
+        return _run_stage(ctx, fns, out, progress)
+
+
+def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> tuple[dict[str, pd.DataFrame],
+                                                                                       list[str]]:
+    """:func:`run_stage` with the reference engine's predictors ``fns``."""
     cfg, sc = ctx.cfg, ctx.cfg.sampling
-    check_config(cfg, ctx.names)
     clf = cfg.models.classifier
     ladders = arch_ladders(ctx.names.codecs)
     ladder, lineage = ladders[sc.arch], ladders.get(sc.lineage_arch, []) if sc.lineage_arch else []
     others = [c for c in ctx.names.codecs if c not in ladder and c not in lineage]
-    fns, _ = predictors(ctx, cfg.transfer.reference_engine, exports)
     cells = Cells(ctx.images, ctx.labels, fns, cfg.transfer.batch_size)
 
     def attack(st: Setting, sources: list[str], targets: list[str], desc: str) -> None:

@@ -15,6 +15,7 @@ import logging
 import os
 import statistics
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -95,22 +96,23 @@ def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Te
     rewrites = {f: {s for s in feeds if hasattr(codec, s) and transposed_count(getattr(codec, s), f)}
                 for f in forms if f != "native"}  # the stages each form changes: the others run as native
     entries: list[tuple[str, str, Runner]] = []  # (stage, candidate, runner)
-    for form in forms:
-        for engine in candidates:
-            name = engine if form == "native" else f"{engine}/{form}"
-            try:
-                deployed = DeployedCodec.on_engine(codec, engine, cache, exporter=exporter,
-                                                   calibration_images=calibration_images,
-                                                   transposed=form)
-            except Exception as e:  # noqa: BLE001  (EngineUnavailable, a failed export: said in the record)
-                skipped[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                continue
-            entries += [(stage, name, runner) for stage, runner in deployed.runners.items()
-                        if stage in feeds and (form == "native" or stage in rewrites[form])]
-    for stage, _, runner in entries:
-        runner.infer(feeds[stage])  # activation and first call outside the timing
-    samples = measure_interleaved({(stage, name): (lambda r=runner, f=feeds[stage]: r.infer(f))
-                                   for stage, name, runner in entries}, config)
+    with ExitStack() as owned:  # every candidate codec is closed once timed
+        for form in forms:
+            for engine in candidates:
+                name = engine if form == "native" else f"{engine}/{form}"
+                try:
+                    deployed = owned.enter_context(DeployedCodec.on_engine(
+                        codec, engine, cache, exporter=exporter, calibration_images=calibration_images,
+                        transposed=form))
+                except Exception as e:  # noqa: BLE001  (EngineUnavailable, a failed export: said in the record)
+                    skipped[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                    continue
+                entries += [(stage, name, runner) for stage, runner in deployed.runners.items()
+                            if stage in feeds and (form == "native" or stage in rewrites[form])]
+        for stage, _, runner in entries:
+            runner.infer(feeds[stage])  # the first call outside the timing
+        samples = measure_interleaved({(stage, name): (lambda r=runner, f=feeds[stage]: r.infer(f))
+                                       for stage, name, runner in entries}, config)
     times: dict[str, dict[str, float]] = {}
     for (stage, name), v in samples.items():
         times.setdefault(stage, {})[name] = statistics.median(v) * 1e3

@@ -112,7 +112,9 @@ def profile_runner(runner: Runner, feed: Mapping[str, Any], *, iterations: int =
     if not isinstance(runner, OrtRunner | OvRunner | TorchRunner):
         raise OperatorProfileUnavailable(f"{engine}: no per-operator profiler for a {type(runner).__name__} "
                                          "(a chain of engines: profile each engine on its own)")
-    runner.activate()  # resolves (builds) the file the runner runs
+    if isinstance(runner, OrtRunner | OvRunner) and runner.path is None:
+        with runner:  # resolves (builds) the file the runner runs; the profiler opens its own session
+            pass
     if isinstance(runner, OrtRunner):
         return profile_ort(runner.path, feed, threads=runner.threads, spinning=runner.spinning,
                            providers=runner.providers, **kw)

@@ -1,7 +1,8 @@
 """Per-stage and end-to-end latency tables, batch × resolution sweeps, power-law growth, the dominant stage.
 
 A *stage* is a zero-argument callable, or a :class:`~liccs.engines.base.Runner` with its feed
-(``(runner, feed)``): the runner is activated and its feed checked once, then timed as
+(``(runner, feed)``): an inactive runner is activated for the timing (and deactivated after it), its feed checked
+once, then timed as
 ``runner.infer(feed, check=False)``. So any engine registered in :data:`liccs.engines.ENGINES` can be
 profiled stage by stage::
 
@@ -16,6 +17,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,13 +35,18 @@ END_TO_END = "end-to-end"
 DEFAULT_TIMER_CONFIG = TimerConfig()  # frozen, so one shared default instance is safe
 
 
-def as_callable(stage: StageLike, name: str = "stage") -> Callable[[], Any]:
-    """A zero-argument callable for a stage; a ``(runner, feed)`` pair is activated and checked once."""
+def as_callable(stage: StageLike, name: str = "stage", owned: ExitStack | None = None) -> Callable[[], Any]:
+    """A zero-argument callable for a stage; a ``(runner, feed)`` pair is activated (if inactive) and checked once.
+
+    A runner activated here is deactivated when ``owned`` closes (without ``owned`` the caller deactivates it)."""
     if isinstance(stage, tuple):
         if len(stage) != 2 or not isinstance(stage[0], Runner):
             raise InputError(f"stage {name!r}: expected (Runner, feed), got a tuple of {len(stage)} items")
         runner, feed = stage
-        runner.activate()
+        if not runner.is_active:
+            runner.activate()
+            if owned is not None:
+                owned.callback(runner.deactivate)
         runner.check_feed(feed)
         feed = dict(feed)
         return lambda: runner.infer(feed, check=False)
@@ -63,11 +70,12 @@ def profile_stages(stages: Mapping[str, StageLike], config: TimerConfig = DEFAUL
         raise InputError("profile_stages: no stages given")
     items = list(stages.items()) + ([(END_TO_END, end_to_end)] if end_to_end is not None else [])
     rows = []
-    for name, stage in tqdm(items, desc="stages", disable=not progress, leave=False):
-        fn = as_callable(stage, name)
-        res = measure(fn, config, name=name, batch_size=batch_size, image_shape=image_shape,
-                      meta={**(meta or {}), "stage": name})
-        rows.append(res.to_dict(env=env))
+    with ExitStack() as owned:  # runners activated here are deactivated on the way out
+        for name, stage in tqdm(items, desc="stages", disable=not progress, leave=False):
+            fn = as_callable(stage, name, owned)
+            res = measure(fn, config, name=name, batch_size=batch_size, image_shape=image_shape,
+                          meta={**(meta or {}), "stage": name})
+            rows.append(res.to_dict(env=env))
     df = pd.DataFrame(rows)
     stage_sum = df.loc[df["stage"] != END_TO_END, "p50_ms"].sum()
     df["share"] = df["p50_ms"] / stage_sum if stage_sum > 0 else math.nan
@@ -126,9 +134,6 @@ def in_sequence(stages: Mapping[str, StageLike], end_to_end: StageLike, *, round
         raise InputError(f"in_sequence: rounds must be >= 1 and warmup >= 0, got {rounds}, {warmup}")
     if not stages:
         raise InputError("in_sequence: no stages given")
-    calls = [(name, as_callable(stage, name)) for name, stage in stages.items()
-             for _ in range(int((runs or {}).get(name, 1)))]
-    e2e = as_callable(end_to_end, END_TO_END)
 
     def timed(fn: Callable[[], Any]) -> float:
         t = time.perf_counter()
@@ -137,15 +142,19 @@ def in_sequence(stages: Mapping[str, StageLike], end_to_end: StageLike, *, round
 
     e2e_s, sums = [], []
     per: dict[str, list[float]] = {name: [] for name in stages}
-    for k in range(warmup + rounds):
-        e = timed(e2e)
-        got = [(name, timed(fn)) for name, fn in calls]
-        if k < warmup:
-            continue
-        e2e_s.append(e)
-        sums.append(sum(t for _, t in got))
-        for name in stages:
-            per[name].append(sum(t for n, t in got if n == name) / int((runs or {}).get(name, 1)))
+    with ExitStack() as owned:  # runners activated here are deactivated on the way out
+        calls = [(name, as_callable(stage, name, owned)) for name, stage in stages.items()
+                 for _ in range(int((runs or {}).get(name, 1)))]
+        e2e = as_callable(end_to_end, END_TO_END, owned)
+        for k in range(warmup + rounds):
+            e = timed(e2e)
+            got = [(name, timed(fn)) for name, fn in calls]
+            if k < warmup:
+                continue
+            e2e_s.append(e)
+            sums.append(sum(t for _, t in got))
+            for name in stages:
+                per[name].append(sum(t for n, t in got if n == name) / int((runs or {}).get(name, 1)))
     e2e_ms, sum_ms = 1e3 * float(np.median(e2e_s)), 1e3 * float(np.median(sums))
     return {"end_to_end_ms": e2e_ms, "stage_sum_ms": sum_ms, "e2e_over_sum": e2e_ms / sum_ms if sum_ms > 0 else
             math.nan, "rounds": rounds, "stage_ms": {n: 1e3 * float(np.median(v)) for n, v in per.items()}}

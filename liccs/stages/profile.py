@@ -152,19 +152,20 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
                 return clf_runner.infer({"x": host_geometry(out, pre)})
             return run
 
-        df = sweep(make, p.batch_sizes, [tuple(r) for r in p.resolutions], tcfg, make_end_to_end=e2e,
-                   meta={"engine": engine, "codec": name}, env=False, progress=False)
-        frames.append(df)
-        b0, hw0 = p.batch_sizes[0], tuple(p.resolutions[0])
-        try:
-            seq = in_sequence(make(b0, hw0), e2e(b0, hw0), rounds=max(10, 2 * p.min_iters), warmup=p.warmup,
-                              runs=RUNS)
-        except torch.cuda.OutOfMemoryError:  # recorded as missing, as the sweep records its point
-            torch.cuda.empty_cache()
-            continue
-        sequences.append({"engine": engine, "codec": name, "in_sequence_e2e_ms": seq["end_to_end_ms"],
-                          "in_sequence_sum_ms": seq["stage_sum_ms"], "e2e_over_sequence": seq["e2e_over_sum"],
-                          "in_sequence_rounds": seq["rounds"]})
+        with clf_runner:  # this stage's own runner: released once its engine is swept
+            df = sweep(make, p.batch_sizes, [tuple(r) for r in p.resolutions], tcfg, make_end_to_end=e2e,
+                       meta={"engine": engine, "codec": name}, env=False, progress=False)
+            frames.append(df)
+            b0, hw0 = p.batch_sizes[0], tuple(p.resolutions[0])
+            try:
+                seq = in_sequence(make(b0, hw0), e2e(b0, hw0), rounds=max(10, 2 * p.min_iters), warmup=p.warmup,
+                                  runs=RUNS)
+            except torch.cuda.OutOfMemoryError:  # recorded as missing, as the sweep records its point
+                torch.cuda.empty_cache()
+                continue
+            sequences.append({"engine": engine, "codec": name, "in_sequence_e2e_ms": seq["end_to_end_ms"],
+                              "in_sequence_sum_ms": seq["stage_sum_ms"], "e2e_over_sequence": seq["e2e_over_sum"],
+                              "in_sequence_rounds": seq["rounds"]})
     if not frames:
         return {}
     table = pd.concat(frames, ignore_index=True)

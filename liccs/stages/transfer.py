@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 
 import pandas as pd
 from torch import Tensor
@@ -62,15 +63,16 @@ def transfer_on(ctx: Context, engine: str, adversarial: dict[str, Tensor], expor
     """One engine's transfer (a task): (table, its predictions, routes, Square rows), or why the engine cannot run
     here."""
     tc = ctx.cfg.transfer
-    try:
-        fns, how = predictors(ctx, engine, exports)
-    except EngineUnavailable as e:
-        return str(e)
-    table, preds = transfer_matrix(adversarial, ctx.images, ctx.labels, fns, engine=engine, reference=reference,
-                                   variants=tc.variants, batch_size=tc.batch_size,
-                                   target_labels=target_labels(ctx) if ctx.cfg.attack.targeted else None,
-                                   progress=False)
-    square = square_rows(ctx, engine, fns) if tc.square_queries > 0 else []
+    with ExitStack() as owned:  # the engine's runners, released when its transfer is done
+        try:
+            fns, how = owned.enter_context(predictors(ctx, engine, exports))
+        except EngineUnavailable as e:
+            return str(e)
+        table, preds = transfer_matrix(adversarial, ctx.images, ctx.labels, fns, engine=engine, reference=reference,
+                                       variants=tc.variants, batch_size=tc.batch_size,
+                                       target_labels=target_labels(ctx) if ctx.cfg.attack.targeted else None,
+                                       progress=False)
+        square = square_rows(ctx, engine, fns) if tc.square_queries > 0 else []
     return table, preds, [{"engine": engine, "target": t, "route": r} for t, r in how.items()], square
 
 

@@ -103,6 +103,7 @@ def test_an_int8_tail_calibrates_on_the_heads_outputs(kodak_crop, cache):
                                                          head.module(torch.as_tensor(feeds["y_hat"])))
     split = runner_for("ort-cpu>ort-cpu-int8", graph, cache, exporter="torchscript", calibration=[feeds])
     fp32 = runner_for("ort-cpu", graph, cache, exporter="torchscript")
-    a, b = (next(iter(r.infer(feeds).values())) for r in (split, fp32))
+    with split, fp32:
+        a, b = (next(iter(r.infer(feeds).values())) for r in (split, fp32))
     err = float(abs(torch.as_tensor(a) - torch.as_tensor(b)).max())
     assert 0 < err < 0.05  # quantized (not equal), and calibrated on the right tensor (not off by its range)

@@ -78,6 +78,7 @@ def test_decoder_on_other_tables_is_caught(name, stage, stressed, kodak_crop, ca
     out = enc.compress(kodak_crop)
     runners = dict(enc.runners, **{stage: _Drift(enc.runners[stage], 0.05)})
     drifted = DeployedCodec(model, runners, "torch+drift")
+    drifted.activate()  # built from runners: its owner activates it
     with pytest.raises(BitstreamError, match="entropy tables"):
         drifted.decompress(out["strings"], out["shape"], out["size"])
     res = drifted.decompress(out["strings"], out["shape"], out["size"], on_mismatch="decode")
@@ -119,10 +120,12 @@ def test_a_decoder_a_few_last_bits_off_repairs_the_indexes(k, stressed, kodak_cr
     out = enc.compress(kodak_crop)
     table = model.gaussian_conditional.scale_table
     drifted = DeployedCodec(model, dict(enc.runners, h_s=_Across(enc.runners["h_s"], table, k)), "torch+across")
+    drifted.activate()  # built from runners: its owner activates it
     res = drifted.decompress(out["strings"], out["shape"], out["size"])
     assert drifted.repaired == 1 and res["tables_match"] == [True]
     assert torch.equal(res["x_hat"], enc.decompress(out["strings"], out["shape"], out["size"])["x_hat"])
     many = DeployedCodec(model, dict(enc.runners, h_s=_Across(enc.runners["h_s"], table, 8)), "torch+across")
+    many.activate()  # built from runners: its owner activates it
     with pytest.raises(BitstreamError, match="entropy tables"):
         many.decompress(out["strings"], out["shape"], out["size"])
 
@@ -192,6 +195,7 @@ def test_a_batch_encodes_as_each_image_decodes(name, stressed, kodak_crop, cache
     model = stressed[name]
     base = DeployedCodec.on_engine(model, "torch", cache, exporter="torchscript")
     d = DeployedCodec(model, dict(base.runners, h_s=_BatchDrift(base.runners["h_s"])), "torch+batch-drift")
+    d.activate()  # built from runners: its owner activates it
     batch = torch.cat([kodak_crop, kodak_crop.flip(-1), kodak_crop.flip(-2)])
     blobs = d.encode(batch)
     for i, blob in enumerate(blobs):
@@ -264,8 +268,9 @@ def test_the_transfer_graph_is_quantized_as_the_int8_codec_runs(name, shared_dat
     ref = fitted.decompress(**fitted.compress(x))["x_hat"]
     diffs = []
     for k in (keep, ()):
-        r = runner_for("ort-cpu-int8", rec, cache, exporter="torchscript", calibration=[{"x": x.numpy()}], keep_fp32=k)
-        diffs.append(float((torch.as_tensor(next(iter(r.infer({"x": x}).values()))) - ref).abs().mean()))
+        with runner_for("ort-cpu-int8", rec, cache, exporter="torchscript", calibration=[{"x": x.numpy()}],
+                        keep_fp32=k) as r:
+            diffs.append(float((torch.as_tensor(next(iter(r.infer({"x": x}).values()))) - ref).abs().mean()))
     assert diffs[0] * 10 < diffs[1] if mean else diffs[0] < 1e-6 < 1e-2 < diffs[1]
 
 

@@ -88,7 +88,8 @@ def test_every_architecture_exports_each_form_within_1e5(arch, form, cache) -> N
             ref, got = g.reference(*feed.values()), g.module(*feed.values())
         scale = ref.abs().max().item() or 1.0
         assert (got - ref).abs().max().item() <= 1e-5 * max(1.0, scale)
-        out = runner_for("ort-cpu", g, cache, exporter="torchscript").infer(feed)
+        with runner_for("ort-cpu", g, cache, exporter="torchscript") as r:
+            out = r.infer(feed)
         assert (next(iter(out.values())) - ref).abs().max().item() <= 1e-5 * max(1.0, scale)
 
 
