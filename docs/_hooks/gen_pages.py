@@ -349,9 +349,11 @@ def bitstream() -> str:
 
 
 def stages() -> str:
-    import liccs.papers  # noqa: F401  (registers the paper stages)
     import liccs.stages  # noqa: F401  (registers the generic stages)
+    from liccs import papers
     from liccs.stage import StageBase, ordered
+
+    papers.load()  # every paper's driver
 
     lines = ["| order | stage | on when | what | tables |", "| --- | --- | --- | --- | --- |"]
     for st in ordered():

@@ -56,6 +56,7 @@ class ExportSection:
     min_top1_agreement: float = 0.99
     calibration_images: int = 16
     deployments: dict[str, Any] = field(default_factory=dict)  # stages on other engines: liccs.stages.deployments
+    codecs: list[str] = _cv([])  # the codecs of models.codecs to export and deploy; [] = every one
 
 
 @dataclass

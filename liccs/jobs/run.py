@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-import liccs.papers  # noqa: F401  (registers the paper stages)
 import liccs.stages  # noqa: F401  (registers the generic stages)
+from liccs import papers
 from liccs.config import ConfigError, RunConfig, load_config
 from liccs.executor import RayExecutor, make_executor, summary
 from liccs.jobs import run_report
@@ -83,6 +83,7 @@ def check(cfg: RunConfig) -> dict[str, Any]:
 
 
 def _checked_stages(cfg: RunConfig, names: Names) -> list[Any]:
+    papers.load(cfg)  # the enabled papers' drivers register their stages
     stages = [s for s in ordered() if s.enabled(cfg)]
     if not cfg.export.enabled and any(s.name in ("profile", "transfer") for s in stages):
         raise RunError("export.enabled is false, but the profile and transfer stages run the exported graphs: "

@@ -5,8 +5,24 @@ learned-image-compression-resistant adversarial perturbations*), ``[defense]`` r
 training-free defense framework for robust learned image compression*); each driver registers a
 :class:`~liccs.papers.driver.PaperStage`. They import the stage contract (:mod:`liccs.stage`) and the
 layers below it, never the run job or the generic stages.
+
+A driver is imported (and so registered) by :func:`load` only when a run enables its section: a run's code record
+(:mod:`liccs.core.provenance`) then names the papers it ran, and a change to one paper leaves the others' reports
+current.
 """
 
-from liccs.papers import paper_a, paper_b
+from __future__ import annotations
 
-__all__ = ["paper_a", "paper_b"]
+from importlib import import_module
+from typing import Any
+
+#: Each paper's config section → its driver module.
+PAPERS: dict[str, str] = {"sampling": "liccs.papers.paper_a", "defense": "liccs.papers.paper_b"}
+
+
+def load(cfg: Any = None) -> None:
+    """Import the drivers of the papers ``cfg`` enables (every paper without ``cfg``), which registers their
+    stages."""
+    for section, module in PAPERS.items():
+        if cfg is None or getattr(cfg, section).enabled:
+            import_module(module)

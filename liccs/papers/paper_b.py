@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,12 @@ def attacked_codecs(cfg: RunConfig, codecs: list[str]) -> list[str]:
         if e not in cfg.export.engines:
             raise _fail(f"defense.deployed_engines[{i}]", f"{e!r} is not one of export.engines "
                         f"({', '.join(cfg.export.engines)}), which the export stage builds deployed codecs on")
+    if d.deployed_engines and cfg.export.codecs:
+        for i, c in enumerate(d.attack_codecs):
+            if c not in cfg.export.codecs:
+                raise _fail(f"defense.attack_codecs[{i}]", f"{c!r} is replayed on the deployed codecs "
+                            "(defense.deployed_engines) but is not one of export.codecs "
+                            f"({', '.join(cfg.export.codecs)})")
     if d.rate != "bytes":
         raise _fail("defense.rate", "paper B's stage scores candidates by their real bytes ('bytes'); "
                     f"{d.rate!r} is not supported here")
@@ -283,8 +290,11 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
             picked = D.pick_sets(kept, pd.DataFrame([r for r in rows if r["codec"] == name]), kmax)
             others = {e: codecs[name] for e, codecs in exports.deployed.items() if name in codecs}
             rp = D.Replay(kmax, transform_family(d.max_shift), randoms[kmax].lmbda, cfg.run.seed, bs)
-            r_, c_ = D.replay_codec(codec, on, others, [(_tag(None), images.x), *((_tag(p), kept[p]) for p in picked)],
-                                    images, rp)
+            with ExitStack() as owned:  # the deployed codecs' runners, released when this codec's replay is done
+                for dep in {id(v): v for v in [*on.values(), *others.values()]}.values():
+                    owned.enter_context(dep)
+                r_, c_ = D.replay_codec(codec, on, others,
+                                        [(_tag(None), images.x), *((_tag(p), kept[p]) for p in picked)], images, rp)
             dep_rows += r_
             cross += c_
             clock.lap("deployed")

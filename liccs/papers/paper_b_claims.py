@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from liccs import stats
-from liccs.papers.paper_b_strength import focus_k
+from liccs.papers.paper_b_strength import focus_k, is_adaptive
 
 CLAIMS: dict[str, str] = {
     "attack-lowers-psnr": "plain codec: PSNR vs clean of the clean image − of the distortion-PGD image (dB)",
@@ -45,10 +45,6 @@ def _per_image(df: pd.DataFrame, col: str) -> pd.Series:
     return df.groupby("image", sort=True)[col].mean()
 
 
-def _adaptive(label: str) -> bool:
-    return label == "eot" or label.startswith("select")
-
-
 def contrasts(images: pd.DataFrame, eps_255: float, steps: int,
               objective: str = "distortion") -> dict[tuple[str, str], tuple[pd.Series, pd.Series]]:
     """(a, b) per image of every claim × attacked codec (see the module docstring), keyed ``(claim, codec)``."""
@@ -62,7 +58,7 @@ def contrasts(images: pd.DataFrame, eps_255: float, steps: int,
 
         def sel(attack: str, obj: str, defense: str, ca=ca) -> pd.DataFrame:
             k = 1 if defense == "none" else kmax
-            hit = ca["attack"].map(_adaptive) if attack == "adaptive" else ca["attack"] == attack
+            hit = ca["attack"].map(is_adaptive) if attack == "adaptive" else ca["attack"] == attack
             return ca[hit & (ca["objective"] == obj) & (ca["defense"] == defense) & (ca["k"] == k)]
 
         plain_clean = cc[cc["defense"] == "none"]

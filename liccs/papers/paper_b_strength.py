@@ -23,8 +23,6 @@ from scipy import stats as sps
 
 from liccs.attack.sanity import adaptive_check
 
-ADAPTIVE = ("eot", "select")
-
 
 def is_adaptive(label: str) -> bool:
     """Whether a table's attack label is an adaptive attack (``eot``, ``select-τ``)."""

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from liccs.papers.paper_b_strength import focus_k
+from liccs.papers.paper_b_strength import focus_k, is_adaptive
 
 KEYS = ["codec", "arch", "quality", "attack", "objective", "eps_255", "steps", "target", "defense", "k"]
 METRICS = ["bpp", "psnr_clean", "psnr_input", "psnr_recon"]
@@ -116,7 +116,7 @@ def adaptive_table(s: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     """The random defense at the claims' K under PGD and each adaptive attack (focus eps), against the plain codec
     under PGD at the same steps; ``worst``: per image, the minimum over these attacks of the gain."""
     rows = []
-    adaptive = images["attack"].map(lambda a: a == "eot" or a.startswith("select"))
+    adaptive = images["attack"].map(is_adaptive)
     ad = images[adaptive]
     k = focus_k(images)
     for codec, obj, eps, steps in ad.groupby(["codec", "objective", "eps_255", "steps"], sort=False).groups:

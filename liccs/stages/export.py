@@ -16,7 +16,7 @@ import torch
 
 from liccs.checks.parity import ParityRecord, Tolerance, check_codec, parity_images
 from liccs.checks.rd import bd_rate_table
-from liccs.config import RunConfig
+from liccs.config import ConfigError, RunConfig
 from liccs.core.progress import tqdm
 from liccs.engines import ENGINES, EngineUnavailable
 from liccs.engines.codec import DeployedCodec, bpp
@@ -48,8 +48,32 @@ def export_and_check(codec: torch.nn.Module, engines: list[str], batches: list[t
                        cache=cache, calibration_images=calib, progress=False)
 
 
+def exported(cfg: RunConfig, codecs: list[str]) -> list[str]:
+    """The codecs the export stage exports and deploys: ``export.codecs`` (in the run's order), or every one."""
+    return [c for c in codecs if c in cfg.export.codecs] if cfg.export.codecs else list(codecs)
+
+
+def check_exported(cfg: RunConfig) -> None:
+    """``export.codecs``: each one of ``models.codecs``, no repeats; not with the stages that use every codec's
+    deployed codecs (profile, attack, robustness, transfer)."""
+    seen = set()
+    for i, c in enumerate(cfg.export.codecs):
+        if c not in cfg.models.codecs:
+            raise ConfigError(f"export.codecs[{i}]: {c!r} is not one of models.codecs "
+                              f"({', '.join(cfg.models.codecs)})")
+        if c in seen:
+            raise ConfigError(f"export.codecs[{i}]: {c!r} is listed twice")
+        seen.add(c)
+    on = [s for s in ("profile", "attack", "robustness", "transfer") if getattr(cfg, s).enabled]
+    if cfg.export.codecs and on:
+        raise ConfigError(f"export.codecs limits the export to {len(seen)} codec(s), but the {', '.join(on)} "
+                          f"stage(s) use every codec's deployed codecs: set export.codecs = [] or disable them")
+
+
 def run_exports(ctx: Context, progress: bool = True) -> Exports:
-    """Export every codec (with the classifier and LICCS graphs), check parity on every available engine."""
+    """Export every codec of :func:`exported` (with the classifier and LICCS graphs), check parity on every
+    available engine."""
+    names = exported(ctx.cfg, ctx.names.codecs)
     engines = ctx.names.engines("export")
     base, per_engine = tolerances(ctx)
     cache = ArtifactCache()
@@ -58,10 +82,10 @@ def run_exports(ctx: Context, progress: bool = True) -> Exports:
     tasks = [Task(f"export:{name}", name, export_and_check,
                   (ctx.codecs[name], engines, batches, ctx.classifier, base, per_engine, cache, calib),
                   **task_resources(ctx.cfg) | {"num_gpus": int(any(ENGINES.get(e).device == "cuda" for e in engines))})
-             for name in ctx.names.codecs]
+             for name in names]
     done = ctx.executor.run(tasks, "export + parity", progress)
     records, report = [], ExportReport()
-    for name in ctx.names.codecs:  # in the config's order; a codec whose task failed is named in Failed
+    for name in names:  # in the config's order; a codec whose task failed is named in Failed
         if f"export:{name}" in done:
             recs, rep = done[f"export:{name}"]
             records += recs
@@ -72,7 +96,7 @@ def run_exports(ctx: Context, progress: bool = True) -> Exports:
     out = Exports(parity, export, cache=cache)
     for engine in tqdm(engines, desc="deployed codecs", disable=not progress):
         out.deployed[engine] = {}
-        for name in ctx.names.codecs:
+        for name in names:
             try:
                 out.deployed[engine][name] = DeployedCodec.on_engine(ctx.codecs[name], engine, cache,
                                                                      calibration_images=calib)
@@ -119,6 +143,7 @@ class ExportStage(StageBase):
     )
 
     def check(self, cfg: RunConfig, names: Names) -> None:
+        check_exported(cfg)
         parse_deployments(cfg)
 
     def run(self, ctx: Context, results: Results) -> StageResult:

@@ -40,7 +40,8 @@ def robustness_target(cfg: RunConfig) -> str:
 
 def _key(ctx: Context, target: str, n: int) -> str:
     cfg = ctx.cfg
-    return json_digest({"attack": cfg.to_dict()["attack"], "robustness": cfg.to_dict()["robustness"],
+    sections = cfg.to_dict()
+    return json_digest({"attack": sections["attack"], "robustness": sections["robustness"],
                         "seed": cfg.run.seed, "target": target,
                         "weights": ctx.weights.get(target, {}).get("sha256"),
                         "classifier": ctx.weights.get(cfg.models.classifier, {}).get("sha256"),
@@ -137,7 +138,7 @@ class RobustnessStage(StageBase):
         valid = [*names.codecs, *([cfg.models.classifier] if cfg.models.classifier_alone else [])]
         if target not in valid:
             raise ConfigError(f"robustness.target: {target!r} is not a model of the run; valid: {', '.join(valid)}")
-        if cfg.attack.objective not in ("classification",) or cfg.attack.targeted:
+        if cfg.attack.objective != "classification" or cfg.attack.targeted:
             raise ConfigError("[robustness] checks an untargeted classification attack; attack.objective is "
                               f"{cfg.attack.objective!r}, attack.targeted {cfg.attack.targeted}: set "
                               "robustness.enabled = false")
