@@ -50,7 +50,9 @@ IGNORED = {"seconds", "duration_s", "n", "mean_ms", "std_ms", "min_ms", "p90_ms"
            "images_per_s", "megapixels_per_s", "peak_rss_mib", "share", "achieved_gflops", "fraction_of_ceiling",
            "ceiling_gflops", "sum_p50_ms", "end_to_end_p50_ms", "a", "b", "r2", "path", "file", "key", "cached",
            "status", "summary", "dominant_stage", "fallback_reason", "reason", "notes", "exporter", "error", "why",
-           "files", "trace", "artifact", "missing"}
+           "files", "trace", "artifact", "missing", "export_status",
+           # paper B's deployed replay: time ratios (encode ×K, latency over the clean images')
+           "encode_x", "encode_x_torch", "encode_vs_clean", "decode_vs_clean"}
 #: Text columns that are results (compared exactly), not keys that identify a row.
 RESULT_TEXT = {"verdict", "test", "chosen", "nonmember_best_set", "other_arch_best_set", "failures"}
 #: Tables that only describe timings: shown, never a reason for the gate to fail.
@@ -84,10 +86,14 @@ def manifest_diff(runs: Sequence[Path]) -> pd.DataFrame:
 #: Name parts of columns that measure time (``encode_s_plain``, ``build_ms``, ``encode_overhead``): how a run went on
 #: this machine, not what it found; not compared (``p50_ms`` is, as a ratio against the runs' spread).
 TIME_PARTS = {"s", "ms", "seconds", "overhead", "speedup"}
+#: Name parts of artifact sizes (``onnx_fp32_mib``): an exported file embeds names that differ between exports of
+#: the same weights, so its size varies by bytes; not a finding.
+SIZE_PARTS = {"mib"}
 
 
 def _ignored(col: str) -> bool:
-    return col in IGNORED or (col not in TIMED and bool(TIME_PARTS & set(str(col).split("_"))))
+    parts = set(str(col).split("_"))
+    return col in IGNORED or (col not in TIMED and bool((TIME_PARTS | SIZE_PARTS) & parts))
 
 
 def _keys(df: pd.DataFrame) -> list[str]:
