@@ -39,6 +39,7 @@ from liccs.papers.paper_a_cells import (
     nanmean,
 )
 from liccs.papers.paper_a_claims import claims
+from liccs.papers.paper_a_outcomes import outcomes_frame
 from liccs.papers.paper_a_sampling import ablation, arch_ladders, run_sampling
 from liccs.papers.paper_a_tables import codec_parts
 from liccs.pipeline import codec_roundtrip, psnr
@@ -72,7 +73,11 @@ _TABLES: list[tuple[str, str, list[str] | None]] = [
      None),
 ]
 #: The report shows the paper stages' tables first (order 0), in this order.
-TABLES = tuple(TableSpec(n, c, tuple(cols) if cols else None, order=0) for n, c, cols in _TABLES)
+TABLES = (*(TableSpec(n, c, tuple(cols) if cols else None, order=0) for n, c, cols in _TABLES),
+          TableSpec("paper_a_outcomes", "Paper A, every cell's outcome per image (gzip CSV: image set × setting × "
+                    "source × target × image; success empty where the clean image was misclassified), from which "
+                    "liccs.papers.paper_a_outcomes.recompute_claims recomputes the claims table.", order=0,
+                    files=("csv.gz",)))
 
 
 def check_config(cfg: RunConfig, names: Names) -> None:
@@ -204,6 +209,8 @@ def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> 
                                                _subset(frame, focus, source=ladder, target=clf)], ignore_index=True),
         "paper_a_sampling_ablation": ablation(sets), "paper_a_sampling": sets,
         "paper_a_cells": pd.concat([frame, held.frame(clf).assign(images="held-out")], ignore_index=True),
+        "paper_a_outcomes": pd.concat([outcomes_frame(cells, "run"), outcomes_frame(held, "held-out")],
+                                      ignore_index=True),
     }
     notes = [note, f"Paper A: {len(ctx.images)} images of {cfg.data.source}; ladder {sc.arch} "
              f"({', '.join(f'q{codec_parts(c)[1]}' for c in ladder)}); PGD L∞, step min(eps, 2.5·eps/steps), "

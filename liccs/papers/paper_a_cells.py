@@ -67,6 +67,13 @@ class Cells:
         self._clean: dict[str, np.ndarray] = {}
         self.outcome: dict[tuple[Setting, str, str], np.ndarray] = {}
 
+    @classmethod
+    def of(cls, outcome: dict[tuple[Setting, str, str], np.ndarray], n: int) -> Cells:
+        """Cells of ``n`` images holding ``outcome`` only (no images or predictors: nothing more is evaluated)."""
+        cells = cls(torch.empty(0), torch.zeros(n, dtype=torch.long), {}, 1)
+        cells.outcome = dict(outcome)
+        return cells
+
     def clean_correct(self, target: str) -> np.ndarray:
         if target not in self._clean:
             self._clean[target] = predict(self.fns[target], self.images, self.batch_size) == self.labels

@@ -71,11 +71,9 @@ def run_sampling(ctx: Context, out: Path, cells: Cells, setting: Setting, ladder
     fresh = precraft(ctx, out, [(list(m), images, labels, setting) for _, m in jobs], "paper A sampling (tasks)")
     for k, members in tqdm(jobs, desc="paper A sampling (every k-set)", disable=not progress):
         adv, evals, cached = craft(ctx, out, list(members), images, labels, setting=setting)
-        nonmembers = [t for t in ladder if t not in members]
         held.add(setting, "+".join(members), adv, [*ladder, *others])
         src = "+".join(members)
-        per_image[members] = {"nonmember": held.per_image(setting, [(src, t) for t in nonmembers]),
-                              "other_arch": held.per_image(setting, [(src, t) for t in others])}
+        per_image[members] = set_outcomes(held, setting, members, ladder, others)
         row = {"k": k, "members": label(members), "set": src, "grad_evals": evals, "steps": setting.steps,
                "images": len(images), "cached": cached and tuple(members) not in fresh,
                "heldout_asr_nonmember": nanmean(per_image[members]["nonmember"]),
@@ -87,6 +85,14 @@ def run_sampling(ctx: Context, out: Path, cells: Cells, setting: Setting, ladder
     sets = pd.DataFrame(rows)
     check_budget(sets)
     return sets, held, per_image
+
+
+def set_outcomes(held: Cells, setting: Setting, members: tuple[str, ...], ladder: list[str],
+                 others: list[str]) -> dict[str, np.ndarray]:
+    """Per held-out image, one set's mean outcome on its non-member qualities and on the other architectures."""
+    src = "+".join(members)
+    return {"nonmember": held.per_image(setting, [(src, t) for t in ladder if t not in members]),
+            "other_arch": held.per_image(setting, [(src, t) for t in others])}
 
 
 def check_budget(sets: pd.DataFrame) -> None:

@@ -20,6 +20,7 @@ from liccs.jobs.run_setup import RunError
 from liccs.papers import paper_a
 from liccs.papers.paper_a_cells import Cells, Setting, ladder_pairs
 from liccs.papers.paper_a_claims import claims
+from liccs.papers.paper_a_outcomes import recompute_claims
 from liccs.papers.paper_a_sampling import ablation, percentile
 from liccs.papers.paper_a_tables import BudgetError
 
@@ -160,7 +161,7 @@ def test_quick_run_writes_every_table_and_the_claims(quick_run: Path) -> None:
     for f in ("manifest.json", "report.md", "report.html"):
         assert (quick_run / f).stat().st_size > 0, f
     for spec in paper_a.TABLES:
-        assert (quick_run / "tables" / f"{spec.name}.csv").is_file(), spec.name
+        assert (quick_run / "tables" / f"{spec.name}.{spec.files[0]}").is_file(), spec.name
     cl = pd.read_csv(quick_run / "tables" / "paper_a_claims.csv")
     assert len(cl) == 6 and set(cl["verdict"]) <= set(stats.VERDICTS)
     md = (quick_run / "report.md").read_text()
@@ -168,6 +169,25 @@ def test_quick_run_writes_every_table_and_the_claims(quick_run: Path) -> None:
     sweep = pd.read_csv(quick_run / "tables" / "paper_a_sweep.csv")
     cfg = load_config(CONFIG, quick=True)
     assert len(sweep) == len(cfg.sampling.eps) + len(cfg.sampling.steps) - 1 and sweep["focus"].sum() == 1
+
+
+def test_the_claims_recompute_from_the_committed_per_image_outcomes(quick_run: Path, tmp_path: Path) -> None:
+    """recompute_claims on the report folder gives its claims table, cell for cell (through the same CSV)."""
+    out = pd.read_csv(quick_run / "tables" / "paper_a_outcomes.csv.gz")
+    assert set(out["images"]) == {"run", "held-out"} and set(out["success"].dropna()) <= {0.0, 1.0}
+    assert (out["clean_correct"] == out["success"].notna()).all()
+    recomputed = recompute_claims(quick_run)
+    recomputed.to_csv(tmp_path / "claims.csv", index=False)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "claims.csv"),
+                                  pd.read_csv(quick_run / "tables" / "paper_a_claims.csv"), check_exact=True)
+    flipped = out.assign(success=lambda d: d["success"].map({0.0: 1.0, 1.0: 0.0}))  # a changed file: other claims
+    (tmp_path / "tables").mkdir()
+    for f in (quick_run / "tables").iterdir():
+        (tmp_path / "tables" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "manifest.json").write_bytes((quick_run / "manifest.json").read_bytes())
+    flipped.to_csv(tmp_path / "tables" / "paper_a_outcomes.csv.gz", index=False)
+    again = recompute_claims(tmp_path)
+    assert not again[["mean_a", "mean_b"]].equals(recomputed[["mean_a", "mean_b"]])
 
 
 def test_quick_run_enumerates_every_set_with_equal_budgets(quick_run: Path) -> None:
@@ -185,7 +205,7 @@ def test_paper_a_on_ray_gives_the_serial_tables(quick_run: Path, tmp_path: Path,
     out = tmp_path / "ray"
     assert main(["run", str(CONFIG), "--quick", "--no-progress", "--out", str(out), "--executor", "ray"]) == 0
     for spec in paper_a.TABLES:
-        a, b = (pd.read_csv(d / "tables" / f"{spec.name}.csv") for d in (quick_run, out))
+        a, b = (pd.read_csv(d / "tables" / f"{spec.name}.{spec.files[0]}") for d in (quick_run, out))
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=spec.name)
     tasks = json.loads((out / "manifest.json").read_text())["executor"]["tasks"]
     assert tasks and {t["status"] for t in tasks} == {"done"} and {t["stage"] for t in tasks} == {"paper-a"}
