@@ -65,8 +65,10 @@ _TABLES: list[tuple[str, str, list[str] | None]] = [
     ("paper_a_classifier_alone", "Paper A, the classifier alone (codec omitted) as source and as target at the "
      "focus setting.", None),
     ("paper_a_sampling_ablation", "Paper A, saliency score ablation over every k-set (no extra attack): each score "
-     "variant's chosen set, its held-out ASR on non-member qualities and on the other architectures, its exact "
-     "percentile among all k-sets, and Spearman ρ (p) of score vs held-out ASR across sets.", None),
+     "variant's chosen set, its held-out ASR on the targets common to every set (the ladder's non-candidate "
+     "qualities, the lineage-control models, the other architectures), on its own non-member qualities and on the "
+     "other architectures, its exact percentile among all k-sets, and Spearman ρ (p) of score vs held-out ASR "
+     "across sets.", None),
     ("paper_a_sampling", "Paper A, every k-set of the candidate qualities crafted as an ensemble on the held-out "
      "images (equal budget per k): held-out ASRs and every score variant.", None),
     ("paper_a_cells", "Paper A, every evaluated cell (setting × source × target): ASR over the clean-correct images.",
@@ -189,7 +191,7 @@ def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> 
     candidates = [c for c in ladder if not sc.candidates or codec_parts(c)[1] in sc.candidates]
     images, labels, note = heldout_images(ctx, sc.images)
     sets, held, per_set = run_sampling(ctx, out, cells, focus, ladder, candidates, others, fns, images, labels,
-                                       progress)
+                                       progress, lineage)
     claim_table, claim_lines = claims(cells, focus, ladder, lineage, clf, sets, per_set, sc)
     frame = cells.frame(clf)
     dist = _subset(frame, focus, source=ladder, target=ladder)
@@ -225,11 +227,13 @@ def _ablation_lines(ab: pd.DataFrame, sc: object) -> list[str]:
     for _, r in ab.iterrows():
         if r["score"] == sc.score and r["interpolation"] == sc.interpolation:
             lines.append(f"Paper A sampling k={r['k']}: the {r['score']}/{r['interpolation']} score chose "
-                         f"{r['chosen']}, held-out non-member ASR {r['nonmember_chosen']:.3f} (percentile "
-                         f"{r['nonmember_percentile']:.2f} of {r['sets']} sets; best {r['nonmember_best_set']} "
-                         f"{r['nonmember_best']:.3f}); Spearman ρ(score, held-out ASR) {r['nonmember_spearman']:+.2f} "
-                         f"(p {r['nonmember_spearman_p']:.2g}); other architectures: percentile "
-                         f"{r['other_arch_percentile']:.2f}, ρ {r['other_arch_spearman']:+.2f}")
+                         f"{r['chosen']}, held-out ASR on the targets common to every set {r['common_chosen']:.3f} "
+                         f"(percentile {r['common_percentile']:.2f} of {r['sets']} sets; best "
+                         f"{r['common_best_set']} {r['common_best']:.3f}); Spearman ρ(score, held-out ASR) "
+                         f"{r['common_spearman']:+.2f} (p {r['common_spearman_p']:.2g}); on its own non-member "
+                         f"qualities: percentile {r['nonmember_percentile']:.2f}, ρ {r['nonmember_spearman']:+.2f}; "
+                         f"other architectures: percentile {r['other_arch_percentile']:.2f}, ρ "
+                         f"{r['other_arch_spearman']:+.2f}")
     return lines
 
 

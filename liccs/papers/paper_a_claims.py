@@ -9,8 +9,9 @@ The family (Holm-corrected together, :func:`liccs.stats.decide`), all at the foc
   trained from scratch (|Δq| = 2 cells − |Δq| = 4 cells, its q2/q4/q6).
 - ``shared weights raise transfer``: the chain ladder's cells among the lineage qualities − the independent
   ladder's same cells (a positive effect means part of the "neighbour" transfer is shared weights).
-- ``saliency beats the average set (k=K)``: the saliency-chosen set's outcome on its non-member qualities − the
-  mean over every k-set of their outcome on their non-member qualities, on the held-out images.
+- ``saliency beats the average set (k=K)``: the saliency-chosen set's outcome on the common targets (the same for
+  every set: :func:`~liccs.papers.paper_a_sampling.common_targets`) − the mean over every k-set of their outcome
+  on them, on the held-out images.
 - ``codec-aware beats codec-blind``: LICCS perturbations from a neighbouring quality − the classifier-alone
   perturbations, on every quality of the ladder (the paper's reason for crafting through the codec).
 """
@@ -65,14 +66,14 @@ def claims(cells: Cells, focus: Setting, ladder: list[str], lineage: list[str], 
         else:
             c = chosen(sets, k, sc.score, sc.interpolation)
             members = tuple(c["set"].split("+"))
-            all_sets = [v["nonmember"] for m, v in per_set.items() if len(m) == k]
+            all_sets = [v["common"] for m, v in per_set.items() if len(m) == k]
             stack = np.stack(all_sets)
             counted = np.isfinite(stack).sum(0)
             mean = np.where(counted > 0, np.nansum(stack, 0) / np.maximum(counted, 1), np.nan)
-            res = stats.paired(per_set[members]["nonmember"], mean, kind=KIND)
+            res = stats.paired(per_set[members]["common"], mean, kind=KIND)
         found.append((stats.Claim(f"saliency beats the average set (k={k})",
-                                  f"{sc.score}/{sc.interpolation} set − mean of every {k}-set, non-member qualities, "
-                                  "held-out images", sc.sesoi_saliency), res))
+                                  f"{sc.score}/{sc.interpolation} set − mean of every {k}-set, the targets common to "
+                                  "every set, held-out images", sc.sesoi_saliency), res))
 
     q = {c: codec_parts(c)[1] for c in ladder}
     aware = cells.per_image(focus, ladder_pairs(ladder, lambda x: x == 1))

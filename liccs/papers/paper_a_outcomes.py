@@ -21,7 +21,8 @@ from liccs.config import from_dict
 from liccs.errors import InputError
 from liccs.papers.paper_a_cells import Cells, Setting
 from liccs.papers.paper_a_claims import claims
-from liccs.papers.paper_a_sampling import arch_ladders, set_outcomes
+from liccs.papers.paper_a_sampling import arch_ladders, common_targets, set_outcomes
+from liccs.papers.paper_a_tables import codec_parts
 
 #: The image sets of the table: the run's images, and the sampling experiment's held-out images.
 IMAGE_SETS = ("run", "held-out")
@@ -79,7 +80,9 @@ def recompute_claims(folder: str | Path) -> pd.DataFrame:
     if (folder / "tables" / "paper_a_sampling.csv").is_file():
         sets = _read(folder, "paper_a_sampling.csv")
         held = cells_from(outcomes, "held-out")
-        per_set = {tuple(s.split("+")): set_outcomes(held, focus, tuple(s.split("+")), ladder, others)
+        candidates = [c for c in ladder if not sc.candidates or codec_parts(c)[1] in sc.candidates]
+        common = common_targets(ladder, candidates, lineage, others)
+        per_set = {tuple(s.split("+")): set_outcomes(held, focus, tuple(s.split("+")), ladder, others, common)
                    for s in sets["set"]}
     table, _ = claims(cells, focus, ladder, lineage, clf, sets, per_set, sc)
     return table

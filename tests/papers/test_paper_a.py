@@ -21,7 +21,7 @@ from liccs.papers import paper_a
 from liccs.papers.paper_a_cells import Cells, Setting, ladder_pairs
 from liccs.papers.paper_a_claims import claims
 from liccs.papers.paper_a_outcomes import recompute_claims
-from liccs.papers.paper_a_sampling import ablation, percentile
+from liccs.papers.paper_a_sampling import ablation, common_targets, percentile
 from liccs.papers.paper_a_tables import BudgetError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,6 +188,25 @@ def test_the_claims_recompute_from_the_committed_per_image_outcomes(quick_run: P
     flipped.to_csv(tmp_path / "tables" / "paper_a_outcomes.csv.gz", index=False)
     again = recompute_claims(tmp_path)
     assert not again[["mean_a", "mean_b"]].equals(recomputed[["mean_a", "mean_b"]])
+
+
+def test_every_set_is_scored_on_the_same_targets(quick_run: Path) -> None:
+    """The saliency claim's held-out targets: one list, the same for every set, none of them a member of any."""
+    cfg = load_config(CONFIG, quick=True)
+    sets = pd.read_csv(quick_run / "tables" / "paper_a_sampling.csv")
+    held = pd.read_csv(quick_run / "tables" / "paper_a_outcomes.csv.gz").query("images == 'held-out'")
+    ladder = sorted(c for c in cfg.models.codecs if c.startswith(cfg.sampling.arch + "@"))
+    lineage = [c for c in cfg.models.codecs if c.startswith(cfg.sampling.lineage_arch + "@")]
+    others = [c for c in cfg.models.codecs if c not in ladder and c not in lineage]
+    candidates = ladder  # sampling.candidates = [] in the quick run: every quality
+    common = common_targets(ladder, candidates, lineage, others)
+    assert common == [*lineage, *others] and not set(common) & set(candidates)
+    for src in sets["set"]:
+        assert set(common) <= set(held[held["source"] == src]["target"]), src
+        rows = held[(held["source"] == src) & held["target"].isin(common)]
+        mean = rows.groupby("image")["success"].mean().mean()  # per image over the common targets, then images
+        got = float(sets.loc[sets["set"] == src, "heldout_asr_common"].iloc[0])
+        assert mean == pytest.approx(got) or (np.isnan(mean) and np.isnan(got)), src
 
 
 def test_quick_run_enumerates_every_set_with_equal_budgets(quick_run: Path) -> None:
