@@ -8,7 +8,8 @@ paired contrast (:mod:`liccs.papers.paper_a_claims`).
    off-diagonal ASR falls fastest with |Δq| (declared rule ``"steepest"``) or a given one; the focus eps also
    runs ``steps[1:]``.
 2. **At the focus setting**: the quality-transfer matrix, the other architectures as targets, the
-   lineage-control ladder (``sampling.lineage_arch``: qualities trained from scratch, no shared weights) as
+   lineage-control ladders (``sampling.lineage_archs``: qualities trained from scratch, no shared weights, one
+   ladder per seed) as
    sources and targets, the classifier alone as source.
 3. **Sampling**: every k-set of the candidate qualities as an ensemble on held-out images; every score variant's
    chosen set with its exact percentile and the score/ASR rank correlation (:mod:`.paper_a_sampling`).
@@ -59,7 +60,9 @@ _TABLES: list[tuple[str, str, list[str] | None]] = [
      "(the declared rule) and the later experiments run.", None),
     ("paper_a_distance", "Paper A, mean cell ASR by |Δq| (0: white-box) per setting.", None),
     ("paper_a_lineage", "Paper A, lineage control at the focus setting: the same quality pairs in the chain-trained "
-     "ladder (each quality fine-tuned from its neighbour) and in the independently trained one.", None),
+     "ladder (each quality fine-tuned from its neighbour), within each independently trained replicate (one seed) "
+     "and across replicates, and the cells between the chain ladder and the independent models (chain ↔ "
+     "independent: no shared weights).", None),
     ("paper_a_cross_arch", "Paper A, the ladder's perturbations on the other architectures at the focus setting.",
      None),
     ("paper_a_classifier_alone", "Paper A, the classifier alone (codec omitted) as source and as target at the "
@@ -91,11 +94,10 @@ def check_config(cfg: RunConfig, names: Names) -> None:
     if not cfg.models.classifier_alone:
         raise ConfigError("models.classifier_alone: paper A compares with the classifier alone; set it to true")
     ladders = arch_ladders(names.codecs)
-    for key in ("arch", "lineage_arch"):
-        a = getattr(sc, key)
-        if (a or key == "arch") and a not in ladders:
-            raise ConfigError(f"sampling.{key}: {a!r} is not an architecture of models.codecs; valid: "
-                              f"{', '.join(ladders)}")
+    for key, a in [("arch", sc.arch), *((f"lineage_archs[{i}]", x) for i, x in enumerate(sc.lineage_archs))]:
+        if a not in ladders or (key != "arch" and a == sc.arch):
+            raise ConfigError(f"sampling.{key}: {a!r} is not an architecture of models.codecs other than the "
+                              f"swept one; valid: {', '.join(ladders)}")
     ladder = ladders[sc.arch]
     if len(ladder) < 2:
         raise ConfigError(f"sampling.arch: {sc.arch} has {len(ladder)} quality in models.codecs; a ladder needs 2+")
@@ -160,7 +162,8 @@ def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> 
     cfg, sc = ctx.cfg, ctx.cfg.sampling
     clf = cfg.models.classifier
     ladders = arch_ladders(ctx.names.codecs)
-    ladder, lineage = ladders[sc.arch], ladders.get(sc.lineage_arch, []) if sc.lineage_arch else []
+    ladder, replicates = ladders[sc.arch], [ladders[a] for a in sc.lineage_archs]
+    lineage = [c for r in replicates for c in r]
     others = [c for c in ctx.names.codecs if c not in ladder and c not in lineage]
     cells = Cells(ctx.images, ctx.labels, fns, cfg.transfer.batch_size)
 
@@ -192,7 +195,7 @@ def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> 
     images, labels, note = heldout_images(ctx, sc.images)
     sets, held, per_set = run_sampling(ctx, out, cells, focus, ladder, candidates, others, fns, images, labels,
                                        progress, lineage)
-    claim_table, claim_lines = claims(cells, focus, ladder, lineage, clf, sets, per_set, sc)
+    claim_table, claim_lines = claims(cells, focus, ladder, replicates, clf, sets, per_set, sc)
     frame = cells.frame(clf)
     dist = _subset(frame, focus, source=ladder, target=ladder)
     distance = (pd.concat([_subset(frame, st, source=ladder, target=ladder) for st in [*base, *extra]])
@@ -200,12 +203,17 @@ def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> 
                 .groupby(["eps_255", "steps", "abs_dq"])["asr"].agg(mean_asr="mean", cells="count").reset_index())
     lq = {codec_parts(c)[1] for c in lineage}
     chain = dist[dist["source_q"].isin(lq) & dist["target_q"].isin(lq)].assign(training="chain (fine-tuned)")
-    indep = _subset(frame, focus, source=lineage, target=lineage).assign(training="independent")
+    seed_of = {c: codec_parts(c)[0] for c in lineage}
+    indep = _subset(frame, focus, source=lineage, target=lineage)
+    indep["training"] = np.where(indep["source"].map(seed_of) == indep["target"].map(seed_of), "independent",
+                                 "independent, across seeds")
+    across = pd.concat([_subset(frame, focus, source=ladder, target=lineage),
+                        _subset(frame, focus, source=lineage, target=ladder)]).assign(training="chain ↔ independent")
     result = {
         "paper_a_claims": claim_table, "paper_a_models": models_table(ctx, cells), "paper_a_sweep": sweep,
         "paper_a_distance": distance,
-        "paper_a_lineage": pd.concat([chain, indep], ignore_index=True)[
-            ["training", "source_q", "target_q", "asr", "n_clean_correct"]],
+        "paper_a_lineage": pd.concat([chain, indep, across], ignore_index=True)[
+            ["training", "source", "target", "source_q", "target_q", "asr", "n_clean_correct"]],
         "paper_a_cross_arch": _subset(frame, focus, source=ladder, target=others),
         "paper_a_classifier_alone": pd.concat([_subset(frame, focus, source=clf),
                                                _subset(frame, focus, source=ladder, target=clf)], ignore_index=True),
@@ -215,7 +223,8 @@ def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> 
                                       ignore_index=True),
     }
     notes = [note, f"Paper A: {len(ctx.images)} images of {cfg.data.source}; ladder {sc.arch} "
-             f"({', '.join(f'q{codec_parts(c)[1]}' for c in ladder)}); PGD L∞, step min(eps, 2.5·eps/steps), "
+             f"({', '.join(f'q{codec_parts(c)[1]}' for c in ladder)}); {cfg.attack.name} {cfg.attack.norm} ("
+             f"{'its own step-size schedule' if cfg.attack.name == 'apgd' else 'step min(eps, 2.5·eps/steps)'}), "
              f"{cfg.attack.surrogate} through the quantizers, random start, seed {cfg.run.seed}; images rounded to "
              f"8 bits before evaluation on {cfg.transfer.reference_engine}. Focus setting (rule "
              f"{sc.focus_eps!r}, declared before the run): {focus.label()}."]

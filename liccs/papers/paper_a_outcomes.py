@@ -74,8 +74,9 @@ def recompute_claims(folder: str | Path) -> pd.DataFrame:
     cells = cells_from(outcomes, "run")
     ladders = arch_ladders(sorted({t for t in outcomes["target"].unique() if t != clf}))
     ladder = ladders[sc.arch]
-    lineage = ladders.get(sc.lineage_arch, []) if sc.lineage_arch else []
-    others = [c for a, lad in ladders.items() if a not in (sc.arch, sc.lineage_arch) for c in lad]
+    replicates = [ladders[a] for a in sc.lineage_archs]
+    lineage = [c for r in replicates for c in r]
+    others = [c for a, lad in ladders.items() if a != sc.arch and a not in sc.lineage_archs for c in lad]
     sets = per_set = None
     if (folder / "tables" / "paper_a_sampling.csv").is_file():
         sets = _read(folder, "paper_a_sampling.csv")
@@ -84,5 +85,5 @@ def recompute_claims(folder: str | Path) -> pd.DataFrame:
         common = common_targets(ladder, candidates, lineage, others)
         per_set = {tuple(s.split("+")): set_outcomes(held, focus, tuple(s.split("+")), ladder, others, common)
                    for s in sets["set"]}
-    table, _ = claims(cells, focus, ladder, lineage, clf, sets, per_set, sc)
+    table, _ = claims(cells, focus, ladder, replicates, clf, sets, per_set, sc)
     return table

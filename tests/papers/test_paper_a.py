@@ -70,7 +70,7 @@ def test_ladder_pairs_and_per_image_means() -> None:
     (6, 0.55, 0.5, stats.UNDECIDED),    # six images cannot tell
 ])
 def test_neighbour_claim_verdicts_known_answers(n: int, p_near: float, p_far: float, expected: str) -> None:
-    table, lines = claims(hand_cells(n, p_near, p_far), ST, LADDER, LINEAGE, CLF, None, None, sc())
+    table, lines = claims(hand_cells(n, p_near, p_far), ST, LADDER, [LINEAGE], CLF, None, None, sc())
     row = table.set_index("claim").loc["neighbours"]
     assert row["verdict"] == expected and row["n_images"] == n
     assert row["effect"] == pytest.approx(row["mean_a"] - row["mean_b"])
@@ -78,11 +78,31 @@ def test_neighbour_claim_verdicts_known_answers(n: int, p_near: float, p_far: fl
     assert any(line.startswith("Paper A claim, neighbours:") and "MDE" in line for line in lines)
     # the lineage ladder's q2/q4/q6 have |Δq| = 2 and 4 only: nothing is "near" there, so no effect
     assert table.set_index("claim").loc["neighbours without shared weights", "effect"] == pytest.approx(0, abs=0.1)
-    assert len(table) == 5 and set(table["verdict"]) <= set(stats.VERDICTS)
+    assert len(table) == 6 and set(table["verdict"]) <= set(stats.VERDICTS)
+    across = table.set_index("claim").loc["neighbours across training (chain ↔ independent)"]
+    assert across["effect"] == pytest.approx(p_near - p_far, abs=0.5 if n < 20 else 0.1)
+
+
+def test_lineage_claims_resample_the_replicates_too() -> None:
+    """Two replicates of the lineage ladder: the claims stack them (two-way CI), and a replicate whose neighbours
+    transfer like far qualities pulls the effect toward zero and widens the CI beyond the images-only one."""
+    second = [f"bmshj2018-factorized@q{q}" for q in (2, 4, 6)]  # any registered name: the second seed
+    cells = hand_cells(300, 0.7, 0.3)
+    rng = np.random.default_rng(1)
+    for s in [*LADDER, *second]:
+        for t in [*LADDER, *second]:
+            if s in second or t in second:  # the second seed: no neighbour effect at all
+                cells.outcome[(ST, s, t)] = (rng.random(300) < 0.3).astype(float)
+    one, _ = claims(cells, ST, LADDER, [LINEAGE], CLF, None, None, sc())
+    two, _ = claims(cells, ST, LADDER, [LINEAGE, second], CLF, None, None, sc())
+    a, b = (t.set_index("claim").loc["neighbours across training (chain ↔ independent)"] for t in (one, two))
+    assert b["ci_method"] == stats.TWO_WAY and "2 replicates" in b["test"] and a["ci_method"] != stats.TWO_WAY
+    assert b["effect"] == pytest.approx(a["effect"] / 2, abs=0.05)  # the mean over the two seeds
+    assert b["ci_high"] - b["ci_low"] > a["ci_high"] - a["ci_low"]
 
 
 def test_codec_aware_claim_holds_when_the_classifier_alone_transfers_worse() -> None:
-    table, _ = claims(hand_cells(400, 0.8, 0.2), ST, LADDER, LINEAGE, CLF, None, None, sc())
+    table, _ = claims(hand_cells(400, 0.8, 0.2), ST, LADDER, [LINEAGE], CLF, None, None, sc())
     assert table.set_index("claim").loc["codec-aware beats codec-blind", "verdict"] == stats.HOLDS
 
 
@@ -163,7 +183,7 @@ def test_quick_run_writes_every_table_and_the_claims(quick_run: Path) -> None:
     for spec in paper_a.TABLES:
         assert (quick_run / "tables" / f"{spec.name}.{spec.files[0]}").is_file(), spec.name
     cl = pd.read_csv(quick_run / "tables" / "paper_a_claims.csv")
-    assert len(cl) == 6 and set(cl["verdict"]) <= set(stats.VERDICTS)
+    assert len(cl) == 7 and set(cl["verdict"]) <= set(stats.VERDICTS)  # 5 claims + saliency at k = 1, 2
     md = (quick_run / "report.md").read_text()
     assert "Paper A claim, neighbours" in md and "no selection leakage" in md and "Focus setting" in md
     sweep = pd.read_csv(quick_run / "tables" / "paper_a_sweep.csv")
@@ -196,7 +216,7 @@ def test_every_set_is_scored_on_the_same_targets(quick_run: Path) -> None:
     sets = pd.read_csv(quick_run / "tables" / "paper_a_sampling.csv")
     held = pd.read_csv(quick_run / "tables" / "paper_a_outcomes.csv.gz").query("images == 'held-out'")
     ladder = sorted(c for c in cfg.models.codecs if c.startswith(cfg.sampling.arch + "@"))
-    lineage = [c for c in cfg.models.codecs if c.startswith(cfg.sampling.lineage_arch + "@")]
+    lineage = [c for c in cfg.models.codecs if c.split("@")[0] in cfg.sampling.lineage_archs]
     others = [c for c in cfg.models.codecs if c not in ladder and c not in lineage]
     candidates = ladder  # sampling.candidates = [] in the quick run: every quality
     common = common_targets(ladder, candidates, lineage, others)
