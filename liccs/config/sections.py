@@ -119,7 +119,9 @@ class SamplingSection:
     ``candidates``: the qualities the ensembles are drawn from (empty: the whole ladder); every k-set of them is
     crafted on ``images`` held-out images. ``score``/``interpolation``: the primary saliency score (every variant is
     reported); ``far_dq``: the neighbour claim's far cells (|Δq| ≥ far_dq); ``sesoi_*``: each claim's smallest
-    effect of interest, ``alpha`` (Holm).
+    effect of interest, ``alpha`` (Holm). ``units``: more ladders (other architectures, or seeds of one) on which
+    the saliency selection is repeated, each with its own candidates and common targets; the chosen set's
+    percentile per unit is tested against the median set (``sesoi_percentile``) across ``arch`` and ``units``.
     """
 
     enabled: bool = False
@@ -139,6 +141,8 @@ class SamplingSection:
     sesoi_lineage: float = 0.05
     sesoi_saliency: float = 0.03
     sesoi_codec_aware: float = 0.05
+    units: list[str] = _cv([])
+    sesoi_percentile: float = 0.1
 
 
 @dataclass

@@ -41,7 +41,7 @@ from liccs.papers.paper_a_cells import (
 )
 from liccs.papers.paper_a_claims import claims
 from liccs.papers.paper_a_outcomes import outcomes_frame
-from liccs.papers.paper_a_sampling import ablation, arch_ladders, run_sampling
+from liccs.papers.paper_a_sampling import ablation, arch_ladders, candidates_of, run_sampling, unit_percentiles
 from liccs.papers.paper_a_tables import codec_parts
 from liccs.pipeline import codec_roundtrip, psnr
 from liccs.stage import Context, Exports, Names, TableSpec, register
@@ -72,6 +72,10 @@ _TABLES: list[tuple[str, str, list[str] | None]] = [
      "qualities, the lineage-control models, the other architectures), on its own non-member qualities and on the "
      "other architectures, its exact percentile among all k-sets, and Spearman ρ (p) of score vs held-out ASR "
      "across sets.", None),
+    ("paper_a_sampling_units", "Paper A, the saliency selection per replication unit (sampling.arch and "
+     "sampling.units, each ladder with its own candidates and common targets): the primary score's chosen set, its "
+     "held-out ASR on the unit's common targets and its percentile among the unit's k-sets (0.5: the median set).",
+     None),
     ("paper_a_sampling", "Paper A, every k-set of the candidate qualities crafted as an ensemble on the held-out "
      "images (equal budget per k): held-out ASRs and every score variant.", None),
     ("paper_a_cells", "Paper A, every evaluated cell (setting × source × target): ASR over the clean-correct images.",
@@ -110,6 +114,12 @@ def check_config(cfg: RunConfig, names: Names) -> None:
     for i, k in enumerate(sc.k):
         if k > n:
             raise ConfigError(f"sampling.k[{i}]: k={k} is more than the {n} candidate qualities")
+    for i, u in enumerate(sc.units):
+        if u not in ladders or u == sc.arch or u in sc.lineage_archs:
+            raise ConfigError(f"sampling.units[{i}]: {u!r} is not a ladder of models.codecs other than sampling.arch "
+                              f"and the lineage ladders; valid: {', '.join(ladders)}")
+        if len(candidates_of(ladders[u], sc.candidates)) < max(sc.k):
+            raise ConfigError(f"sampling.units[{i}]: {u} has fewer of the candidate qualities than k={max(sc.k)}")
     if isinstance(sc.focus_eps, float) and not any(math.isclose(sc.focus_eps, e) for e in sc.eps):
         raise ConfigError(f"sampling.focus_eps: {sc.focus_eps * 255:g}/255 must be one of sampling.eps")
 
@@ -191,10 +201,18 @@ def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> 
     attack(focus, ladder, [*ladder, *lineage, *others, clf], "focus")
     attack(focus, [*lineage, clf], [*ladder, *lineage, clf], "lineage + classifier")
 
-    candidates = [c for c in ladder if not sc.candidates or codec_parts(c)[1] in sc.candidates]
     images, labels, note = heldout_images(ctx, sc.images)
-    sets, held, per_set = run_sampling(ctx, out, cells, focus, ladder, candidates, others, fns, images, labels,
-                                       progress, lineage)
+    sets, held, per_set = run_sampling(ctx, out, cells, focus, ladder, candidates_of(ladder, sc.candidates), others,
+                                       fns, images, labels, progress, lineage)
+    helds = [held]
+    for u in sc.units:  # the selection repeated on each replication unit's ladder
+        unit = ladders[u]
+        attack(focus, unit, unit, f"unit {u}")
+        rest = [c for c in ctx.names.codecs if c not in unit and c not in lineage]
+        s_u, h_u, p_u = run_sampling(ctx, out, cells, focus, unit, candidates_of(unit, sc.candidates), rest, fns,
+                                     images, labels, progress, lineage)
+        sets, per_set = pd.concat([sets, s_u], ignore_index=True), per_set | p_u
+        helds.append(h_u)
     claim_table, claim_lines = claims(cells, focus, ladder, replicates, clf, sets, per_set, sc)
     frame = cells.frame(clf)
     dist = _subset(frame, focus, source=ladder, target=ladder)
@@ -218,8 +236,11 @@ def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> 
         "paper_a_classifier_alone": pd.concat([_subset(frame, focus, source=clf),
                                                _subset(frame, focus, source=ladder, target=clf)], ignore_index=True),
         "paper_a_sampling_ablation": ablation(sets), "paper_a_sampling": sets,
-        "paper_a_cells": pd.concat([frame, held.frame(clf).assign(images="held-out")], ignore_index=True),
-        "paper_a_outcomes": pd.concat([outcomes_frame(cells, "run"), outcomes_frame(held, "held-out")],
+        "paper_a_sampling_units": pd.concat([unit_percentiles(sets, k, sc.score, sc.interpolation) for k in sc.k],
+                                            ignore_index=True),
+        "paper_a_cells": pd.concat([frame, *(h.frame(clf).assign(images="held-out") for h in helds)],
+                                   ignore_index=True),
+        "paper_a_outcomes": pd.concat([outcomes_frame(cells, "run"), *(outcomes_frame(h, "held-out") for h in helds)],
                                       ignore_index=True),
     }
     notes = [note, f"Paper A: {len(ctx.images)} images of {cfg.data.source}; ladder {sc.arch} "
@@ -235,7 +256,7 @@ def _ablation_lines(ab: pd.DataFrame, sc: object) -> list[str]:
     lines = []
     for _, r in ab.iterrows():
         if r["score"] == sc.score and r["interpolation"] == sc.interpolation:
-            lines.append(f"Paper A sampling k={r['k']}: the {r['score']}/{r['interpolation']} score chose "
+            lines.append(f"Paper A sampling {r['unit']}, k={r['k']}: the {r['score']}/{r['interpolation']} score chose "
                          f"{r['chosen']}, held-out ASR on the targets common to every set {r['common_chosen']:.3f} "
                          f"(percentile {r['common_percentile']:.2f} of {r['sets']} sets; best "
                          f"{r['common_best_set']} {r['common_best']:.3f}); Spearman ρ(score, held-out ASR) "

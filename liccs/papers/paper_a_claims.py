@@ -14,6 +14,9 @@ The family (Holm-corrected together, :func:`liccs.stats.decide`), all at the foc
 - ``saliency beats the average set (k=K)``: the saliency-chosen set's outcome on the common targets (the same for
   every set: :func:`~liccs.papers.paper_a_sampling.common_targets`) − the mean over every k-set of their outcome
   on them, on the held-out images.
+- ``saliency ranks above the median set across units (k=K)``: with ``sampling.units``, the selection repeated on
+  each ladder (its own candidates and common targets): the chosen set's percentile among its unit's k-sets − 0.5,
+  over the units (the unit, not the image, is the sample here).
 - ``codec-aware beats codec-blind``: LICCS perturbations from a neighbouring quality − the classifier-alone
   perturbations, on every quality of the ladder (the paper's reason for crafting through the codec).
 
@@ -31,7 +34,7 @@ import pandas as pd
 from liccs import stats
 from liccs.config import SamplingSection
 from liccs.papers.paper_a_cells import Cells, Setting, ladder_pairs
-from liccs.papers.paper_a_sampling import chosen
+from liccs.papers.paper_a_sampling import chosen, unit_percentiles
 from liccs.papers.paper_a_tables import codec_parts
 
 #: every claim's measure is a per-image mean of 0/1 outcomes over several cells: continuous (sign-flip test)
@@ -90,20 +93,28 @@ def claims(cells: Cells, focus: Setting, ladder: list[str], replicates: list[lis
     found.append((stats.Claim("shared weights raise transfer", "chain-trained − independently trained, same "
                               "quality pairs" + seeds, sc.sesoi_lineage), shared))
 
+    unit = codec_parts(ladder[0])[0]
+    main = sets[sets["unit"] == unit] if sets is not None and "unit" in sets else sets
     for k in sorted(sc.k):
-        if sets is None or per_set is None or len(sets[sets["k"] == k]) < 2:
+        if main is None or per_set is None or len(main[main["k"] == k]) < 2:
             res = stats.paired(nan, nan, kind=KIND)  # one set (or none) of this size: nothing to compare
         else:
-            c = chosen(sets, k, sc.score, sc.interpolation)
+            c = chosen(main, k, sc.score, sc.interpolation)
             members = tuple(c["set"].split("+"))
-            all_sets = [v["common"] for m, v in per_set.items() if len(m) == k]
-            stack = np.stack(all_sets)
+            stack = np.stack([per_set[tuple(m.split("+"))]["common"] for m in main.loc[main["k"] == k, "set"]])
             counted = np.isfinite(stack).sum(0)
             mean = np.where(counted > 0, np.nansum(stack, 0) / np.maximum(counted, 1), np.nan)
             res = stats.paired(per_set[members]["common"], mean, kind=KIND)
         found.append((stats.Claim(f"saliency beats the average set (k={k})",
                                   f"{sc.score}/{sc.interpolation} set − mean of every {k}-set, the targets common to "
                                   "every set, held-out images", sc.sesoi_saliency), res))
+    if sets is not None and "unit" in sets and sets["unit"].nunique() > 1:
+        for k in sorted(sc.k):
+            pct = unit_percentiles(sets, k, sc.score, sc.interpolation)["percentile"].to_numpy(float)
+            found.append((stats.Claim(f"saliency ranks above the median set across units (k={k})",
+                                      f"chosen set's percentile among the {k}-sets − 0.5, over {len(pct)} ladders "
+                                      "(replication units; n_images counts units)", sc.sesoi_percentile),
+                          stats.paired(pct, np.full(len(pct), 0.5), kind=KIND)))
 
     aware = cells.per_image(focus, ladder_pairs(ladder, lambda x: x == 1))
     blind = cells.per_image(focus, [(classifier, t) for t in ladder]) \

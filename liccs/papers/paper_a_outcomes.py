@@ -21,8 +21,7 @@ from liccs.config import from_dict
 from liccs.errors import InputError
 from liccs.papers.paper_a_cells import Cells, Setting
 from liccs.papers.paper_a_claims import claims
-from liccs.papers.paper_a_sampling import arch_ladders, common_targets, set_outcomes
-from liccs.papers.paper_a_tables import codec_parts
+from liccs.papers.paper_a_sampling import arch_ladders, candidates_of, common_targets, set_outcomes
 
 #: The image sets of the table: the run's images, and the sampling experiment's held-out images.
 IMAGE_SETS = ("run", "held-out")
@@ -76,14 +75,16 @@ def recompute_claims(folder: str | Path) -> pd.DataFrame:
     ladder = ladders[sc.arch]
     replicates = [ladders[a] for a in sc.lineage_archs]
     lineage = [c for r in replicates for c in r]
-    others = [c for a, lad in ladders.items() if a != sc.arch and a not in sc.lineage_archs for c in lad]
     sets = per_set = None
     if (folder / "tables" / "paper_a_sampling.csv").is_file():
         sets = _read(folder, "paper_a_sampling.csv")
         held = cells_from(outcomes, "held-out")
-        candidates = [c for c in ladder if not sc.candidates or codec_parts(c)[1] in sc.candidates]
-        common = common_targets(ladder, candidates, lineage, others)
-        per_set = {tuple(s.split("+")): set_outcomes(held, focus, tuple(s.split("+")), ladder, others, common)
-                   for s in sets["set"]}
+        per_set = {}
+        for unit, g in (sets.groupby("unit", sort=False) if "unit" in sets else [(sc.arch, sets)]):
+            lad = ladders[unit]
+            rest = [c for a, lad_ in ladders.items() if a != unit and a not in sc.lineage_archs for c in lad_]
+            common = common_targets(lad, candidates_of(lad, sc.candidates), lineage, rest)
+            per_set |= {tuple(s.split("+")): set_outcomes(held, focus, tuple(s.split("+")), lad, rest, common)
+                        for s in g["set"]}
     table, _ = claims(cells, focus, ladder, replicates, clf, sets, per_set, sc)
     return table

@@ -60,6 +60,12 @@ def label(members: tuple[str, ...]) -> str:
     return "+".join(f"q{codec_parts(m)[1]}" for m in members)
 
 
+def candidates_of(ladder: list[str], wanted: list[int]) -> list[str]:
+    """The qualities of ``ladder`` the ensembles are drawn from: those of ``wanted`` (``sampling.candidates``;
+    empty: all)."""
+    return [c for c in ladder if not wanted or codec_parts(c)[1] in wanted]
+
+
 def common_targets(ladder: list[str], candidates: list[str], lineage: list[str], others: list[str]) -> list[str]:
     """The held-out targets no set has a member in, the same for every set: the ladder's qualities outside the
     candidates, the lineage-control ladder and the other architectures."""
@@ -87,7 +93,8 @@ def run_sampling(ctx: Context, out: Path, cells: Cells, setting: Setting, ladder
         held.add(setting, "+".join(members), adv, [*ladder, *(lineage or []), *others])
         src = "+".join(members)
         per_image[members] = set_outcomes(held, setting, members, ladder, others, common)
-        row = {"k": k, "members": label(members), "set": src, "grad_evals": evals, "steps": setting.steps,
+        row = {"unit": codec_parts(ladder[0])[0], "k": k, "members": label(members), "set": src,
+               "grad_evals": evals, "steps": setting.steps,
                "images": len(images), "cached": cached and tuple(members) not in fresh,
                "heldout_asr_common": nanmean(per_image[members]["common"]),
                "heldout_asr_nonmember": nanmean(per_image[members]["nonmember"]),
@@ -125,6 +132,22 @@ def chosen(sets: pd.DataFrame, k: int, score: str, interpolation: str) -> pd.Ser
     return g.loc[g[f"score_{score}_{interpolation}"].idxmax()]
 
 
+def unit_percentiles(sets: pd.DataFrame, k: int, score: str, interpolation: str) -> pd.DataFrame:
+    """Per replication unit (a ladder: ``unit``), the chosen k-set, its held-out ASR on the unit's common targets
+    and its mid-rank percentile among the unit's k-sets (0.5: the median set)."""
+    rows = []
+    for unit, g in sets.groupby("unit", sort=False):
+        if len(g[g["k"] == k]) < 2:
+            continue
+        c = chosen(g, k, score, interpolation)
+        vals = g.loc[g["k"] == k, "heldout_asr_common"].to_numpy(float)
+        ok = np.isfinite(vals)
+        rows.append({"unit": unit, "k": k, "chosen": c["members"], "sets": int(ok.sum()),
+                     "chosen_asr": float(c["heldout_asr_common"]),
+                     "percentile": percentile(vals[ok], float(c["heldout_asr_common"])) if ok.any() else np.nan})
+    return pd.DataFrame(rows, columns=["unit", "k", "chosen", "sets", "chosen_asr", "percentile"])
+
+
 def percentile(values: np.ndarray, value: float) -> float:
     """Mid-rank percentile of ``value`` among ``values``: share below plus half the share equal."""
     v = np.asarray(values, dtype=float)
@@ -132,16 +155,16 @@ def percentile(values: np.ndarray, value: float) -> float:
 
 
 def ablation(sets: pd.DataFrame) -> pd.DataFrame:
-    """Per k × score × interpolation: the chosen set, its held-out ASRs, its exact percentile among every k-set,
+    """Per unit × k × score × interpolation: the chosen set, its held-out ASRs, its exact percentile among every k-set,
     and Spearman's ρ (with p) between the score and the held-out ASR across sets, on the common targets, on
     non-member qualities and on the other architectures."""
     rows = []
-    for k in sorted(sets["k"].unique()):
-        g = sets[sets["k"] == k]
+    sets = sets if "unit" in sets else sets.assign(unit="")
+    for (unit, k), g in sets.sort_values("k", kind="stable").groupby(["unit", "k"], sort=False):
         for sv in SCORES:
             for iv in INTERPOLATIONS:
-                c = chosen(sets, k, sv, iv)
-                row: dict[str, Any] = {"k": int(k), "score": sv, "interpolation": iv, "sets": len(g),
+                c = chosen(g, k, sv, iv)
+                row: dict[str, Any] = {"unit": unit, "k": int(k), "score": sv, "interpolation": iv, "sets": len(g),
                                        "chosen": c["members"]}
                 for where in (w for w in WHERE if f"heldout_asr_{w}" in g):
                     col = f"heldout_asr_{where}"

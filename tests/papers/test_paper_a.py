@@ -21,7 +21,7 @@ from liccs.papers import paper_a
 from liccs.papers.paper_a_cells import Cells, Setting, ladder_pairs
 from liccs.papers.paper_a_claims import claims
 from liccs.papers.paper_a_outcomes import recompute_claims
-from liccs.papers.paper_a_sampling import ablation, common_targets, percentile
+from liccs.papers.paper_a_sampling import ablation, common_targets, percentile, unit_percentiles
 from liccs.papers.paper_a_tables import BudgetError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +124,19 @@ def test_sampling_percentile_and_ablation() -> None:
     assert r["nonmember_spearman"] == pytest.approx(1.0) and r["nonmember_best_set"] == "q1+q3"
 
 
+def test_each_unit_ranks_its_own_sets_and_the_claim_tests_their_percentiles() -> None:
+    rows = []
+    for unit, asr in (("a", [0.1, 0.2, 0.3, 0.4]), ("b", [0.4, 0.3, 0.2, 0.1]), ("c", [0.2, 0.1, 0.4, 0.3])):
+        for i, v in enumerate(asr):  # the score favours set 3 in every unit
+            rows.append({"unit": unit, "k": 2, "members": f"s{i}", "set": f"{unit}{i}", "heldout_asr_common": v,
+                         "score_envelope_linear": float(i == 3)})
+    sets = pd.DataFrame(rows)
+    got = unit_percentiles(sets, 2, "envelope", "linear")
+    assert list(got["unit"]) == ["a", "b", "c"] and list(got["chosen"]) == ["s3"] * 3
+    assert list(got["percentile"]) == pytest.approx([0.875, 0.125, 0.625])  # best, worst, second of four
+    assert unit_percentiles(sets, 3, "envelope", "linear").empty  # no 3-sets: no unit
+
+
 def test_unequal_budgets_are_refused() -> None:
     from liccs.papers.paper_a_sampling import check_budget, label
 
@@ -157,6 +170,9 @@ def test_bad_sampling_config_is_refused_before_any_work(monkeypatch: pytest.Monk
         run_job.run_config(CONFIG, quick=True, overrides=["sampling.k=[1, 3]"], progress=False)
     with pytest.raises(ConfigError, match=r"sampling\.arch.*valid: mini-tiny-bmshj2018-hyperprior"):
         run_job.run_config(CONFIG, quick=True, overrides=['sampling.arch="nope"'], progress=False)
+    with pytest.raises(ConfigError, match=r"sampling\.units\[0\]"):
+        run_job.run_config(CONFIG, quick=True, overrides=['sampling.units=["mini-tiny-bmshj2018-hyperprior"]'],
+                           progress=False)
     with pytest.raises(ConfigError, match=r"sampling\.candidates\[0\]: q5"):
         run_job.run_config(CONFIG, quick=True, overrides=["sampling.candidates=[5]"], progress=False)
     with pytest.raises(RunError, match="export.enabled is false"):
@@ -183,7 +199,8 @@ def test_quick_run_writes_every_table_and_the_claims(quick_run: Path) -> None:
     for spec in paper_a.TABLES:
         assert (quick_run / "tables" / f"{spec.name}.{spec.files[0]}").is_file(), spec.name
     cl = pd.read_csv(quick_run / "tables" / "paper_a_claims.csv")
-    assert len(cl) == 7 and set(cl["verdict"]) <= set(stats.VERDICTS)  # 5 claims + saliency at k = 1, 2
+    # 5 claims, saliency at k = 1, 2, and across the two units at k = 1, 2
+    assert len(cl) == 9 and set(cl["verdict"]) <= set(stats.VERDICTS)
     md = (quick_run / "report.md").read_text()
     assert "Paper A claim, neighbours" in md and "no selection leakage" in md and "Focus setting" in md
     sweep = pd.read_csv(quick_run / "tables" / "paper_a_sweep.csv")
@@ -213,7 +230,7 @@ def test_the_claims_recompute_from_the_committed_per_image_outcomes(quick_run: P
 def test_every_set_is_scored_on_the_same_targets(quick_run: Path) -> None:
     """The saliency claim's held-out targets: one list, the same for every set, none of them a member of any."""
     cfg = load_config(CONFIG, quick=True)
-    sets = pd.read_csv(quick_run / "tables" / "paper_a_sampling.csv")
+    sets = pd.read_csv(quick_run / "tables" / "paper_a_sampling.csv").query(f"unit == '{cfg.sampling.arch}'")
     held = pd.read_csv(quick_run / "tables" / "paper_a_outcomes.csv.gz").query("images == 'held-out'")
     ladder = sorted(c for c in cfg.models.codecs if c.startswith(cfg.sampling.arch + "@"))
     lineage = [c for c in cfg.models.codecs if c.split("@")[0] in cfg.sampling.lineage_archs]
@@ -232,7 +249,8 @@ def test_every_set_is_scored_on_the_same_targets(quick_run: Path) -> None:
 def test_quick_run_enumerates_every_set_with_equal_budgets(quick_run: Path) -> None:
     cfg = load_config(CONFIG, quick=True)
     sets = pd.read_csv(quick_run / "tables" / "paper_a_sampling.csv")
-    assert list(sets.groupby("k").size()) == [2, 1]  # two qualities: two 1-sets, one 2-set
+    # per unit (the swept ladder, the mean-scale one): two qualities, so two 1-sets and one 2-set
+    assert list(sets.groupby(["unit", "k"]).size()) == [2, 1, 2, 1]
     for k, g in sets.groupby("k"):
         assert set(g["grad_evals"]) == {k * cfg.sampling.steps[0] * cfg.sampling.images}
 
