@@ -178,10 +178,11 @@ def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> 
     cells = Cells(ctx.images, ctx.labels, fns, cfg.transfer.batch_size)
 
     def attack(st: Setting, sources: list[str], targets: list[str], desc: str) -> None:
-        precraft(ctx, out, [([s], ctx.images, ctx.labels, st) for s in sources], f"paper A {desc} ({st.label()})")
+        _, preds = precraft(ctx, out, [([s], ctx.images, ctx.labels, st, targets) for s in sources],
+                            f"paper A {desc} ({st.label()})")
         for s in tqdm(sources, desc=f"paper A {desc} ({st.label()})", disable=not progress):
             adv, _, _ = craft(ctx, out, [s], ctx.images, ctx.labels, setting=st)
-            cells.add(st, s, adv, targets)
+            cells.add(st, s, adv, targets, preds.get((s,)))
 
     base = [Setting(e, sc.steps[0]) for e in sc.eps]
     for st in base:

@@ -79,13 +79,16 @@ class Cells:
             self._clean[target] = predict(self.fns[target], self.images, self.batch_size) == self.labels
         return self._clean[target]
 
-    def add(self, setting: Setting, source: str, adversarial: Tensor, targets: Iterable[str]) -> None:
-        """Evaluate ``adversarial`` (crafted through ``source``) on every target not evaluated yet."""
+    def add(self, setting: Setting, source: str, adversarial: Tensor, targets: Iterable[str],
+            predictions: dict[str, np.ndarray] | None = None) -> None:
+        """Evaluate ``adversarial`` (crafted through ``source``) on every target not evaluated yet; a target's top-1
+        in ``predictions`` (an executor task's) is used as it is."""
         x = as_uint8_variant(adversarial)
         for t in targets:
             if (setting, source, t) in self.outcome:
                 continue
-            wrong = predict(self.fns[t], x, self.batch_size) != self.labels
+            pred = (predictions or {}).get(t)
+            wrong = (pred if pred is not None else predict(self.fns[t], x, self.batch_size)) != self.labels
             self.outcome[(setting, source, t)] = np.where(self.clean_correct(t), wrong.astype(float), np.nan)
 
     def get(self, setting: Setting, source: str, target: str) -> np.ndarray:

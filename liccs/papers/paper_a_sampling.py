@@ -87,10 +87,12 @@ def run_sampling(ctx: Context, out: Path, cells: Cells, setting: Setting, ladder
                          for k in sc.k} for sv in SCORES for iv in INTERPOLATIONS}
     index = {k: 0 for k in sc.k}
     common = common_targets(ladder, candidates, lineage or [], others)
-    fresh = precraft(ctx, out, [(list(m), images, labels, setting) for _, m in jobs], "paper A sampling (tasks)")
+    targets = [*ladder, *(lineage or []), *others]
+    fresh, preds = precraft(ctx, out, [(list(m), images, labels, setting, targets) for _, m in jobs],
+                            "paper A sampling (tasks)")
     for k, members in tqdm(jobs, desc="paper A sampling (every k-set)", disable=not progress):
         adv, evals, cached = craft(ctx, out, list(members), images, labels, setting=setting)
-        held.add(setting, "+".join(members), adv, [*ladder, *(lineage or []), *others])
+        held.add(setting, "+".join(members), adv, targets, preds.get(tuple(members)))
         src = "+".join(members)
         per_image[members] = set_outcomes(held, setting, members, ladder, others, common)
         row = {"unit": codec_parts(ladder[0])[0], "k": k, "members": label(members), "set": src,
