@@ -26,7 +26,8 @@ CONFIG = ROOT / "liccs" / "configs" / "paper-b.toml"
 FAST = ['models.codecs=["mini-tiny-bmshj2018-hyperprior@q1", "mini-tiny-bmshj2018-hyperprior@q6"]',
         'export.engines=["torch", "ort-cpu"]', 'defense.deployed_engines=["ort-cpu"]', 'models.weights="random"',
         "run.threads=1", "data.images=3", 'defense.eps=["2/255", "4/255"]',
-        'defense.attack_codecs=["mini-tiny-bmshj2018-hyperprior@q6"]']
+        'defense.attack_codecs=["mini-tiny-bmshj2018-hyperprior@q6"]',
+        'export.codecs=["mini-tiny-bmshj2018-hyperprior@q6"]']
 
 
 @pytest.fixture(scope="module")
