@@ -184,6 +184,7 @@ class TableSpec:
     caption: str
     columns: tuple[str, ...] | None = None
     order: int = 50
+    files: tuple[str, ...] = ("csv", "json")  # the formats written (liccs.report.tables.FORMATS)
 
 
 @dataclass(frozen=True)

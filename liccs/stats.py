@@ -88,10 +88,12 @@ class PairedResult:
     ci_method: str = BCA
     ci_level: float = 0.95
     diffs: tuple[float, ...] = field(default=(), repr=False, compare=False)
+    #: replicate × image differences (NaN: not counted) of :func:`paired_replicated`, whose CI resamples both
+    replicate_diffs: tuple[tuple[float, ...], ...] = field(default=(), repr=False, compare=False)
 
     def as_dict(self) -> dict[str, float | int | str]:
         """Every field except the differences."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "diffs"}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("diffs", "replicate_diffs")}
 
 
 def _as_pair(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
@@ -203,6 +205,58 @@ def paired(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *, 
                         level, tuple(d.tolist()))
 
 
+#: The CI of :func:`paired_replicated`.
+TWO_WAY = "two-way percentile bootstrap (replicates × images)"
+
+
+def paired_replicated(a: np.ndarray, b: np.ndarray, *, what: str = "contrast", level: float = 0.95,
+                      resamples: int = 10_000, seed: int = 0) -> PairedResult:
+    """The paired contrast ``a − b`` of a continuous measure where each row is one replicate (a model trained
+    under its own seed) over the same images (columns). Effect: the mean over images of each image's difference
+    averaged over the replicates; CI: replicates and images resampled independently (the two-way bootstrap of a
+    crossed design, percentile), so that it widens with the spread between replicates; test: the sign-flip test
+    of the per-image differences. One replicate: :func:`paired`. NaN entries are not counted."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.ndim == 1:
+        x, y = x[None], y[None]
+    if x.shape != y.shape or x.ndim != 2:
+        raise InputError(f"{what}: replicate × image arrays differ in shape ({x.shape} vs {y.shape})")
+    if len(x) == 1:
+        return paired(x[0], y[0], kind="continuous", what=what, level=level, resamples=resamples, seed=seed)
+    d = np.where(np.isfinite(x) & np.isfinite(y), x - y, np.nan)
+    cols = np.isfinite(d).any(0)
+    d, x, y = d[:, cols], x[:, cols], y[:, cols]
+    n = d.shape[1]
+    if n == 0:
+        return PairedResult(0, math.nan, math.nan, math.nan, math.nan, "none", math.nan, math.nan, math.nan,
+                            "continuous", "none", level)
+    per_image = np.nanmean(d, 0)
+    lo, hi = two_way_ci(d, level=level, resamples=resamples, seed=seed)
+    p, test = sign_flip(per_image, seed=seed)
+    sd = float(np.std(per_image, ddof=1)) if n > 1 else math.nan
+    return PairedResult(n, float(per_image.mean()), lo, hi, p, f"{test}, per image over {len(d)} replicates", sd,
+                        float(np.nanmean(x)), float(np.nanmean(y)), "continuous", TWO_WAY, level,
+                        tuple(per_image.tolist()), tuple(tuple(row) for row in d.tolist()))
+
+
+def two_way_ci(d: np.ndarray, *, level: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Percentile CI of the mean of a replicate × image array ``d`` (NaN: not counted), replicates and images
+    resampled independently: each draw's statistic is the mean over its images of their mean over its
+    replicates."""
+    d = np.asarray(d, dtype=np.float64)
+    rng, (r, n) = np.random.default_rng(seed), d.shape
+    draws = np.empty(resamples)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a draw whose replicates miss an image: that image drops
+        for i in range(resamples):
+            draws[i] = np.nanmean(np.nanmean(d[np.ix_(rng.integers(0, r, r), rng.integers(0, n, n))], 0))
+    draws = draws[np.isfinite(draws)]
+    if not len(draws):
+        return math.nan, math.nan
+    g = (1 - level) / 2
+    return float(np.quantile(draws, g)), float(np.quantile(draws, 1 - g))
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm's step-down adjusted p-values (Holm 1979), in the input order; NaN stays NaN and is not counted."""
     p = np.asarray(pvalues, dtype=np.float64)
@@ -290,8 +344,12 @@ def decide(claims: Sequence[tuple[Claim, PairedResult]], *, alpha: float = 0.05,
     level = 1 - alpha / m
     rows = []
     for (claim, r), (p, test), p_adj in zip(claims, tested, adjusted, strict=True):
-        lo, hi, method = confidence_interval(np.asarray(r.diffs), kind=r.kind, level=level, resamples=resamples,
-                                             seed=seed)
+        if r.replicate_diffs:
+            lo, hi, method = (*two_way_ci(np.array(r.replicate_diffs), level=level, resamples=resamples, seed=seed),
+                              TWO_WAY)
+        else:
+            lo, hi, method = confidence_interval(np.asarray(r.diffs), kind=r.kind, level=level,
+                                                 resamples=resamples, seed=seed)
         ni = claim.hypothesis == "non-inferiority"
         rows.append({"claim": claim.name, "contrast": claim.contrast, "hypothesis": claim.hypothesis,
                      "direction": "a > b" if claim.direction > 0 else "a < b", "n_images": r.n,

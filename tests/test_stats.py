@@ -179,3 +179,22 @@ def test_decide_applies_holm_and_the_adjusted_level_across_the_family() -> None:
     assert "MDE" in line and rows[0]["claim"] in line and "98.33% CI" in line and "BCa" in line
     empty = stats.decide([(claims[0], stats.paired([np.nan], [np.nan], kind="continuous"))])[0]
     assert empty["verdict"] == stats.UNDECIDED
+
+
+def test_paired_replicated_widens_with_the_spread_between_replicates():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.3, 1.0, 200)
+    b = np.zeros(200)
+    same = stats.paired_replicated(np.stack([a, a, a]), np.stack([b, b, b]))
+    alone = stats.paired(a, b, kind="continuous")
+    assert same.effect == pytest.approx(alone.effect) and same.ci_method == stats.TWO_WAY
+    assert same.ci_high - same.ci_low == pytest.approx(alone.ci_high - alone.ci_low, rel=0.15)
+    spread = stats.paired_replicated(np.stack([a - 0.5, a, a + 0.5]), np.stack([b, b, b]))
+    assert spread.effect == pytest.approx(alone.effect)
+    assert spread.ci_high - spread.ci_low > 1.5 * (same.ci_high - same.ci_low)
+    one = stats.paired_replicated(a[None], b[None])
+    assert one.ci_method != stats.TWO_WAY and one.effect == pytest.approx(alone.effect)
+    with pytest.raises(InputError, match="differ in shape"):
+        stats.paired_replicated(np.zeros((2, 3)), np.zeros((3, 3)))
+    row = stats.decide([(stats.Claim("c", "a − b", 0.1), spread)])[0]
+    assert row["ci_method"] == stats.TWO_WAY and row["ci_low"] <= spread.ci_low  # the family's wider level

@@ -67,6 +67,7 @@ _RANGES: dict[str, list[tuple[str, Any, str]]] = {
                   "non-empty, each > 0, without repeats"),
                  ("focus_eps", lambda v: v == "steepest" or (isinstance(v, float) and 0 < v <= 1),
                   '"steepest" or a number in (0, 1]'), ("far_dq", lambda v: v >= 2, ">= 2"),
+                 ("sesoi_percentile", lambda v: 0 <= v < 0.5, "in [0, 0.5)"),
                  ("alpha", lambda v: 0 < v < 1, "in (0, 1)")],
     "defense": [("k", lambda v: v and all(x > 0 for x in v), "non-empty, each > 0"),
                 ("lmbda", lambda v: v == "codec" or (isinstance(v, float) and math.isfinite(v) and v >= 0),

@@ -111,19 +111,22 @@ class SamplingSection:
     """Paper A's stage (``liccs.papers.paper_a``): the eps × steps sweep over one codec ladder, the quality
     transfer matrix, the lineage control, the classifier alone, and the saliency score against every k-set.
 
-    ``arch``: the ladder swept and sampled (a codec architecture of [models]); ``lineage_arch``: a ladder of the
-    same architecture whose qualities share no weights ('' : none); the other codecs of [models] are the
-    cross-architecture targets. ``eps`` are swept at ``steps[0]``; ``focus_eps`` (``"steepest"``: the eps
-    whose off-diagonal ASR falls fastest with |Δq| at ``steps[0]``, or a number) also gets ``steps[1:]`` and
-    hosts the lineage, classifier-alone and sampling experiments. ``candidates``: the qualities the ensembles
-    are drawn from (empty: the whole ladder); every k-set of them is crafted on ``images`` held-out images.
-    ``score``/``interpolation``: the primary saliency score (every variant is reported); ``far_dq``: the neighbour
-    claim's far cells (|Δq| ≥ far_dq); ``sesoi_*``: each claim's smallest effect of interest, ``alpha`` (Holm).
+    ``arch``: the ladder swept and sampled (a codec architecture of [models]); ``lineage_archs``: ladders of the
+    same architecture whose qualities share no weights, each one replicate (a seed) of the lineage control ([]:
+    none); the other codecs of [models] are the cross-architecture targets. ``eps`` are swept at ``steps[0]``;
+    ``focus_eps`` (``"steepest"``: the eps whose off-diagonal ASR falls fastest with |Δq| at ``steps[0]``, or a
+    number) also gets ``steps[1:]`` and hosts the lineage, classifier-alone and sampling experiments.
+    ``candidates``: the qualities the ensembles are drawn from (empty: the whole ladder); every k-set of them is
+    crafted on ``images`` held-out images. ``score``/``interpolation``: the primary saliency score (every variant is
+    reported); ``far_dq``: the neighbour claim's far cells (|Δq| ≥ far_dq); ``sesoi_*``: each claim's smallest
+    effect of interest, ``alpha`` (Holm). ``units``: more ladders (other architectures, or seeds of one) on which
+    the saliency selection is repeated, each with its own candidates and common targets; the chosen set's
+    percentile per unit is tested against the median set (``sesoi_percentile``) across ``arch`` and ``units``.
     """
 
     enabled: bool = False
     arch: str = ""
-    lineage_arch: str = ""
+    lineage_archs: list[str] = _cv([])
     eps: list[float] = _cv([1 / 255, 2 / 255, 3 / 255])
     steps: list[int] = _cv([10, 30])
     focus_eps: float | str = "steepest"
@@ -138,6 +141,8 @@ class SamplingSection:
     sesoi_lineage: float = 0.05
     sesoi_saliency: float = 0.03
     sesoi_codec_aware: float = 0.05
+    units: list[str] = _cv([])
+    sesoi_percentile: float = 0.1
 
 
 @dataclass

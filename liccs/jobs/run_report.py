@@ -42,7 +42,7 @@ def build_report(ctx: Context, results: Results, specs: Sequence[TableSpec], sec
     for spec in sorted(specs, key=lambda t: t.order):
         df = tables.get(spec.name)
         if df is not None and not df.empty:
-            rep.add_table(spec.name, df, spec.caption, list(spec.columns) if spec.columns else None)
+            rep.add_table(spec.name, df, spec.caption, list(spec.columns) if spec.columns else None, spec.files)
     if cfg.report.figures:
         rep.add_standard_figures()
         for fig in results.figures:

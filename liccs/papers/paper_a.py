@@ -8,7 +8,8 @@ paired contrast (:mod:`liccs.papers.paper_a_claims`).
    off-diagonal ASR falls fastest with |Δq| (declared rule ``"steepest"``) or a given one; the focus eps also
    runs ``steps[1:]``.
 2. **At the focus setting**: the quality-transfer matrix, the other architectures as targets, the
-   lineage-control ladder (``sampling.lineage_arch``: qualities trained from scratch, no shared weights) as
+   lineage-control ladders (``sampling.lineage_archs``: qualities trained from scratch, no shared weights, one
+   ladder per seed) as
    sources and targets, the classifier alone as source.
 3. **Sampling**: every k-set of the candidate qualities as an ensemble on held-out images; every score variant's
    chosen set with its exact percentile and the score/ASR rank correlation (:mod:`.paper_a_sampling`).
@@ -39,7 +40,8 @@ from liccs.papers.paper_a_cells import (
     nanmean,
 )
 from liccs.papers.paper_a_claims import claims
-from liccs.papers.paper_a_sampling import ablation, arch_ladders, run_sampling
+from liccs.papers.paper_a_outcomes import outcomes_frame
+from liccs.papers.paper_a_sampling import ablation, arch_ladders, candidates_of, run_sampling, unit_percentiles
 from liccs.papers.paper_a_tables import codec_parts
 from liccs.pipeline import codec_roundtrip, psnr
 from liccs.stage import Context, Exports, Names, TableSpec, register
@@ -58,21 +60,33 @@ _TABLES: list[tuple[str, str, list[str] | None]] = [
      "(the declared rule) and the later experiments run.", None),
     ("paper_a_distance", "Paper A, mean cell ASR by |Δq| (0: white-box) per setting.", None),
     ("paper_a_lineage", "Paper A, lineage control at the focus setting: the same quality pairs in the chain-trained "
-     "ladder (each quality fine-tuned from its neighbour) and in the independently trained one.", None),
+     "ladder (each quality fine-tuned from its neighbour), within each independently trained replicate (one seed) "
+     "and across replicates, and the cells between the chain ladder and the independent models (chain ↔ "
+     "independent: no shared weights).", None),
     ("paper_a_cross_arch", "Paper A, the ladder's perturbations on the other architectures at the focus setting.",
      None),
     ("paper_a_classifier_alone", "Paper A, the classifier alone (codec omitted) as source and as target at the "
      "focus setting.", None),
     ("paper_a_sampling_ablation", "Paper A, saliency score ablation over every k-set (no extra attack): each score "
-     "variant's chosen set, its held-out ASR on non-member qualities and on the other architectures, its exact "
-     "percentile among all k-sets, and Spearman ρ (p) of score vs held-out ASR across sets.", None),
+     "variant's chosen set, its held-out ASR on the targets common to every set (the ladder's non-candidate "
+     "qualities, the lineage-control models, the other architectures), on its own non-member qualities and on the "
+     "other architectures, its exact percentile among all k-sets, and Spearman ρ (p) of score vs held-out ASR "
+     "across sets.", None),
+    ("paper_a_sampling_units", "Paper A, the saliency selection per replication unit (sampling.arch and "
+     "sampling.units, each ladder with its own candidates and common targets): the primary score's chosen set, its "
+     "held-out ASR on the unit's common targets and its percentile among the unit's k-sets (0.5: the median set).",
+     None),
     ("paper_a_sampling", "Paper A, every k-set of the candidate qualities crafted as an ensemble on the held-out "
      "images (equal budget per k): held-out ASRs and every score variant.", None),
     ("paper_a_cells", "Paper A, every evaluated cell (setting × source × target): ASR over the clean-correct images.",
      None),
 ]
 #: The report shows the paper stages' tables first (order 0), in this order.
-TABLES = tuple(TableSpec(n, c, tuple(cols) if cols else None, order=0) for n, c, cols in _TABLES)
+TABLES = (*(TableSpec(n, c, tuple(cols) if cols else None, order=0) for n, c, cols in _TABLES),
+          TableSpec("paper_a_outcomes", "Paper A, every cell's outcome per image (gzip CSV: image set × setting × "
+                    "source × target × image; success empty where the clean image was misclassified), from which "
+                    "liccs.papers.paper_a_outcomes.recompute_claims recomputes the claims table.", order=0,
+                    files=("csv.gz",)))
 
 
 def check_config(cfg: RunConfig, names: Names) -> None:
@@ -84,11 +98,10 @@ def check_config(cfg: RunConfig, names: Names) -> None:
     if not cfg.models.classifier_alone:
         raise ConfigError("models.classifier_alone: paper A compares with the classifier alone; set it to true")
     ladders = arch_ladders(names.codecs)
-    for key in ("arch", "lineage_arch"):
-        a = getattr(sc, key)
-        if (a or key == "arch") and a not in ladders:
-            raise ConfigError(f"sampling.{key}: {a!r} is not an architecture of models.codecs; valid: "
-                              f"{', '.join(ladders)}")
+    for key, a in [("arch", sc.arch), *((f"lineage_archs[{i}]", x) for i, x in enumerate(sc.lineage_archs))]:
+        if a not in ladders or (key != "arch" and a == sc.arch):
+            raise ConfigError(f"sampling.{key}: {a!r} is not an architecture of models.codecs other than the "
+                              f"swept one; valid: {', '.join(ladders)}")
     ladder = ladders[sc.arch]
     if len(ladder) < 2:
         raise ConfigError(f"sampling.arch: {sc.arch} has {len(ladder)} quality in models.codecs; a ladder needs 2+")
@@ -101,6 +114,12 @@ def check_config(cfg: RunConfig, names: Names) -> None:
     for i, k in enumerate(sc.k):
         if k > n:
             raise ConfigError(f"sampling.k[{i}]: k={k} is more than the {n} candidate qualities")
+    for i, u in enumerate(sc.units):
+        if u not in ladders or u == sc.arch or u in sc.lineage_archs:
+            raise ConfigError(f"sampling.units[{i}]: {u!r} is not a ladder of models.codecs other than sampling.arch "
+                              f"and the lineage ladders; valid: {', '.join(ladders)}")
+        if len(candidates_of(ladders[u], sc.candidates)) < max(sc.k):
+            raise ConfigError(f"sampling.units[{i}]: {u} has fewer of the candidate qualities than k={max(sc.k)}")
     if isinstance(sc.focus_eps, float) and not any(math.isclose(sc.focus_eps, e) for e in sc.eps):
         raise ConfigError(f"sampling.focus_eps: {sc.focus_eps * 255:g}/255 must be one of sampling.eps")
 
@@ -153,15 +172,17 @@ def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> 
     cfg, sc = ctx.cfg, ctx.cfg.sampling
     clf = cfg.models.classifier
     ladders = arch_ladders(ctx.names.codecs)
-    ladder, lineage = ladders[sc.arch], ladders.get(sc.lineage_arch, []) if sc.lineage_arch else []
+    ladder, replicates = ladders[sc.arch], [ladders[a] for a in sc.lineage_archs]
+    lineage = [c for r in replicates for c in r]
     others = [c for c in ctx.names.codecs if c not in ladder and c not in lineage]
     cells = Cells(ctx.images, ctx.labels, fns, cfg.transfer.batch_size)
 
     def attack(st: Setting, sources: list[str], targets: list[str], desc: str) -> None:
-        precraft(ctx, out, [([s], ctx.images, ctx.labels, st) for s in sources], f"paper A {desc} ({st.label()})")
+        _, preds = precraft(ctx, out, [([s], ctx.images, ctx.labels, st, targets) for s in sources],
+                            f"paper A {desc} ({st.label()})")
         for s in tqdm(sources, desc=f"paper A {desc} ({st.label()})", disable=not progress):
             adv, _, _ = craft(ctx, out, [s], ctx.images, ctx.labels, setting=st)
-            cells.add(st, s, adv, targets)
+            cells.add(st, s, adv, targets, preds.get((s,)))
 
     base = [Setting(e, sc.steps[0]) for e in sc.eps]
     for st in base:
@@ -181,11 +202,19 @@ def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> 
     attack(focus, ladder, [*ladder, *lineage, *others, clf], "focus")
     attack(focus, [*lineage, clf], [*ladder, *lineage, clf], "lineage + classifier")
 
-    candidates = [c for c in ladder if not sc.candidates or codec_parts(c)[1] in sc.candidates]
     images, labels, note = heldout_images(ctx, sc.images)
-    sets, held, per_set = run_sampling(ctx, out, cells, focus, ladder, candidates, others, fns, images, labels,
-                                       progress)
-    claim_table, claim_lines = claims(cells, focus, ladder, lineage, clf, sets, per_set, sc)
+    sets, held, per_set = run_sampling(ctx, out, cells, focus, ladder, candidates_of(ladder, sc.candidates), others,
+                                       fns, images, labels, progress, lineage)
+    helds = [held]
+    for u in sc.units:  # the selection repeated on each replication unit's ladder
+        unit = ladders[u]
+        attack(focus, unit, unit, f"unit {u}")
+        rest = [c for c in ctx.names.codecs if c not in unit and c not in lineage]
+        s_u, h_u, p_u = run_sampling(ctx, out, cells, focus, unit, candidates_of(unit, sc.candidates), rest, fns,
+                                     images, labels, progress, lineage)
+        sets, per_set = pd.concat([sets, s_u], ignore_index=True), per_set | p_u
+        helds.append(h_u)
+    claim_table, claim_lines = claims(cells, focus, ladder, replicates, clf, sets, per_set, sc)
     frame = cells.frame(clf)
     dist = _subset(frame, focus, source=ladder, target=ladder)
     distance = (pd.concat([_subset(frame, st, source=ladder, target=ladder) for st in [*base, *extra]])
@@ -193,20 +222,31 @@ def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> 
                 .groupby(["eps_255", "steps", "abs_dq"])["asr"].agg(mean_asr="mean", cells="count").reset_index())
     lq = {codec_parts(c)[1] for c in lineage}
     chain = dist[dist["source_q"].isin(lq) & dist["target_q"].isin(lq)].assign(training="chain (fine-tuned)")
-    indep = _subset(frame, focus, source=lineage, target=lineage).assign(training="independent")
+    seed_of = {c: codec_parts(c)[0] for c in lineage}
+    indep = _subset(frame, focus, source=lineage, target=lineage)
+    indep["training"] = np.where(indep["source"].map(seed_of) == indep["target"].map(seed_of), "independent",
+                                 "independent, across seeds")
+    across = pd.concat([_subset(frame, focus, source=ladder, target=lineage),
+                        _subset(frame, focus, source=lineage, target=ladder)]).assign(training="chain ↔ independent")
     result = {
         "paper_a_claims": claim_table, "paper_a_models": models_table(ctx, cells), "paper_a_sweep": sweep,
         "paper_a_distance": distance,
-        "paper_a_lineage": pd.concat([chain, indep], ignore_index=True)[
-            ["training", "source_q", "target_q", "asr", "n_clean_correct"]],
+        "paper_a_lineage": pd.concat([chain, indep, across], ignore_index=True)[
+            ["training", "source", "target", "source_q", "target_q", "asr", "n_clean_correct"]],
         "paper_a_cross_arch": _subset(frame, focus, source=ladder, target=others),
         "paper_a_classifier_alone": pd.concat([_subset(frame, focus, source=clf),
                                                _subset(frame, focus, source=ladder, target=clf)], ignore_index=True),
         "paper_a_sampling_ablation": ablation(sets), "paper_a_sampling": sets,
-        "paper_a_cells": pd.concat([frame, held.frame(clf).assign(images="held-out")], ignore_index=True),
+        "paper_a_sampling_units": pd.concat([unit_percentiles(sets, k, sc.score, sc.interpolation) for k in sc.k],
+                                            ignore_index=True),
+        "paper_a_cells": pd.concat([frame, *(h.frame(clf).assign(images="held-out") for h in helds)],
+                                   ignore_index=True),
+        "paper_a_outcomes": pd.concat([outcomes_frame(cells, "run"), *(outcomes_frame(h, "held-out") for h in helds)],
+                                      ignore_index=True),
     }
     notes = [note, f"Paper A: {len(ctx.images)} images of {cfg.data.source}; ladder {sc.arch} "
-             f"({', '.join(f'q{codec_parts(c)[1]}' for c in ladder)}); PGD L∞, step min(eps, 2.5·eps/steps), "
+             f"({', '.join(f'q{codec_parts(c)[1]}' for c in ladder)}); {cfg.attack.name} {cfg.attack.norm} ("
+             f"{'its own step-size schedule' if cfg.attack.name == 'apgd' else 'step min(eps, 2.5·eps/steps)'}), "
              f"{cfg.attack.surrogate} through the quantizers, random start, seed {cfg.run.seed}; images rounded to "
              f"8 bits before evaluation on {cfg.transfer.reference_engine}. Focus setting (rule "
              f"{sc.focus_eps!r}, declared before the run): {focus.label()}."]
@@ -217,12 +257,14 @@ def _ablation_lines(ab: pd.DataFrame, sc: object) -> list[str]:
     lines = []
     for _, r in ab.iterrows():
         if r["score"] == sc.score and r["interpolation"] == sc.interpolation:
-            lines.append(f"Paper A sampling k={r['k']}: the {r['score']}/{r['interpolation']} score chose "
-                         f"{r['chosen']}, held-out non-member ASR {r['nonmember_chosen']:.3f} (percentile "
-                         f"{r['nonmember_percentile']:.2f} of {r['sets']} sets; best {r['nonmember_best_set']} "
-                         f"{r['nonmember_best']:.3f}); Spearman ρ(score, held-out ASR) {r['nonmember_spearman']:+.2f} "
-                         f"(p {r['nonmember_spearman_p']:.2g}); other architectures: percentile "
-                         f"{r['other_arch_percentile']:.2f}, ρ {r['other_arch_spearman']:+.2f}")
+            lines.append(f"Paper A sampling {r['unit']}, k={r['k']}: the {r['score']}/{r['interpolation']} score chose "
+                         f"{r['chosen']}, held-out ASR on the targets common to every set {r['common_chosen']:.3f} "
+                         f"(percentile {r['common_percentile']:.2f} of {r['sets']} sets; best "
+                         f"{r['common_best_set']} {r['common_best']:.3f}); Spearman ρ(score, held-out ASR) "
+                         f"{r['common_spearman']:+.2f} (p {r['common_spearman_p']:.2g}); on its own non-member "
+                         f"qualities: percentile {r['nonmember_percentile']:.2f}, ρ {r['nonmember_spearman']:+.2f}; "
+                         f"other architectures: percentile {r['other_arch_percentile']:.2f}, ρ "
+                         f"{r['other_arch_spearman']:+.2f}")
     return lines
 
 

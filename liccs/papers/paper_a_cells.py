@@ -67,18 +67,28 @@ class Cells:
         self._clean: dict[str, np.ndarray] = {}
         self.outcome: dict[tuple[Setting, str, str], np.ndarray] = {}
 
+    @classmethod
+    def of(cls, outcome: dict[tuple[Setting, str, str], np.ndarray], n: int) -> Cells:
+        """Cells of ``n`` images holding ``outcome`` only (no images or predictors: nothing more is evaluated)."""
+        cells = cls(torch.empty(0), torch.zeros(n, dtype=torch.long), {}, 1)
+        cells.outcome = dict(outcome)
+        return cells
+
     def clean_correct(self, target: str) -> np.ndarray:
         if target not in self._clean:
             self._clean[target] = predict(self.fns[target], self.images, self.batch_size) == self.labels
         return self._clean[target]
 
-    def add(self, setting: Setting, source: str, adversarial: Tensor, targets: Iterable[str]) -> None:
-        """Evaluate ``adversarial`` (crafted through ``source``) on every target not evaluated yet."""
+    def add(self, setting: Setting, source: str, adversarial: Tensor, targets: Iterable[str],
+            predictions: dict[str, np.ndarray] | None = None) -> None:
+        """Evaluate ``adversarial`` (crafted through ``source``) on every target not evaluated yet; a target's top-1
+        in ``predictions`` (an executor task's) is used as it is."""
         x = as_uint8_variant(adversarial)
         for t in targets:
             if (setting, source, t) in self.outcome:
                 continue
-            wrong = predict(self.fns[t], x, self.batch_size) != self.labels
+            pred = (predictions or {}).get(t)
+            wrong = (pred if pred is not None else predict(self.fns[t], x, self.batch_size)) != self.labels
             self.outcome[(setting, source, t)] = np.where(self.clean_correct(t), wrong.astype(float), np.nan)
 
     def get(self, setting: Setting, source: str, target: str) -> np.ndarray:

@@ -30,7 +30,7 @@ from liccs.manifest import manifest as make_manifest
 from liccs.manifest import write_json
 from liccs.report import plots
 from liccs.report.html import render_html
-from liccs.report.tables import parquet_available, slug, to_markdown, write_table
+from liccs.report.tables import FILES, check_files, parquet_available, slug, to_markdown, write_table
 
 
 @dataclass
@@ -39,6 +39,11 @@ class _Table:
     df: pd.DataFrame
     caption: str = ""
     columns: list[str] | None = None  # shown in report.md / report.html; the files keep every column
+    files: tuple[str, ...] = FILES  # the formats written (tables.write_table), the first one named in the report
+
+    @property
+    def file(self) -> str:
+        return f"tables/{slug(self.name)}.{self.files[0]}"
 
     @property
     def shown(self) -> pd.DataFrame:
@@ -60,13 +65,16 @@ class Report:
         """A line in the report's header (e.g. where the models came from)."""
         self.notes.append(text)
 
-    def add_table(self, name: str, df: pd.DataFrame, caption: str = "", columns: Sequence[str] | None = None) -> None:
-        """A table written to every format; ``columns`` limits what the Markdown and HTML show."""
+    def add_table(self, name: str, df: pd.DataFrame, caption: str = "", columns: Sequence[str] | None = None,
+                  files: Sequence[str] = FILES) -> None:
+        """A table written as ``files`` (:func:`~liccs.report.tables.write_table`); ``columns`` limits what the
+        Markdown and HTML show."""
         if not isinstance(df, pd.DataFrame):
             raise InputError(f"table {name!r} must be a pandas DataFrame, got {type(df).__name__}")
         if slug(name) in {slug(n) for n in self.tables}:
             raise InputError(f"table {name!r} added twice")
-        self.tables[name] = _Table(name, df, caption, list(columns) if columns else None)
+        check_files(name, files)
+        self.tables[name] = _Table(name, df, caption, list(columns) if columns else None, tuple(files))
 
     def add_figure(self, title: str, png: bytes, caption: str = "") -> None:
         """A PNG figure (see :mod:`liccs.report.plots`)."""
@@ -121,7 +129,7 @@ class Report:
         (out / "tables").mkdir(parents=True, exist_ok=True)
         files: dict[str, Path] = {}
         for t in self.tables.values():
-            for p in write_table(t.df, out / "tables", t.name):
+            for p in write_table(t.df, out / "tables", t.name, t.files):
                 files[f"table:{p.name}"] = p
         fig_names: list[str] = []
         if self.figures:
@@ -140,7 +148,7 @@ class Report:
         }, **manifest_extra)
         files["manifest"] = write_json(out / "manifest.json", man)
         files["md"] = self._write_text(out / "report.md", self._markdown(fig_names))
-        tables = [(t.name, t.shown, t.caption, f"tables/{slug(t.name)}.csv") for t in self.tables.values()]
+        tables = [(t.name, t.shown, t.caption, t.file) for t in self.tables.values()]
         page = render_html(self.title, notes=self.notes, skipped=self.skipped, figures=self.figures,
                            tables=tables, manifest=man)
         files["html"] = self._write_text(out / "report.html", page)
@@ -160,7 +168,7 @@ class Report:
             lines += [f"![{ftitle}](figures/{name})", ""] + ([f"*{caption}*", ""] if caption else [])
         for t in self.tables.values():
             lines += [f"## {t.name}", ""] + ([t.caption, ""] if t.caption else [])
-            lines += [to_markdown(t.shown), "", f"Full table: `tables/{slug(t.name)}.csv`", ""]
+            lines += [to_markdown(t.shown), "", f"Full table: `{t.file}`", ""]
         lines += ["Environment and configuration: `manifest.json`.", ""]
         return "\n".join(lines)
 

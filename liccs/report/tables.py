@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +32,30 @@ def parquet_available() -> bool:
     return importlib.util.find_spec("pyarrow") is not None
 
 
-def write_table(df: pd.DataFrame, folder: Path, name: str) -> list[Path]:
-    """``name.csv``, ``name.json`` (records) and, with pyarrow, ``name.parquet`` under ``folder``."""
+#: The formats a table is written in by default; ``csv.gz`` (gzip-compressed CSV, read by ``pandas.read_csv``)
+#: suits a large per-item table.
+FILES: tuple[str, ...] = ("csv", "json")
+FORMATS: tuple[str, ...] = ("csv", "json", "csv.gz")
+
+
+def check_files(name: str, files: Sequence[str]) -> None:
+    """Refuse an empty or unknown list of formats for table ``name``, naming the valid ones."""
+    bad = [f for f in files if f not in FORMATS]
+    if not files or bad:
+        raise InputError(f"table {name!r}: formats {list(files)} — each must be one of {', '.join(FORMATS)}")
+
+
+def write_table(df: pd.DataFrame, folder: Path, name: str, files: Sequence[str] = FILES) -> list[Path]:
+    """``name.csv``, ``name.json`` (records), ``name.csv.gz`` as ``files`` asks, and, with pyarrow,
+    ``name.parquet`` under ``folder``."""
+    check_files(name, files)
     folder.mkdir(parents=True, exist_ok=True)
     stem = slug(name)
-    paths = [atomic_write(folder / f"{stem}.csv", lambda p: df.to_csv(p, index=False)),
-             atomic_write(folder / f"{stem}.json",
-                          lambda p: df.to_json(p, orient="records", indent=1, default_handler=str))]
+    writers = {"csv": lambda p: df.to_csv(p, index=False),
+               # no name and mtime 0 in the gzip header: the same table gives the same bytes
+               "csv.gz": lambda p: p.write_bytes(gzip.compress(df.to_csv(index=False).encode(), mtime=0)),
+               "json": lambda p: df.to_json(p, orient="records", indent=1, default_handler=str)}
+    paths = [atomic_write(folder / f"{stem}.{f}", writers[f]) for f in files]
     if parquet_available():
         # object columns of mixed types (None next to str) are stored as text
         safe = df.copy()

@@ -103,21 +103,31 @@ _CIFAR_Q = (1, 2, 3, 4, 5, 6, 7, 8)
 _NAT_Q = (1, 2, 3, 4)
 
 
+#: Each CIFAR-scale ladder's seed: its own, so that no two architectures share initialisation or batch order
+#: (CompressAI's mean-scale model builds g_a/g_s through the scale hyperprior's constructor: under one seed their
+#: transforms would start from the same weights). The hyperprior keeps seed 0, its shipped weights' recipe.
+_CIFAR_SEEDS = {"bmshj2018-hyperprior": 0, "mbt2018-mean": 2, "bmshj2018-factorized": 5}
+
+#: Paper A's independently trained models (lineage control): three seeds of each quality, named by replicate.
+_INDEP_SEEDS = {"mini-indep-bmshj2018-hyperprior": 1, "mini-indep-s2-bmshj2018-hyperprior": 3,
+                "mini-indep-s3-bmshj2018-hyperprior": 4}
+
+
 def _cifar(arch: str) -> LadderConfig:
     # The base trains in the middle (q4) and the ladder grows outward both ways: a base at the top (q8),
     # fine-tuned only downward, left q8 less trained than q7 and q6, and PSNR fell from q6 to q8
     # (35.97 -> 35.68 dB); fine-tuned upward from q5, the same 400-step stages reached 36.5 / 37.7 / 38.5 dB.
     # 4000 + 7 × 400 steps: about 10 minutes a ladder on 2 threads (0.09 s a step).
     return LadderConfig(arch, N=48, M=64, data="cifar10-64-nearest", qualities=_CIFAR_Q, base_steps=4000,
-                        finetune_steps=400, batch_size=16, lr=2e-3, base_quality=4)
+                        finetune_steps=400, batch_size=16, lr=2e-3, seed=_CIFAR_SEEDS[arch], base_quality=4)
 
 
-def _independent(arch: str) -> LadderConfig:
+def _independent(arch: str, seed: int) -> LadderConfig:
     # Paper A's lineage control: three qualities of the CIFAR ladder, each trained from scratch with the base's
-    # recipe (4000 steps) under its own seed (seed 1: the chain ladder's q4 base is seed 0), so that no two
-    # qualities share weights; the chain ladder's neighbours are fine-tunes of each other.
+    # recipe (4000 steps) under its own seed (no other ladder's: _INDEP_SEEDS), so that no two qualities share
+    # weights; the chain ladder's neighbours are fine-tunes of each other.
     return LadderConfig(arch, N=48, M=64, data="cifar10-64-nearest", qualities=(2, 4, 6), base_steps=4000,
-                        finetune_steps=0, batch_size=16, lr=2e-3, seed=1, independent=True)
+                        finetune_steps=0, batch_size=16, lr=2e-3, seed=seed, independent=True)
 
 
 def _nat(arch: str) -> LadderConfig:
@@ -136,9 +146,9 @@ LADDER_CONFIGS: dict[str, MiniLadder] = {
           for a in ARCHS),
         *(MiniLadder(f"mini-nat-{a}", _nat(a), f"{ARCHS[a][0].__name__} for natural images, trained by liccs "
                      "on imagenet-samples crops") for a in ("bmshj2018-hyperprior", "mbt2018-mean")),
-        MiniLadder("mini-indep-bmshj2018-hyperprior", _independent("bmshj2018-hyperprior"),
-                   "ScaleHyperprior at CIFAR scale, q2/q4/q6 each trained from scratch (own seeds, no shared "
-                   "weights): paper A's lineage control"),
+        *(MiniLadder(name, _independent("bmshj2018-hyperprior", seed),
+                     f"ScaleHyperprior at CIFAR scale, q2/q4/q6 each trained from scratch (seed {seed}, no shared "
+                     "weights): paper A's lineage control") for name, seed in _INDEP_SEEDS.items()),
         MiniLadder("mini-tiny-bmshj2018-hyperprior",
                    LadderConfig("bmshj2018-hyperprior", N=8, M=8, data="cifar10-64-nearest", qualities=(1, 6),
                                 base_steps=6, finetune_steps=3, batch_size=4, train_limit=20),

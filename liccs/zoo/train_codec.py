@@ -102,6 +102,11 @@ class LadderConfig:
             out.append(p)
         return out[::-1]
 
+    def init_seed(self, quality: int) -> int:
+        """The torch seed of ``quality``'s training (initialisation and batch order): ``seed·1000 + quality``, so
+        that resuming a chain gives what an uninterrupted run gives, and ladders of other seeds share neither."""
+        return self.seed * 1000 + quality
+
     def order(self) -> list[int]:
         """A training order in which every quality follows its parent: the base, upward, then downward."""
         qs = sorted(self.qualities)
@@ -199,9 +204,8 @@ def train_ladder(
         p = cfg.parent(q)
         if p is not None and p not in models:
             raise ValueError(f"{name}@q{q} is fine-tuned from q{p}, which is neither trained nor to be trained")
-        # seeded per quality, so that resuming a chain gives what an uninterrupted run gives
-        torch.manual_seed(cfg.seed * 1000 + q)
-        data = batches(images, cfg, torch.Generator().manual_seed(cfg.seed * 1000 + q))
+        torch.manual_seed(cfg.init_seed(q))
+        data = batches(images, cfg, torch.Generator().manual_seed(cfg.init_seed(q)))
         t = time.perf_counter()
         model = build_codec(cfg.arch, cfg.N, cfg.M) if p is None else copy.deepcopy(models[p])
         model = model.to(device)

@@ -20,7 +20,8 @@ from liccs.jobs.run_setup import RunError
 from liccs.papers import paper_a
 from liccs.papers.paper_a_cells import Cells, Setting, ladder_pairs
 from liccs.papers.paper_a_claims import claims
-from liccs.papers.paper_a_sampling import ablation, percentile
+from liccs.papers.paper_a_outcomes import recompute_claims
+from liccs.papers.paper_a_sampling import ablation, common_targets, percentile, unit_percentiles
 from liccs.papers.paper_a_tables import BudgetError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +70,7 @@ def test_ladder_pairs_and_per_image_means() -> None:
     (6, 0.55, 0.5, stats.UNDECIDED),    # six images cannot tell
 ])
 def test_neighbour_claim_verdicts_known_answers(n: int, p_near: float, p_far: float, expected: str) -> None:
-    table, lines = claims(hand_cells(n, p_near, p_far), ST, LADDER, LINEAGE, CLF, None, None, sc())
+    table, lines = claims(hand_cells(n, p_near, p_far), ST, LADDER, [LINEAGE], CLF, None, None, sc())
     row = table.set_index("claim").loc["neighbours"]
     assert row["verdict"] == expected and row["n_images"] == n
     assert row["effect"] == pytest.approx(row["mean_a"] - row["mean_b"])
@@ -77,11 +78,31 @@ def test_neighbour_claim_verdicts_known_answers(n: int, p_near: float, p_far: fl
     assert any(line.startswith("Paper A claim, neighbours:") and "MDE" in line for line in lines)
     # the lineage ladder's q2/q4/q6 have |Δq| = 2 and 4 only: nothing is "near" there, so no effect
     assert table.set_index("claim").loc["neighbours without shared weights", "effect"] == pytest.approx(0, abs=0.1)
-    assert len(table) == 5 and set(table["verdict"]) <= set(stats.VERDICTS)
+    assert len(table) == 6 and set(table["verdict"]) <= set(stats.VERDICTS)
+    across = table.set_index("claim").loc["neighbours across training (chain ↔ independent)"]
+    assert across["effect"] == pytest.approx(p_near - p_far, abs=0.5 if n < 20 else 0.1)
+
+
+def test_lineage_claims_resample_the_replicates_too() -> None:
+    """Two replicates of the lineage ladder: the claims stack them (two-way CI), and a replicate whose neighbours
+    transfer like far qualities pulls the effect toward zero and widens the CI beyond the images-only one."""
+    second = [f"bmshj2018-factorized@q{q}" for q in (2, 4, 6)]  # any registered name: the second seed
+    cells = hand_cells(300, 0.7, 0.3)
+    rng = np.random.default_rng(1)
+    for s in [*LADDER, *second]:
+        for t in [*LADDER, *second]:
+            if s in second or t in second:  # the second seed: no neighbour effect at all
+                cells.outcome[(ST, s, t)] = (rng.random(300) < 0.3).astype(float)
+    one, _ = claims(cells, ST, LADDER, [LINEAGE], CLF, None, None, sc())
+    two, _ = claims(cells, ST, LADDER, [LINEAGE, second], CLF, None, None, sc())
+    a, b = (t.set_index("claim").loc["neighbours across training (chain ↔ independent)"] for t in (one, two))
+    assert b["ci_method"] == stats.TWO_WAY and "2 replicates" in b["test"] and a["ci_method"] != stats.TWO_WAY
+    assert b["effect"] == pytest.approx(a["effect"] / 2, abs=0.05)  # the mean over the two seeds
+    assert b["ci_high"] - b["ci_low"] > a["ci_high"] - a["ci_low"]
 
 
 def test_codec_aware_claim_holds_when_the_classifier_alone_transfers_worse() -> None:
-    table, _ = claims(hand_cells(400, 0.8, 0.2), ST, LADDER, LINEAGE, CLF, None, None, sc())
+    table, _ = claims(hand_cells(400, 0.8, 0.2), ST, LADDER, [LINEAGE], CLF, None, None, sc())
     assert table.set_index("claim").loc["codec-aware beats codec-blind", "verdict"] == stats.HOLDS
 
 
@@ -101,6 +122,19 @@ def test_sampling_percentile_and_ablation() -> None:
     r = ab[(ab.score == "envelope") & (ab.interpolation == "linear")].iloc[0]
     assert r["chosen"] == "q1+q3" and r["nonmember_percentile"] == pytest.approx(5 / 6)
     assert r["nonmember_spearman"] == pytest.approx(1.0) and r["nonmember_best_set"] == "q1+q3"
+
+
+def test_each_unit_ranks_its_own_sets_and_the_claim_tests_their_percentiles() -> None:
+    rows = []
+    for unit, asr in (("a", [0.1, 0.2, 0.3, 0.4]), ("b", [0.4, 0.3, 0.2, 0.1]), ("c", [0.2, 0.1, 0.4, 0.3])):
+        for i, v in enumerate(asr):  # the score favours set 3 in every unit
+            rows.append({"unit": unit, "k": 2, "members": f"s{i}", "set": f"{unit}{i}", "heldout_asr_common": v,
+                         "score_envelope_linear": float(i == 3)})
+    sets = pd.DataFrame(rows)
+    got = unit_percentiles(sets, 2, "envelope", "linear")
+    assert list(got["unit"]) == ["a", "b", "c"] and list(got["chosen"]) == ["s3"] * 3
+    assert list(got["percentile"]) == pytest.approx([0.875, 0.125, 0.625])  # best, worst, second of four
+    assert unit_percentiles(sets, 3, "envelope", "linear").empty  # no 3-sets: no unit
 
 
 def test_unequal_budgets_are_refused() -> None:
@@ -136,6 +170,9 @@ def test_bad_sampling_config_is_refused_before_any_work(monkeypatch: pytest.Monk
         run_job.run_config(CONFIG, quick=True, overrides=["sampling.k=[1, 3]"], progress=False)
     with pytest.raises(ConfigError, match=r"sampling\.arch.*valid: mini-tiny-bmshj2018-hyperprior"):
         run_job.run_config(CONFIG, quick=True, overrides=['sampling.arch="nope"'], progress=False)
+    with pytest.raises(ConfigError, match=r"sampling\.units\[0\]"):
+        run_job.run_config(CONFIG, quick=True, overrides=['sampling.units=["mini-tiny-bmshj2018-hyperprior"]'],
+                           progress=False)
     with pytest.raises(ConfigError, match=r"sampling\.candidates\[0\]: q5"):
         run_job.run_config(CONFIG, quick=True, overrides=["sampling.candidates=[5]"], progress=False)
     with pytest.raises(RunError, match="export.enabled is false"):
@@ -160,9 +197,10 @@ def test_quick_run_writes_every_table_and_the_claims(quick_run: Path) -> None:
     for f in ("manifest.json", "report.md", "report.html"):
         assert (quick_run / f).stat().st_size > 0, f
     for spec in paper_a.TABLES:
-        assert (quick_run / "tables" / f"{spec.name}.csv").is_file(), spec.name
+        assert (quick_run / "tables" / f"{spec.name}.{spec.files[0]}").is_file(), spec.name
     cl = pd.read_csv(quick_run / "tables" / "paper_a_claims.csv")
-    assert len(cl) == 6 and set(cl["verdict"]) <= set(stats.VERDICTS)
+    # 5 claims, saliency at k = 1, 2, and across the two units at k = 1, 2
+    assert len(cl) == 9 and set(cl["verdict"]) <= set(stats.VERDICTS)
     md = (quick_run / "report.md").read_text()
     assert "Paper A claim, neighbours" in md and "no selection leakage" in md and "Focus setting" in md
     sweep = pd.read_csv(quick_run / "tables" / "paper_a_sweep.csv")
@@ -170,10 +208,49 @@ def test_quick_run_writes_every_table_and_the_claims(quick_run: Path) -> None:
     assert len(sweep) == len(cfg.sampling.eps) + len(cfg.sampling.steps) - 1 and sweep["focus"].sum() == 1
 
 
+def test_the_claims_recompute_from_the_committed_per_image_outcomes(quick_run: Path, tmp_path: Path) -> None:
+    """recompute_claims on the report folder gives its claims table, cell for cell (through the same CSV)."""
+    out = pd.read_csv(quick_run / "tables" / "paper_a_outcomes.csv.gz")
+    assert set(out["images"]) == {"run", "held-out"} and set(out["success"].dropna()) <= {0.0, 1.0}
+    assert (out["clean_correct"] == out["success"].notna()).all()
+    recomputed = recompute_claims(quick_run)
+    recomputed.to_csv(tmp_path / "claims.csv", index=False)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "claims.csv"),
+                                  pd.read_csv(quick_run / "tables" / "paper_a_claims.csv"), check_exact=True)
+    flipped = out.assign(success=lambda d: d["success"].map({0.0: 1.0, 1.0: 0.0}))  # a changed file: other claims
+    (tmp_path / "tables").mkdir()
+    for f in (quick_run / "tables").iterdir():
+        (tmp_path / "tables" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "manifest.json").write_bytes((quick_run / "manifest.json").read_bytes())
+    flipped.to_csv(tmp_path / "tables" / "paper_a_outcomes.csv.gz", index=False)
+    again = recompute_claims(tmp_path)
+    assert not again[["mean_a", "mean_b"]].equals(recomputed[["mean_a", "mean_b"]])
+
+
+def test_every_set_is_scored_on_the_same_targets(quick_run: Path) -> None:
+    """The saliency claim's held-out targets: one list, the same for every set, none of them a member of any."""
+    cfg = load_config(CONFIG, quick=True)
+    sets = pd.read_csv(quick_run / "tables" / "paper_a_sampling.csv").query(f"unit == '{cfg.sampling.arch}'")
+    held = pd.read_csv(quick_run / "tables" / "paper_a_outcomes.csv.gz").query("images == 'held-out'")
+    ladder = sorted(c for c in cfg.models.codecs if c.startswith(cfg.sampling.arch + "@"))
+    lineage = [c for c in cfg.models.codecs if c.split("@")[0] in cfg.sampling.lineage_archs]
+    others = [c for c in cfg.models.codecs if c not in ladder and c not in lineage]
+    candidates = ladder  # sampling.candidates = [] in the quick run: every quality
+    common = common_targets(ladder, candidates, lineage, others)
+    assert common == [*lineage, *others] and not set(common) & set(candidates)
+    for src in sets["set"]:
+        assert set(common) <= set(held[held["source"] == src]["target"]), src
+        rows = held[(held["source"] == src) & held["target"].isin(common)]
+        mean = rows.groupby("image")["success"].mean().mean()  # per image over the common targets, then images
+        got = float(sets.loc[sets["set"] == src, "heldout_asr_common"].iloc[0])
+        assert mean == pytest.approx(got) or (np.isnan(mean) and np.isnan(got)), src
+
+
 def test_quick_run_enumerates_every_set_with_equal_budgets(quick_run: Path) -> None:
     cfg = load_config(CONFIG, quick=True)
     sets = pd.read_csv(quick_run / "tables" / "paper_a_sampling.csv")
-    assert list(sets.groupby("k").size()) == [2, 1]  # two qualities: two 1-sets, one 2-set
+    # per unit (the swept ladder, the mean-scale one): two qualities, so two 1-sets and one 2-set
+    assert list(sets.groupby(["unit", "k"]).size()) == [2, 1, 2, 1]
     for k, g in sets.groupby("k"):
         assert set(g["grad_evals"]) == {k * cfg.sampling.steps[0] * cfg.sampling.images}
 
@@ -185,7 +262,7 @@ def test_paper_a_on_ray_gives_the_serial_tables(quick_run: Path, tmp_path: Path,
     out = tmp_path / "ray"
     assert main(["run", str(CONFIG), "--quick", "--no-progress", "--out", str(out), "--executor", "ray"]) == 0
     for spec in paper_a.TABLES:
-        a, b = (pd.read_csv(d / "tables" / f"{spec.name}.csv") for d in (quick_run, out))
+        a, b = (pd.read_csv(d / "tables" / f"{spec.name}.{spec.files[0]}") for d in (quick_run, out))
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=spec.name)
     tasks = json.loads((out / "manifest.json").read_text())["executor"]["tasks"]
     assert tasks and {t["status"] for t in tasks} == {"done"} and {t["stage"] for t in tasks} == {"paper-a"}
