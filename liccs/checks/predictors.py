@@ -186,9 +186,10 @@ def _build(out: Routes, ctx: Context, engine: str, exports: Exports, targets: li
 
 
 @contextmanager
-def predictors(ctx: Context, engine: str,
-               exports: Exports) -> Iterator[tuple[dict[str, Callable[[Tensor], Any]], dict[str, str]]]:
-    """(target → images-to-logits on ``engine``, target → how it runs there), for the ``with`` block:
-    ``with predictors(ctx, engine, exports) as (fns, how):``; the runners are released after it."""
-    with routes(ctx, engine, exports) as rs:
+def predictors(ctx: Context, engine: str, exports: Exports, targets: list[str] | None = None,
+               ) -> Iterator[tuple[dict[str, Callable[[Tensor], Any]], dict[str, str]]]:
+    """(target → images-to-logits on ``engine``, target → how it runs there) of every transfer target (or
+    ``targets``), for the ``with`` block: ``with predictors(ctx, engine, exports) as (fns, how):``; the runners are
+    released after it."""
+    with routes(ctx, engine, exports, targets) as rs:
         yield {t: r.predict for t, r in rs.items()}, {t: r.how for t, r in rs.items()}

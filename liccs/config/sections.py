@@ -115,13 +115,17 @@ class SamplingSection:
     same architecture whose qualities share no weights, each one replicate (a seed) of the lineage control ([]:
     none); the other codecs of [models] are the cross-architecture targets. ``eps`` are swept at ``steps[0]``;
     ``focus_eps`` (``"steepest"``: the eps whose off-diagonal ASR falls fastest with |Δq| at ``steps[0]``, or a
-    number) also gets ``steps[1:]`` and hosts the lineage, classifier-alone and sampling experiments.
+    number) also gets ``steps[1:]`` and hosts the lineage, classifier-alone and sampling experiments; the sweep that
+    chooses it runs on ``focus_images`` images disjoint from the run's and the sampling's (0: on the run's images,
+    which then both choose the focus and test the claims).
     ``candidates``: the qualities the ensembles are drawn from (empty: the whole ladder); every k-set of them is
     crafted on ``images`` held-out images. ``score``/``interpolation``: the primary saliency score (every variant is
     reported); ``far_dq``: the neighbour claim's far cells (|Δq| ≥ far_dq); ``sesoi_*``: each claim's smallest
     effect of interest, ``alpha`` (Holm). ``units``: more ladders (other architectures, or seeds of one) on which
     the saliency selection is repeated, each with its own candidates and common targets; the chosen set's
     percentile per unit is tested against the median set (``sesoi_percentile``) across ``arch`` and ``units``.
+    ``deployed_engines``: engines on which the focus setting's ladder cells are replayed, each with two more claims
+    (the neighbour contrast there; its ASR non-inferior to PyTorch's within ``sesoi_deployed``).
     """
 
     enabled: bool = False
@@ -130,6 +134,7 @@ class SamplingSection:
     eps: list[float] = _cv([1 / 255, 2 / 255, 3 / 255])
     steps: list[int] = _cv([10, 30])
     focus_eps: float | str = "steepest"
+    focus_images: int = 64
     candidates: list[int] = _cv([])
     k: list[int] = _cv([2, 3])
     images: int = 256
@@ -143,6 +148,8 @@ class SamplingSection:
     sesoi_codec_aware: float = 0.05
     units: list[str] = _cv([])
     sesoi_percentile: float = 0.1
+    deployed_engines: list[str] = _cv([])
+    sesoi_deployed: float = 0.05
 
 
 @dataclass

@@ -3,17 +3,20 @@
 with its own eps and steps) and evaluates them on the reference engine, per image, so that every claim is a
 paired contrast (:mod:`liccs.papers.paper_a_claims`).
 
-1. **Sweep**: PGD through every quality of the ladder ``sampling.arch`` at each ``sampling.eps`` with
-   ``steps[0]`` steps, evaluated on the ladder and the classifier alone; the focus eps is the one whose
-   off-diagonal ASR falls fastest with |Δq| (declared rule ``"steepest"``) or a given one; the focus eps also
-   runs ``steps[1:]``.
+1. **Sweep**: the attack through every quality of the ladder ``sampling.arch`` at each ``sampling.eps`` with
+   ``steps[0]`` steps, on ``sampling.focus_images`` images that test no claim, evaluated on the ladder and the
+   classifier alone; the focus eps is the one whose off-diagonal ASR falls fastest with |Δq| (declared rule
+   ``"steepest"``) or a given one; on the run's images the focus eps runs every one of ``steps``.
 2. **At the focus setting**: the quality-transfer matrix, the other architectures as targets, the
    lineage-control ladders (``sampling.lineage_archs``: qualities trained from scratch, no shared weights, one
    ladder per seed) as
    sources and targets, the classifier alone as source.
 3. **Sampling**: every k-set of the candidate qualities as an ensemble on held-out images; every score variant's
    chosen set with its exact percentile and the score/ASR rank correlation (:mod:`.paper_a_sampling`).
-4. **Claims**: the declared family with CIs, Holm-adjusted p and minimum detectable effects.
+4. **Deployed engines** (``sampling.deployed_engines``): the focus setting's ladder cells replayed on each
+   engine, with two claims per engine (:mod:`.paper_a_deployed`).
+5. **Claims**: the declared family with CIs, Holm-adjusted p and minimum detectable effects; every transfer table
+   has both models' bpp beside it, and the transfer at matched rate is tabulated (:mod:`.paper_a_rates`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from torch import Tensor
 from liccs.checks.predictors import predictors
 from liccs.config import ConfigError, RunConfig
 from liccs.core.progress import tqdm
+from liccs.engines.base import get_engine
+from liccs.errors import LiccsError
 from liccs.papers.driver import PaperStage
 from liccs.papers.paper_a_attacks import craft, heldout_images, precraft
 from liccs.papers.paper_a_cells import (
@@ -40,10 +45,11 @@ from liccs.papers.paper_a_cells import (
     nanmean,
 )
 from liccs.papers.paper_a_claims import claims
+from liccs.papers.paper_a_deployed import cell_table, deployed_claims, replay
 from liccs.papers.paper_a_outcomes import outcomes_frame
+from liccs.papers.paper_a_rates import models_table, rate_matched, with_bpp
 from liccs.papers.paper_a_sampling import ablation, arch_ladders, candidates_of, run_sampling, unit_percentiles
 from liccs.papers.paper_a_tables import codec_parts
-from liccs.pipeline import codec_roundtrip, psnr
 from liccs.stage import Context, Exports, Names, TableSpec, register
 
 _TABLES: list[tuple[str, str, list[str] | None]] = [
@@ -55,15 +61,20 @@ _TABLES: list[tuple[str, str, list[str] | None]] = [
       "mde", "sesoi", "verdict"]),
     ("paper_a_models", "Paper A, every codec on the run's images: bpp from its real bitstreams, PSNR, and the clean "
      "top-1 of LICCS (the lineage ladder's qualities are trained from scratch, the chain ladder's fine-tuned).", None),
-    ("paper_a_sweep", "Paper A, eps × steps sweep over the ladder: white-box ASR, neighbour (|Δq| = 1) and far "
-     "ASR, least-squares slope of cell ASR per step of |Δq| and Spearman ρ; focus: where the decay is steepest "
-     "(the declared rule) and the later experiments run.", None),
-    ("paper_a_distance", "Paper A, mean cell ASR by |Δq| (0: white-box) per setting.", None),
+    ("paper_a_sweep", "Paper A, eps × steps sweep over the ladder (images: the focus-selection images, disjoint "
+     "from those that test the claims, at every eps; the run's images at the focus eps): white-box ASR, neighbour "
+     "(|Δq| = 1) and far ASR, least-squares slope of cell ASR per step of |Δq| and Spearman ρ; focus: where the "
+     "decay is steepest (the declared rule) and the later experiments run.", None),
+    ("paper_a_distance", "Paper A, mean cell ASR by |Δq| (0: white-box) per image set and setting.", None),
     ("paper_a_lineage", "Paper A, lineage control at the focus setting: the same quality pairs in the chain-trained "
      "ladder (each quality fine-tuned from its neighbour), within each independently trained replicate (one seed) "
      "and across replicates, and the cells between the chain ladder and the independent models (chain ↔ "
      "independent: no shared weights).", None),
     ("paper_a_cross_arch", "Paper A, the ladder's perturbations on the other architectures at the focus setting.",
+     None),
+    ("paper_a_rate_matched", "Paper A at matched rate, focus setting: for each source of the ladder and each model "
+     "family among the targets (architecture or independently trained replicate), the family's model nearest the "
+     "source in bpp (its own ladder: the nearest other quality), both rates, their ratio and the cell's ASR.",
      None),
     ("paper_a_classifier_alone", "Paper A, the classifier alone (codec omitted) as source and as target at the "
      "focus setting.", None),
@@ -78,6 +89,11 @@ _TABLES: list[tuple[str, str, list[str] | None]] = [
      None),
     ("paper_a_sampling", "Paper A, every k-set of the candidate qualities crafted as an ensemble on the held-out "
      "images (equal budget per k): held-out ASRs and every score variant.", None),
+    ("paper_a_deployed", "Paper A on deployed engines (sampling.deployed_engines): the focus setting's ladder "
+     "cells replayed on each engine (the same 8-bit adversarial images; how: the route each target runs), PyTorch "
+     "and engine ASR, engine − PyTorch over the images both count with its CI at the level 1 − α/cells and exact "
+     "McNemar p (raw, Holm over the engine's cells), and how often the engine's clean top-1 correctness agrees with "
+     "PyTorch's.", None),
     ("paper_a_cells", "Paper A, every evaluated cell (setting × source × target): ASR over the clean-correct images.",
      None),
 ]
@@ -120,6 +136,17 @@ def check_config(cfg: RunConfig, names: Names) -> None:
                               f"and the lineage ladders; valid: {', '.join(ladders)}")
         if len(candidates_of(ladders[u], sc.candidates)) < max(sc.k):
             raise ConfigError(f"sampling.units[{i}]: {u} has fewer of the candidate qualities than k={max(sc.k)}")
+    for i, e in enumerate(sc.deployed_engines):
+        if e == cfg.transfer.reference_engine:
+            raise ConfigError(f"sampling.deployed_engines[{i}]: {e!r} is the reference engine the claims are "
+                              "measured on (transfer.reference_engine); name the engines to replay them on")
+        try:
+            get_engine(e)
+        except LiccsError as err:
+            raise ConfigError(f"sampling.deployed_engines[{i}]: {err}") from err
+    if sc.focus_images < 0:
+        raise ConfigError(f"sampling.focus_images: {sc.focus_images} is negative (0: choose the focus on the run's "
+                          "images)")
     if isinstance(sc.focus_eps, float) and not any(math.isclose(sc.focus_eps, e) for e in sc.eps):
         raise ConfigError(f"sampling.focus_eps: {sc.focus_eps * 255:g}/255 must be one of sampling.eps")
 
@@ -137,20 +164,6 @@ def _sweep_row(cells: Cells, st: Setting, ladder: list[str], far_dq: int) -> dic
             "far_asr": mean(ladder_pairs(ladder, lambda d: d >= far_dq)), "slope_per_q": slope, "spearman_rho": rho}
 
 
-@torch.no_grad()
-def models_table(ctx: Context, cells: Cells) -> pd.DataFrame:
-    """bpp (real bitstreams), PSNR and the clean top-1 of LICCS per codec, on the run's images."""
-    rows = []
-    for name in ctx.names.codecs:
-        x_hat, nbytes = codec_roundtrip(ctx.codecs[name], ctx.images)
-        arch, q = codec_parts(name)
-        rows.append({"codec": name, "arch": arch, "quality": q, "images": len(ctx.images),
-                     "bpp": 8 * sum(nbytes) / len(nbytes) / (ctx.images.shape[-2] * ctx.images.shape[-1]),
-                     "psnr": float(psnr(x_hat.clamp(0, 1), ctx.images).mean()),
-                     "clean_top1": float(cells.clean_correct(name).mean())})
-    return pd.DataFrame(rows)
-
-
 def _subset(df: pd.DataFrame, st: Setting, **eq: object) -> pd.DataFrame:
     m = (df["eps_255"] == st.eps_255) & (df["steps"] == st.steps)
     for k, v in eq.items():
@@ -163,46 +176,54 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
     """Paper A's tables (see the module docstring) and one-line findings with their numbers."""
     check_config(ctx.cfg, ctx.names)
     with predictors(ctx, ctx.cfg.transfer.reference_engine, exports) as (fns, _):  # runners released after
-        return _run_stage(ctx, fns, out, progress)
+        return _run_stage(ctx, fns, exports, out, progress)
 
 
-def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> tuple[dict[str, pd.DataFrame],
-                                                                                       list[str]]:
+def _run_stage(ctx: Context, fns: dict[str, Any], exports: Exports, out: Path,
+               progress: bool) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """:func:`run_stage` with the reference engine's predictors ``fns``."""
     cfg, sc = ctx.cfg, ctx.cfg.sampling
-    clf = cfg.models.classifier
+    clf, ref = cfg.models.classifier, cfg.transfer.reference_engine
     ladders = arch_ladders(ctx.names.codecs)
     ladder, replicates = ladders[sc.arch], [ladders[a] for a in sc.lineage_archs]
     lineage = [c for r in replicates for c in r]
     others = [c for c in ctx.names.codecs if c not in ladder and c not in lineage]
-    cells = Cells(ctx.images, ctx.labels, fns, cfg.transfer.batch_size)
+    bs = cfg.transfer.batch_size
+    cells = Cells(ctx.images, ctx.labels, fns, bs)
+    images, labels, note, held_names = heldout_images(ctx, sc.images)
+    if sc.focus_images:  # the focus eps is chosen on images that test no claim
+        fx, fy, fnote, _ = heldout_images(ctx, sc.focus_images, frozenset(held_names), "focus selection")
+        sel, sel_set = Cells(fx, fy, fns, bs), "focus selection"
+    else:
+        sel, sel_set = cells, "run"
+        fnote = "focus selection: on the run's own images, which also test the claims"
 
-    def attack(st: Setting, sources: list[str], targets: list[str], desc: str) -> None:
-        _, preds = precraft(ctx, out, [([s], ctx.images, ctx.labels, st, targets) for s in sources],
-                            f"paper A {desc} ({st.label()})")
+    def attack(st: Setting, sources: list[str], targets: list[str], desc: str, on: Cells = cells) -> None:
+        x, y = on.images, torch.as_tensor(on.labels)
+        _, preds = precraft(ctx, out, [([s], x, y, st, targets) for s in sources], f"paper A {desc} ({st.label()})")
         for s in tqdm(sources, desc=f"paper A {desc} ({st.label()})", disable=not progress):
-            adv, _, _ = craft(ctx, out, [s], ctx.images, ctx.labels, setting=st)
-            cells.add(st, s, adv, targets, preds.get((s,)))
+            adv, _, _ = craft(ctx, out, [s], x, y, setting=st)
+            on.add(st, s, adv, targets, preds.get((s,)))
 
     base = [Setting(e, sc.steps[0]) for e in sc.eps]
     for st in base:
-        attack(st, ladder, [*ladder, clf], "sweep")
-    sweep = pd.DataFrame([_sweep_row(cells, st, ladder, sc.far_dq) for st in base])
+        attack(st, ladder, [*ladder, clf], "sweep", sel)
+    sweep = pd.DataFrame([_sweep_row(sel, st, ladder, sc.far_dq) for st in base]).assign(images=sel_set)
     slopes = sweep["slope_per_q"].to_numpy(float)
     if sc.focus_eps == "steepest":  # no slope (one quality distance only): the middle eps
         focus = base[int(np.nanargmin(slopes))] if np.isfinite(slopes).any() else base[len(base) // 2]
     else:
         focus = next(st for st in base if math.isclose(st.eps, float(sc.focus_eps)))
     extra = [Setting(focus.eps, s) for s in sc.steps[1:]]
+    attack(focus, ladder, [*ladder, *lineage, *others, clf], "focus")
     for st in extra:
         attack(st, ladder, [*ladder, clf], "steps")
-    sweep = pd.concat([sweep, pd.DataFrame([_sweep_row(cells, st, ladder, sc.far_dq) for st in extra])],
-                      ignore_index=True)
+    run_rows = [*([focus] if sel is not cells else []), *extra]
+    sweep = pd.concat([sweep, pd.DataFrame([_sweep_row(cells, st, ladder, sc.far_dq) for st in run_rows])
+                       .assign(images="run")], ignore_index=True)
     sweep["focus"] = (sweep["eps_255"] == focus.eps_255) & (sweep["steps"] == focus.steps)
-    attack(focus, ladder, [*ladder, *lineage, *others, clf], "focus")
     attack(focus, [*lineage, clf], [*ladder, *lineage, clf], "lineage + classifier")
 
-    images, labels, note = heldout_images(ctx, sc.images)
     sets, held, per_set = run_sampling(ctx, out, cells, focus, ladder, candidates_of(ladder, sc.candidates), others,
                                        fns, images, labels, progress, lineage)
     helds = [held]
@@ -214,12 +235,20 @@ def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> 
                                      images, labels, progress, lineage)
         sets, per_set = pd.concat([sets, s_u], ignore_index=True), per_set | p_u
         helds.append(h_u)
-    claim_table, claim_lines = claims(cells, focus, ladder, replicates, clf, sets, per_set, sc)
+    deployed = {e: replay(ctx, exports, out, focus, ladder, e, progress) for e in sc.deployed_engines}
+    extra = [c for e, (ec, _) in deployed.items() for c in deployed_claims(cells, ec, focus, ladder, e, sc)]
+    claim_table, claim_lines = claims(cells, focus, ladder, replicates, clf, sets, per_set, sc, extra)
     frame = cells.frame(clf)
+    models = models_table(ctx, cells)
+    bpp = dict(zip(models["codec"], models["bpp"], strict=True))
     dist = _subset(frame, focus, source=ladder, target=ladder)
-    distance = (pd.concat([_subset(frame, st, source=ladder, target=ladder) for st in [*base, *extra]])
+    sel_frame = sel.frame(clf).assign(images=sel_set)
+    distance = (pd.concat([*(_subset(sel_frame, st, source=ladder, target=ladder) for st in base),
+                           *(_subset(frame.assign(images="run"), st, source=ladder, target=ladder)
+                             for st in run_rows)])
                 .assign(abs_dq=lambda d: (d["target_q"] - d["source_q"]).abs())
-                .groupby(["eps_255", "steps", "abs_dq"])["asr"].agg(mean_asr="mean", cells="count").reset_index())
+                .groupby(["images", "eps_255", "steps", "abs_dq"], sort=False)["asr"]
+                .agg(mean_asr="mean", cells="count").reset_index())
     lq = {codec_parts(c)[1] for c in lineage}
     chain = dist[dist["source_q"].isin(lq) & dist["target_q"].isin(lq)].assign(training="chain (fine-tuned)")
     seed_of = {c: codec_parts(c)[0] for c in lineage}
@@ -229,27 +258,36 @@ def _run_stage(ctx: Context, fns: dict[str, Any], out: Path, progress: bool) -> 
     across = pd.concat([_subset(frame, focus, source=ladder, target=lineage),
                         _subset(frame, focus, source=lineage, target=ladder)]).assign(training="chain ↔ independent")
     result = {
-        "paper_a_claims": claim_table, "paper_a_models": models_table(ctx, cells), "paper_a_sweep": sweep,
+        "paper_a_claims": claim_table, "paper_a_models": models, "paper_a_sweep": sweep,
         "paper_a_distance": distance,
-        "paper_a_lineage": pd.concat([chain, indep, across], ignore_index=True)[
-            ["training", "source", "target", "source_q", "target_q", "asr", "n_clean_correct"]],
-        "paper_a_cross_arch": _subset(frame, focus, source=ladder, target=others),
-        "paper_a_classifier_alone": pd.concat([_subset(frame, focus, source=clf),
-                                               _subset(frame, focus, source=ladder, target=clf)], ignore_index=True),
+        "paper_a_lineage": with_bpp(pd.concat([chain, indep, across], ignore_index=True)[
+            ["training", "source", "target", "source_q", "target_q", "asr", "n_clean_correct"]], bpp),
+        "paper_a_cross_arch": with_bpp(_subset(frame, focus, source=ladder, target=others), bpp),
+        "paper_a_rate_matched": rate_matched(_subset(frame, focus, source=ladder), bpp, ladder),
+        "paper_a_classifier_alone": with_bpp(pd.concat([_subset(frame, focus, source=clf),
+                                                        _subset(frame, focus, source=ladder, target=clf)],
+                                                       ignore_index=True), bpp),
         "paper_a_sampling_ablation": ablation(sets), "paper_a_sampling": sets,
         "paper_a_sampling_units": pd.concat([unit_percentiles(sets, k, sc.score, sc.interpolation) for k in sc.k],
                                             ignore_index=True),
-        "paper_a_cells": pd.concat([frame, *(h.frame(clf).assign(images="held-out") for h in helds)],
-                                   ignore_index=True),
-        "paper_a_outcomes": pd.concat([outcomes_frame(cells, "run"), *(outcomes_frame(h, "held-out") for h in helds)],
+        "paper_a_cells": with_bpp(pd.concat([frame.assign(images="run"), *([sel_frame] if sel is not cells else []),
+                                             *(h.frame(clf).assign(images="held-out") for h in helds)],
+                                            ignore_index=True), bpp),
+        "paper_a_outcomes": pd.concat([outcomes_frame(cells, "run", ref),
+                                       *([outcomes_frame(sel, sel_set, ref)] if sel is not cells else []),
+                                       *(outcomes_frame(h, "held-out", ref) for h in helds),
+                                       *(outcomes_frame(ec, "run", e) for e, (ec, _) in deployed.items())],
+                                      ignore_index=True),
+        "paper_a_deployed": pd.concat([cell_table(cells, ec, focus, e, how, sc.alpha)
+                                       for e, (ec, how) in deployed.items()] or [pd.DataFrame()],
                                       ignore_index=True),
     }
-    notes = [note, f"Paper A: {len(ctx.images)} images of {cfg.data.source}; ladder {sc.arch} "
+    notes = [note, fnote, f"Paper A: {len(ctx.images)} images of {cfg.data.source}; ladder {sc.arch} "
              f"({', '.join(f'q{codec_parts(c)[1]}' for c in ladder)}); {cfg.attack.name} {cfg.attack.norm} ("
              f"{'its own step-size schedule' if cfg.attack.name == 'apgd' else 'step min(eps, 2.5·eps/steps)'}), "
              f"{cfg.attack.surrogate} through the quantizers, random start, seed {cfg.run.seed}; images rounded to "
              f"8 bits before evaluation on {cfg.transfer.reference_engine}. Focus setting (rule "
-             f"{sc.focus_eps!r}, declared before the run): {focus.label()}."]
+             f"{sc.focus_eps!r}, declared before the run, applied to the {sel_set} images): {focus.label()}."]
     return result, [*notes, *claim_lines, *_ablation_lines(result["paper_a_sampling_ablation"], sc)]
 
 

@@ -138,27 +138,30 @@ def craft(ctx: Context, out: Path, members: list[str], images: Tensor, labels: T
     return adv, ens.grad_evals, False
 
 
-def heldout_images(ctx: Context, n: int) -> tuple[Tensor, Tensor, str]:
-    """``n`` images of ``data.source`` that are not among the run's images (evenly spaced over the rest), their
-    labels, and a note; the run's own images (with a note saying so) when the source has none left."""
+def heldout_images(ctx: Context, n: int, avoid: frozenset[str] = frozenset(),
+                   purpose: str = "sampling") -> tuple[Tensor, Tensor, str, list[str]]:
+    """``n`` images of ``data.source`` that are neither among the run's images nor in ``avoid`` (evenly spaced over
+    the rest), their labels, a note and their names; the run's own images (with a note saying so) when the source
+    has none left. ``purpose`` names what they are for in the note."""
     source = open_source(ctx.cfg.data.source)
     used = set(ctx.image_names)
-    free = [i for i in range(len(source)) if source.describe(i)[0] not in used]
+    free = [i for i in range(len(source)) if source.describe(i)[0] not in used | avoid]
     if not free:
         return (ctx.images[:n], ctx.labels[:n],
-                f"sampling: {ctx.cfg.data.source} has no image beyond the run's {len(used)}; the ensembles are "
-                "crafted and evaluated on the SAME images whose ASR matrix selected them (selection leaks)")
+                f"{purpose}: {ctx.cfg.data.source} has no image beyond the run's {len(used)} and the {len(avoid)} "
+                "set aside; the run's own images are used (selection leaks)", list(ctx.image_names[:n]))
     m = min(n, len(free))
     idx = sorted({free[round(i * (len(free) - 1) / max(1, m - 1))] for i in range(m)})
     resize, crop, interpolation = image_geometry(ctx.codecs, ctx.classifier)  # the run images' geometry
     batch = load_batch(source, idx, resize=resize, crop=crop, interpolation=interpolation)
     if not batch.names:
-        raise RuntimeError(f"sampling: none of the {len(idx)} held-out images of {ctx.cfg.data.source} could be read")
+        raise RuntimeError(f"{purpose}: none of the {len(idx)} held-out images of {ctx.cfg.data.source} could be read")
     x = batch.images.contiguous()
     if all(v is not None for v in batch.labels):
         y = torch.tensor(batch.labels, dtype=torch.long)
     else:
         with torch.no_grad():
             y = ctx.classifier(x).argmax(1)  # the CPU model: x is on the CPU
-    return x, y, (f"sampling: ensembles crafted and evaluated on {len(batch.names)} images of {ctx.cfg.data.source} "
-                  f"disjoint from the {len(used)} run images whose ASR matrix selected them (no selection leakage)")
+    aside = f" and the {len(avoid)} set aside for another purpose" if avoid else ""
+    return x, y, (f"{purpose}: {len(batch.names)} images of {ctx.cfg.data.source} disjoint from the {len(used)} run "
+                  f"images{aside}"), list(batch.names)

@@ -20,13 +20,16 @@ The family (Holm-corrected together, :func:`liccs.stats.decide`), all at the foc
 - ``codec-aware beats codec-blind``: LICCS perturbations from a neighbouring quality − the classifier-alone
   perturbations, on every quality of the ladder (the paper's reason for crafting through the codec).
 
+- with ``sampling.deployed_engines``, two claims per engine (:mod:`liccs.papers.paper_a_deployed`): the neighbour
+  contrast on the engine, and the engine's ASR non-inferior to PyTorch's on the same cells.
+
 The three lineage claims are contrasts over replicates × images (:func:`liccs.stats.paired_replicated`: the CI
 resamples both, so that the spread between seeds widens it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -53,9 +56,10 @@ def _replicated(cells: Cells, focus: Setting, replicates: list[list[str]],
 
 
 def claims(cells: Cells, focus: Setting, ladder: list[str], replicates: list[list[str]], classifier: str,
-           sets: pd.DataFrame | None, per_set: dict | None, sc: SamplingSection) -> tuple[pd.DataFrame, list[str]]:
+           sets: pd.DataFrame | None, per_set: dict | None, sc: SamplingSection,
+           extra: Sequence[tuple[stats.Claim, stats.PairedResult]] = ()) -> tuple[pd.DataFrame, list[str]]:
     """The claims table (one row per claim) and its verdict lines; ``replicates``: the lineage-control ladders,
-    one per seed."""
+    one per seed; ``extra``: more claims of the family (the deployed engines', :mod:`.paper_a_deployed`)."""
     n = len(cells.labels)
     nan = np.full(n, np.nan)
     found: list[tuple[stats.Claim, stats.PairedResult]] = []
@@ -121,5 +125,5 @@ def claims(cells: Cells, focus: Setting, ladder: list[str], replicates: list[lis
         if all((focus, classifier, t) in cells.outcome for t in ladder) else nan
     found.append((stats.Claim("codec-aware beats codec-blind", f"LICCS from |Δq| = 1 − classifier alone, "
                               f"{len(ladder)} qualities", sc.sesoi_codec_aware), stats.paired(aware, blind, kind=KIND)))
-    rows = stats.decide(found, alpha=sc.alpha)
+    rows = stats.decide([*found, *extra], alpha=sc.alpha)
     return pd.DataFrame(rows), [f"Paper A claim, {stats.fmt_claim(r)}" for r in rows]

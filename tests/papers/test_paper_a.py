@@ -20,7 +20,7 @@ from liccs.jobs.run_setup import RunError
 from liccs.papers import paper_a
 from liccs.papers.paper_a_cells import Cells, Setting, ladder_pairs
 from liccs.papers.paper_a_claims import claims
-from liccs.papers.paper_a_outcomes import recompute_claims
+from liccs.papers.paper_a_outcomes import IMAGE_SETS, recompute_claims
 from liccs.papers.paper_a_sampling import ablation, common_targets, percentile, unit_percentiles
 from liccs.papers.paper_a_tables import BudgetError
 
@@ -175,6 +175,12 @@ def test_bad_sampling_config_is_refused_before_any_work(monkeypatch: pytest.Monk
                            progress=False)
     with pytest.raises(ConfigError, match=r"sampling\.candidates\[0\]: q5"):
         run_job.run_config(CONFIG, quick=True, overrides=["sampling.candidates=[5]"], progress=False)
+    for engines, why in [('["nope"]', r"deployed_engines\[0\].*unknown engine 'nope'. Valid engines: .*ort-cpu"),
+                         ('["torch"]', r"deployed_engines\[0\]: 'torch' is the reference engine")]:
+        with pytest.raises(ConfigError, match=why):
+            run_job.run_config(CONFIG, quick=True, overrides=[f"sampling.deployed_engines={engines}"], progress=False)
+    with pytest.raises(ConfigError, match=r"sampling\.focus_images: -1"):
+        run_job.run_config(CONFIG, quick=True, overrides=["sampling.focus_images=-1"], progress=False)
     with pytest.raises(RunError, match="export.enabled is false"):
         run_job.run_config(CONFIG, quick=True, overrides=["attack.enabled=true", "transfer.enabled=true"],
                              progress=False)
@@ -199,19 +205,34 @@ def test_quick_run_writes_every_table_and_the_claims(quick_run: Path) -> None:
     for spec in paper_a.TABLES:
         assert (quick_run / "tables" / f"{spec.name}.{spec.files[0]}").is_file(), spec.name
     cl = pd.read_csv(quick_run / "tables" / "paper_a_claims.csv")
-    # 5 claims, saliency at k = 1, 2, and across the two units at k = 1, 2
-    assert len(cl) == 9 and set(cl["verdict"]) <= set(stats.VERDICTS)
+    # 5 claims, saliency at k = 1, 2, across the two units at k = 1, 2, and two on the deployed engine
+    assert len(cl) == 11 and set(cl["verdict"]) <= set(stats.VERDICTS)
+    assert {"neighbours on ort-cpu", "attacks survive deployment on ort-cpu"} <= set(cl["claim"])
+    dep = pd.read_csv(quick_run / "tables" / "paper_a_deployed.csv")
+    ladder = {c for c in load_config(CONFIG, quick=True).models.codecs if c.startswith("mini-tiny-bmshj2018-hyp")}
+    assert set(dep["source"]) == ladder and len(dep) == len(ladder) * (len(ladder) + 1)
+    assert dep["how"].str.contains("graph").all() and dep["diff"].between(-1, 1).all()
+    rm = pd.read_csv(quick_run / "tables" / "paper_a_rate_matched.csv")
+    assert (rm["bpp_ratio"] > 0).all() and set(rm["source"]) == ladder
+    assert pd.read_csv(quick_run / "tables" / "paper_a_cross_arch.csv")["target_bpp"].gt(0).all()
     md = (quick_run / "report.md").read_text()
-    assert "Paper A claim, neighbours" in md and "no selection leakage" in md and "Focus setting" in md
+    assert "Paper A claim, neighbours" in md and "Focus setting" in md
+    assert "sampling: 6 images of cifar10-test disjoint from the 8 run images" in md
+    assert "focus selection: 4 images of cifar10-test disjoint from the 8 run images and the 6 set aside" in md
     sweep = pd.read_csv(quick_run / "tables" / "paper_a_sweep.csv")
     cfg = load_config(CONFIG, quick=True)
-    assert len(sweep) == len(cfg.sampling.eps) + len(cfg.sampling.steps) - 1 and sweep["focus"].sum() == 1
+    # the focus-selection images at every eps, the run's images at the focus eps and every number of steps
+    sel, run = sweep[sweep["images"] == "focus selection"], sweep[sweep["images"] == "run"]
+    assert len(sel) == len(cfg.sampling.eps) and len(run) == len(cfg.sampling.steps)
+    assert sel["focus"].sum() == 1 and run["focus"].sum() == 1
+    outcomes = pd.read_csv(quick_run / "tables" / "paper_a_outcomes.csv.gz")
+    assert outcomes.groupby("images")["image"].nunique().to_dict() == {"focus selection": 4, "held-out": 6, "run": 8}
 
 
 def test_the_claims_recompute_from_the_committed_per_image_outcomes(quick_run: Path, tmp_path: Path) -> None:
     """recompute_claims on the report folder gives its claims table, cell for cell (through the same CSV)."""
     out = pd.read_csv(quick_run / "tables" / "paper_a_outcomes.csv.gz")
-    assert set(out["images"]) == {"run", "held-out"} and set(out["success"].dropna()) <= {0.0, 1.0}
+    assert set(out["images"]) == set(IMAGE_SETS) and set(out["success"].dropna()) <= {0.0, 1.0}
     assert (out["clean_correct"] == out["success"].notna()).all()
     recomputed = recompute_claims(quick_run)
     recomputed.to_csv(tmp_path / "claims.csv", index=False)
