@@ -85,6 +85,9 @@ _TABLES: list[tuple[str, str, list[str] | None]] = [
      "test of the mean), Holm-adjusted over every row, CI at the family's level (liccs.stats).",
      ["claim", "codec", "hypothesis", "effect", "ci_low", "ci_high", "ci_method", "p", "p_holm", "mde", "sesoi",
       "verdict"]),
+    ("paper_b_replication", "Paper B, each claim on each attacked model trained under two seeds (the mini zoo's "
+     "replicate ladders): effect and verdict per seed, and the replicated verdict (too close to call where the "
+     "seeds disagree).", None),
     ("paper_b_images", "Paper B, every measurement per image (CSV: all rows).", None),
     ("paper_b_deployed", "Paper B on the deployed codec (defense.deployed_engines): the clean images, the plain "
      "attacks on the claims' objective and the rate, and the strongest adaptive attack, through the plain deployed "
@@ -308,6 +311,9 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
               "paper_b_bd_rate": T.bd_rate_table(s), "paper_b_adaptive": T.adaptive_table(s, per_image),
               "paper_b_claims": C.claims_table(per_image, d.claims, focus, steps, d.alpha, d.claim_objective),
               "paper_b_images": per_image}
+    replication = C.replication_table(tables["paper_b_claims"])
+    if not replication.empty:  # a model attacked under two training seeds
+        tables["paper_b_replication"] = replication
     if dep_rows:
         dimg, dcross = pd.DataFrame(dep_rows), pd.DataFrame(cross)
         tables |= {"paper_b_deployed": D.deployed_table(dimg), "paper_b_deployed_cross": D.cross_table(dcross),
@@ -330,7 +336,7 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
                f"{r['why']}" for r in check.to_dict("records") if r["flagged"]] if not check.empty else []
     dep_lines = (D.findings(tables["paper_b_deployed"], tables["paper_b_deployed_cross"])
                  if "paper_b_deployed" in tables else [])
-    return tables, flagged + notes + findings(tables) + dep_lines
+    return tables, flagged + notes + findings(tables) + C.replication_lines(replication) + dep_lines
 
 
 #: Paper B as a stage of ``liccs run``, on by ``[defense]``.

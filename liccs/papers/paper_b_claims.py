@@ -18,6 +18,10 @@ against the clean image), at the adaptive attacks' steps, with the random defens
   significantly below the margin and does not hold when it is significantly above it).
 
 Every measure is continuous (dB, %): the sign-flip permutation test of the mean (:func:`liccs.stats.paired`).
+
+Where an attacked model was trained under two seeds (both attacked: a mini-zoo ladder and its ``replicates``), each
+claim is decided on each and replicated only where every seed gives the same verdict
+(:func:`replication_table`; otherwise too close to call).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import pandas as pd
 
 from liccs import stats
 from liccs.papers.paper_b_strength import focus_k, is_adaptive
+from liccs.zoo.mini import replicate_of, seed_of
 
 CLAIMS: dict[str, str] = {
     "attack-lowers-psnr": "plain codec: PSNR vs clean of the clean image − of the distortion-PGD image (dB)",
@@ -103,6 +108,37 @@ def claims_table(images: pd.DataFrame, declared: dict[str, float], eps_255: floa
             where.append(codec)
     rows = stats.decide(family, alpha=alpha) if family else []
     return pd.DataFrame([{**r, "codec": c} for r, c in zip(rows, where, strict=True)])
+
+
+#: The replicated verdict where the training seeds of one model give different verdicts.
+TOO_CLOSE = "too close to call (the training seeds disagree)"
+
+
+def replication_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Each claim on each attacked model trained under more than one seed (codecs grouped by
+    :func:`liccs.zoo.mini.replicate_of`): effect and verdict per seed, and the replicated verdict, the seeds' one
+    where they all give it, otherwise :data:`TOO_CLOSE`. Empty where no model has a second seed."""
+    if table.empty or "codec" not in table:
+        return pd.DataFrame()
+    t = table.assign(name=table["claim"].str.split(" [", regex=False).str[0], model=table["codec"].map(replicate_of),
+                     seed=table["codec"].map(seed_of))
+    rows = []
+    for (name, model), g in t.groupby(["name", "model"], sort=False):
+        if len(g) < 2:
+            continue
+        g = g.sort_values("seed", na_position="first")
+        verdicts = g["verdict"].tolist()
+        rows.append({"claim": name, "model": model, "seeds": ", ".join(str(x) for x in g["seed"]),
+                     "codecs": ", ".join(g["codec"]), "effects": ", ".join(f"{e:+.3g}" for e in g["effect"]),
+                     "verdicts": " | ".join(verdicts),
+                     "replicated": verdicts[0] if len(set(verdicts)) == 1 else TOO_CLOSE})
+    return pd.DataFrame(rows)
+
+
+def replication_lines(table: pd.DataFrame) -> list[str]:
+    """One line per replicated claim."""
+    return [f"Paper B claim {r['claim']} on {r['model']} over training seeds {r['seeds']}: {r['replicated']} "
+            f"(effects {r['effects']}; verdicts {r['verdicts']})." for r in table.to_dict("records")]
 
 
 def claim_lines(table: pd.DataFrame) -> list[str]:

@@ -74,6 +74,7 @@ class MiniLadder:
     name: str
     config: LadderConfig
     description: str
+    replicates: str = ""  # the ladder this one repeats under another training seed ("": none)
 
     @property
     def key(self) -> str:
@@ -130,13 +131,18 @@ def _independent(arch: str, seed: int) -> LadderConfig:
                         finetune_steps=0, batch_size=16, lr=2e-3, seed=seed, independent=True)
 
 
-def _nat(arch: str) -> LadderConfig:
+#: Paper B's replication: a second training of each natural-image ladder, its own seed (crops, initialisation
+#: and batch order), named ``mini-nat-s2-ARCH``; the first keeps seed 0, its cached models' recipe.
+_NAT_S2_SEEDS = {"bmshj2018-hyperprior": 7, "mbt2018-mean": 8}
+
+
+def _nat(arch: str, seed: int = 0) -> LadderConfig:
     # 64×64 crops keep a training step as cheap as a CIFAR one (the whole zoo must train on a 2-core CPU).
     # 8000 base steps: at 4000 the q4 base underfit (Kodak 27.66 dB at 0.491 bpp, 1.28 dB under JPEG); 4000 more
     # steps gave 28.87 dB at 0.514 bpp (0.32 dB under JPEG). Upward fine-tuning, a cosine lr and 128×128 crops
     # at batch 4 did not help (reports/zoo/STATUS.md).
     return LadderConfig(arch, N=48, M=64, data="imagenet-crops-64", qualities=_NAT_Q, base_steps=8000,
-                        finetune_steps=400, batch_size=16, lr=2e-3, train_limit=16)
+                        finetune_steps=400, batch_size=16, lr=2e-3, train_limit=16, seed=seed)
 
 
 LADDER_CONFIGS: dict[str, MiniLadder] = {
@@ -146,9 +152,14 @@ LADDER_CONFIGS: dict[str, MiniLadder] = {
           for a in ARCHS),
         *(MiniLadder(f"mini-nat-{a}", _nat(a), f"{ARCHS[a][0].__name__} for natural images, trained by liccs "
                      "on imagenet-samples crops") for a in ("bmshj2018-hyperprior", "mbt2018-mean")),
+        *(MiniLadder(f"mini-nat-s2-{a}", _nat(a, seed), f"{ARCHS[a][0].__name__} for natural images, mini-nat-{a}'s "
+                     f"recipe under seed {seed} (paper B's second training)", replicates=f"mini-nat-{a}")
+          for a, seed in _NAT_S2_SEEDS.items()),
         *(MiniLadder(name, _independent("bmshj2018-hyperprior", seed),
                      f"ScaleHyperprior at CIFAR scale, q2/q4/q6 each trained from scratch (seed {seed}, no shared "
-                     "weights): paper A's lineage control") for name, seed in _INDEP_SEEDS.items()),
+                     "weights): paper A's lineage control",
+                     replicates="" if name == "mini-indep-bmshj2018-hyperprior" else "mini-indep-bmshj2018-hyperprior")
+          for name, seed in _INDEP_SEEDS.items()),
         MiniLadder("mini-tiny-bmshj2018-hyperprior",
                    LadderConfig("bmshj2018-hyperprior", N=8, M=8, data="cifar10-64-nearest", qualities=(1, 6),
                                 base_steps=6, finetune_steps=3, batch_size=4, train_limit=20),
@@ -162,6 +173,11 @@ LADDER_CONFIGS: dict[str, MiniLadder] = {
                    LadderConfig("mbt2018-mean", N=8, M=8, data="cifar10-64-nearest", qualities=(1, 6),
                                 base_steps=6, finetune_steps=3, batch_size=4, train_limit=20),
                    "toy scale mean-scale hyperprior for tests (seconds; a second architecture for transfer)"),
+        MiniLadder("mini-tiny-s2-mbt2018-mean",
+                   LadderConfig("mbt2018-mean", N=8, M=8, data="cifar10-64-nearest", qualities=(1, 6),
+                                base_steps=6, finetune_steps=3, batch_size=4, train_limit=20, seed=9),
+                   "toy mean-scale hyperprior under a second seed, for tests (paper B's replication at toy scale)",
+                   replicates="mini-tiny-mbt2018-mean"),
     )
 }
 
@@ -321,6 +337,20 @@ def resolve_codec(name: str, quality: int, source: tuple[str, str | None] | None
         _on_demand(entry, "seconds" if "tiny" in name else "10-15 minutes")
         path = train_mini_ladder(ml, only=quality)[quality]
     return _from_cache(entry, ml.key, path, reason)
+
+
+def replicate_of(codec: str) -> str:
+    """The codec that ``codec`` (``LADDER@qN``) repeats under another training seed, or ``codec`` itself where its
+    ladder replicates none (every non-mini name too)."""
+    arch, sep, q = codec.partition("@q")
+    ml = LADDER_CONFIGS.get(arch)
+    return f"{ml.replicates}@q{q}" if sep and ml is not None and ml.replicates else codec
+
+
+def seed_of(codec: str) -> int | None:
+    """The training seed of a mini-zoo codec ``LADDER@qN`` (None for other names)."""
+    ml = LADDER_CONFIGS.get(codec.partition("@q")[0])
+    return None if ml is None else ml.config.seed
 
 
 def resolve_models(names: Iterable[str]) -> dict[str, ResolvedWeights]:

@@ -44,6 +44,9 @@ def test_quick_run_writes_every_table_and_report_file(quick: Path) -> None:
     for f in ("manifest.json", "report.md", "report.html"):
         assert (quick / f).stat().st_size > 0, f
     for spec in paper_b.TABLES:
+        if spec.name == "paper_b_replication":  # only with a model attacked under two seeds: not in FAST
+            assert not (quick / "tables" / f"{spec.name}.csv").exists()
+            continue
         df = pd.read_csv(quick / "tables" / f"{spec.name}.csv")
         assert len(df), spec.name
         assert set(spec.columns or []) <= set(df.columns), spec.name
@@ -107,6 +110,22 @@ def test_deployed_defense_chooses_as_pytorch_and_decodes_exactly_on_a_second_fp3
     md = (quick / "report.md").read_text()
     assert "Paper B deployed, mini-tiny-bmshj2018-hyperprior@q6 on ort-cpu" in md
     assert "Paper B rate attack as denial of service on the deployed ort-cpu codec" in md
+
+
+def test_claims_replicate_only_where_every_training_seed_agrees() -> None:
+    from liccs.papers.paper_b_claims import TOO_CLOSE, replication_table
+
+    base, rep, other = "mini-nat-mbt2018-mean@q4", "mini-nat-s2-mbt2018-mean@q4", "mini-nat-bmshj2018-hyperprior@q1"
+    rows = [("attack-lowers-psnr", base, 1.0, "holds"), ("attack-lowers-psnr", rep, 0.8, "holds"),
+            ("defense-raises-psnr", base, 0.3, "holds"), ("defense-raises-psnr", rep, 0.1, "does not hold"),
+            ("attack-lowers-psnr", other, 0.2, "holds")]  # one seed only: not in the table
+    claims = pd.DataFrame([{"claim": f"{n} [{c}]", "codec": c, "effect": e, "verdict": v} for n, c, e, v in rows])
+    t = replication_table(claims).set_index("claim")
+    assert list(t.index) == ["attack-lowers-psnr", "defense-raises-psnr"] and set(t["model"]) == {base}
+    assert t.loc["attack-lowers-psnr", "replicated"] == "holds"
+    assert t.loc["defense-raises-psnr", "replicated"] == TOO_CLOSE
+    assert t.loc["defense-raises-psnr", "seeds"] == "0, 8"
+    assert replication_table(claims[claims["codec"] != rep]).empty
 
 
 def test_bd_rate_known_cases() -> None:
