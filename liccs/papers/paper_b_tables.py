@@ -100,11 +100,14 @@ def clean_cost_table(s: pd.DataFrame) -> pd.DataFrame:
 
 
 def bd_rate_table(s: pd.DataFrame) -> pd.DataFrame:
-    """BD-rate (PSNR) of each defense against the plain codec over the qualities, per architecture (clean)."""
+    """BD-rate (PSNR) of each defense against the plain codec over the qualities, per architecture with two or more
+    qualities (clean)."""
     c = s[(s["attack"] == "none") & ~s["defense"].str.startswith("oracle")]
     rows = []
     for arch, g in c.groupby("arch", sort=False):
         plain = g[g["defense"] == "none"].sort_values("quality")
+        if len(plain) < 2:  # one quality of this architecture (a seed replicate's attacked codec): no curve
+            continue
         for (defense, k), d in g[g["defense"] != "none"].groupby(["defense", "k"]):
             d = d.sort_values("quality")
             rows.append({"arch": arch, "defense": defense, "k": k, "qualities": ",".join(str(q) for q in d["quality"]),
