@@ -38,12 +38,14 @@ from liccs.attack.saliency import (
     score_sets,
     select_sources,
 )
+from liccs.attack.spec import AttackSpec
 from liccs.attack.square import Square, SquareResult, square_attack
 from liccs.attack.standard import StandardEvaluation
 from liccs.attack.threat import NORMS, ThreatModel
 
 __all__ = ["APGD", "ATTACKS", "FGSM", "IFGSM", "MIFGSM", "NORMS", "OBJECTIVES", "PGD", "AsrMatrix", "Attack",
-           "ClassificationLoss", "CodecOnly", "DistortionLoss", "Ensemble", "EnsembleOutput", "EoT", "InputDiversity",
+           "AttackSpec", "ClassificationLoss", "CodecOnly", "DistortionLoss", "Ensemble", "EnsembleOutput",
+           "EoT", "InputDiversity",
            "IterativeAttack", "KWayDefense", "Objective", "RandomTransformLICCS", "RateLoss", "Square", "SquareResult",
            "StandardEvaluation", "ThreatModel", "Weighted",
            "build_ensemble", "create_attack", "enumerate_sets", "load_adversarial", "parse_eps", "parse_objective",

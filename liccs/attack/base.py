@@ -339,19 +339,6 @@ class _Probe(nn.Module):
         return x.flatten(1)[:, :10]
 
 
-def attack_kwargs(name: str, *, steps: int, step_size: float, random_start: bool, **common: Any) -> dict[str, Any]:
-    """The keyword arguments of attack ``name`` from a run's settings: ``steps``, ``random_start`` and the step
-    size (``alpha = min(step_size, eps)``) only where the attack takes them (FGSM is one step from the clean
-    image; APGD and the standard evaluation set their own step size; Square takes none of them)."""
-    cls = load_families().get(name)
-    out = dict(common)
-    if not (cls.one_step or cls.score_only):
-        out.update(steps=steps, random_start=random_start)
-        if not cls.own_step_size:
-            out["alpha"] = min(step_size, common.get("eps", step_size))
-    return out
-
-
 def check_attack(name: str, params: Mapping[str, Any], key: str = "params", **common: Any) -> type[Attack]:
     """Attack ``name`` with ``params`` (and the ``common`` arguments: eps, norm, steps, ...) checked before any
     work: the name, each parameter's name and type, and the values the attack's constructor refuses, all

@@ -44,8 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-from liccs.attack.base import create_attack
 from liccs.attack.ensemble import build_ensemble
+from liccs.attack.spec import COMMON, AttackSpec
 from liccs.errors import InputError
 from liccs.zoo.codecs import parse_codec
 
@@ -365,5 +365,7 @@ def saliency_attack(matrix: AsrMatrix, k: int, classifier: object, images: objec
 
     sel = select_sources(matrix, k, interpolation=interpolation, deployed=deployed, score=score)
     ens = build_ensemble(sel.sources, classifier, weights=weights, rounding=rounding, reduce=reduce)
-    atk = create_attack(attack, ens, **attack_kwargs)
+    common = {k: v for k, v in attack_kwargs.items() if k in COMMON}
+    params = {k: v for k, v in attack_kwargs.items() if k not in COMMON}
+    atk = AttackSpec(attack, params=params, **common).build(ens)
     return atk(images, labels), sel, atk

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from liccs.attack.base import check_attack_params, create_attack, load_families, parse_eps
+from liccs.attack.base import check_attack_params, load_families, parse_eps
 from liccs.attack.diversity import InputDiversity
 from liccs.attack.ensemble import Ensemble, build_ensemble
 from liccs.attack.eot import EoT
@@ -30,6 +30,7 @@ from liccs.attack.evaluate import (
 )
 from liccs.attack.io import save_adversarial
 from liccs.attack.objectives import parse_objective
+from liccs.attack.spec import AttackSpec
 from liccs.core.progress import tqdm
 from liccs.data import ImageSource, open_source, to_float
 from liccs.errors import InputError
@@ -125,14 +126,10 @@ def run_attack(job: AttackJob) -> dict[str, Any]:
     target = build_ensemble(codecs, clf, weights=job.weights, rounding=job.rounding, reduce=job.reduce) \
         if codecs else Ensemble([clf], reduce=job.reduce)
     model = EoT(target, samples=job.eot) if job.eot > 1 else target
-    kwargs: dict[str, Any] = dict(eps=parse_eps(job.eps), norm=job.norm, objective=job.objective, seed=job.seed,
-                                  targeted=job.target is not None, progress=True,
-                                  diversity=InputDiversity(job.di) if job.di > 0 else None)
-    if job.steps is not None:
-        kwargs["steps"] = job.steps
-    if job.alpha is not None:
-        kwargs["alpha"] = parse_eps(job.alpha)
-    atk = create_attack(job.attack, model, **kwargs, **job.params)
+    atk = AttackSpec(job.attack, eps=parse_eps(job.eps), norm=job.norm, steps=job.steps,
+                     alpha=None if job.alpha is None else parse_eps(job.alpha), targeted=job.target is not None,
+                     objective=job.objective, seed=job.seed, progress=True,
+                     diversity=InputDiversity(job.di) if job.di > 0 else None, params=dict(job.params)).build(model)
     images, names, src_labels = _load_images(job.images, job.limit)
     classify = clf is not None
     if job.target is not None:

@@ -19,12 +19,13 @@ from typing import Any
 from torch import Tensor
 
 from liccs.attack.adaptive import RandomTransformLICCS
-from liccs.attack.base import check_attack_params, create_attack, load_families, parse_eps
+from liccs.attack.base import check_attack_params, load_families, parse_eps
 from liccs.attack.defense import KWayDefense
 from liccs.attack.ensemble import CodecOnly
 from liccs.attack.eot import EoT
 from liccs.attack.evaluate import format_table, mean_rows, ms_ssim, quantize_png
 from liccs.attack.objectives import parse_objective
+from liccs.attack.spec import AttackSpec
 from liccs.attack.transforms import DEFAULT_TRANSFORMS, get_transforms
 from liccs.core.progress import tqdm
 from liccs.data import open_source, read_image, to_float
@@ -103,12 +104,10 @@ def run_defend(job: DefendJob) -> dict[str, Any]:
     codec = load_codec(job.codec, job.weights)
     defenses = {k: KWayDefense(codec, k, transforms=job.transforms, lmbda=job.lmbda, rate=job.rate, seed=job.seed)
                 for k in job.k}
-    kw = dict(eps=parse_eps(job.eps), objective=job.objective, seed=job.seed, **job.params)
-    if not load_families().get(job.attack).one_step:
-        kw["steps"] = job.steps
-    plain_attack = create_attack(job.attack, CodecOnly(codec, job.rounding), **kw) if job.adv is None else None
-    adaptive = {k: create_attack(job.attack, EoT(RandomTransformLICCS.from_defense(d, None, job.rounding),
-                                                  samples=job.eot), **kw)
+    spec = AttackSpec(job.attack, eps=parse_eps(job.eps), objective=job.objective, seed=job.seed,
+                      steps=None if load_families().get(job.attack).one_step else job.steps, params=dict(job.params))
+    plain_attack = spec.build(CodecOnly(codec, job.rounding)) if job.adv is None else None
+    adaptive = {k: spec.build(EoT(RandomTransformLICCS.from_defense(d, None, job.rounding), samples=job.eot))
                 for k, d in defenses.items() if job.eot > 0 and k > 1}
     source = open_source(job.images)
     n = len(source) if job.limit is None else min(job.limit, len(source))

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from liccs.attack.base import attack_kwargs, check_attack, load_families
+from liccs.attack.base import load_families
+from liccs.attack.spec import AttackSpec
 from liccs.config import ConfigError, RunConfig
 from liccs.data import ImageSource, load_batch, open_source
 from liccs.engines import ENGINES
@@ -44,18 +45,16 @@ def _check_attack(cfg: RunConfig) -> None:
     a = cfg.attack
     cls = load_families().get(a.name)
     try:
-        check_attack(a.name, a.params, "attack.params", **attack_kwargs(
-            a.name, steps=a.steps, step_size=a.step_size, random_start=a.random_start, eps=a.eps, norm=a.norm,
-            targeted=a.targeted))
+        AttackSpec.from_run(a.name, steps=a.steps, step_size=a.step_size, random_start=a.random_start, eps=a.eps,
+                            params=a.params, norm=a.norm, targeted=a.targeted).check("attack.params")
     except LiccsError as e:
         raise ConfigError(str(e)) from None
     for i, name in enumerate(a.compare):
         key = f"attack.compare[{i}]"
         _known("attack", key, name, load_families().names())
         try:
-            check_attack(name, {}, key, **attack_kwargs(name, steps=a.steps, step_size=a.step_size,
-                                                         random_start=a.random_start, eps=a.eps, norm=a.norm,
-                                                         targeted=a.targeted))
+            AttackSpec.from_run(name, steps=a.steps, step_size=a.step_size, random_start=a.random_start, eps=a.eps,
+                                norm=a.norm, targeted=a.targeted).check(key)
         except LiccsError as e:
             raise ConfigError(str(e)) from None
         compared = load_families().get(name).objectives

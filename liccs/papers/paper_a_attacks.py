@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from liccs.attack.base import Attack, attack_kwargs, create_attack
+from liccs.attack.base import Attack
 from liccs.attack.diversity import InputDiversity
 from liccs.attack.ensemble import Ensemble, EnsembleOutput
 from liccs.attack.eot import EoT
+from liccs.attack.spec import AttackSpec
 from liccs.checks.predictors import predictors
 from liccs.checks.transfer import as_uint8_variant
 from liccs.data import load_batch, open_source
@@ -46,19 +47,20 @@ class CountingEnsemble(Ensemble):
 
 
 def make_attack(ctx: Context, target: nn.Module, fgsm: bool = False, setting: Setting | None = None) -> Attack:
-    """The run's attack on ``target`` (as :func:`liccs.stages.attack.craft` builds it), or FGSM at the same eps;
+    """The run's attack on ``target`` (:meth:`~liccs.attack.spec.AttackSpec.from_run`, as the attack stage builds
+    it), or FGSM at the same eps;
     ``setting`` replaces its eps, steps and step size."""
     a = ctx.cfg.attack
     if a.eot_samples > 1:
         target = EoT(target, samples=a.eot_samples)
     eps = setting.eps if setting else a.eps
     steps, alpha = (setting.steps, setting.step_size) if setting else (a.steps, min(a.step_size, a.eps))
-    common: dict[str, Any] = dict(eps=eps, norm=a.norm, targeted=a.targeted, objective=ATTACK_OBJECTIVES[a.objective],
+    common: dict[str, Any] = dict(norm=a.norm, targeted=a.targeted, objective=ATTACK_OBJECTIVES[a.objective],
                                   seed=ctx.cfg.run.seed, diversity=InputDiversity() if a.input_diversity else None)
     if fgsm:
-        return create_attack("fgsm", target, **common)
-    return create_attack(a.name, target, **attack_kwargs(a.name, steps=steps, step_size=alpha,
-                                                         random_start=a.random_start, **common), **a.params)
+        return AttackSpec("fgsm", eps=eps, **common).build(target)
+    return AttackSpec.from_run(a.name, eps=eps, steps=steps, step_size=alpha, random_start=a.random_start,
+                               params=a.params, **common).build(target)
 
 
 def attack_labels(ctx: Context, labels: Tensor) -> Tensor:

@@ -26,11 +26,11 @@ import torch
 from torch import Tensor, nn
 
 from liccs.attack.adaptive_select import SelectionAware, SoftSelected
-from liccs.attack.base import create_attack
 from liccs.attack.defense import KWayDefense
 from liccs.attack.ensemble import CodecOnly
 from liccs.attack.eot import EoT
 from liccs.attack.evaluate import quantize_png
+from liccs.attack.spec import AttackSpec as Spec
 from liccs.export.graphs import module_hash
 from liccs.fileio import json_digest, load_keyed, save_keyed
 from liccs.papers.paper_b_eval import Images
@@ -86,8 +86,8 @@ def _run(codec: nn.Module, spec: AttackSpec, x: Tensor, defense: KWayDefense | N
         return sign_noise(x, spec.eps, spec.seed + offset)
     adaptive = spec.attack in ("eot", "select") and spec.objective in ("distortion", "rate")
     objective: Any = SoftSelected(spec.objective) if adaptive else spec.objective
-    atk = create_attack(spec.method, target_model(codec, spec, defense), eps=spec.eps, norm="linf", steps=spec.steps,
-                        objective=objective, seed=spec.seed)
+    atk = Spec(spec.method, eps=spec.eps, norm="linf", steps=spec.steps, objective=objective,
+               seed=spec.seed).build(target_model(codec, spec, defense))
     return atk(x)
 
 

@@ -21,10 +21,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from liccs.attack.base import attack_kwargs, create_attack
 from liccs.attack.diversity import InputDiversity
 from liccs.attack.ensemble import Ensemble
 from liccs.attack.eot import EoT
+from liccs.attack.spec import AttackSpec
 from liccs.checks.replica import replica_parity, replicas
 from liccs.executor import Task
 from liccs.fileio import json_digest, load_keyed, save_keyed
@@ -108,10 +108,10 @@ def craft(ctx: Context, source: str, exports: Exports | None = None) -> Tensor:
     target: Any = source_model(ctx, source, exports)
     if a.eot_samples > 1:
         target = EoT(target, samples=a.eot_samples)
-    atk = create_attack(name, target, **attack_kwargs(
-        name, steps=a.steps, step_size=a.step_size, random_start=a.random_start, eps=a.eps, norm=a.norm,
-        targeted=a.targeted, objective=source_objective(ctx, source), seed=ctx.cfg.run.seed,
-        diversity=InputDiversity() if a.input_diversity else None), **params)
+    atk = AttackSpec.from_run(name, steps=a.steps, step_size=a.step_size, random_start=a.random_start, eps=a.eps,
+                              params=params, norm=a.norm, targeted=a.targeted,
+                              objective=source_objective(ctx, source), seed=ctx.cfg.run.seed,
+                              diversity=InputDiversity() if a.input_diversity else None).build(target)
     labels = target_labels(ctx) if a.targeted else ctx.labels
     bs = ctx.cfg.data.batch_size
     return torch.cat([atk(ctx.images[i:i + bs], labels[i:i + bs]) for i in range(0, len(ctx.images), bs)])

@@ -23,8 +23,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from liccs.attack.base import Attack, attack_kwargs, create_attack
+from liccs.attack.base import Attack
 from liccs.attack.sanity import sanity_table
+from liccs.attack.spec import AttackSpec
 from liccs.attack.standard import SUITE, StandardEvaluation
 from liccs.config import ConfigError, RunConfig
 from liccs.fileio import json_digest, load_keyed, save_keyed
@@ -53,9 +54,9 @@ def run_attack(ctx: Context, model: Any, target: str, eps: float, steps: int) ->
     """The run's attack (``attack.name`` with ``[attack.params]``) on ``model`` at ``eps`` and ``steps``, its step
     size scaled by ``eps / attack.eps`` (the same schedule over a larger ball)."""
     a = ctx.cfg.attack
-    return create_attack(a.name, model, **attack_kwargs(
-        a.name, steps=steps, step_size=a.step_size * eps / a.eps, random_start=a.random_start, eps=eps, norm=a.norm,
-        targeted=False, objective=source_objective(ctx, target), seed=ctx.cfg.run.seed), **a.params)
+    return AttackSpec.from_run(a.name, steps=steps, step_size=a.step_size * eps / a.eps, random_start=a.random_start,
+                               eps=eps, params=a.params, norm=a.norm, targeted=False,
+                               objective=source_objective(ctx, target), seed=ctx.cfg.run.seed).build(model)
 
 
 def unbounded_eps(norm: str, x: Tensor) -> float:
