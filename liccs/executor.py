@@ -95,6 +95,8 @@ class SerialExecutor(_Records):
     """Every task in this process, in order; an exception stops the run (today's behaviour)."""
 
     name: str = "serial"
+    #: tasks run in the calling process: their arguments are the caller's objects, not copies
+    in_process: bool = True
 
     def run(self, tasks: Sequence[Task], desc: str, progress: bool = True) -> dict[str, Any]:
         """{key: value} of every task."""
@@ -116,6 +118,8 @@ class RayExecutor(_Records):
     num_cpus: int | None = None
     max_retries: int = 2
     name: str = "ray"
+    #: tasks run in worker processes: what they get is pickled (deployed codecs and live runners stay behind)
+    in_process: bool = False
 
     def start(self) -> Any:
         """Import Ray and connect (once); a clear error says what to install."""

@@ -35,6 +35,11 @@ def test_unknown_executor_lists_the_valid_ones():
         make_executor("dask")
 
 
+def test_the_executor_says_whether_its_tasks_get_the_callers_objects():
+    # the stages ship deployed codecs and live runners only to in-process tasks (Ray pickles what it sends)
+    assert make_executor("serial").in_process and not RayExecutor().in_process
+
+
 def test_serial_runs_every_task_in_order_and_records_it():
     ex = SerialExecutor()
     out = ex.run([Task(f"k{i}", f"t{i}", square, (i,)) for i in range(4)], "stage", progress=False)

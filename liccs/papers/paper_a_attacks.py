@@ -106,7 +106,7 @@ def precraft(ctx: Context, out: Path, jobs: list[tuple[list[str], Tensor, Tensor
     unless stored (each stores them under its key, where :func:`craft` then reads them) and evaluate them on its
     targets; returns (the member sets crafted now, their top-1 per target). On the serial executor nothing:
     :func:`craft` crafts on demand and the driver evaluates, in one pass."""
-    if ctx.executor.name == "serial":
+    if ctx.executor.in_process:
         return set(), {}
     tasks = [Task(stored_as(ctx, out, members, images, labels, setting=setting)[1], "+".join(members), _craft_task,
                   (ctx, out, list(members), images, labels, setting, list(targets)), **task_resources(ctx.cfg))

@@ -177,7 +177,7 @@ def run_attacks(ctx: Context, out: Path, progress: bool = True,
     paths = {s: folder / f"{_stem(s)}-{keys[s][:16]}.pt" for s in sources}
     stored = {s: load_keyed(paths[s], keys[s]) for s in sources}
     cached = {s for s, hit in stored.items() if hit is not None}
-    shipped = exports if ctx.executor.name == "serial" else Exports(cache=exports.cache)
+    shipped = exports if ctx.executor.in_process else Exports(cache=exports.cache)
     tasks = [Task(keys[s], s, craft_to_file, (ctx, s, paths[s], keys[s], shipped), **task_resources(ctx.cfg))
              for s in sources if s not in cached]
     ctx.executor.run(tasks, "attack", progress)

@@ -87,7 +87,7 @@ def run_transfer(ctx: Context, adversarial: dict[str, Tensor], exports: Exports,
     tc = ctx.cfg.transfer
     engines = ctx.names.engines("transfer")
     others = [e for e in engines if e != tc.reference_engine]
-    shipped = exports if ctx.executor.name == "serial" else Exports(cache=exports.cache)
+    shipped = exports if ctx.executor.in_process else Exports(cache=exports.cache)
 
     def tasks(names: list[str], reference: Predictions | None) -> list[Task]:
         return [Task(f"transfer:{e}", e, transfer_on, (ctx, e, adversarial, shipped, reference),
