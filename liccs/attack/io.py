@@ -23,12 +23,18 @@ SIDECAR = "attack.json"
 TENSORS = "adversarial.pt"
 
 
+def plain_stem(name: str) -> bool:
+    """Whether ``name`` can be written as ``NAME.png`` in the output folder: not empty, not hidden (a leading '.'),
+    no path separator."""
+    return bool(name) and not name.startswith(".") and "/" not in name and "\\" not in name
+
+
 def _check_names(names: Sequence[str], n: int) -> None:
     if len(names) != n:
         raise InputError(f"{len(names)} names for {n} images")
     if len(set(names)) != len(names):
         raise InputError("image names (file stems) repeat")
-    bad = [s for s in names if not s or "/" in s or "\\" in s or s.startswith(".")]
+    bad = [s for s in names if not plain_stem(s)]
     if bad:
         raise InputError(f"image names must be plain file stems, got {bad[:3]}")
 

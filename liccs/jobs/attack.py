@@ -28,7 +28,7 @@ from liccs.attack.evaluate import (
     mean_rows,
     quantize_png,
 )
-from liccs.attack.io import save_adversarial
+from liccs.attack.io import plain_stem, save_adversarial
 from liccs.attack.objectives import parse_objective
 from liccs.attack.spec import AttackSpec
 from liccs.core.progress import tqdm
@@ -89,7 +89,7 @@ def _check_names(source: ImageSource, n: int) -> None:
     seen: dict[str, str] = {}
     for i in range(n):
         name, where, _ = source.describe(i)
-        if not name or name.startswith(".") or "/" in name or "\\" in name:
+        if not plain_stem(name):
             raise InputError(f"image {where} cannot be written as {name + '.png'!r}: a hidden or empty name; rename it")
         if name in seen:
             raise InputError(f"images {seen[name]} and {where} would both be written as {name}.png; rename one")
