@@ -25,14 +25,26 @@ def test_checkpoints_follow_the_paper():
 
 @pytest.mark.parametrize("norm,eps", [("linf", 2 / 255), ("l2", 0.15)])
 def test_apgd_at_least_as_strong_as_pgd_at_equal_steps(norm, eps, trained_cnn, cifar4):
+    """APGD against PGD at its default step size (at least as strong) and at its best fixed step size of a grid
+    (within 1% of the loss: Croce & Hein 2020, APGD needs no step-size tuning to match tuned PGD; at 10 steps its
+    schedule has little room to beat it), on 50 images and two seeds."""
     x, y = cifar4[0][::4], cifar4[1][::4]  # 50 images
-    pgd = PGD(trained_cnn, eps=eps, norm=norm, steps=10, seed=0)
-    apgd = APGD(trained_cnn, eps=eps, norm=norm, steps=10, seed=0)
-    adv_p, adv_a = pgd(x, y), apgd(x, y)
-    assert apgd.losses.shape == (10,)
-    assert fooled(trained_cnn, adv_a, y).float().mean() >= fooled(trained_cnn, adv_p, y).float().mean()
-    assert apgd.loss(adv_a, y).mean() >= pgd.loss(adv_p, y).mean()
-    assert (apgd.threat.distance(x, adv_a) <= eps * (1 + 1e-5)).all()
+    for seed in (0, 1):
+        apgd = APGD(trained_cnn, eps=eps, norm=norm, steps=10, seed=seed)
+        adv_a = apgd(x, y)
+        assert apgd.losses.shape == (10,)
+        best_loss, best_asr = -float("inf"), 0.0
+        for alpha in (eps / 2, eps / 4, 2.5 * eps / 10, eps / 10):
+            pgd = PGD(trained_cnn, eps=eps, norm=norm, steps=10, alpha=alpha, seed=seed)
+            adv_p = pgd(x, y)
+            best_loss = max(best_loss, float(pgd.loss(adv_p, y).mean()))
+            best_asr = max(best_asr, float(fooled(trained_cnn, adv_p, y).float().mean()))
+        default = PGD(trained_cnn, eps=eps, norm=norm, steps=10, seed=seed)
+        loss_a = float(apgd.loss(adv_a, y).mean())
+        assert loss_a >= float(default.loss(default(x, y), y).mean()), seed
+        assert loss_a >= 0.99 * best_loss, (seed, loss_a, best_loss)
+        assert float(fooled(trained_cnn, adv_a, y).float().mean()) >= best_asr - 0.02, seed  # one image of 50
+        assert (apgd.threat.distance(x, adv_a) <= eps * (1 + 1e-5)).all()
 
 
 @pytest.mark.parametrize("name", ["pgd", "ifgsm", "mifgsm", "apgd"])
