@@ -36,8 +36,7 @@ from typing import Any
 import pandas as pd
 from torch import Tensor
 
-from liccs.attack.defense import KWayDefense
-from liccs.attack.defense_random import RandomKWayDefense, transform_family
+from liccs.attack.defense_random import transform_family
 from liccs.attack.transforms import get_transforms
 from liccs.config import ConfigError, RunConfig
 from liccs.core.progress import tqdm
@@ -52,6 +51,7 @@ from liccs.papers.paper_b_attacks import AttackSpec, craft
 from liccs.papers.paper_b_eval import Images, load_images
 from liccs.papers.paper_b_findings import findings
 from liccs.papers.paper_b_measure import measure, plain
+from liccs.papers.paper_b_tasks import attacked_defense, defenses, precraft
 from liccs.stage import Context, Exports, Names, TableSpec, register
 from liccs.zoo import parse_codec
 
@@ -173,19 +173,6 @@ def attacked_codecs(cfg: RunConfig, codecs: list[str]) -> list[str]:
     return attacked or list(codecs)
 
 
-def _defenses(cfg: RunConfig, codec: Any) -> tuple[dict[int, RandomKWayDefense], KWayDefense | None]:
-    d = cfg.defense
-    lmbda = None if d.lmbda == "codec" else float(d.lmbda)
-    try:
-        fam = transform_family(d.max_shift)
-        randoms = {k: RandomKWayDefense(codec, k, family=fam, lmbda=lmbda, seed=cfg.run.seed) for k in sorted(set(d.k))}
-        kway = (KWayDefense(codec, d.kway_k, transforms=d.transforms, lmbda=lmbda, seed=cfg.run.seed)
-                if d.kway_k else None)
-    except InputError as e:
-        raise _fail("defense.lmbda", f"{e} (set a number)") from None
-    return randoms, kway
-
-
 class _Clock:
     """Seconds spent per part of the stage (for the report's notes)."""
 
@@ -257,11 +244,13 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
     dep_rows: list[dict[str, Any]] = []
     cross: list[dict[str, Any]] = []
     clock = _Clock()
+    folder = out / "paper-b" / "adversarial"
+    precraft(ctx, attacked, _specs(cfg, kmax), folder, kmax)  # a parallel executor crafts every attack first
     bar = tqdm(ctx.names.codecs, desc="paper B", disable=not progress)
     for name in bar:
         codec, spec_ = ctx.codecs[name], parse_codec(name)
         base = {"codec": name, "arch": spec_.arch, "quality": spec_.quality}
-        randoms, kway = _defenses(cfg, codec)
+        randoms, kway = defenses(cfg, codec)
         recon: dict[int, Tensor] = {}
         for idx in images.groups(bs):  # clean images: every defense, timed; the plain reconstruction kept
             x = images.stack(idx)
@@ -275,8 +264,7 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
         kept: dict[AttackSpec, list[Tensor]] = {}  # the attacks replayed on the deployed codecs
         for s in _specs(cfg, kmax):
             bar.set_postfix_str(f"{name} {s.label} {s.objective} {s.steps} steps")
-            adv, _ = craft(codec, s, images, bs, out / "paper-b" / "adversarial",
-                           randoms[kmax] if s.attack in ("eot", "select") else None)
+            adv, _ = craft(codec, s, images, bs, folder, attacked_defense(s, randoms, kmax))
             if D.wanted(s, d.claim_objective, d.focus_eps, steps):
                 kept[s] = adv
             clock.lap(s.attack)

@@ -112,6 +112,27 @@ def test_deployed_defense_chooses_as_pytorch_and_decodes_exactly_on_a_second_fp3
     assert "Paper B rate attack as denial of service on the deployed ort-cpu codec" in md
 
 
+def test_paper_b_on_ray_crafts_every_attack_as_a_task_and_gives_the_serial_images(quick: Path, tmp_path: Path,
+                                                                                   ray_session) -> None:
+    """Every (attacked codec, attack) crafted as a task on a local Ray instance: the per-image measurements equal
+    the serial run's (times apart), and each task is recorded as done."""
+    out = tmp_path / "ray"
+    args = ["run", str(CONFIG), "--quick", "--no-progress", "--out", str(out), "--executor", "ray"]
+    for o in FAST:
+        args += ["--set", o]
+    assert main(args) == 0
+    a, b = (pd.read_csv(d / "tables" / "paper_b_images.csv") for d in (quick, out))
+    timing = [c for c in a.columns if c.endswith(("_ms", "_s"))]
+    pd.testing.assert_frame_equal(a.drop(columns=timing), b.drop(columns=timing), check_exact=True)
+    tasks = [t for t in json.loads((out / "manifest.json").read_text())["executor"]["tasks"]
+             if t["stage"] == "paper-b"]
+    crafted = a[~a["attack"].isin(["none", "noise"])].drop_duplicates(["codec", "attack", "objective", "eps_255",
+                                                                        "steps"])
+    assert len(tasks) == len(crafted) > 0  # one task per (attacked codec, crafted attack)
+    assert {t["status"] for t in tasks} == {"done"}
+    assert all(not t["label"].endswith("noise none") for t in tasks)  # the noise control is drawn, not crafted
+
+
 def test_claims_replicate_only_where_every_training_seed_agrees() -> None:
     from liccs.papers.paper_b_claims import TOO_CLOSE, replication_table
 
