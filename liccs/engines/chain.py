@@ -8,22 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from liccs.engines.address import SPLIT
 from liccs.engines.base import Array, Runner, TensorMeta
 from liccs.errors import InputError
-
-#: Separates the head's engine from the tail's in an engine name: ``"ov-cpu>ort-cpu"``.
-SPLIT = ">"
-
-
-def parse_split(engine: str) -> tuple[str, str] | None:
-    """(head engine, tail engine) of ``"A>B"``; None for a plain engine name."""
-    if SPLIT not in engine:
-        return None
-    head, _, tail = engine.partition(SPLIT)
-    if not head or not tail or SPLIT in tail:
-        raise InputError(f"a split engine is 'HEAD{SPLIT}TAIL' (two engine names, e.g. 'ov-cpu{SPLIT}ort-cpu'), "
-                         f"got {engine!r}")
-    return head, tail
 
 
 class ChainRunner(Runner):

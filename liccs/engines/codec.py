@@ -19,10 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from liccs.core import check_images, crop_to, pad_to_multiple
+from liccs.engines.address import parse_split
 from liccs.engines.autoregressive import compress_ar, decompress_ar
 from liccs.engines.base import Runner, get_engine
 from liccs.engines.bitstream import BitstreamError, Container, crc32, frame, unframe
-from liccs.engines.chain import parse_split
 from liccs.engines.coder import (
     check_capacity,
     decode_bottleneck,

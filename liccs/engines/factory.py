@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from liccs.engines.address import parse_split
 from liccs.engines.base import Runner, get_engine
-from liccs.engines.chain import ChainRunner, parse_split
+from liccs.engines.chain import ChainRunner
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import split_tail
 from liccs.export.onnx import OnnxFromTorch

@@ -27,6 +27,7 @@ import onnx
 import torch
 from torch import Tensor
 
+from liccs.engines.address import EngineAddress
 from liccs.engines.base import Runner, get_engine
 from liccs.engines.factory import runner_for
 from liccs.errors import InputError
@@ -189,7 +190,7 @@ def plan_keep_fp32(d: Any, graph: Any, cache: Any = None, exporter: str = "auto"
         if s not in stages or s not in d.runners:
             continue
         sig = _compute_signature(OnnxFromTorch(stages[s], cache, exporter)().path)
-        fp32 = get_engine(d.runners[s].name.partition(":")[0].partition(">")[0]).precision == "fp32"
+        fp32 = get_engine(EngineAddress.parse(d.runners[s].name).head).precision == "fp32"
         if combined[at:at + len(sig)] != sig:
             if s in QUANTIZED_STAGES and not fp32:
                 raise InputError(f"{graph.label}: its compute nodes from {at} on are not {d.name}'s {s} "

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from liccs.engines.address import EngineAddress
 from liccs.engines.base import Runner
 from liccs.engines.codec import DeployedCodec
 from liccs.errors import InputError
@@ -119,8 +120,8 @@ def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Te
     if not times:
         raise InputError(f"no candidate engine could run here: {skipped}")
     best = {stage: min(t, key=t.get) for stage, t in times.items()}
-    engines = {stage: b.split("/")[0] for stage, b in best.items()}
-    transposed = {stage: b.split("/")[1] if "/" in b else "native" for stage, b in best.items()}
+    engines = {stage: EngineAddress.parse(b).engine for stage, b in best.items()}
+    transposed = {stage: EngineAddress.parse(b).form for stage, b in best.items()}
     record = {"key": key, "engines": engines, "transposed": transposed, "p50_ms": times, "skipped": skipped}
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
     return record | {"cached": False}

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from liccs.config import ConfigError, RunConfig
 from liccs.core.progress import tqdm
 from liccs.engines import ENGINES, EngineUnavailable
-from liccs.engines.chain import parse_split
+from liccs.engines.address import EngineAddress
 from liccs.engines.codec import DeployedCodec
 from liccs.errors import LiccsError
 from liccs.export.cache import ArtifactCache
@@ -60,18 +60,17 @@ def _engine(key: str, name: Any, form: bool = False) -> str:
     form of :data:`liccs.export.phases.TRANSPOSED_FORMS` (``ov-cpu/sub-pixel-output``)."""
     if not isinstance(name, str):
         raise ConfigError(f"{key}: expected an engine name, got {type(name).__name__} {name!r}")
-    if "/" in name:
-        engine, _, how = name.partition("/")
-        if not form:
-            raise ConfigError(f"{key}: {name!r}: only a stage's entry names a transposed form (ENGINE/FORM)")
-        if how not in TRANSPOSED_FORMS:
-            raise ConfigError(f"{key}: unknown transposed form {how!r}; valid forms: {', '.join(TRANSPOSED_FORMS)}")
-        return _engine(key, engine) + f"/{how}"
     try:
-        parts = parse_split(name) or (name,)
+        address = EngineAddress.parse(name)
     except LiccsError as e:
         raise ConfigError(f"{key}: {e}") from None
-    for p in parts:
+    if "/" in name:
+        if not form:
+            raise ConfigError(f"{key}: {name!r}: only a stage's entry names a transposed form (ENGINE/FORM)")
+        if address.form not in TRANSPOSED_FORMS:
+            raise ConfigError(f"{key}: unknown transposed form {address.form!r}; valid forms: "
+                              f"{', '.join(TRANSPOSED_FORMS)}")
+    for p in address.engines:
         if p not in ENGINES.names():
             raise ConfigError(f"{key}: unknown engine {p!r}; valid engines: {', '.join(ENGINES.names())} "
                               f"(or 'A>B': a stage on A, its output layer on B)")
@@ -108,7 +107,7 @@ def parse_deployments(cfg: RunConfig) -> dict[str, list[str] | dict[str, str]]:
                 if k not in stages and k not in EXTRA_KEYS:
                     raise ConfigError(f"{key}.{k}: not a stage; valid keys: {', '.join(stages + list(EXTRA_KEYS))}")
             out[name] = {k: _engine(f"{key}.{k}", v, form=k != "classifier") for k, v in value.items()}
-            if "classifier" in out[name] and parse_split(out[name]["classifier"]):
+            if "classifier" in out[name] and EngineAddress.parse(out[name]["classifier"]).split:
                 raise ConfigError(f"{key}.classifier: the classifier runs on one engine, not a split")
         else:
             raise ConfigError(f"{key}: expected 'auto', a list of candidate engines or a table of stage = engine; "
@@ -120,7 +119,7 @@ def _rows(deployment: str, codec: str, d: DeployedCodec, choice: dict[str, Any] 
     rows = []
     for stage in d.runners:
         times = (choice or {}).get("p50_ms", {}).get(stage, {})
-        engine = d.runners[stage].name.partition(":")[0]
+        engine = EngineAddress.parse(d.runners[stage].name).engine
         rows.append({"deployment": deployment, "codec": codec, "stage": stage, "engine": engine,
                      "transposed": d.transposed.get(stage, "native"),
                      "p50_ms": min(times.values()) if times else None,
@@ -155,8 +154,9 @@ def build_deployments(cfg: RunConfig, codecs: Mapping[str, nn.Module], images: T
             else:
                 # a stage this codec's family lacks (h_a of a factorized codec) is another codec's entry
                 have = set(family_of(codec).stages) | {"default"}
-                engines = {k: v.partition("/")[0] for k, v in spec.items() if k in have}
-                forms = {k: v.partition("/")[2] or "native" for k, v in spec.items() if k in have}
+                where = {k: EngineAddress.parse(v) for k, v in spec.items() if k in have}
+                engines = {k: a.engine for k, a in where.items()}
+                forms = {k: a.form for k, a in where.items()}
             d = DeployedCodec.on_engine(codec, engines, cache, exporter=exporter, calibration_images=calibration,
                                         transposed=forms)
         except (EngineUnavailable, LiccsError) as e:
@@ -182,6 +182,5 @@ def device_engine(cfg: RunConfig, key: str) -> str:
     if spec is None:
         return key
     names = auto_candidates(cfg) if spec == AUTO else list(spec.values()) if isinstance(spec, Mapping) else spec
-    engines = [n.partition("/")[0] for n in names]  # a stage's entry may name a transposed form
-    parts = [p for n in engines for p in (parse_split(n) or (n,))]
+    parts = [p for n in names for p in EngineAddress.parse(n).engines]  # an entry may name a split or a form
     return next((p for p in parts if ENGINES.get(p).device == "cuda"), parts[0] if parts else "torch")

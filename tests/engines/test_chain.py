@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from liccs.engines.address import parse_split
 from liccs.engines.base import ENGINES
-from liccs.engines.chain import ChainRunner, parse_split
+from liccs.engines.chain import ChainRunner
 from liccs.engines.codec import DeployedCodec
 from liccs.errors import InputError, LiccsError
 from liccs.export.cache import ArtifactCache
