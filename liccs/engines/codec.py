@@ -20,24 +20,15 @@ from torch import Tensor, nn
 
 from liccs.core import check_images, crop_to, pad_to_multiple
 from liccs.engines.address import parse_split
-from liccs.engines.autoregressive import compress_ar, decompress_ar
 from liccs.engines.base import Runner, get_engine
-from liccs.engines.bitstream import BitstreamError, Container, crc32, frame, unframe
-from liccs.engines.coder import (
-    check_capacity,
-    decode_bottleneck,
-    decode_symbols,
-    encode_bottleneck,
-    encode_symbols,
-    min_symbol_bits,
-)
+from liccs.engines.bitstream import BitstreamError, Container, unframe
+from liccs.engines.coders import coder_for
 from liccs.engines.factory import runner_for
-from liccs.engines.indexes import build_indexes, repair_indexes
 from liccs.engines.int8_fit import fit_int8
 from liccs.engines.limits import check_header, geometry, pixel_budget
 from liccs.errors import InputError, RunnerInactive
 from liccs.export.graphs import codec_graphs, module_hash, stage_feeds
-from liccs.families import family_of, medians, mse_lambda
+from liccs.families import family_of, mse_lambda
 from liccs.pipeline import PAD_MULTIPLE
 
 MISMATCH = ("raise", "decode")
@@ -45,10 +36,6 @@ LOOP_STAGES = ("context_step", "entropy_parameters")
 #: the stages that choose the entropy tables (and ``h_a``, the hyper path's other half): an int8 engine's deployed
 #: codec runs them on its fp32 twin, so that every decoder picks the tables its encoder picked
 TABLE_STAGES = ("h_a", "h_s", "context_step", "entropy_parameters")
-
-
-def _index_check(indexes: Tensor) -> int:
-    return crc32(indexes.to(torch.int32).contiguous().numpy().tobytes())
 
 
 class DeployedCodec:
@@ -61,6 +48,7 @@ class DeployedCodec:
 
     def __init__(self, codec: nn.Module, runners: Mapping[str, Runner], engine: str = "custom") -> None:
         self.codec, self.family, self.engine = codec, family_of(codec), engine
+        self.coder = coder_for(self.family)
         missing = set(self.family.stages) - set(runners) - {"context_prediction"}
         if missing:
             raise InputError(f"deployed {self.family.name} codec needs runners for {sorted(missing)}")
@@ -179,18 +167,19 @@ class DeployedCodec:
             raise
         return out
 
-    def _run(self, stage: str, name: str, x: Tensor) -> Tensor:
+    def run_stage(self, stage: str, name: str, x: Tensor) -> Tensor:
+        """One stage's runner on ``x`` (its input ``name``), as float on the CPU."""
         out = self.runners[stage].infer({name: x.contiguous()})
         return next(iter(out.values())).float().cpu()
 
-    def _hyper(self, z_hat: Tensor) -> Tensor:
+    def hyper(self, z_hat: Tensor) -> Tensor:
         """``h_s`` one image at a time, on the encoder's side and the decoder's alike.
 
         The entropy tables are chosen from these outputs, so both sides must compute them bit for bit. A GPU
         picks its convolution algorithm by batch size: on an H200 an encoder that ran ``h_s`` on 256 images at
         once selected other tables than decoders that ran it on one, and the checksums refused the streams.
         """
-        return torch.cat([self._run("h_s", "z_hat", z_hat[i:i + 1]) for i in range(z_hat.shape[0])])
+        return torch.cat([self.run_stage("h_s", "z_hat", z_hat[i:i + 1]) for i in range(z_hat.shape[0])])
 
     # --- CompressAI contract -------------------------------------------------------------------------
     @torch.no_grad()
@@ -199,27 +188,8 @@ class DeployedCodec:
         check_images(images)
         self._require_active()
         xp, size = pad_to_multiple(images, PAD_MULTIPLE)
-        eb, gc = self.codec.entropy_bottleneck, getattr(self.codec, "gaussian_conditional", None)
-        y = self._run("g_a", "x", xp)
-        if not self.family.hyperprior:
-            return {"strings": [[frame(s) for s in encode_bottleneck(eb, y)]], "shape": tuple(y.shape[-2:]),
-                    "size": size}
-        z = self._run("h_a", "y", self.family.hyper_input(y))
-        z_strings = encode_bottleneck(eb, z)
-        # what eb.decompress(z_strings) returns, without decoding: the coder is lossless on these integers
-        med = medians(eb)
-        z_hat = eb.dequantize(eb.quantize(z, "symbols", med), med)
-        params = self._hyper(z_hat)
-        if self.family.is_sequential:
-            coded = [compress_ar(gc, self.runners["context_step"], self.runners["entropy_parameters"],
-                                 y[i:i + 1], params[i:i + 1]) for i in range(y.shape[0])]
-            y_frames = [frame(s, checks) for s, checks in coded]
-        else:
-            scales, means = self.family.split_params(params)
-            indexes = build_indexes(gc, scales)
-            strings = encode_symbols(gc, y, indexes, means)
-            y_frames = [frame(s, [_index_check(indexes[i])]) for i, s in enumerate(strings)]
-        return {"strings": [y_frames, [frame(s) for s in z_strings]], "shape": tuple(z.shape[-2:]), "size": size}
+        strings, shape = self.coder.encode(self, self.run_stage("g_a", "x", xp))
+        return {"strings": strings, "shape": shape, "size": size}
 
     @torch.no_grad()
     def decompress(self, strings: Sequence[Sequence[bytes]], shape: Sequence[int], size: Sequence[int] | None = None,
@@ -247,65 +217,14 @@ class DeployedCodec:
         shape = tuple(int(s) for s in shape)
         if len(shape) != 2 or min(shape) < 1:
             raise BitstreamError(f"{self.name}: latent shape {shape} is not a (height, width) of at least 1×1")
-        self._check_capacity(parsed, shape)
-        eb, gc = self.codec.entropy_bottleneck, getattr(self.codec, "gaussian_conditional", None)
-        if not self.family.hyperprior:
-            y_hat, match = decode_bottleneck(eb, [p for p, _ in parsed[0]], shape), [True] * len(parsed[0])
-        else:
-            z_hat = decode_bottleneck(eb, [p for p, _ in parsed[1]], shape)
-            params = self._hyper(z_hat)
-            y_hat, match = self._decode_y(gc, parsed[0], params, on_mismatch)
+        self.coder.check_capacity(self, parsed, shape)  # before any network or entropy decoder runs
+        y_hat, match = self.coder.decode(self, parsed, shape, on_mismatch)
         # a decode on other tables, or of a forged string, may hold inf/NaN: keep the image finite (flagged if so)
-        x_hat = torch.nan_to_num(self._run("g_s", "y_hat", y_hat), nan=0.0).clamp(0, 1)
+        x_hat = torch.nan_to_num(self.run_stage("g_s", "y_hat", y_hat), nan=0.0).clamp(0, 1)
         return {"x_hat": crop_to(x_hat, tuple(size)) if size is not None else x_hat, "tables_match": match}
 
-    def _check_capacity(self, parsed: list[list[tuple[bytes, tuple[int, ...]]]], shape: tuple[int, ...]) -> None:
-        """Refuse, before any network or entropy decoder runs, a string too short for the symbols of ``shape``
-        (the entropy bottleneck's: one table per channel; ``y``'s behind a hyperprior: its cheapest table)."""
-        geom, eb = geometry(self.codec), self.codec.entropy_bottleneck
-        eb_bits = min_symbol_bits(eb)
-        positions = shape[0] * shape[1]
-        bottleneck = self.family.latents[-1]  # z behind a hyperprior, else y
-        for i, (payload, _) in enumerate(parsed[-1]):
-            check_capacity(payload, float(eb_bits.sum()) * positions, eb_bits.numel() * positions,
-                           f"{self.name}: latent {bottleneck} of image {i}")
-        if self.family.hyperprior:
-            r = geom.z_stride // geom.y_stride  # type: ignore[operator]
-            n = geom.y_channels * positions * r * r
-            cheapest = float(min_symbol_bits(self.codec.gaussian_conditional).min())
-            for i, (payload, _) in enumerate(parsed[0]):
-                check_capacity(payload, cheapest * n, n, f"{self.name}: latent y of image {i}")
-
-    def _decode_y(self, gc: nn.Module, frames: list[tuple[bytes, tuple[int, ...]]], params: Tensor,
-                  on_mismatch: str) -> tuple[Tensor, list[bool]]:
-        channels = self.codec.M
-        if self.family.is_sequential:
-            ys, match = [], []
-            for i, (payload, checks) in enumerate(frames):
-                y, bad = decompress_ar(gc, self.runners["context_step"], self.runners["entropy_parameters"],
-                                       payload, params[i:i + 1], channels, checks, on_mismatch == "raise")
-                self._mismatch(bad is not None, on_mismatch, i, f"latent row {bad}")
-                ys.append(y)
-                match.append(bad is None)
-            return torch.cat(ys), match
-        scales, means = self.family.split_params(params)
-        indexes = build_indexes(gc, scales)
-        payloads, match = [], []
-        for i, (payload, checks) in enumerate(frames):
-            ok = bool(checks) and checks[0] == _index_check(indexes[i])
-            if not ok and checks:  # a few scales on the other side of a table boundary: find them by the checksum
-                fixed = repair_indexes(gc, scales[i], indexes[i], checks[0])
-                if fixed is not None:
-                    indexes[i], ok = fixed[0], True
-                    self.repaired += 1
-            self._mismatch(not ok, on_mismatch, i, "the scale indexes")
-            check_capacity(payload, float(min_symbol_bits(gc)[indexes[i].long()].sum()), indexes[i].numel(),
-                           f"{self.name}: latent y of image {i}")
-            payloads.append(payload)  # decode_symbols pads it with zeros: a decode on other tables stays in its buffer
-            match.append(ok)
-        return decode_symbols(gc, payloads, indexes, means), match
-
-    def _mismatch(self, bad: bool, on_mismatch: str, i: int, what: str) -> None:
+    def mismatch(self, bad: bool, on_mismatch: str, i: int, what: str) -> None:
+        """Raise (``on_mismatch='raise'``) where image ``i`` decodes on other tables than its encoder's."""
         if bad and on_mismatch == "raise":
             raise BitstreamError(
                 f"{self.name} on {self.engine}: image {i}: {what} computed by this decoder select other entropy "
