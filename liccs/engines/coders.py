@@ -9,12 +9,16 @@ coder here under the family's name.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
+from liccs.core import pad_to_multiple
 from liccs.engines.autoregressive import compress_ar, decompress_ar
+from liccs.engines.base import Runner
 from liccs.engines.bitstream import crc32, frame
 from liccs.engines.coder import (
     check_capacity,
@@ -28,9 +32,26 @@ from liccs.engines.indexes import build_indexes, repair_indexes
 from liccs.engines.limits import geometry
 from liccs.errors import InputError
 from liccs.families import CodecFamily, medians
+from liccs.pipeline import PAD_MULTIPLE
 
-if TYPE_CHECKING:
-    from liccs.engines.codec import DeployedCodec
+
+class Deployed(Protocol):
+    """What a coder uses of :class:`liccs.engines.codec.DeployedCodec`."""
+
+    codec: Any
+    family: CodecFamily
+    name: str
+    runners: Mapping[str, Runner]
+    repaired: int
+
+    def run_stage(self, stage: str, name: str, x: Tensor) -> Tensor:
+        """One stage's runner on ``x``."""
+
+    def hyper(self, z_hat: Tensor) -> Tensor:
+        """``h_s`` on ``ẑ``, one image at a time."""
+
+    def mismatch(self, bad: bool, on_mismatch: str, i: int, what: str) -> None:
+        """Raise where image ``i`` decodes on other tables (``on_mismatch='raise'``)."""
 
 Frames = list[tuple[bytes, tuple[int, ...]]]
 
@@ -43,17 +64,28 @@ def index_check(indexes: Tensor) -> int:
 class Coder:
     """The entropy bottleneck alone: ``y`` coded per channel (the factorized prior)."""
 
-    def encode(self, dc: DeployedCodec, y: Tensor) -> tuple[list[list[bytes]], tuple[int, ...]]:
+    def encode(self, dc: Deployed, y: Tensor) -> tuple[list[list[bytes]], tuple[int, ...]]:
         """(framed strings per latent, the last latent's (h, w)) of ``y`` = g_a's output."""
         return [[frame(s) for s in encode_bottleneck(dc.codec.entropy_bottleneck, y)]], tuple(y.shape[-2:])
 
-    def decode(self, dc: DeployedCodec, parsed: list[Frames], shape: tuple[int, ...],
+    def decode(self, dc: Deployed, parsed: list[Frames], shape: tuple[int, ...],
                on_mismatch: str) -> tuple[Tensor, list[bool]]:
         """(ŷ, whether each image decoded on its encoder's tables) of the parsed strings."""
         eb = dc.codec.entropy_bottleneck
         return decode_bottleneck(eb, [p for p, _ in parsed[0]], shape), [True] * len(parsed[0])
 
-    def check_capacity(self, dc: DeployedCodec, parsed: list[Frames], shape: tuple[int, ...]) -> None:
+    def profile_calls(self, codec: Any, d: Deployed, x: Tensor,
+                      compressai: bool = False) -> dict[str, Callable[[], Any]]:
+        """The CPU coder's steps a profile times on the latents of images ``x`` (through the PyTorch ``codec``), by name
+        (``entropy_encode``, ``entropy_decode``, and ``build_indexes`` where there are table indexes): the
+        deployed codec's coder, or CompressAI's own ``compress``/``decompress`` (``compressai``)."""
+        eb = codec.entropy_bottleneck
+        eb_enc, eb_dec = _bottleneck_calls(eb, compressai)
+        y = codec.g_a(pad_to_multiple(x, PAD_MULTIPLE)[0])
+        strings = eb.compress(y)
+        return {"entropy_encode": lambda: eb_enc(y), "entropy_decode": lambda: eb_dec(strings, y.shape[-2:])}
+
+    def check_capacity(self, dc: Deployed, parsed: list[Frames], shape: tuple[int, ...]) -> None:
         """Refuse a string too short for the symbols of ``shape`` (the bottleneck's latent: one table per
         channel)."""
         eb_bits = min_symbol_bits(dc.codec.entropy_bottleneck)
@@ -67,7 +99,7 @@ class HyperpriorCoder(Coder):
     """``z`` by the bottleneck, ``y`` by the Gaussian conditional on ``h_s(ẑ)``'s parameters, one table index
     checksum per image (scale hyperprior and mean-scale)."""
 
-    def encode(self, dc: DeployedCodec, y: Tensor) -> tuple[list[list[bytes]], tuple[int, ...]]:
+    def encode(self, dc: Deployed, y: Tensor) -> tuple[list[list[bytes]], tuple[int, ...]]:
         """([y strings, z strings], z's (h, w)): ``h_a``, the bottleneck, then ``y`` on ``h_s(ẑ)``'s tables."""
         eb = dc.codec.entropy_bottleneck
         z = dc.run_stage("h_a", "y", dc.family.hyper_input(y))
@@ -77,13 +109,37 @@ class HyperpriorCoder(Coder):
         z_hat = eb.dequantize(eb.quantize(z, "symbols", med), med)
         return [self.encode_y(dc, y, dc.hyper(z_hat)), [frame(s) for s in z_strings]], tuple(z.shape[-2:])
 
-    def decode(self, dc: DeployedCodec, parsed: list[Frames], shape: tuple[int, ...],
+    def decode(self, dc: Deployed, parsed: list[Frames], shape: tuple[int, ...],
                on_mismatch: str) -> tuple[Tensor, list[bool]]:
         """ẑ from the bottleneck's strings, then ŷ on ``h_s(ẑ)``'s tables."""
         z_hat = decode_bottleneck(dc.codec.entropy_bottleneck, [p for p, _ in parsed[1]], shape)
         return self.decode_y(dc, parsed[0], dc.hyper(z_hat), on_mismatch)
 
-    def check_capacity(self, dc: DeployedCodec, parsed: list[Frames], shape: tuple[int, ...]) -> None:
+    def _latents(self, codec: Any, d: Deployed, x: Tensor) -> tuple[Tensor, Tensor, list[bytes], Tensor]:
+        """(y, z, z's strings, h_s's parameters) of images ``x`` through the PyTorch ``codec``."""
+        eb = codec.entropy_bottleneck
+        y = codec.g_a(pad_to_multiple(x, PAD_MULTIPLE)[0])
+        z = codec.h_a(d.family.hyper_input(y))
+        z_strings = eb.compress(z)
+        return y, z, z_strings, codec.h_s(eb.decompress(z_strings, z.shape[-2:]))
+
+    def profile_calls(self, codec: Any, d: Deployed, x: Tensor,
+                      compressai: bool = False) -> dict[str, Callable[[], Any]]:
+        """As :meth:`Coder.profile_calls`, with the scales' table indexes (computed once by the encoder and once by
+        the decoder) as their own step."""
+        gc, eb = codec.gaussian_conditional, codec.entropy_bottleneck
+        eb_enc, eb_dec = _bottleneck_calls(eb, compressai)
+        y, z, z_strings, params = self._latents(codec, d, x)
+        scales, means = d.family.split_params(params)
+        indexes = build_indexes(gc, scales)
+        y_strings = gc.compress(y, indexes, means=means)
+        gc_enc = (lambda v, i, m: gc.compress(v, i, means=m)) if compressai else partial(encode_symbols, gc)
+        gc_dec = (lambda s, i, m: gc.decompress(s, i, means=m)) if compressai else partial(decode_symbols, gc)
+        return {"build_indexes": lambda: gc.build_indexes(scales) if compressai else build_indexes(gc, scales),
+                "entropy_encode": lambda: (eb_enc(z), gc_enc(y, indexes, means)),
+                "entropy_decode": lambda: (eb_dec(z_strings, z.shape[-2:]), gc_dec(y_strings, indexes, means))}
+
+    def check_capacity(self, dc: Deployed, parsed: list[Frames], shape: tuple[int, ...]) -> None:
         """The bottleneck's latent as :meth:`Coder.check_capacity`, and ``y`` at least its cheapest table's bits."""
         super().check_capacity(dc, parsed, shape)
         geom = geometry(dc.codec)
@@ -93,7 +149,7 @@ class HyperpriorCoder(Coder):
         for i, (payload, _) in enumerate(parsed[0]):
             check_capacity(payload, cheapest * n, n, f"{dc.name}: latent y of image {i}")
 
-    def encode_y(self, dc: DeployedCodec, y: Tensor, params: Tensor) -> list[bytes]:
+    def encode_y(self, dc: Deployed, y: Tensor, params: Tensor) -> list[bytes]:
         """Framed ``y`` strings, each with its scale indexes' checksum."""
         gc = dc.codec.gaussian_conditional
         scales, means = dc.family.split_params(params)
@@ -101,7 +157,7 @@ class HyperpriorCoder(Coder):
         strings = encode_symbols(gc, y, indexes, means)
         return [frame(s, [index_check(indexes[i])]) for i, s in enumerate(strings)]
 
-    def decode_y(self, dc: DeployedCodec, frames: Frames, params: Tensor,
+    def decode_y(self, dc: Deployed, frames: Frames, params: Tensor,
                  on_mismatch: str) -> tuple[Tensor, list[bool]]:
         """ŷ of the ``y`` frames on the tables of ``params``; an image whose indexes' checksum differs from its
         stream's is repaired where a few scales sit across a table boundary, otherwise a mismatch."""
@@ -128,14 +184,33 @@ class SequentialCoder(HyperpriorCoder):
     """``y`` by CompressAI's sequential loop around the ``context_step``/``entropy_parameters`` runners, one table
     checksum per latent row (:mod:`.autoregressive`)."""
 
-    def encode_y(self, dc: DeployedCodec, y: Tensor, params: Tensor) -> list[bytes]:
+    def profile_calls(self, codec: Any, d: Deployed, x: Tensor,
+                      compressai: bool = False) -> dict[str, Callable[[], Any]]:
+        """As :meth:`Coder.profile_calls`: ``z`` by the bottleneck (CompressAI's with ``compressai``) and ``y`` by
+        the sequential loop on the deployed runners (CompressAI has no other for the context model)."""
+        gc, eb = codec.gaussian_conditional, codec.entropy_bottleneck
+        eb_enc, eb_dec = _bottleneck_calls(eb, compressai)
+        y, z, z_strings, params = self._latents(codec, d, x)
+        cs, ep = d.runners["context_step"], d.runners["entropy_parameters"]
+        coded = [compress_ar(gc, cs, ep, y[i:i + 1], params[i:i + 1]) for i in range(len(y))]
+
+        def enc() -> Any:
+            return eb_enc(z), [compress_ar(gc, cs, ep, y[i:i + 1], params[i:i + 1]) for i in range(len(y))]
+
+        def dec() -> Any:
+            eb_dec(z_strings, z.shape[-2:])
+            return [decompress_ar(gc, cs, ep, s, params[i:i + 1], codec.M, tuple(c))
+                    for i, (s, c) in enumerate(coded)]
+        return {"entropy_encode": enc, "entropy_decode": dec}
+
+    def encode_y(self, dc: Deployed, y: Tensor, params: Tensor) -> list[bytes]:
         """Framed ``y`` strings, each with one table checksum per latent row."""
         gc = dc.codec.gaussian_conditional
         coded = [compress_ar(gc, dc.runners["context_step"], dc.runners["entropy_parameters"], y[i:i + 1],
                              params[i:i + 1]) for i in range(y.shape[0])]
         return [frame(s, checks) for s, checks in coded]
 
-    def decode_y(self, dc: DeployedCodec, frames: Frames, params: Tensor,
+    def decode_y(self, dc: Deployed, frames: Frames, params: Tensor,
                  on_mismatch: str) -> tuple[Tensor, list[bool]]:
         """ŷ row by row; a row whose tables' checksum differs is a mismatch (the loop stops there to raise)."""
         gc, ys, match = dc.codec.gaussian_conditional, [], []
@@ -146,6 +221,13 @@ class SequentialCoder(HyperpriorCoder):
             ys.append(y)
             match.append(bad is None)
         return torch.cat(ys), match
+
+
+def _bottleneck_calls(eb: Any, compressai: bool) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """(encode, decode) of the entropy bottleneck: CompressAI's own, or the deployed codec's."""
+    if compressai:
+        return eb.compress, eb.decompress
+    return partial(encode_bottleneck, eb), partial(decode_bottleneck, eb)
 
 
 #: Each family's coder, by the family's name (:data:`liccs.families.FAMILIES`).

@@ -17,17 +17,12 @@ import torch
 from torch import Tensor, nn
 
 from liccs.config import ConfigError, RunConfig
-from liccs.core import pad_to_multiple, resize_center_crop
+from liccs.core import resize_center_crop
 from liccs.core.progress import tqdm
 from liccs.data import kodak, to_float
 from liccs.engines import ENGINES, runner_for
-from liccs.engines.autoregressive import compress_ar, decompress_ar
 from liccs.engines.codec import DeployedCodec
-from liccs.engines.coder import decode_bottleneck, decode_symbols, encode_bottleneck, encode_symbols
-from liccs.engines.indexes import build_indexes
 from liccs.export.graphs import classifier_graph, stage_feeds
-from liccs.families import family_of
-from liccs.pipeline import PAD_MULTIPLE
 from liccs.profiling.flops import PRECISION_DTYPES, add_rates, ceiling_skip_reason, count_flops, matmul_ceiling
 from liccs.profiling.profile import dominant_stages, growth_table, in_sequence, sweep
 from liccs.profiling.timer import TimerConfig
@@ -59,52 +54,11 @@ def sweep_images(batch: int, hw: tuple[int, int]) -> Tensor:
 @torch.no_grad()
 def coder_stages(codec: nn.Module, d: DeployedCodec, x: Tensor,
                  compressai: bool = False) -> dict[str, Callable[[], Any]]:
-    """entropy_encode / entropy_decode (and, for a scale hyperprior, build_indexes: the scales' table indexes,
-    computed once by the encoder and once by the decoder) callables of ``codec``'s CPU coder on the latents of
-    images ``x``: the deployed codec's (:mod:`liccs.engines.coder`, :func:`liccs.engines.indexes.build_indexes`),
-    or CompressAI's own ``compress``/``decompress``/``build_indexes`` (``compressai``)."""
-
-    family = family_of(codec)
-    eb, gc = codec.entropy_bottleneck, getattr(codec, "gaussian_conditional", None)
-    eb_dec = eb.decompress if compressai else functools.partial(decode_bottleneck, eb)
-    eb_enc = eb.compress if compressai else functools.partial(encode_bottleneck, eb)
-    y = codec.g_a(pad_to_multiple(x, PAD_MULTIPLE)[0])
-    if not family.hyperprior:
-        strings = eb.compress(y)
-        return {"entropy_encode": lambda: eb_enc(y),
-                "entropy_decode": lambda: eb_dec(strings, y.shape[-2:])}
-    z = codec.h_a(family.hyper_input(y))
-    z_strings = eb.compress(z)
-    params = codec.h_s(eb.decompress(z_strings, z.shape[-2:]))
-    if family.is_sequential:
-        cs, ep = d.runners["context_step"], d.runners["entropy_parameters"]
-        coded = [compress_ar(gc, cs, ep, y[i:i + 1], params[i:i + 1]) for i in range(len(y))]
-
-        def enc() -> Any:
-            return eb_enc(z), [compress_ar(gc, cs, ep, y[i:i + 1], params[i:i + 1]) for i in range(len(y))]
-
-        def dec() -> Any:
-            eb_dec(z_strings, z.shape[-2:])
-            return [decompress_ar(gc, cs, ep, s, params[i:i + 1], codec.M, tuple(c))
-                    for i, (s, c) in enumerate(coded)]
-        return {"entropy_encode": enc, "entropy_decode": dec}
-    scales, means = family.split_params(params)
-    indexes = build_indexes(gc, scales)
-    y_strings = gc.compress(y, indexes, means=means)
-
-    gc_enc = (lambda v, i, m: gc.compress(v, i, means=m)) if compressai else functools.partial(encode_symbols, gc)
-
-    def encode() -> Any:
-        return eb_enc(z), gc_enc(y, indexes, means)
-
-    gc_dec = (lambda s, i, m: gc.decompress(s, i, means=m)) if compressai else functools.partial(decode_symbols, gc)
-
-    def decode() -> Any:
-        return eb_dec(z_strings, z.shape[-2:]), gc_dec(y_strings, indexes, means)
-
-    def index() -> Any:
-        return gc.build_indexes(scales) if compressai else build_indexes(gc, scales)
-    return {"build_indexes": index, "entropy_encode": encode, "entropy_decode": decode}
+    """entropy_encode / entropy_decode (and, behind a hyperprior, build_indexes: the scales' table indexes, computed
+    once by the encoder and once by the decoder) callables of ``codec``'s CPU coder on the latents of images ``x``:
+    the deployed codec's, or CompressAI's own ``compress``/``decompress``/``build_indexes`` (``compressai``); the
+    family's coder says which (:meth:`liccs.engines.coders.Coder.profile_calls`)."""
+    return d.coder.profile_calls(codec, d, x, compressai)
 
 
 def _profiled(ctx: Context) -> list[str]:

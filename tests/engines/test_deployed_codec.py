@@ -280,3 +280,22 @@ def test_int8_fit_needs_a_lambda_for_a_codec_without_a_quality(cache, kodak_crop
     model.liccs_name = "my-codec"
     with pytest.raises(InputError, match="int8_lambda"):
         DeployedCodec.on_engine(model, "ort-cpu-int8", cache, calibration_images=kodak_crop[..., :64, :64])
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_each_familys_coder_gives_the_profiled_steps_and_they_decode_as_compressai(name, kodak_crop, cache):
+    from liccs.stages.profile import coder_stages
+
+    model = codec(name)
+    with DeployedCodec.on_engine(model, "torch", cache, exporter="torchscript") as d, single_thread():
+        ours, theirs = coder_stages(model, d, kodak_crop), coder_stages(model, d, kodak_crop, compressai=True)
+        assert set(ours) == set(theirs) and {"entropy_encode", "entropy_decode"} <= set(ours)
+        # table indexes are their own step wherever y is coded on a hyperprior's scales, at once
+        assert ("build_indexes" in ours) is (name.split("@")[0] in ("bmshj2018-hyperprior", "mbt2018-mean"))
+        for fn in [*ours.values(), *theirs.values()]:
+            fn()
+        if name.startswith("mbt2018@"):
+            return  # the context loop has one coder (the deployed runners'), on both sides
+        a, b = ours["entropy_decode"](), theirs["entropy_decode"]()
+        for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,), strict=True):
+            assert torch.equal(x, y)
