@@ -27,6 +27,7 @@ import torch
 from compressai import models as cm
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from liccs.errors import InputError
 from liccs.rounding import Surrogate, get_surrogate
@@ -144,6 +145,15 @@ class CodecFamily:
         y_hat, y_lik = self.y_forward(codec, y, codec.h_s(z_hat), q)
         return codec.g_s(y_hat), {"y": y_lik, "z": z_lik}
 
+    def stage_feeds(self, codec: nn.Module, x: Tensor) -> dict[str, dict[str, Tensor]]:
+        """The input of every stage graph but ``g_a`` when ``codec`` encodes padded images ``x``, as its coder does:
+        ``h_a``'s, ``ẑ = Q(z − m) + m``, and ``ŷ`` as :meth:`quantize_y` gives it."""
+        y = codec.g_a(x)
+        h_in = self.hyper_input(y)
+        z_hat = quantize(codec.h_a(h_in), torch.round, medians(codec.entropy_bottleneck))
+        y_hat = self.quantize_y(codec, y, codec.h_s(z_hat), torch.round)
+        return {"h_a": {"y": h_in}, "h_s": {"z_hat": z_hat}, "g_s": {"y_hat": y_hat}}
+
     def train_forward(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
         """(x̂, estimated bpp per image) with mixed quantization: the likelihoods see CompressAI's own
         quantization (uniform noise in training mode), the decoder sees straight-through rounded latents."""
@@ -175,6 +185,10 @@ class Factorized(CodecFamily):
     def quantize_y(self, codec: nn.Module, y: Tensor, params: Tensor | None, q: Surrogate) -> Tensor:
         """``Q(y − m) + m`` around the entropy bottleneck's medians (``params`` is unused)."""
         return quantize(y, q, medians(codec.entropy_bottleneck))
+
+    def stage_feeds(self, codec: nn.Module, x: Tensor) -> dict[str, dict[str, Tensor]]:
+        """``g_s``'s input: ``ŷ = Q(y − m) + m``."""
+        return {"g_s": {"y_hat": self.quantize_y(codec, codec.g_a(x), None, torch.round)}}
 
     def forward(self, codec: nn.Module, x: Tensor, q: Surrogate) -> tuple[Tensor, dict[str, Tensor]]:
         y_hat = self.quantize_y(codec, codec.g_a(x), None, q)
@@ -237,6 +251,26 @@ class Autoregressive(CodecFamily):
         ctx = codec.context_prediction(y_hat)
         scales, means = self.split_params(codec.entropy_parameters(torch.cat((params, ctx), dim=1)))
         return y_hat, _gc_likelihood(codec.gaussian_conditional, quantize(y, q, means), scales, means)
+
+    #: the context window of the per-position ``context_step`` graph (CompressAI's 5×5 masked convolution)
+    context_window: ClassVar[int] = 5
+
+    def stage_feeds(self, codec: nn.Module, x: Tensor) -> dict[str, dict[str, Tensor]]:
+        """The hyperprior path's feeds, and the context model's inputs of CompressAI's forward (``ŷ = Q(y)``, which
+        have the statistics of the real ones): three ``context_window``² windows of ``ŷ`` and the entropy
+        parameters' input."""
+        feeds = super().stage_feeds(codec, x)
+        y_hat = feeds["g_s"]["y_hat"]
+        params = codec.h_s(feeds["h_s"]["z_hat"])
+        cp = codec.context_prediction
+        ctx = F.conv2d(y_hat, cp.weight * cp.mask, cp.bias, padding=cp.padding)
+        k, (h, w) = self.context_window, y_hat.shape[-2:]
+        padded = F.pad(y_hat, (k // 2,) * 4)
+        feeds["context_prediction"] = {"y_hat": y_hat}
+        feeds["context_step"] = {"y_window": torch.cat([padded[:, :, i:i + k, j:j + k]
+                                                        for i, j in ((0, 0), (h // 2, w // 2), (h - 1, w - 1))])}
+        feeds["entropy_parameters"] = {"params_ctx": torch.cat((params, ctx), dim=1)}
+        return feeds
 
     def train_forward(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
         raise InputError("liccs trains no autoregressive codec (its training forward is not implemented)")

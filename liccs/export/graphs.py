@@ -45,7 +45,7 @@ from liccs.export.phases import (
     split_transposed,
     transposed_count,
 )
-from liccs.families import family_of, medians, quantize
+from liccs.families import AUTOREGRESSIVE, family_of
 from liccs.pipeline import PAD_MULTIPLE, codec_forward
 
 #: family name → the stages exported for it (each family's ``stages``; kept for callers that key by name)
@@ -59,7 +59,7 @@ _IO = {  # stage: (input name, input stride, output name)
     "context_step": ("y_window", 16, "ctx_params"),
 }
 #: The context model's window (CompressAI's autoregressive models use a 5×5 masked convolution).
-CONTEXT_WINDOW = 5
+CONTEXT_WINDOW = AUTOREGRESSIVE.context_window
 SEQUENTIAL_REASON = ("the deployed decoder of an autoregressive model is a sequential loop over latent positions "
                      "(context_prediction → entropy_parameters → entropy decode, one position at a time); it "
                      "cannot be one graph. Its stages are exported and liccs.engines.codec runs the loop.")
@@ -329,28 +329,5 @@ def stage_feeds(codec: nn.Module, images: Tensor) -> dict[str, dict[str, Tensor]
     hyperprior), ``Q(y − μ) + μ`` (mean-scale); for autoregressive models the context and entropy-parameter
     inputs are those of CompressAI's forward (``ŷ = Q(y)``), which have the statistics of the real ones.
     """
-    family = family_of(codec)
     xp, _ = pad_to_multiple(images, PAD_MULTIPLE)
-    feeds: dict[str, dict[str, Tensor]] = {"g_a": {"x": xp}, "reconstruct": {"x": images}}
-    y = codec.g_a(xp)
-    if not family.hyperprior:
-        feeds["g_s"] = {"y_hat": family.quantize_y(codec, y, None, torch.round)}
-        return feeds
-    h_in = family.hyper_input(y)
-    feeds["h_a"] = {"y": h_in}
-    z = codec.h_a(h_in)
-    z_hat = quantize(z, torch.round, medians(codec.entropy_bottleneck))
-    feeds["h_s"] = {"z_hat": z_hat}
-    params = codec.h_s(z_hat)
-    y_hat = family.quantize_y(codec, y, params, torch.round)
-    feeds["g_s"] = {"y_hat": y_hat}
-    if family.is_sequential:
-        cp = codec.context_prediction
-        ctx = F.conv2d(y_hat, cp.weight * cp.mask, cp.bias, padding=cp.padding)
-        feeds["context_prediction"] = {"y_hat": y_hat}
-        k, (h, w) = CONTEXT_WINDOW, y_hat.shape[-2:]
-        padded = F.pad(y_hat, (k // 2,) * 4)
-        feeds["context_step"] = {"y_window": torch.cat([padded[:, :, i:i + k, j:j + k]
-                                                        for i, j in ((0, 0), (h // 2, w // 2), (h - 1, w - 1))])}
-        feeds["entropy_parameters"] = {"params_ctx": torch.cat((params, ctx), dim=1)}
-    return feeds
+    return {"g_a": {"x": xp}, "reconstruct": {"x": images}, **family_of(codec).stage_feeds(codec, xp)}
