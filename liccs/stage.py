@@ -259,7 +259,7 @@ class StageBase:
 
     def enabled(self, cfg: RunConfig) -> bool:
         """Whether ``cfg`` turns this stage on (its section's ``enabled``)."""
-        return bool(getattr(getattr(cfg, self.section), "enabled", False))
+        return bool(getattr(cfg.section(self.section), "enabled", False))
 
     def check(self, cfg: RunConfig, names: Names) -> None:
         """Before any work: raise :class:`~liccs.config.ConfigError` when the run cannot serve this stage."""

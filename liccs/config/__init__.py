@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from liccs.config.sections import (
+    EXTENSION_SECTIONS,
     AttackSection,
     DataSection,
     DefenseSection,
@@ -39,7 +40,8 @@ from liccs.errors import LiccsError
 
 __all__ = ["ConfigError", "AttackSection", "DataSection", "DefenseSection", "ExportSection", "ModelsSection",
            "ProfileSection", "ReportSection", "RobustnessSection", "RunConfig", "RunSection", "SamplingSection",
-           "TransferSection", "apply_overrides", "from_dict", "load_config", "parse_override", "with_quick"]
+           "TransferSection", "apply_overrides", "from_dict", "load_config", "parse_override", "register_section",
+           "with_quick"]
 
 
 class ConfigError(LiccsError, ValueError):
@@ -178,9 +180,36 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def register_section(name: str, cls: type) -> type:
+    """Add a stage's own config section ``[name]`` (a dataclass, every field with a default): a config may then set
+    it, ``--set name.key=value`` override it and ``cfg.section(name)`` read it, checked as the built-in ones are."""
+    builtin = {f.name for f in dataclasses.fields(RunConfig)}
+    if name in builtin:
+        raise ConfigError(f"section [{name}] is one of liccs's own; an extension's section needs another name")
+    if not dataclasses.is_dataclass(cls):
+        raise ConfigError(f"section [{name}]: {cls!r} is not a dataclass")
+    EXTENSION_SECTIONS[name] = cls
+    return cls
+
+
+def _build_config(data: Mapping[str, Any]) -> RunConfig:
+    """:func:`_build` of a whole config: the registered extension sections (top level, or under ``extensions`` as
+    :meth:`RunConfig.to_dict` writes them) into their dataclasses."""
+    data = dict(data)
+    ext = dict(data.pop("extensions", None) or {})
+    for name in [k for k in data if k in EXTENSION_SECTIONS]:
+        ext[name] = data.pop(name)
+    for name in ext:
+        if name not in EXTENSION_SECTIONS:
+            raise _unknown(name, name, [f.name for f in dataclasses.fields(RunConfig)] + list(EXTENSION_SECTIONS))
+    cfg = _build(RunConfig, data, "")
+    cfg.extensions = {name: _build(EXTENSION_SECTIONS[name], v, name) for name, v in ext.items()}
+    return cfg
+
+
 def from_dict(data: Mapping[str, Any]) -> RunConfig:
     """A validated :class:`RunConfig`; missing keys take the dataclass defaults; quick overrides are checked."""
-    cfg = _build(RunConfig, data, "")
+    cfg = _build_config(data)
     cfg.quick = _flatten(cfg.quick)
     try:
         apply_overrides(cfg, cfg.quick)  # validate now, apply later
@@ -192,17 +221,22 @@ def from_dict(data: Mapping[str, Any]) -> RunConfig:
 def apply_overrides(cfg: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
     """A new config with dotted-key overrides (``{"data.images": 4}``), validated as a whole."""
     data = cfg.to_dict()
-    sections = [f.name for f in dataclasses.fields(RunConfig) if f.name != "quick"]
+    ext = data.pop("extensions")
+    sections = [f.name for f in dataclasses.fields(RunConfig) if f.name not in ("quick", "extensions")]
     for dotted, value in overrides.items():
         section, _, key = dotted.partition(".")
+        if section in EXTENSION_SECTIONS and key:
+            target = ext.setdefault(section, dataclasses.asdict(EXTENSION_SECTIONS[section]()))
+            target[key] = value
+            continue
         if section not in sections or not key:
-            raise _unknown(dotted, section, sections)
+            raise _unknown(dotted, section, [*sections, *EXTENSION_SECTIONS])
         table, _, sub = key.partition(".")
         if sub and isinstance(data[section].get(table), dict):  # a key inside a table field: attack.params.decay
             data[section][table] = {**data[section][table], sub: value}
         else:
             data[section][key] = value
-    return _build(RunConfig, data, "")
+    return _build_config({**data, "extensions": ext})
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -259,6 +259,19 @@ class RunConfig:
     robustness: RobustnessSection = field(default_factory=RobustnessSection)
     report: ReportSection = field(default_factory=ReportSection)
     quick: dict[str, Any] = field(default_factory=dict)
+    #: the sections of stages outside liccs's own (:func:`liccs.config.register_section`), by name
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> Any:
+        """The section ``name``: one of the fields above, or a registered extension's (its defaults when the
+        config does not set it)."""
+        if name in _BUILTIN and name not in ("quick", "extensions"):
+            return getattr(self, name)
+        if name in self.extensions:
+            return self.extensions[name]
+        if name in EXTENSION_SECTIONS:
+            return EXTENSION_SECTIONS[name]()
+        raise KeyError(f"no config section {name!r}; sections: {', '.join([*_BUILTIN, *EXTENSION_SECTIONS])}")
 
     def to_dict(self) -> dict[str, Any]:
         """Every section and key as nested dicts."""
@@ -267,3 +280,11 @@ class RunConfig:
     def to_json(self) -> str:
         """:meth:`to_dict` as indented JSON."""
         return json.dumps(self.to_dict(), indent=2)
+
+
+#: The built-in sections' names (the fields of :class:`RunConfig`).
+_BUILTIN = [f.name for f in dataclasses.fields(RunConfig)]
+
+#: The sections of stages outside liccs's own, by name: a dataclass each, with ``enabled`` where it turns a stage
+#: on (:func:`liccs.config.register_section`).
+EXTENSION_SECTIONS: dict[str, type] = {}
