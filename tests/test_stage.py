@@ -9,11 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import liccs.jobs.run  # noqa: F401  (registers every stage)
+import liccs.jobs.run  # noqa: F401  (registers every generic stage)
+from liccs import papers
 from liccs.config import RunConfig
 from liccs.stage import STAGES, Results, RunError, StageBase, StageResult, TableSpec, ordered
 
 ROOT = Path(__file__).resolve().parents[1]
+papers.load()  # the paper drivers register their stages when imported (a run imports those it enables)
 
 
 def test_the_stages_run_in_the_documented_order():
