@@ -178,13 +178,16 @@ class Exports:
 @dataclass(frozen=True)
 class TableSpec:
     """A table a stage produces: its name (the file ``tables/NAME.csv``), caption, the columns shown in
-    report.md/html (None: all; the files keep every column) and its place in the report (lower first)."""
+    report.md/html (None: all; the files keep every column), its place in the report (lower first), and its
+    ``timing`` columns: measures of how fast this machine ran (time ratios too), which ``liccs compare`` leaves out
+    of the results a regeneration must reproduce."""
 
     name: str
     caption: str
     columns: tuple[str, ...] | None = None
     order: int = 50
     files: tuple[str, ...] = ("csv", "json")  # the formats written (liccs.report.tables.FORMATS)
+    timing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

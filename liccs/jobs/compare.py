@@ -28,6 +28,7 @@ Markdown to stdout; with ``out``, also ``compare.md`` and ``compare.html`` (the 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -36,12 +37,14 @@ from typing import Any
 
 import pandas as pd
 
+from liccs import papers
 from liccs.errors import InputError
 from liccs.jobs.regression import TIMING_TABLE, regression_view, shown, slower_than
 from liccs.report import Report
 from liccs.report.figures_compare import stage_ratio_figure
 from liccs.report.plots import to_png
 from liccs.report.tables import to_markdown
+from liccs.stage import STAGES
 
 #: Timing columns: compared as ratios against each run's spread, not as exact numbers.
 TIMED = ("p50_ms",)
@@ -50,9 +53,7 @@ IGNORED = {"seconds", "duration_s", "n", "mean_ms", "std_ms", "min_ms", "p90_ms"
            "images_per_s", "megapixels_per_s", "peak_rss_mib", "share", "achieved_gflops", "fraction_of_ceiling",
            "ceiling_gflops", "sum_p50_ms", "end_to_end_p50_ms", "a", "b", "r2", "path", "file", "key", "cached",
            "status", "summary", "dominant_stage", "fallback_reason", "reason", "notes", "exporter", "error", "why",
-           "files", "trace", "artifact", "missing", "export_status",
-           # paper B's deployed replay: time ratios (encode ×K, latency over the clean images')
-           "encode_x", "encode_x_torch", "encode_vs_clean", "decode_vs_clean"}
+           "files", "trace", "artifact", "missing", "export_status"}
 #: Text columns that are results (compared exactly), not keys that identify a row.
 RESULT_TEXT = {"verdict", "test", "chosen", "nonmember_best_set", "other_arch_best_set", "failures"}
 #: Tables that only describe timings: shown, never a reason for the gate to fail.
@@ -91,13 +92,24 @@ TIME_PARTS = {"s", "ms", "seconds", "overhead", "speedup"}
 SIZE_PARTS = {"mib"}
 
 
-def _ignored(col: str) -> bool:
+@functools.cache
+def declared_timing() -> dict[str, frozenset[str]]:
+    """Each registered table's declared timing columns (:attr:`liccs.stage.TableSpec.timing`), every stage and
+    paper driver loaded."""
+    import liccs.jobs.run  # noqa: F401  (registers the generic stages)
+
+    papers.load()
+    return {t.name: frozenset(t.timing) for s in STAGES for t in STAGES.get(s).tables if t.timing}
+
+
+def _ignored(col: str, table: str = "") -> bool:
     parts = set(str(col).split("_"))
-    return col in IGNORED or (col not in TIMED and bool((TIME_PARTS | SIZE_PARTS) & parts))
+    return (col in IGNORED or col in declared_timing().get(table, ())
+            or (col not in TIMED and bool((TIME_PARTS | SIZE_PARTS) & parts)))
 
 
-def _keys(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c]) and not _ignored(c)
+def _keys(df: pd.DataFrame, table: str = "") -> list[str]:
+    return [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c]) and not _ignored(c, table)
             and c not in RESULT_TEXT]
 
 
@@ -123,8 +135,8 @@ def _read_manifest(run: Path) -> dict[str, Any]:
 
 def compare_table(name: str, frames: Sequence[pd.DataFrame], labels: Sequence[str]) -> pd.DataFrame:
     """Every compared cell of one table across runs: key columns, column, values per run, change, flagged."""
-    keys = [k for k in _keys(frames[0]) if all(k in f.columns for f in frames)]
-    numeric = [c for c in frames[0].columns if c not in keys and not _ignored(c) and all(c in f for f in frames)
+    keys = [k for k in _keys(frames[0], name) if all(k in f.columns for f in frames)]
+    numeric = [c for c in frames[0].columns if c not in keys and not _ignored(c, name) and all(c in f for f in frames)
                and (all(pd.api.types.is_numeric_dtype(f[c]) for f in frames) or c in RESULT_TEXT)]
     indexed = [f.assign(_n=f.groupby(keys, dropna=False).cumcount() if keys else range(len(f)))
                .set_index([*keys, "_n"]) for f in frames]

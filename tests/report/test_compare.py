@@ -114,17 +114,24 @@ def test_times_other_than_p50_are_not_compared(tmp_path):
 
 
 def test_time_ratios_artifact_sizes_and_export_status_are_not_results(tmp_path):
-    """Paper B's deployed time ratios, an ONNX file's size (it embeds names) and whether a model was exported or
-    cached describe how a run went; a changed byte count of a deployed stream still fails the gate."""
+    """Paper B's deployed time ratios (its table declares them: TableSpec.timing), an ONNX file's size (it embeds
+    names) and whether a model was exported or cached describe how a run went; a changed byte count of a deployed
+    stream still fails the gate, and so does a column of that name in a table that does not declare it."""
     a = _run(tmp_path / "a", asr=0.25, p50_g_s=20.0, torch_version="2.9")
     b = _run(tmp_path / "b", asr=0.25, p50_g_s=20.0, torch_version="2.9")
     for run, t, status, nbytes in ((a, 11.3, "exported", 600.0), (b, 13.1, "cached,exported", 600.0)):
         pd.DataFrame({"codec": ["c"], "engine": ["ort-cpu-int8"], "encode_x": [t], "encode_vs_clean": [t / 10],
-                      "decode_vs_clean": [t / 9], "bytes": [nbytes]}).to_csv(run / "tables" / "deployed.csv",
-                                                                            index=False)
+                      "decode_vs_clean": [t / 9], "bytes": [nbytes]}).to_csv(
+                                                                run / "tables" / "paper_b_deployed.csv", index=False)
         pd.DataFrame({"model": ["c"], "export_status": [status], "onnx_fp32_mib": [t / 100],
                       "params": [1000]}).to_csv(run / "tables" / "model_card.csv", index=False)
     assert compare_runs([a, b], fail_on="any")["failed"].empty
     pd.DataFrame({"codec": ["c"], "engine": ["ort-cpu-int8"], "encode_x": [1.0], "encode_vs_clean": [1.0],
-                  "decode_vs_clean": [1.0], "bytes": [612.0]}).to_csv(b / "tables" / "deployed.csv", index=False)
+                  "decode_vs_clean": [1.0], "bytes": [612.0]}).to_csv(b / "tables" / "paper_b_deployed.csv",
+                                                                      index=False)
     assert not compare_runs([a, b], fail_on="any")["failed"].empty
+    for run, t in ((a, 11.3), (b, 13.1)):
+        pd.DataFrame({"codec": ["c"], "encode_x": [t]}).to_csv(run / "tables" / "paper_b_deployed.csv", index=False)
+        pd.DataFrame({"codec": ["c"], "encode_x": [t]}).to_csv(run / "tables" / "other.csv", index=False)
+    failed = compare_runs([a, b], fail_on="any")["failed"]
+    assert set(failed["table"]) == {"other"} and set(failed["column"]) == {"encode_x"}
