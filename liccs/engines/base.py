@@ -64,6 +64,8 @@ class Runner(ABC):
         self.is_active = False
         self._input_meta: dict[str, TensorMeta] | None = None
         self.inference_time: float | None = None
+        #: seconds its last activation took (loading, compiling, building the engine), None before one
+        self.activate_s: float | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def activate(self) -> None:
@@ -72,6 +74,7 @@ class Runner(ABC):
         If reading the metadata fails, what ``activate_impl`` acquired is released and the runner stays inactive."""
         if self.is_active:
             return
+        t = time.perf_counter()
         self.activate_impl()
         try:
             self._input_meta = dict(self.get_input_metadata_impl())
@@ -79,6 +82,7 @@ class Runner(ABC):
             self.deactivate_impl()
             raise
         self.is_active = True
+        self.activate_s = time.perf_counter() - t
 
     def deactivate(self) -> None:
         """Release the engine's resources (``deactivate_impl``); a no-op when inactive."""

@@ -147,6 +147,10 @@ def model_card(ctx: Context, results: Results) -> pd.DataFrame:
                                                                        & (cov["stage"] != "classifier")]
             built = mine.groupby("engine", sort=False)["build_s"].sum()
             row["engine_build_s"] = ", ".join(f"{e} {s:.2f}" for e, s in built.items() if s > 0)
+        elif not is_clf:  # no operator profile: the deployed codecs' own activations (sessions built, compiled)
+            built = {e: sum(r.activate_s or 0.0 for r in ds[name].runners.values())
+                     for e, ds in results.exports.deployed.items() if name in ds}
+            row["engine_build_s"] = ", ".join(f"{e} {s:.2f}" for e, s in built.items() if s > 0)
         w = ctx.weights.get(name, {})
         row["weights_sha256"] = w.get("sha256", "")
         row["weights_source"] = w.get("source", w.get("origin", ""))

@@ -66,11 +66,14 @@ def test_infer_on_an_inactive_runner_raises_naming_it(engine, cache) -> None:
 @pytest.mark.parametrize("engine", ENGINE_PARAMS)
 def test_with_block_activates_then_releases(engine, cache) -> None:
     runner = _runner(engine, cache)
+    assert runner.activate_s is None
     with runner as r:
         assert r is runner and runner.is_active and _held(runner)
+        built = runner.activate_s  # what loading and building it took
+        assert built is not None and built >= 0
         first = runner.infer({"x": X})["y"]
         runner.activate()  # idempotent: a no-op on an active runner
-        assert runner.is_active
+        assert runner.is_active and runner.activate_s == built
     assert not runner.is_active and _held(runner) == []
     with pytest.raises(RunnerInactive):
         runner.infer({"x": X})
