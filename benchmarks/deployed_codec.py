@@ -132,6 +132,7 @@ def bench_model(name: str, images: list[torch.Tensor], cache: ArtifactCache, sta
            for side, v in (("compressai", ref), ("deployed", dep))}
     feeds = stage_feeds(codec, images[0])
     flops = {s: count_flops(getattr(codec, s), *feeds[s].values()) for s in ("g_a", "h_a", "h_s", "g_s")}
+    d.close()  # its runners' sessions and compiled models (what follows reads only their settings)
     return {"model": name, "images": len(images), "engine": d.engine, "stage_choice": choice, "flops": flops,
             "transposed": d.transposed,
             "ort_threads": getattr(d.runners["g_a"], "threads", None),

@@ -82,6 +82,7 @@ def one_engine(codec: Any, engine: str, x: Any, rounds: int, cache: ArtifactCach
                  "alone_ms_per_call": sum(r["alone_ms_per_call"] * r["calls_per_e2e"] for r in rows),
                  "inside_over_alone": float("nan"), "runner_ms_in_e2e": 1e3 * in_runners,
                  "e2e_mean_ms": 1e3 * statistics.mean(e2e), "rest_ms": 1e3 * (statistics.mean(e2e) - in_runners)})
+    d.close()
     return rows
 
 

@@ -72,6 +72,7 @@ def main() -> None:
             d = DeployedCodec.on_engine(codec, engine, ArtifactCache())
             df = profile_stages({s: (d.runners[s], feeds[s]) for s in NETS}, cfg, batch_size=1,
                                 image_shape=(args.side, args.side), meta={"engine": engine, "model": name}, env=False)
+            d.close()
             frames.append((df, flops))
     ceil1 = robust_ceiling(sizes)
     ceiling = max(ceil0["gflops"], ceil1["gflops"])  # the better of the two: load only ever lowers it

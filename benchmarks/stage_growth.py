@@ -56,6 +56,7 @@ def main() -> None:
             return {**stages, **coder_stages(codec, d, x)}
 
         frames.append(sweep(make, [1], [(s, s) for s in args.sides], cfg, meta={"engine": engine}, env=False))
+        d.close()
     table = pd.concat(frames, ignore_index=True)
     growth = growth_table(table, by=("engine", "stage"))
     load1 = os.getloadavg()

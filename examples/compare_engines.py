@@ -71,6 +71,8 @@ def main(out: str | Path | None = None, images: int = 4) -> dict:
             same = deployed[enc].decode(blob)["x_hat"]
             cross.append({"encoder": enc, "decoder": dec, "image": i, "psnr_vs_input": psnr(x_hat, batch[i:i + 1]),
                           "psnr_vs_same_engine": psnr(x_hat, same)})
+    for d in deployed.values():
+        d.close()  # the runners' sessions
     for c in cross:
         print(f"encoded on {c['encoder']:<7} decoded on {c['decoder']:<7} image {c['image']}: "
               f"{c['psnr_vs_input']:.2f} dB against the input, {c['psnr_vs_same_engine']:.1f} dB against the "
