@@ -21,7 +21,7 @@ def test_the_record_holds_every_imported_liccs_module_with_its_hash():
     rec = code_record()
     assert "liccs/core/provenance.py" in rec["files"] and "liccs/cli.py" in rec["files"]  # imported by this test
     p = Path(provenance.__file__)
-    assert rec["files"]["liccs/core/provenance.py"] == provenance._sha(p) and len(rec["all"]) == 64
+    assert rec["files"]["liccs/core/provenance.py"] == provenance.source_hash(p) and len(rec["all"]) == 64
 
 
 def test_a_changed_or_removed_module_makes_a_report_stale_and_names_it(tmp_path, capsys):
@@ -31,7 +31,7 @@ def test_a_changed_or_removed_module_makes_a_report_stale_and_names_it(tmp_path,
     a.write_text("x = 1\n")
     b.write_text("y = 2\n")
     record = {"method": provenance.METHOD,
-              "files": {"liccs/a.py": provenance._sha(a), "liccs/b.py": provenance._sha(b)}}
+              "files": {"liccs/a.py": provenance.source_hash(a), "liccs/b.py": provenance.source_hash(b)}}
     rep = _report(tmp_path / "reports" / "run", record)
     assert staleness(rep, root).status == "current"
     a.write_text('"""Documented now."""\n\n# a comment\nx  =  1\n')  # documentation and layout: still current

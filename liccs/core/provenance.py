@@ -37,7 +37,8 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
-def _sha(path: Path, method: str = METHOD) -> str:
+def source_hash(path: Path, method: str = METHOD) -> str:
+    """sha256 of a source file as :data:`METHOD` reads it (a Python file's syntax tree without docstrings)."""
     data = path.read_bytes()
     if method == METHOD and path.suffix == ".py":
         try:
@@ -62,11 +63,11 @@ def _loaded_files() -> list[Path]:
 def code_record(extra: list[Path] | tuple[Path, ...] = ()) -> dict[str, Any]:
     """sha256 of every liccs module this process imported (and of ``extra`` files inside the package, such as
     the run's config), by path relative to the package's parent; ``all`` hashes them together."""
-    files = {str(p.relative_to(PACKAGE.parent)): _sha(p) for p in _loaded_files()}
+    files = {str(p.relative_to(PACKAGE.parent)): source_hash(p) for p in _loaded_files()}
     for p in extra:
         p = Path(p).resolve()
         if p.is_file() and p.is_relative_to(PACKAGE):
-            files[str(p.relative_to(PACKAGE.parent))] = _sha(p)
+            files[str(p.relative_to(PACKAGE.parent))] = source_hash(p)
     total = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     return {"method": METHOD, "all": total, "files": dict(sorted(files.items()))}
 
@@ -97,7 +98,7 @@ def staleness(report: Path, root: Path = PACKAGE.parent) -> Staleness:
         p = root / rel
         if not p.is_file():
             changed.append(f"{rel} (removed)")
-        elif _sha(p, method) != sha:
+        elif source_hash(p, method) != sha:
             changed.append(rel)
     if changed:
         return Staleness(str(report), "stale", tuple(changed), f"{len(changed)} of {len(record['files'])} modules "

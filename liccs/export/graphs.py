@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liccs.core import pad_to_multiple
+from liccs.core.provenance import source_hash
 from liccs.errors import InputError
 from liccs.export.inference import inference_form
 from liccs.export.phases import (
@@ -121,11 +122,13 @@ _CODE_FILES = ("liccs/export/inference.py", "liccs/export/phases.py", "liccs/exp
 
 
 def code_hash() -> str:
-    """sha256 over the source of the code that defines the exported graphs (a change rebuilds artifacts)."""
+    """sha256 over the code that defines the exported graphs, each file's syntax tree without docstrings
+    (:func:`liccs.core.provenance.source_hash`): a change of what it does rebuilds the artifacts, a change of its
+    documentation or comments does not."""
     root = Path(sys.modules["liccs"].__file__).resolve().parent.parent
     h = hashlib.sha256()
     for rel in _CODE_FILES:
-        h.update((root / rel).read_bytes())
+        h.update(source_hash(root / rel).encode())
     return h.hexdigest()
 
 
