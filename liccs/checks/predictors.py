@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from liccs.engines import Runner, runner_for
-from liccs.engines.base import get_engine
+from liccs.engines.base import ENGINES, get_engine
 from liccs.engines.codec import DeployedCodec
 from liccs.engines.int8_fit import plan_keep_fp32
 from liccs.engines.ov_replica import OvReplica
@@ -51,8 +51,9 @@ def _replica_of(runner: Runner) -> nn.Module:
             pass
     path = getattr(runner, "path", None)
     if path is None:
+        have = ", ".join(e for e in ENGINES.names() if ENGINES.get(e).replica)
         raise InputError(f"{runner.name}: this engine runs no ONNX or OpenVINO file, so it has no replica (engines "
-                         "with one: ort-*, ov-*)")
+                         f"with one: {have})")
     return OvReplica(path, name=runner.name) if Path(path).suffix == ".xml" else OnnxReplica(path, name=runner.name)
 
 

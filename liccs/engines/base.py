@@ -177,7 +177,9 @@ class EngineSpec:
     ``requires``: importable modules; ``needs_cuda``: a visible CUDA GPU; ``providers``: ONNX Runtime
     execution providers that must be available; ``native``: a precision this CPU must compute natively
     (``bf16``: AVX-512 BF16 or AMX-BF16, :mod:`liccs.core.isa`), else the engine is skipped with the CPU's reason
-    rather than run emulated. ``make_runner(artifact, **kw)`` builds a :class:`Runner`.
+    rather than run emulated. ``make_runner(artifact, **kw)`` builds a :class:`Runner`. ``replica``: the files it
+    runs (ONNX, OpenVINO IR) can be replayed differentiably (:mod:`liccs.engines.replica`,
+    :mod:`liccs.engines.ov_replica`), so it can be the target of an engine-aware attack.
     """
 
     name: str
@@ -191,6 +193,7 @@ class EngineSpec:
     install_hint: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     native: str = ""
+    replica: bool = False
 
     def unavailable_reason(self) -> str | None:
         """None when this machine can run the engine, else why not and what to install."""

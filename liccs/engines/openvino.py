@@ -235,4 +235,4 @@ for _name, _prec, _requires in (("ov-cpu", "fp32", ("openvino",)), ("ov-cpu-bf16
                                        requires=_requires, install_hint=INSTALL_HINT,
                                        extra={"artifact": "onnx", "inference_precision": OV_HINTS[_prec]}
                                        | ({"fp32_twin": "ov-cpu"} if _prec == "int8" else {}),
-                                       native="bf16" if _prec == "bf16" else ""))
+                                       native="bf16" if _prec == "bf16" else "", replica=True))

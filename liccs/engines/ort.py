@@ -188,7 +188,7 @@ for _name, _prec, _dev, _prov, _variant, _needs in (
                                        install_hint=GPU_HINT if _dev == "cuda" else "pip install onnxruntime",
                                        extra={"artifact": "onnx"}
                                        | ({"fp32_twin": "ort-cpu", "int8_weights": INT8_WEIGHTS} if _prec == "int8"
-                                          else {})))
+                                          else {}), replica=True))
 
 
 def _trt_factory():
@@ -205,4 +205,5 @@ def _trt_factory():
 ENGINES.register("ort-trt-fp16", EngineSpec(
     "ort-trt-fp16", "onnxruntime", "fp16", "cuda", _trt_factory(), requires=("onnxruntime", "tensorrt"),
     needs_cuda=True, providers=("TensorrtExecutionProvider", "CUDAExecutionProvider"),
-    install_hint=GPU_HINT + " and TensorRT (pip install 'liccs[tensorrt]')", extra={"artifact": "onnx"}))
+    install_hint=GPU_HINT + " and TensorRT (pip install 'liccs[tensorrt]')", extra={"artifact": "onnx"},
+    replica=True))

@@ -89,7 +89,7 @@ def check_names(cfg: RunConfig) -> Names:
             if member not in codecs + alone:
                 raise ConfigError(f"attack.sources[{i}]: {member!r} is not a model of [models]; valid: "
                                   f"{', '.join(codecs + alone)}")
-    replicable = [e for e in ENGINES.names() if ENGINES.get(e).backend in ("onnxruntime", "openvino")]
+    replicable = [e for e in ENGINES.names() if ENGINES.get(e).replica]
     for i, entry in enumerate([cfg.attack.target_engine, *cfg.attack.engine_aware]):
         key = "attack.target_engine" if i == 0 else f"attack.engine_aware[{i - 1}]"
         engine, _, objective = entry.partition(":")
