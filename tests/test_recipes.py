@@ -1,5 +1,6 @@
-"""The extension recipes of docs/architecture.md, followed to the letter in a module outside liccs: a run stage
-with its own config section, and an attack, registered from that module and run by `liccs run --quick`."""
+"""The extension recipes of docs/architecture.md, docs/engines.md and docs/attacks.md, followed in a module outside
+liccs: a run stage with its own config section, an attack and an engine, registered from that module and run
+together by one `liccs run --quick`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from liccs.attack.base import ATTACKS
 from liccs.cli import main
 from liccs.config import ConfigError, load_config
 from liccs.config.sections import EXTENSION_SECTIONS
+from liccs.engines.base import ENGINES
 from liccs.stage import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,10 +25,13 @@ EXTENSION = '''
 from dataclasses import dataclass
 
 import pandas as pd
+import torch
 
 from liccs.attack.base import register_attack
 from liccs.attack.pgd import PGD
 from liccs.config import register_section
+from liccs.engines.arrays import graph_meta, to_torch
+from liccs.engines.base import ENGINES, EngineSpec, Runner
 from liccs.stage import StageBase, StageResult, TableSpec, register
 
 
@@ -54,6 +59,31 @@ register(ToyStage())
 @register_attack("toy-pgd")
 class ToyPGD(PGD):
     """PGD under another name (a new attack only declares what differs)."""
+
+
+class ToyRunner(Runner):
+    """A GraphSpec's module run eagerly: only the four backend methods."""
+
+    def __init__(self, graph, name=None):
+        super().__init__(name or "toy")
+        self.graph, self.module = graph, None
+
+    def activate_impl(self):
+        self.module = self.graph.module.eval()
+
+    def get_input_metadata_impl(self):
+        return graph_meta(self.graph)
+
+    def infer_impl(self, feed):
+        with torch.no_grad():
+            out = self.module(*[to_torch(feed[t.name], "cpu") for t in self.graph.inputs])
+        return {n: o.float() for n, o in zip(self.graph.outputs, out if isinstance(out, tuple) else (out,))}
+
+    def deactivate_impl(self):
+        self.module = None
+
+
+ENGINES.register("toy", EngineSpec("toy", "toy", "fp32", "cpu", lambda graph, name=None, **kw: ToyRunner(graph, name)))
 '''
 
 
@@ -67,16 +97,17 @@ def extension(tmp_path: Path):
     spec.loader.exec_module(module)
     yield module
     sys.modules.pop(spec.name, None)
-    for registry, name in ((STAGES, "toy"), (ATTACKS, "toy-pgd")):
+    for registry, name in ((STAGES, "toy"), (ATTACKS, "toy-pgd"), (ENGINES, "toy")):
         registry._entries.pop(name, None)
     EXTENSION_SECTIONS.pop("toy", None)
 
 
-def test_a_stage_with_its_own_section_and_an_attack_run_from_outside_liccs(extension, tmp_path: Path,
-                                                                         shared_data: Path) -> None:
+def test_a_stage_with_its_own_section_an_attack_and_an_engine_run_from_outside_liccs(extension, tmp_path: Path,
+                                                                                    shared_data: Path) -> None:
     out = tmp_path / "run"
     args = ["run", str(QUICK), "--quick", "--no-progress", "--out", str(out), "--set", "toy.enabled=true",
             "--set", 'toy.label="from the config"', "--set", 'attack.name="toy-pgd"',
+            "--set", 'export.engines=["torch", "toy"]', "--set", 'transfer.engines=["torch", "toy"]',
             "--set", "profile.enabled=false", "--set", "robustness.enabled=false"]
     assert main(args) == 0
     toy = pd.read_csv(out / "tables" / "toy_codecs.csv")
@@ -84,6 +115,11 @@ def test_a_stage_with_its_own_section_and_an_attack_run_from_outside_liccs(exten
     assert list(toy["codec"]) == cfg.models.codecs and set(toy["label"]) == {"from the config"}
     assert "toy-pgd" in (out / "manifest.json").read_text()
     assert "A toy stage" in (out / "report.md").read_text()
+    parity = pd.read_csv(out / "tables" / "parity.csv")
+    mine = parity[parity["engine"] == "toy"]
+    assert len(mine) and mine["passed"].all()  # the engine computes what PyTorch computes, every graph
+    transfer = pd.read_csv(out / "tables" / "transfer.csv")
+    assert set(cfg.models.codecs) <= set(transfer.loc[transfer["engine"] == "toy", "source"])  # and the classifier
 
 
 def test_an_extension_section_is_checked_as_liccs_own(extension) -> None:
