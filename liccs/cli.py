@@ -156,9 +156,19 @@ def cmd_reports_status(args: argparse.Namespace) -> int:
 
     rows = reports_status(args.root)
     print(to_markdown(status_table(rows)) if rows else f"no report folder under {args.root}")
-    not_current = [r for r in rows if r.status != "current"]
-    print(f"{len(rows) - len(not_current)} current, {len(not_current)} stale or unknown")
+    not_current = [r for r in rows if r.status not in ("current", "stands")]
+    stands = sum(r.status == "stands" for r in rows)
+    print(f"{len(rows) - len(not_current) - stands} current, {len(not_current)} stale or unknown"
+          + (f", {stands} stale but judged to stand" if stands else ""))
     return 1 if args.fail_on_stale and not_current else 0
+
+
+def cmd_reports_stand(args: argparse.Namespace) -> int:
+    from liccs.jobs.reports import STANDING, record_standing
+
+    row = record_standing(args.report, args.why)
+    print(f"wrote {args.report}/{STANDING}: {row.status} ({row.why})")
+    return 0
 
 
 def cmd_reports_operators(args: argparse.Namespace) -> int:
@@ -237,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("root", nargs="?", default="reports", help="folder of report folders (default: reports)")
     s.add_argument("--fail-on-stale", action="store_true", help="exit 1 when a report is stale or unknown")
     s.set_defaults(func=cmd_reports_status)
+    s = r.add_parser("stand", help="record why a stale report's results still stand, pinned to the changed modules as "
+                                   "they are now (status then says 'stands' until they change again)")
+    s.add_argument("report", help="a stale report folder")
+    s.add_argument("--why", required=True, help="what shows the changes leave its results as they are")
+    s.set_defaults(func=cmd_reports_stand)
     s = r.add_parser("operators", help="a stage's slowest operators per engine from a report's operator table: time "
                                        "per run, share of the stage, achieved GFLOP/s and fraction of the ceiling")
     s.add_argument("report", help="a report folder (e.g. reports/quick-cpu)")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from liccs.cli import main
 from liccs.core import provenance
 from liccs.core.provenance import code_record, staleness
+from liccs.errors import InputError
 from liccs.jobs.reports import reports_status
 
 
@@ -58,5 +61,31 @@ def test_a_report_without_a_record_or_a_known_commit_is_unknown_with_its_reason(
 
 def test_every_committed_report_is_current_or_says_why_not():
     rows = reports_status(Path(__file__).parents[1] / "reports")
-    assert rows and all(r.status == "current" or (r.status in ("stale", "unknown") and r.why) for r in rows)
-    assert all(r.changed for r in rows if r.status == "stale")
+    assert rows and all(r.status == "current" or (r.status in ("stale", "stands", "unknown") and r.why) for r in rows)
+    assert all(r.changed for r in rows if r.status in ("stale", "stands"))
+
+
+def test_a_stale_report_judged_to_stand_stays_so_until_its_modules_change_again(tmp_path, capsys):
+    from liccs.jobs.reports import STANDING, record_standing
+
+    root = tmp_path / "checkout"
+    (root / "liccs").mkdir(parents=True)
+    a, b = root / "liccs" / "a.py", root / "liccs" / "b.py"
+    a.write_text("x = 1\n")
+    b.write_text("y = 2\n")
+    record = {"method": provenance.METHOD,
+              "files": {"liccs/a.py": provenance.source_hash(a), "liccs/b.py": provenance.source_hash(b)}}
+    rep = _report(tmp_path / "reports" / "run", record)
+    with pytest.raises(InputError, match="current.*only a stale report"):
+        record_standing(rep, "nothing changed", root)
+    a.write_text("x = 3\n")
+    with pytest.raises(InputError, match="--why is empty"):
+        record_standing(rep, " ", root)
+    row = record_standing(rep, "a refactor: the same results", root)
+    assert row.status == "stands" and "judged to stand: a refactor" in row.why and (rep / STANDING).is_file()
+    b.write_text("y = 4\n")  # another module changes after the judgement: stale again, naming it
+    row = provenance.staleness(rep, root)
+    from liccs.jobs.reports import _judged
+
+    row = _judged(row, root)
+    assert row.status == "stale" and "predates changes to liccs/b.py" in row.why
