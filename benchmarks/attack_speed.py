@@ -44,11 +44,11 @@ from torch import Tensor, nn
 import liccs.zoo
 from liccs.attack import APGD, PGD, Square
 from liccs.attack.evaluate import format_table
+from liccs.core.manifest import git_commit, manifest, write_json
+from liccs.core.paths import data_dir
+from liccs.core.stats import mcnemar_exact
 from liccs.data import cifar10, load_batch
-from liccs.manifest import git_commit, manifest, write_json
-from liccs.paths import data_dir
 from liccs.pipeline import LICCS
-from liccs.stats import mcnemar_exact
 
 OUT = Path(__file__).parent / "results"
 SECTIONS = ("pgd", "apgd", "square", "success")

@@ -14,7 +14,7 @@ byte for byte with CompressAI's strings, and its decode with CompressAI's (PSNR)
 ``--stage-images`` images only (to stay within ~5 minutes on a shared 2-core CPU). Target: deployed ≥ 1.5× faster end
 to end on 2 CPU cores. The load average is recorded: other jobs share this CPU.
 
-Claims (liccs.stats rules, Holm across the family; declared in issue 18's third session, after five runs had
+Claims (liccs.core.stats rules, Holm across the family; declared in issue 18's third session, after five runs had
 given 1.75-1.99× end to end without a test, and before the first run with them): per model, ``end to end ≥ 1.5×``
 and ``end to end ≥ 2.0×``, each the paired contrast d = (CompressAI encode + decode time) / (deployed encode +
 decode time) − 1.5 (or − 2.0) per image, predicted d > 0, smallest effect of interest 0.05. The headline ratio
@@ -40,6 +40,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's liccs
 
+from liccs.core.manifest import git_commit, manifest, write_json
+from liccs.core.stats import Claim, decide, fmt_claim, paired
 from liccs.data import kodak, to_float
 from liccs.engines.bitstream import unframe
 from liccs.engines.codec import DeployedCodec
@@ -47,12 +49,10 @@ from liccs.engines.indexes import build_indexes
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import stage_feeds
 from liccs.families import family_of
-from liccs.manifest import git_commit, manifest, write_json
 from liccs.pipeline import psnr
 from liccs.profiling.choose import choose_stage_engines
 from liccs.profiling.flops import ceiling_moved, count_flops, robust_ceiling, stage_budget
 from liccs.stages.profile import coder_stages
-from liccs.stats import Claim, decide, fmt_claim, paired
 from liccs.zoo import load_codec
 
 RESULTS = Path(__file__).resolve().parent / "results"

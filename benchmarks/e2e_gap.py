@@ -24,10 +24,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's liccs
 
+from liccs.core.manifest import git_commit, manifest, write_json
 from liccs.engines.codec import DeployedCodec
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import stage_feeds
-from liccs.manifest import git_commit, manifest, write_json
 from liccs.report.tables import to_markdown
 from liccs.stages.profile import sweep_images
 from liccs.zoo import load_codec

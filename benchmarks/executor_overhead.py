@@ -30,7 +30,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's liccs
 
-from liccs.manifest import git_commit, manifest, write_json  # noqa: E402
+from liccs.core.manifest import git_commit, manifest, write_json  # noqa: E402
 from liccs.report.tables import to_markdown  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 from liccs.attack import PGD
 from liccs.attack.evaluate import format_table
-from liccs.manifest import git_commit, manifest, write_json
+from liccs.core.manifest import git_commit, manifest, write_json
 from liccs.pipeline import LICCS
 from liccs.zoo import load_classifier, load_codec
 

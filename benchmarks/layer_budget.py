@@ -47,12 +47,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's liccs
 
+from liccs.core.manifest import git_commit, manifest, write_json  # noqa: E402
 from liccs.engines.factory import runner_for  # noqa: E402
 from liccs.export.cache import ArtifactCache  # noqa: E402
 from liccs.export.graphs import GraphSpec, codec_graphs, module_hash, split_tail, stage_feeds  # noqa: E402
 from liccs.export.onnx import OnnxFromTorch, load_onnx  # noqa: E402
 from liccs.export.quantize import COMPUTE_OPS, compute_macs  # noqa: E402
-from liccs.manifest import git_commit, manifest, write_json  # noqa: E402
 from liccs.profiling.flops import ceiling_moved, robust_ceiling  # noqa: E402
 from liccs.profiling.timer import TimerConfig, measure, measure_interleaved  # noqa: E402
 from liccs.report.tables import to_markdown  # noqa: E402

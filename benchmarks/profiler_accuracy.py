@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's liccs, not another install
 
-from liccs.manifest import git_commit, manifest, write_json
+from liccs.core.manifest import git_commit, manifest, write_json
 from liccs.profiling.timer import Stats, TimerConfig, measure
 from liccs.zoo import load_codec
 

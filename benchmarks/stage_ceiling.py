@@ -24,10 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's liccs
 
+from liccs.core.manifest import git_commit, manifest, write_json
 from liccs.engines.codec import DeployedCodec
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import stage_feeds
-from liccs.manifest import git_commit, manifest, write_json
 from liccs.profiling.flops import add_rates, ceiling_moved, count_flops, robust_ceiling
 from liccs.profiling.profile import profile_stages
 from liccs.profiling.timer import TimerConfig

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from liccs.errors import LiccsError
+from liccs.core.errors import LiccsError
 
 __all__ = ["LiccsError", "__version__"]

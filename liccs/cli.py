@@ -8,13 +8,13 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
-from liccs.errors import LiccsError
+from liccs.core.errors import LiccsError
 
 Command = Callable[[argparse.Namespace], int]
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from liccs.doctor import format_checks, run_checks
+    from liccs.core.doctor import format_checks, run_checks
 
     checks = run_checks()
     print(format_checks(checks))
@@ -37,8 +37,8 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo_train(args: argparse.Namespace) -> int:
-    from liccs.zoo.mini_report import write_report
-    from liccs.zoo.mini_train import export_committed, select, train_zoo
+    from liccs.zoo.mini.report import write_report
+    from liccs.zoo.mini.zoo_train import export_committed, select, train_zoo
 
     if args.threads:
         import torch

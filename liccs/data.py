@@ -20,9 +20,9 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from liccs.core import resize_center_crop
+from liccs.core.errors import ImageReadError, InputError
+from liccs.core.paths import data_dir, where_data
 from liccs.core.progress import tqdm
-from liccs.errors import ImageReadError, InputError
-from liccs.paths import data_dir, where_data
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

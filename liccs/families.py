@@ -15,7 +15,7 @@ them, so it needs the same knowledge outside the model. One object per family ho
   is a sequential loop over latent positions (no single reconstruct graph).
 
 :func:`family_of` finds a model's family from its CompressAI class. This module sits low in the package:
-it imports torch, CompressAI and :mod:`liccs.errors` / :mod:`liccs.rounding` only.
+it imports torch, CompressAI and :mod:`liccs.core.errors` / :mod:`liccs.core.rounding` only.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from liccs.errors import InputError
-from liccs.rounding import Surrogate, get_surrogate
+from liccs.core.errors import InputError
+from liccs.core.rounding import Surrogate, get_surrogate
 
 #: The straight-through rounding of the training forward's decoder input.
 _STE = get_surrogate("ste")

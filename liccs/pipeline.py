@@ -1,7 +1,7 @@
 """LICCS: image → codec at quality q → reconstruction → classifier preprocessing → classifier.
 
 One ``nn.Module`` taking images in [0, 1], with a named rounding surrogate on the gradient path
-(:mod:`liccs.rounding`). ``rounding="hard"`` is the deployed behaviour (no gradient).
+(:mod:`liccs.core.rounding`). ``rounding="hard"`` is the deployed behaviour (no gradient).
 
 :func:`codec_forward` re-implements CompressAI's forward per model family (:mod:`liccs.families`) so that
 the surrogate, not ``torch.round``, crosses each quantizer:
@@ -25,9 +25,9 @@ import torch
 from torch import Tensor, nn
 
 from liccs.core import crop_to, pad_to_multiple
-from liccs.errors import InputError
+from liccs.core.errors import InputError
+from liccs.core.rounding import Surrogate, get_surrogate
 from liccs.families import CodecFamily, family_of, likelihood_bpp
-from liccs.rounding import Surrogate, get_surrogate
 
 #: Every CompressAI image model downsamples by at most 2**6.
 PAD_MULTIPLE = 64
@@ -69,7 +69,7 @@ class LICCS(nn.Module):
     Args:
         codec: a CompressAI model (entropy tables built), or None for the classifier alone.
         classifier: a :class:`liccs.zoo.Classifier` (takes [0, 1] images).
-        rounding: a surrogate name from :data:`liccs.rounding.SURROGATES` (``hard`` = deployed, no gradient).
+        rounding: a surrogate name from :data:`liccs.core.rounding.SURROGATES` (``hard`` = deployed, no gradient).
         clamp: clamp the reconstruction to [0, 1], as the deployed decoder does.
     """
 

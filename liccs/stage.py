@@ -27,9 +27,9 @@ from torch import Tensor, nn
 
 from liccs.config import RunConfig
 from liccs.core import Registry
+from liccs.core.errors import LiccsError
+from liccs.core.executor import RayExecutor, SerialExecutor
 from liccs.engines.codec import DeployedCodec
-from liccs.errors import LiccsError
-from liccs.executor import RayExecutor, SerialExecutor
 from liccs.export.cache import ArtifactCache
 from liccs.pipeline import LICCS
 

@@ -8,8 +8,8 @@ import tempfile
 import pytest
 import torch
 
+from liccs.core.paths import data_dir
 from liccs.data import kodak, to_float
-from liccs.paths import data_dir
 
 os.environ.setdefault("LICCS_OFFLINE", "1")  # tests never download
 # Every test session starts from an empty liccs cache: no state left by earlier runs, nothing written to the
@@ -66,7 +66,7 @@ def ray_session():
     """One local Ray instance for every Ray test of the session: its start, and its workers' imports of liccs,
     torch and the models, are paid once (about 10 s each time on 2 cores). Shut down when the session ends."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'liccs[distributed]')")
-    from liccs.executor import RayExecutor
+    from liccs.core.executor import RayExecutor
 
     RayExecutor(num_cpus=2).start()
     yield ray

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from liccs.cli import main
+from liccs.core.errors import ImageReadError
 from liccs.data import read_image
-from liccs.errors import ImageReadError
 
 CODEC = "mini-tiny-bmshj2018-hyperprior@q1"
 CLASSIFIER = "mini-tiny-cifar-resnet"

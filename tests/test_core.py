@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from liccs.core import Registry, check_images, check_range, crop_to, pad_to_multiple, resize_center_crop
-from liccs.errors import DuplicateNameError, InputError, UnknownNameError
+from liccs.core.errors import DuplicateNameError, InputError, UnknownNameError
 
 
 def test_registry_lists_the_valid_names_and_refuses_duplicates():

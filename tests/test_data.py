@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from liccs.core import crop_to, pad_to_multiple
+from liccs.core.errors import ImageReadError, InputError
 from liccs.data import (
     CIFAR10_CLASSES,
     FolderSource,
@@ -20,7 +21,6 @@ from liccs.data import (
     to_float,
     to_uint8,
 )
-from liccs.errors import ImageReadError, InputError
 
 
 def test_all_24_kodak_images_load(shared_data):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from liccs.executor import ExecutorError, RayExecutor, SerialExecutor, Task, TaskRecord, make_executor, summary
+from liccs.core.executor import ExecutorError, RayExecutor, SerialExecutor, Task, TaskRecord, make_executor, summary
 
 
 def square(x: int) -> int:

@@ -12,7 +12,8 @@ import torch
 from compressai import models as cm
 from torch import nn
 
-from liccs.errors import InputError
+from liccs.core.errors import InputError
+from liccs.core.rounding import get_surrogate
 from liccs.families import (
     AUTOREGRESSIVE,
     FACTORIZED,
@@ -25,7 +26,6 @@ from liccs.families import (
     mse_lambda,
 )
 from liccs.pipeline import codec_roundtrip
-from liccs.rounding import get_surrogate
 
 #: family name → a tiny model of that family (N = M = 8)
 TINY: dict[str, type[nn.Module]] = {

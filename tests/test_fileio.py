@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from liccs import fileio
+from liccs.core import fileio
 
 
 def test_atomic_write_replaces_whole_files_and_leaves_no_temp(tmp_path, monkeypatch):

@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from liccs.core import isa
-from liccs.doctor import isa_info
+from liccs.core.doctor import isa_info
+from liccs.core.manifest import device_info
 from liccs.engines import ENGINES, EngineUnavailable, available_engines, get_engine
 from liccs.engines.ort import _int8_source, int8_weight_bits
 from liccs.export.graphs import GraphSpec, TensorSpec
 from liccs.export.quantize import Int8OnnxFromOnnx
-from liccs.manifest import device_info
 from liccs.profiling.device import environment
 
 RECORDED = Path(__file__).parent / "cpuinfo"

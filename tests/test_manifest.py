@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from liccs import manifest as mf
+from liccs.core import manifest as mf
 
 
 def test_manifest_names_config_versions_device_and_commit() -> None:

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from liccs.errors import UnknownNameError
+from liccs.core.errors import UnknownNameError
+from liccs.core.rounding import SURROGATES
 from liccs.pipeline import LICCS, codec_roundtrip
-from liccs.rounding import SURROGATES
 from liccs.zoo import load_classifier, load_codec
 
 GRADIENT_SURROGATES = [s for s in SURROGATES if s != "hard"]

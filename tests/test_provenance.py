@@ -9,8 +9,8 @@ import pytest
 
 from liccs.cli import main
 from liccs.core import provenance
+from liccs.core.errors import InputError
 from liccs.core.provenance import code_record, staleness
-from liccs.errors import InputError
 from liccs.jobs.reports import reports_status
 
 

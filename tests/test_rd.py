@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from liccs.checks.rd import bd_rate, bd_rate_table
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 RATE = [0.2, 0.4, 0.8, 1.6]
 PSNR = [28.0, 31.0, 34.0, 37.0]

@@ -42,7 +42,7 @@ def test_quick_run_writes_every_report_file(quick_run: Path) -> None:
         assert (quick_run / "tables" / f"{t}.csv").is_file(), t
     man = json.loads((quick_run / "manifest.json").read_text())
     assert man["config"]["models"]["classifier"] == "mini-tiny-cifar-resnet"
-    from liccs.manifest import git_commit
+    from liccs.core.manifest import git_commit
 
     assert man["commit"] == git_commit() and "commit_at_end" not in man  # the commit the run started from
     assert "offline mini zoo" in man["report"]["notes"][1]

@@ -1,4 +1,4 @@
-"""liccs.stats against textbook values and scipy, and the four verdict levels on constructed data."""
+"""liccs.core.stats against textbook values and scipy, and the four verdict levels on constructed data."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from liccs import stats
-from liccs.errors import InputError
+from liccs.core import stats
+from liccs.core.errors import InputError
 
 
 def test_holm_textbook_example() -> None:

@@ -12,7 +12,7 @@ A page holds a marker ``<!-- liccs:NAME -->`` on a line of its own; :func:`on_pa
 - ``builtin-configs``: the built-in run configs shipped in ``liccs/configs/``.
 - ``codecs`` / ``classifiers``: the model zoo's registries (``liccs.zoo``).
 - ``bitstream``: the byte layout of a ``.liccs`` container and of a frame (``liccs.engines.bitstream``'s structs).
-- ``stats-rule``: how claims are tested and decided (the docstring of ``liccs.stats``).
+- ``stats-rule``: how claims are tested and decided (the docstring of ``liccs.core.stats``).
 - ``stages``: the stages of ``liccs run`` (``liccs.stage.STAGES``) in the order they run.
 
 ``python docs/_hooks/gen_pages.py NAME`` prints one of them.
@@ -374,10 +374,10 @@ def module_doc(module: Any) -> str:
 
 
 def stats_rule() -> str:
-    import liccs.stats
+    import liccs.core.stats
 
     # the rule as it is: a paragraph about when it changed (it names a date) stays in the module's API page
-    paragraphs = module_doc(liccs.stats).split("\n\n")
+    paragraphs = module_doc(liccs.core.stats).split("\n\n")
     return "\n\n".join(p for p in paragraphs if not re.search(r"\b\d{4}-\d{2}-\d{2}\b", p)) + "\n"
 
 

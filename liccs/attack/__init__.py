@@ -5,15 +5,14 @@ only replay the images it writes. One file per family: :mod:`~liccs.attack.fgsm`
 (I-FGSM, PGD), :mod:`~liccs.attack.mifgsm`, :mod:`~liccs.attack.apgd`, :mod:`~liccs.attack.square`,
 :mod:`~liccs.attack.standard` (the worst case over APGD and Square); input diversity
 (:mod:`~liccs.attack.diversity`) and EoT (:mod:`~liccs.attack.eot`) as options; :mod:`~liccs.attack.objectives`,
-:mod:`~liccs.attack.ensemble`, :mod:`~liccs.attack.saliency` (paper A) and :mod:`~liccs.attack.defense` (paper B).
+:mod:`~liccs.attack.ensemble`. Paper-specific attack science (paper A's saliency score, paper B's defense and its
+adaptive attacks) lives with its paper, in :mod:`liccs.papers.a` and :mod:`liccs.papers.b`.
 
 Importing the package imports every family module, so :data:`ATTACKS` is complete.
 """
 
-from liccs.attack.adaptive import RandomTransformLICCS
 from liccs.attack.apgd import APGD
 from liccs.attack.base import ATTACKS, Attack, create_attack, parse_eps, register_attack
-from liccs.attack.defense import KWayDefense
 from liccs.attack.diversity import InputDiversity
 from liccs.attack.ensemble import CodecOnly, Ensemble, EnsembleOutput, build_ensemble
 from liccs.attack.eot import EoT
@@ -30,24 +29,16 @@ from liccs.attack.objectives import (
     parse_objective,
 )
 from liccs.attack.pgd import IFGSM, PGD, IterativeAttack
-from liccs.attack.saliency import (
-    AsrMatrix,
-    enumerate_sets,
-    random_baseline,
-    saliency_attack,
-    score_sets,
-    select_sources,
-)
 from liccs.attack.spec import AttackSpec
 from liccs.attack.square import Square, SquareResult, square_attack
 from liccs.attack.standard import StandardEvaluation
 from liccs.attack.threat import NORMS, ThreatModel
 
-__all__ = ["APGD", "ATTACKS", "FGSM", "IFGSM", "MIFGSM", "NORMS", "OBJECTIVES", "PGD", "AsrMatrix", "Attack",
+__all__ = ["APGD", "ATTACKS", "FGSM", "IFGSM", "MIFGSM", "NORMS", "OBJECTIVES", "PGD", "Attack",
            "AttackSpec", "ClassificationLoss", "CodecOnly", "DistortionLoss", "Ensemble", "EnsembleOutput",
            "EoT", "InputDiversity",
-           "IterativeAttack", "KWayDefense", "Objective", "RandomTransformLICCS", "RateLoss", "Square", "SquareResult",
+           "IterativeAttack", "Objective", "RateLoss", "Square", "SquareResult",
            "StandardEvaluation", "ThreatModel", "Weighted",
-           "build_ensemble", "create_attack", "enumerate_sets", "load_adversarial", "parse_eps", "parse_objective",
-           "random_baseline", "register_attack", "saliency_attack", "save_adversarial", "score_sets",
-           "select_sources", "square_attack"]
+           "build_ensemble", "create_attack", "load_adversarial", "parse_eps", "parse_objective",
+           "register_attack", "save_adversarial",
+           "square_attack"]

@@ -22,8 +22,8 @@ from torch import Tensor, nn
 
 from liccs.attack.base import register_attack
 from liccs.attack.pgd import IterativeAttack, keep_better
+from liccs.core.errors import InputError
 from liccs.core.progress import tqdm
-from liccs.errors import InputError
 
 
 def checkpoints(steps: int) -> list[int]:

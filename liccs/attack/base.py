@@ -33,7 +33,7 @@ from liccs.attack.objectives import (
 from liccs.attack.randomness import bind_generators
 from liccs.attack.threat import ThreatModel
 from liccs.core import Registry
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 from liccs.pipeline import module_device
 
 MAX_STEPS = 100_000

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 
 class InputDiversity:

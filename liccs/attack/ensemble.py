@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from liccs.errors import InputError
+from liccs.core.errors import InputError
+from liccs.core.rounding import get_surrogate
 from liccs.pipeline import LICCS, CodecOutput
-from liccs.rounding import get_surrogate
 from liccs.zoo import load_codecs, parse_codec
 
 REDUCTIONS = ("loss", "logits")
@@ -34,7 +34,7 @@ class CodecOnly(nn.Module):
 
     Args:
         codec: a CompressAI image model with its entropy tables built.
-        rounding: the surrogate crossing the quantizers (:data:`liccs.rounding.SURROGATES`).
+        rounding: the surrogate crossing the quantizers (:data:`liccs.core.rounding.SURROGATES`).
     """
 
     def __init__(self, codec: nn.Module, rounding: str = "ste") -> None:
@@ -171,7 +171,7 @@ def build_ensemble(
     """LICCS members ``ARCH@qN`` sharing one classifier (or bare codecs when ``classifier`` is None).
 
     Every name is checked before any model is loaded: an unknown architecture or quality raises
-    :class:`~liccs.errors.UnknownNameError` listing the valid ones.
+    :class:`~liccs.core.errors.UnknownNameError` listing the valid ones.
     """
 
     names = [codecs] if isinstance(codecs, str) else list(codecs)

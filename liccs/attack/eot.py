@@ -5,7 +5,7 @@ ICML 2018), as a wrapper over any randomness of the attacked model.
 independent forwards per step, ``∇ E_T[L(T(x))] ≈ (1/n) Σ_i ∇ L(T_i(x))``. The randomness can be an
 input transform given here (``transform(x, generator) -> x'``, e.g. :class:`~liccs.attack.diversity.InputDiversity`
 or a random invertible transform), the ``noise`` rounding surrogate inside a member, or a random member
-forward such as the K-way defense's transform draw (:class:`~liccs.attack.adaptive.RandomTransformLICCS`).
+forward such as the K-way defense's transform draw (:class:`~liccs.papers.b.adaptive.RandomTransformLICCS`).
 The gradients are accumulated one draw at a time (memory of one forward).
 """
 
@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from liccs.attack.ensemble import EnsembleOutput, as_ensemble
 from liccs.attack.randomness import RandomSource
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 InputTransform = Callable[[Tensor, torch.Generator], Tensor]
 

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from liccs.attack.base import Attack, register_attack
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 
 @register_attack("fgsm")

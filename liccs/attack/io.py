@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from liccs.core.errors import InputError
+from liccs.core.manifest import manifest, write_json
 from liccs.data import to_uint8
-from liccs.errors import InputError
-from liccs.manifest import manifest, write_json
 
 SIDECAR = "attack.json"
 TENSORS = "adversarial.pt"

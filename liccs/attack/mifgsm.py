@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from liccs.attack.base import register_attack
 from liccs.attack.pgd import IterativeAttack
 from liccs.attack.threat import per_sample_norm
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 
 @register_attack("mifgsm")

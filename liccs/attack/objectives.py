@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from liccs.attack.ensemble import EnsembleOutput, member_parts
 from liccs.core import Registry
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 from liccs.pipeline import LICCS
 
 

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from liccs.attack.base import Attack, register_attack
+from liccs.core.errors import InputError
 from liccs.core.progress import tqdm
-from liccs.errors import InputError
 
 MAX_RESTARTS = 1000
 

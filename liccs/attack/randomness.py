@@ -3,7 +3,7 @@
 A module whose forward is random (a transform draw, EoT's input transform) subclasses
 :class:`RandomSource`; the attack hands it its generator before the first step, so a seed fixes every
 draw without touching the global RNG. The ``noise`` rounding surrogate draws from the global RNG
-(it lives in :mod:`liccs.rounding`); attacks run inside ``torch.random.fork_rng`` seeded from the same
+(it lives in :mod:`liccs.core.rounding`); attacks run inside ``torch.random.fork_rng`` seeded from the same
 seed, so those draws repeat too and the caller's global RNG state is left as it was.
 """
 

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 
 from liccs.attack.base import Attack
-from liccs.errors import InputError
-from liccs.stats import paired
+from liccs.core.errors import InputError
+from liccs.core.stats import paired
 
 #: An unbounded attack must fool at least this share of the images (Carlini et al.: "should reach 100%").
 UNBOUNDED_MIN = 0.99
@@ -93,7 +93,7 @@ def adaptive_check(plain: Sequence[float] | np.ndarray, adaptive: Sequence[float
 
     Returns ``{what, n, plain_mean, adaptive_mean, gain, ci_low, ci_high, p, weaker_share, flagged, why}``, where
     ``gain`` is the mean of the adaptive − plain strength (sign-adjusted by ``higher_is_stronger``) with its paired
-    95% interval and sign-flip p-value (:func:`liccs.stats.paired`), and ``weaker_share`` the share of
+    95% interval and sign-flip p-value (:func:`liccs.core.stats.paired`), and ``weaker_share`` the share of
     images on which the adaptive attack did worse.
     """
     a = np.asarray(adaptive, dtype=np.float64).ravel()

@@ -57,7 +57,7 @@ class AttackSpec:
 
     def check(self, key: str = "params") -> type[Attack]:
         """Refuse, before any work, a parameter the attack does not take or a value its constructor refuses
-        (:class:`~liccs.errors.InputError` naming ``key``); returns the attack's class."""
+        (:class:`~liccs.core.errors.InputError` naming ``key``); returns the attack's class."""
         return check_attack(self.name, self.params, key, **self.kwargs())
 
     def with_(self, **changes: Any) -> AttackSpec:

@@ -25,8 +25,8 @@ from torch import Tensor, nn
 
 from liccs.attack.base import Attack, register_attack
 from liccs.attack.threat import ThreatModel, per_sample_norm
+from liccs.core.errors import InputError
 from liccs.core.progress import tqdm
-from liccs.errors import InputError
 
 #: From a [0, 1] image batch ``[B, 3, H, W]`` to scores ``[B, classes]`` (a tensor or an array).
 Predict = Callable[[Tensor], Any]

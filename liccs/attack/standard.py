@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from liccs.attack.apgd import APGD
 from liccs.attack.base import Attack, register_attack
 from liccs.attack.square import Predict, _scores, check_budget, square_attack
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 SUITE = ("apgd-ce", "apgd-t", "square")
 

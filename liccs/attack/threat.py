@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 NORMS = ("linf", "l2")
 

@@ -12,7 +12,7 @@ correctly on both the reference engine R (PyTorch) and E, per image (1 = the att
 For a differential source ``T~E:differential`` (DIVA, Hao et al., MLSys 2022), over the images T classifies
 correctly on both engines: **deployed-only**, the rate at which E is fooled while R is not, against the same rate
 of the PyTorch-crafted attack. The contrasts were declared before the run (here, with :data:`SESOI`); the tests and
-the verdict rule are :mod:`liccs.stats`'s (0/1 outcomes declared: McNemar's exact test; BCa CI at the Holm family's
+the verdict rule are :mod:`liccs.core.stats`'s (0/1 outcomes declared: McNemar's exact test; BCa CI at the Holm family's
 level 1 − α/m, exact binomial bounds where BCa is undefined; MDE at n; four levels).
 """
 
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from liccs.checks.transfer import Predictions
+from liccs.core.stats import HOLDS, Claim, decide, paired
 from liccs.stage import Source
-from liccs.stats import HOLDS, Claim, decide, paired
 
 #: The smallest change of attack success (per image, as a rate) that matters here, declared before the first run.
 SESOI = 0.05
@@ -52,7 +52,7 @@ def _share_ci(r: np.ndarray, e: np.ndarray, w: np.ndarray, *, resamples: int = 5
 
 def engine_aware_summary(labels: np.ndarray, preds: Mapping[str, Predictions], sources: list[str], *,
                          reference_engine: str = "torch", variant: str = "uint8") -> pd.DataFrame:
-    """One row per contrast (see the module docstring), with :func:`liccs.stats.decide`'s columns."""
+    """One row per contrast (see the module docstring), with :func:`liccs.core.stats.decide`'s columns."""
     y = np.asarray(labels)
     ref = preds.get(reference_engine)
     claims, extra = [], []

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from liccs.core.errors import EngineUnavailable, ImageReadError, InputError, LiccsError
 from liccs.core.progress import tqdm
 from liccs.data import ImageSource, kodak, prepare, to_float
 from liccs.engines import ENGINES
@@ -26,7 +27,6 @@ from liccs.engines.autoregressive import single_thread
 from liccs.engines.bitstream import Container, unframe
 from liccs.engines.codec import DeployedCodec
 from liccs.engines.factory import runner_for
-from liccs.errors import EngineUnavailable, ImageReadError, InputError, LiccsError
 from liccs.export.graphs import stage_feeds
 from liccs.export.report import export_codec
 from liccs.pipeline import codec_roundtrip, psnr

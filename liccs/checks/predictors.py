@@ -27,13 +27,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from liccs.core.errors import InputError
 from liccs.engines import Runner, runner_for
 from liccs.engines.base import ENGINES, get_engine
 from liccs.engines.codec import DeployedCodec
 from liccs.engines.int8_fit import plan_keep_fp32
 from liccs.engines.ov_replica import OvReplica
 from liccs.engines.replica import OnnxReplica
-from liccs.errors import InputError
 from liccs.export.graphs import classifier_graph, codec_graphs, liccs_graph
 from liccs.stage import Context, Exports
 from liccs.zoo.classifiers import host_geometry

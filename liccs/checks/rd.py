@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.interpolate import PchipInterpolator
 
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 
 def _curve(rate: Sequence[float], psnr: Sequence[float], which: str) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from liccs.checks.predictors import Route, routes
-from liccs.errors import LiccsError
+from liccs.core.errors import LiccsError
 from liccs.stage import Context, Exports
 
 

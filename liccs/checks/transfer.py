@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from liccs.core.errors import InputError
 from liccs.core.progress import tqdm
-from liccs.errors import InputError
 
 PredictFn = Callable[[torch.Tensor], Any]  # images [B, 3, H, W] in [0, 1] → logits [B, classes]
 VARIANTS = ("float", "uint8")

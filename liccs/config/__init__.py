@@ -36,7 +36,7 @@ from liccs.config.sections import (
     SamplingSection,
     TransferSection,
 )
-from liccs.errors import LiccsError
+from liccs.core.errors import LiccsError
 
 __all__ = ["ConfigError", "AttackSection", "DataSection", "DefenseSection", "ExportSection", "ModelsSection",
            "ProfileSection", "ReportSection", "RobustnessSection", "RunConfig", "RunSection", "SamplingSection",

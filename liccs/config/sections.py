@@ -22,7 +22,7 @@ class RunSection:
     seed: int = 0
     device: Literal["cpu", "cuda"] = "cpu"
     threads: int = 2  # torch intra-op threads, in this process and in every task; 0 leaves torch's default
-    executor: Literal["serial", "ray"] = "serial"  # where the attack tasks run (liccs.executor)
+    executor: Literal["serial", "ray"] = "serial"  # where the attack tasks run (liccs.core.executor)
     address: str = ""  # ray: "" starts a local instance, "auto" joins `ray start`, "ray://HOST:PORT" a client
 
 
@@ -108,7 +108,7 @@ class AttackSection:
 
 @dataclass
 class SamplingSection:
-    """Paper A's stage (``liccs.papers.paper_a``): the eps × steps sweep over one codec ladder, the quality
+    """Paper A's stage (``liccs.papers.a.stage``): the eps × steps sweep over one codec ladder, the quality
     transfer matrix, the lineage control, the classifier alone, and the saliency score against every k-set.
 
     ``arch``: the ladder swept and sampled (a codec architecture of [models]); ``lineage_archs``: ladders of the
@@ -154,7 +154,7 @@ class SamplingSection:
 
 @dataclass
 class DefenseSection:
-    """Paper B (:mod:`liccs.papers.paper_b`): attacks, the random K-way defense (``k``; the fixed one at ``kway_k``),
+    """Paper B (:mod:`liccs.papers.b.stage`): attacks, the random K-way defense (``k``; the fixed one at ``kway_k``),
     controls, adaptive attacks at ``focus_eps``, and ``claims`` (name → smallest effect of interest).
 
     ``method``: the gradient attack of every PGD-style row (``pgd`` or ``apgd``); ``claim_objective``: the
@@ -163,7 +163,7 @@ class DefenseSection:
     objective (the rate's adaptive attack is EoT alone); ``focus_k``: the K the claims, the adaptive attacks and the
     oracles use (every K of ``k`` is evaluated on every image set); ``deployed_engines``: engines of
     ``export.engines`` on whose deployed codecs the defense and the attacks are replayed (``[]``: none;
-    :mod:`liccs.papers.paper_b_deployed`)."""
+    :mod:`liccs.papers.b.deployed`)."""
 
     enabled: bool = False
     k: list[int] = _cv([2, 4, 8])

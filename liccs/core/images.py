@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 
 def value_bounds(t: Tensor) -> tuple[float, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
-from liccs.errors import DuplicateNameError, UnknownNameError
+from liccs.core.errors import DuplicateNameError, UnknownNameError
 
 T = TypeVar("T")
 

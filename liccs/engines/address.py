@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 #: Separates the head's engine from the tail's in an engine name: ``"ov-cpu>ort-cpu"``.
 SPLIT = ">"

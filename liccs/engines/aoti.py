@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
+from liccs.core.errors import InputError
 from liccs.engines.arrays import graph_meta, like_feed, to_torch
 from liccs.engines.base import ENGINES, Array, EngineSpec, Runner, TensorMeta
-from liccs.errors import InputError
 from liccs.export.aoti import AotiFromTorch
 from liccs.export.cache import ArtifactCache
 from liccs.export.errors import ArtifactError

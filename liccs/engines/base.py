@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from liccs.core import Registry, check_range, isa
-from liccs.errors import EngineUnavailable, InputError, RunnerInactive  # noqa: F401  (EngineUnavailable re-exported)
+from liccs.core.errors import EngineUnavailable, InputError, RunnerInactive  # noqa: F401  (EngineUnavailable re-exported)
 
 Array = np.ndarray | torch.Tensor
 
@@ -179,7 +179,9 @@ class EngineSpec:
     (``bf16``: AVX-512 BF16 or AMX-BF16, :mod:`liccs.core.isa`), else the engine is skipped with the CPU's reason
     rather than run emulated. ``make_runner(artifact, **kw)`` builds a :class:`Runner`. ``replica``: the files it
     runs (ONNX, OpenVINO IR) can be replayed differentiably (:mod:`liccs.engines.replica`,
-    :mod:`liccs.engines.ov_replica`), so it can be the target of an engine-aware attack.
+    :mod:`liccs.engines.ov_replica`), so it can be the target of an engine-aware attack. ``prepare(graph, options)
+    -> (artifact, options)``: how :func:`~liccs.engines.factory.runner_for` turns a liccs graph into what
+    ``make_runner`` takes (None: the graph itself, with ``cache``, ``exporter`` and ``calibration``).
     """
 
     name: str
@@ -194,6 +196,7 @@ class EngineSpec:
     extra: dict[str, Any] = field(default_factory=dict)
     native: str = ""
     replica: bool = False
+    prepare: Callable[[Any, dict[str, Any]], tuple[Any, dict[str, Any]]] | None = None
 
     def unavailable_reason(self) -> str | None:
         """None when this machine can run the engine, else why not and what to install."""

@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from liccs.errors import LiccsError
+from liccs.core.errors import LiccsError
 
 FRAME_MAGIC = b"LF"
 CONTAINER_MAGIC = b"LICC"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from liccs.core.errors import InputError
 from liccs.engines.address import SPLIT
 from liccs.engines.base import Array, Runner, TensorMeta
-from liccs.errors import InputError
 
 
 class ChainRunner(Runner):

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from liccs.core import check_images, crop_to, pad_to_multiple
+from liccs.core.errors import InputError, RunnerInactive
 from liccs.engines.address import parse_split
 from liccs.engines.base import Runner, get_engine
 from liccs.engines.bitstream import BitstreamError, Container, unframe
@@ -26,7 +27,6 @@ from liccs.engines.coders import coder_for
 from liccs.engines.factory import runner_for
 from liccs.engines.int8_fit import fit_int8
 from liccs.engines.limits import check_header, geometry, pixel_budget
-from liccs.errors import InputError, RunnerInactive
 from liccs.export.graphs import codec_graphs, module_hash, stage_feeds
 from liccs.families import family_of, mse_lambda
 from liccs.pipeline import PAD_MULTIPLE
@@ -44,7 +44,7 @@ class DeployedCodec:
 
     The codec owns its runners' lifecycle: :meth:`activate` activates every stage runner, :meth:`close` (or
     :meth:`deactivate`) releases their sessions and compiled models, and ``with codec:`` does both. Coding with
-    an inactive codec raises :class:`~liccs.errors.RunnerInactive` naming the stage's runner."""
+    an inactive codec raises :class:`~liccs.core.errors.RunnerInactive` naming the stage's runner."""
 
     def __init__(self, codec: nn.Module, runners: Mapping[str, Runner], engine: str = "custom") -> None:
         self.codec, self.family, self.engine = codec, family_of(codec), engine

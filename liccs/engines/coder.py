@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from liccs.core.errors import InputError
 from liccs.engines.bitstream import BitstreamError
-from liccs.errors import InputError
 
 #: entropy model → (its table tensors, their versions, the lists built from them)
 _TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from liccs.core import pad_to_multiple
+from liccs.core.errors import InputError
 from liccs.engines.autoregressive import compress_ar, decompress_ar
 from liccs.engines.base import Runner
 from liccs.engines.bitstream import crc32, frame
@@ -30,7 +31,6 @@ from liccs.engines.coder import (
 )
 from liccs.engines.indexes import build_indexes, repair_indexes
 from liccs.engines.limits import geometry
-from liccs.errors import InputError
 from liccs.families import CodecFamily, medians
 from liccs.pipeline import PAD_MULTIPLE
 

@@ -27,10 +27,10 @@ import onnx
 import torch
 from torch import Tensor
 
+from liccs.core.errors import InputError
 from liccs.engines.address import EngineAddress
 from liccs.engines.base import Runner, get_engine
 from liccs.engines.factory import runner_for
-from liccs.errors import InputError
 from liccs.export.graphs import codec_graphs
 from liccs.export.onnx import OnnxFromTorch, load_onnx
 from liccs.export.quantize import COMPUTE_OPS, compute_macs, value_shapes

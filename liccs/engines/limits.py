@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from liccs.core.errors import InputError
 from liccs.engines.autoregressive import single_thread
 from liccs.engines.bitstream import BitstreamError, Container, unframe
-from liccs.errors import InputError
 from liccs.families import CodecFamily, family_of
 from liccs.pipeline import PAD_MULTIPLE
 

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from liccs.core.errors import InputError
 from liccs.engines.arrays import like_feed, to_numpy
 from liccs.engines.base import ENGINES, Array, EngineSpec, Runner, TensorMeta
 from liccs.engines.ort import onnx_source, value_ranges_of
-from liccs.errors import InputError
 from liccs.export.cache import Artifact, ArtifactCache, file_sha256
 from liccs.export.errors import ArtifactError, ExportError
 from liccs.export.onnx import load_onnx

@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 
 from liccs.core import isa
+from liccs.core.errors import InputError
+from liccs.core.paths import cache_dir
 from liccs.engines.arrays import like_feed, to_numpy
 from liccs.engines.base import ENGINES, Array, EngineSpec, Runner, TensorMeta
-from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
 from liccs.export.errors import ArtifactError
 from liccs.export.onnx import OnnxFromTorch, load_onnx
 from liccs.export.quantize import Fp16OnnxFromOnnx, Int8OnnxFromOnnx
-from liccs.paths import cache_dir
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(uint8)": "uint8", "tensor(int8)": "int8",

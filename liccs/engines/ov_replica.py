@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from liccs.core.errors import InputError
 from liccs.engines.replica import gather, round_ste, unsqueeze
-from liccs.errors import InputError
 
 Op = Callable[[list[Any], dict[str, Any]], Any]
 _DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16, "f64": torch.float64,

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 from torch import Tensor, nn
 
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 Op = Callable[[list[Any], dict[str, Any]], Any]
 

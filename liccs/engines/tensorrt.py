@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from liccs.core.errors import InputError
 from liccs.engines.arrays import wants_numpy
 from liccs.engines.base import ENGINES, Array, EngineSpec, EngineUnavailable, Runner, TensorMeta
-from liccs.errors import InputError
 from liccs.export.errors import ArtifactError
+from liccs.export.onnx import OnnxFromTorch
 from liccs.export.tensorrt import INSTALL_HINT, PRECISIONS, EngineFromOnnx, require_tensorrt, trt_failure
 
 
@@ -78,6 +79,30 @@ class TrtRunner(Runner):
         runner.deactivate()
 
 
+#: Image sides a TensorRT profile covers by default: (min, opt, max), multiples of 64.
+TRT_IMAGE_SIDES = (64, 512, 1024)
+TRT_BATCH = (1, 1, 8)
+
+
+def trt_profile(graph: Any, batch: tuple[int, int, int] = TRT_BATCH,
+                sides: tuple[int, int, int] = TRT_IMAGE_SIDES) -> dict[str, list[tuple[int, ...]]]:
+    """(min, opt, max) shapes of each input of ``graph``: ``batch``, and image ``sides`` divided by the stride."""
+    prof = {}
+    for t in graph.inputs:
+        hw = [t.fixed_hw or (max(1, s // t.stride), max(1, s // t.stride)) for s in sides]
+        prof[t.name] = [(b, t.channels, *s) for b, s in zip(batch, hw)]
+    return prof
+
+
+def _prepare(graph: Any, options: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """A liccs graph as TensorRT takes it: its exported ONNX file, and build options with a shape profile
+    (:func:`trt_profile` unless ``profile`` is given); ONNX Runtime's settings (threads, spinning) are dropped."""
+    opts = {k: v for k, v in options.items() if k not in ("threads", "spinning", "exporter")}
+    onnx_path = OnnxFromTorch(graph, options.get("cache"), options.get("exporter", "auto"))().path
+    opts["profile"] = opts.get("profile") or trt_profile(graph)
+    return onnx_path, opts
+
+
 def _runner_factory(precision: str) -> Callable[..., TrtRunner]:
     def make_runner(artifact: Any, *, name: str | None = None, profile: Mapping[str, Any] | None = None,
                     **build_options: Any) -> TrtRunner:
@@ -97,4 +122,4 @@ def _runner_factory(precision: str) -> Callable[..., TrtRunner]:
 for _precision in PRECISIONS:
     ENGINES.register(f"trt-{_precision}", EngineSpec(
         f"trt-{_precision}", "tensorrt", _precision, "cuda", _runner_factory(_precision),
-        requires=("tensorrt", "polygraphy"), needs_cuda=True, install_hint=INSTALL_HINT))
+        requires=("tensorrt", "polygraphy"), needs_cuda=True, install_hint=INSTALL_HINT, prepare=_prepare))

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from liccs.core.errors import InputError
 from liccs.engines.arrays import graph_meta, like_feed, to_torch
 from liccs.engines.base import ENGINES, Array, EngineSpec, Runner, TensorMeta
-from liccs.errors import InputError
 from liccs.pipeline import module_device
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from liccs.fileio import atomic_write, json_digest, sha256_file  # noqa: F401  (atomic_write re-exported)
-from liccs.paths import cache_dir
+from liccs.core.fileio import atomic_write, json_digest, sha256_file  # noqa: F401  (atomic_write re-exported)
+from liccs.core.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

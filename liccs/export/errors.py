@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from liccs.errors import LiccsError
+from liccs.core.errors import LiccsError
 
 
 class ExportError(LiccsError):

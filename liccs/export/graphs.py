@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liccs.core import pad_to_multiple
+from liccs.core.errors import InputError
 from liccs.core.provenance import source_hash
-from liccs.errors import InputError
 from liccs.export.inference import inference_form
 from liccs.export.phases import (
     TRANSPOSED_FORMS,

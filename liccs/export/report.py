@@ -10,11 +10,11 @@ from typing import Any
 
 from torch import nn
 
+from liccs.core.manifest import write_json
 from liccs.export.cache import Artifact, ArtifactCache
 from liccs.export.errors import ExportError
 from liccs.export.graphs import GraphSpec, classifier_graph, codec_graphs, liccs_graph
 from liccs.export.onnx import OnnxFromTorch
-from liccs.manifest import write_json
 
 
 @dataclass

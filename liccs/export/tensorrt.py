@@ -18,11 +18,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from liccs.errors import EngineUnavailable, InputError, LiccsError
+from liccs.core.errors import EngineUnavailable, InputError, LiccsError
+from liccs.core.fileio import json_digest
 from liccs.export.cache import Artifact, ArtifactCache, file_sha256
 from liccs.export.onnx import load_onnx, onnx_inputs
 from liccs.export.quantize import feeds_digest
-from liccs.fileio import json_digest
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 INSTALL_HINT = ("`pip install 'liccs[tensorrt]'` installs tensorrt (from NVIDIA's index, pypi.nvidia.com; tensorrt-cu12"

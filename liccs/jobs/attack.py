@@ -31,10 +31,10 @@ from liccs.attack.evaluate import (
 from liccs.attack.io import plain_stem, save_adversarial
 from liccs.attack.objectives import parse_objective
 from liccs.attack.spec import AttackSpec
+from liccs.core.errors import InputError
+from liccs.core.fileio import output_dir
 from liccs.core.progress import tqdm
 from liccs.data import ImageSource, open_source, to_float
-from liccs.errors import InputError
-from liccs.fileio import output_dir
 from liccs.zoo import load_classifier, parse_codec
 from liccs.zoo.weights import random_weights_banner
 

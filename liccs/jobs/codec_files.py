@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from liccs.attack.io import save_png
+from liccs.core.errors import InputError
+from liccs.core.fileio import output_dir
 from liccs.data import read_image, to_float
 from liccs.engines.bitstream import BitstreamError
 from liccs.engines.codec import MISMATCH, DeployedCodec, bpp
-from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
-from liccs.fileio import output_dir
 from liccs.zoo import load_codec
 from liccs.zoo.weights import random_weights_banner
 

@@ -38,7 +38,7 @@ from typing import Any
 import pandas as pd
 
 from liccs import papers
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 from liccs.jobs.regression import TIMING_TABLE, regression_view, shown, slower_than
 from liccs.report import Report
 from liccs.report.figures_compare import stage_ratio_figure

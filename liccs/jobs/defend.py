@@ -4,7 +4,7 @@ and encode+decode time; one row per image × image set × defense, and their mea
 
 Attacked images come from a folder of PNGs with the same stems (``liccs attack --out``), or are crafted
 here against the codec alone (default: PGD on the distortion objective). ``eot > 0`` adds the adaptive
-attack against each K-way defense: EoT over its transform draw (:mod:`liccs.attack.adaptive`).
+attack against each K-way defense: EoT over its transform draw (:mod:`liccs.papers.b.adaptive`).
 """
 
 from __future__ import annotations
@@ -18,20 +18,20 @@ from typing import Any
 
 from torch import Tensor
 
-from liccs.attack.adaptive import RandomTransformLICCS
 from liccs.attack.base import check_attack_params, load_families, parse_eps
-from liccs.attack.defense import KWayDefense
 from liccs.attack.ensemble import CodecOnly
 from liccs.attack.eot import EoT
 from liccs.attack.evaluate import format_table, mean_rows, ms_ssim, quantize_png
 from liccs.attack.objectives import parse_objective
 from liccs.attack.spec import AttackSpec
-from liccs.attack.transforms import DEFAULT_TRANSFORMS, get_transforms
+from liccs.core.errors import InputError
+from liccs.core.fileio import output_dir
+from liccs.core.manifest import manifest, write_json
 from liccs.core.progress import tqdm
 from liccs.data import open_source, read_image, to_float
-from liccs.errors import InputError
-from liccs.fileio import output_dir
-from liccs.manifest import manifest, write_json
+from liccs.papers.b.adaptive import RandomTransformLICCS
+from liccs.papers.b.defense import KWayDefense
+from liccs.papers.b.transforms import DEFAULT_TRANSFORMS, get_transforms
 from liccs.pipeline import codec_roundtrip, psnr
 from liccs.zoo import load_codec, parse_codec
 from liccs.zoo.weights import random_weights_banner

@@ -14,14 +14,14 @@ import torch
 
 from liccs.checks.crossdecode import cross_decode
 from liccs.checks.parity import ParityRecord, Tolerance, center_crop, check_codec, parity_batches, readable
+from liccs.core.errors import InputError
+from liccs.core.fileio import output_dir
+from liccs.core.manifest import manifest, write_json
 from liccs.core.progress import tqdm
 from liccs.data import FolderSource, kodak
 from liccs.engines.codec import DeployedCodec
-from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
 from liccs.export.report import ExportReport, write_report
-from liccs.fileio import output_dir
-from liccs.manifest import manifest, write_json
 from liccs.zoo import load_classifier, load_codec
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from liccs.core.errors import InputError
+from liccs.core.fileio import write_json
 from liccs.core.provenance import PACKAGE, Staleness, source_hash, staleness
-from liccs.errors import InputError
-from liccs.fileio import write_json
 from liccs.profiling.op_tables import top_operators
 
 

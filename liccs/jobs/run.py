@@ -21,11 +21,11 @@ import torch
 import liccs.stages  # noqa: F401  (registers the generic stages)
 from liccs import papers
 from liccs.config import ConfigError, RunConfig, load_config
-from liccs.executor import RayExecutor, make_executor, summary
+from liccs.core.executor import RayExecutor, make_executor, summary
+from liccs.core.manifest import git_commit
+from liccs.core.paths import cache_dir
 from liccs.jobs import run_report
 from liccs.jobs.run_setup import check_names, load_context
-from liccs.manifest import git_commit
-from liccs.paths import cache_dir
 from liccs.stage import Context, Names, Results, RunError, TableSpec, ordered
 
 log = logging.getLogger("liccs")

@@ -53,7 +53,7 @@ def build_report(ctx: Context, results: Results, specs: Sequence[TableSpec], sec
 def write(ctx: Context, results: Results, specs: Sequence[TableSpec], seconds: dict[str, float], out: Path,
           commit: str | None = None, command: Sequence[str] | None = None, **manifest_extra: Any) -> dict[str, Any]:
     """Write the report folder under ``out``; returns its files by role. ``commit``: the checkout's commit when
-    the run started (the manifest's ``commit``; see :func:`liccs.manifest.manifest`); ``command``: the command line
+    the run started (the manifest's ``commit``; see :func:`liccs.core.manifest.manifest`); ``command``: the command line
     that made it."""
     rep = build_report(ctx, results, specs, seconds, command, commit)
     reproduce = {"command": _command(command, "runs/check"),

@@ -20,12 +20,12 @@ from torch import nn
 from liccs.attack.base import load_families
 from liccs.attack.spec import AttackSpec
 from liccs.config import ConfigError, RunConfig
+from liccs.core.errors import LiccsError, UnknownNameError, WeightsError
 from liccs.data import ImageSource, load_batch, open_source
 from liccs.engines import ENGINES
-from liccs.errors import LiccsError, UnknownNameError, WeightsError
 from liccs.stage import ATTACK_OBJECTIVES, Context, Names, RunError, attack_sources
 from liccs.zoo import CLASSIFIERS, image_geometry, load_classifier, load_codec, parse_codec
-from liccs.zoo.mini import resolve_models
+from liccs.zoo.mini.resolve import resolve_models
 from liccs.zoo.weights import ResolvedWeights, random_weights_banner
 
 log = logging.getLogger("liccs")

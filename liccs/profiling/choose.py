@@ -22,16 +22,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from liccs.core.errors import InputError
+from liccs.core.fileio import json_digest
+from liccs.core.manifest import cpu_model, package_versions
+from liccs.core.paths import cache_dir
 from liccs.engines.address import EngineAddress
 from liccs.engines.base import Runner
 from liccs.engines.codec import DeployedCodec
-from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache, atomic_write
 from liccs.export.graphs import module_hash, stage_feeds
 from liccs.export.phases import TRANSPOSED_FORMS, transposed_count
-from liccs.fileio import json_digest
-from liccs.manifest import cpu_model, package_versions
-from liccs.paths import cache_dir
 from liccs.profiling.timer import TimerConfig, measure_interleaved
 
 TIMER = TimerConfig(warmup=2, min_iters=5, min_duration_s=0.3)

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from liccs.errors import InputError
-from liccs.manifest import device_info
+from liccs.core.errors import InputError
+from liccs.core.manifest import device_info
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")

@@ -22,7 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from liccs.core import isa
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 from liccs.profiling.timer import TimerConfig, measure
 
 #: an engine's precision → the dtype of its matmul ceiling

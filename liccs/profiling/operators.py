@@ -33,8 +33,8 @@ import numpy as np
 import onnx
 import torch
 
+from liccs.core.errors import LiccsError
 from liccs.engines.arrays import to_numpy
-from liccs.errors import LiccsError
 from liccs.profiling.trace import OpEvent
 
 #: ONNX Runtime's tensor type names → a short precision name

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from liccs.core.errors import InputError
 from liccs.core.progress import tqdm
 from liccs.engines.base import Array, Runner
-from liccs.errors import InputError
 from liccs.profiling.timer import TimerConfig, measure
 
 StageLike = Callable[[], Any] | tuple[Runner, Mapping[str, Array]]

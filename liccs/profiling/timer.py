@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from liccs.core.errors import InputError
 from liccs.core.progress import tqdm
-from liccs.errors import InputError
 from liccs.profiling.device import MemoryWatch, cuda_graph_replay, default_sync, environment, to_device
 
 TOTAL = "total"

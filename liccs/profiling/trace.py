@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from liccs.errors import InputError
-from liccs.fileio import atomic_write_text
+from liccs.core.errors import InputError
+from liccs.core.fileio import atomic_write_text
 
 #: The ``cat`` of operator events (one per operator call) and of iteration spans.
 OPERATOR, ITERATION = "operator", "iteration"

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 from liccs.report.plots import MAX_SERIES, PANEL_COLS
 
 _COLORS = colormaps["tab10"].colors

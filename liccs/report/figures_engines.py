@@ -20,7 +20,7 @@ from matplotlib import colormaps
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 from liccs.report.plots import MAX_SERIES, PANEL_COLS
 
 _COLORS = colormaps["tab10"].colors

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 DPI = 110
 

@@ -23,11 +23,11 @@ from typing import Any
 
 import pandas as pd
 
+from liccs.core.errors import InputError
+from liccs.core.fileio import atomic_write_text
+from liccs.core.manifest import manifest as make_manifest
+from liccs.core.manifest import write_json
 from liccs.core.provenance import code_record
-from liccs.errors import InputError
-from liccs.fileio import atomic_write_text
-from liccs.manifest import manifest as make_manifest
-from liccs.manifest import write_json
 from liccs.report import plots
 from liccs.report.html import render_html
 from liccs.report.tables import FILES, check_files, parquet_available, slug, to_markdown, write_table

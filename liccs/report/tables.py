@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from liccs.errors import InputError
-from liccs.fileio import atomic_write
+from liccs.core.errors import InputError
+from liccs.core.fileio import atomic_write
 
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
 

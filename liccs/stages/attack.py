@@ -26,8 +26,8 @@ from liccs.attack.ensemble import Ensemble
 from liccs.attack.eot import EoT
 from liccs.attack.spec import AttackSpec
 from liccs.checks.replica import replica_parity, replicas
-from liccs.executor import Task
-from liccs.fileio import json_digest, load_keyed, save_keyed
+from liccs.core.executor import Task
+from liccs.core.fileio import json_digest, load_keyed, save_keyed
 from liccs.stage import (
     ATTACK_OBJECTIVES,
     Context,

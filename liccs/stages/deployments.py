@@ -29,11 +29,11 @@ import pandas as pd
 from torch import Tensor, nn
 
 from liccs.config import ConfigError, RunConfig
+from liccs.core.errors import LiccsError
 from liccs.core.progress import tqdm
 from liccs.engines import ENGINES, EngineUnavailable
 from liccs.engines.address import EngineAddress
 from liccs.engines.codec import DeployedCodec
-from liccs.errors import LiccsError
 from liccs.export.cache import ArtifactCache
 from liccs.export.phases import TRANSPOSED_FORMS
 from liccs.families import FAMILIES, family_of

@@ -17,10 +17,10 @@ import torch
 from liccs.checks.parity import ParityRecord, Tolerance, check_codec, parity_images
 from liccs.checks.rd import bd_rate_table
 from liccs.config import ConfigError, RunConfig
+from liccs.core.executor import Task
 from liccs.core.progress import tqdm
 from liccs.engines import ENGINES, EngineUnavailable
 from liccs.engines.codec import DeployedCodec, bpp
-from liccs.executor import Task
 from liccs.export.cache import ArtifactCache
 from liccs.export.report import ExportReport
 from liccs.pipeline import psnr

@@ -12,8 +12,8 @@ import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
 from liccs.config import RunConfig
+from liccs.core.errors import InputError
 from liccs.engines import ENGINES
-from liccs.errors import InputError
 from liccs.report.figures_engines import (
     rd_latency_figure,
     series_per_axes,

@@ -28,10 +28,10 @@ from liccs.attack.sanity import sanity_table
 from liccs.attack.spec import AttackSpec
 from liccs.attack.standard import SUITE, StandardEvaluation
 from liccs.config import ConfigError, RunConfig
-from liccs.fileio import json_digest, load_keyed, save_keyed
+from liccs.core.fileio import json_digest, load_keyed, save_keyed
+from liccs.core.stats import paired
 from liccs.stage import Context, Names, Results, StageBase, StageResult, TableSpec, device_key, register
 from liccs.stages.attack import source_model, source_objective
-from liccs.stats import paired
 
 
 def robustness_target(cfg: RunConfig) -> str:

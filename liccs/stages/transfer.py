@@ -16,8 +16,8 @@ from liccs.checks.engine_aware import engine_aware_summary
 from liccs.checks.predictors import predictors
 from liccs.checks.transfer import Predictions, gap_summary, transfer_gap, transfer_matrix
 from liccs.config import RunConfig
+from liccs.core.executor import Task
 from liccs.engines import ENGINES, EngineUnavailable
-from liccs.executor import Task
 from liccs.stage import (
     Context,
     Exports,

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from liccs.errors import WeightsError
+from liccs.core.errors import WeightsError
 from liccs.zoo import mini as _mini  # registers the offline mini zoo: mini-…
 from liccs.zoo.classifiers import CLASSIFIERS, Classifier, ClassifierEntry, PreprocessConfig
 from liccs.zoo.codecs import CODECS, CodecEntry, CodecSpec, convert_compressai_state, parse_codec

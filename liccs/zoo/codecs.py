@@ -16,7 +16,7 @@ from compressai.zoo.pretrained import load_pretrained
 from torch import nn
 
 from liccs.core import Registry
-from liccs.errors import InputError, UnknownNameError, WeightsError
+from liccs.core.errors import InputError, UnknownNameError, WeightsError
 from liccs.families import AUTOREGRESSIVE, FACTORIZED, MEAN_SCALE, SCALE_HYPERPRIOR, CodecFamily
 from liccs.zoo.weights import ResolvedWeights, resolve_pretrained
 

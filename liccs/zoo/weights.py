@@ -19,9 +19,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from liccs.errors import WeightsError
-from liccs.fileio import sha256_file as sha256_of
-from liccs.paths import hub_checkpoint_dir, offline
+from liccs.core.errors import WeightsError
+from liccs.core.fileio import sha256_file as sha256_of
+from liccs.core.paths import hub_checkpoint_dir, offline
 
 WeightsSource = Literal["random", "pretrained", "checkpoint", "mini-zoo"]
 #: How long a download may wait for the server before liccs gives up (seconds).

@@ -8,7 +8,7 @@ import torch
 from liccs.attack import APGD, MIFGSM, PGD, create_attack
 from liccs.attack.apgd import checkpoints
 from liccs.attack.ensemble import CodecOnly, Ensemble
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 from liccs.pipeline import LICCS
 from tests.attack.conftest import tiny_codec
 

@@ -11,7 +11,7 @@ import pytest
 from liccs.attack import ATTACKS
 from liccs.attack.base import attack_params, check_attack
 from liccs.config import ConfigError, load_config
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 from liccs.jobs.run_setup import check_names
 
 QUICK = Path(__file__).resolve().parents[2] / "liccs" / "configs" / "quick-cpu.toml"

@@ -11,8 +11,8 @@ from PIL import Image
 
 from liccs.attack.io import load_adversarial, save_adversarial
 from liccs.cli import main
+from liccs.core.errors import InputError
 from liccs.data import read_image
-from liccs.errors import InputError
 
 
 def test_png_is_rounded_not_truncated_and_tensors_and_sidecar_are_written(tmp_path):

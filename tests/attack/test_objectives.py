@@ -7,8 +7,8 @@ import torch
 
 from liccs.attack import PGD, ClassificationLoss, CodecOnly, Ensemble, parse_objective
 from liccs.attack.objectives import DistortionLoss, RateLoss, Weighted
+from liccs.core.rounding import SURROGATES
 from liccs.pipeline import LICCS
-from liccs.rounding import SURROGATES
 from tests.attack.conftest import tiny_codec
 
 GRADIENT_SURROGATES = [s for s in SURROGATES if s != "hard"]

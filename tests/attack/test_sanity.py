@@ -10,7 +10,7 @@ import torch
 from liccs.attack import APGD, PGD
 from liccs.attack.base import Attack
 from liccs.attack.sanity import UNBOUNDED_MIN, adaptive_check, monotone, sanity_table
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 
 @pytest.mark.parametrize("cls", [PGD, APGD])

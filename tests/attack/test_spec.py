@@ -12,7 +12,7 @@ from torch import nn
 
 from liccs.attack import ATTACKS, AttackSpec
 from liccs.attack.base import load_families
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
 

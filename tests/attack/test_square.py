@@ -9,7 +9,7 @@ import torch
 from liccs.attack import Square, square_attack
 from liccs.attack.square import margins, p_schedule
 from liccs.attack.threat import ThreatModel
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 
 def accuracy(predict, x, y) -> float:

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from liccs.attack import PGD, StandardEvaluation, create_attack
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 
 class Masked(nn.Module):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from liccs.attack import FGSM, MIFGSM, PGD, CodecOnly, EoT, InputDiversity, build_ensemble, create_attack, parse_eps
-from liccs.errors import InputError, UnknownNameError
+from liccs.core.errors import InputError, UnknownNameError
 from liccs.pipeline import LICCS
 from tests.attack.conftest import tiny_codec
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from liccs.core.errors import InputError
 from liccs.engines.address import EngineAddress, parse_split
-from liccs.errors import InputError
 
 
 @pytest.mark.parametrize("text, head, tail, form, label", [

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from liccs.core.errors import InputError, LiccsError
 from liccs.engines.address import parse_split
 from liccs.engines.base import ENGINES
 from liccs.engines.chain import ChainRunner
 from liccs.engines.codec import DeployedCodec
-from liccs.errors import InputError, LiccsError
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import SPLIT_TENSOR, codec_graphs, split_tail
 from liccs.zoo import CODECS

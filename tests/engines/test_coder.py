@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from liccs.core.errors import InputError
 from liccs.engines.coder import decode_bottleneck, decode_symbols, encode_bottleneck, encode_symbols
-from liccs.errors import InputError
 from liccs.export.graphs import stage_feeds
 from liccs.families import family_of
 from liccs.zoo import load_codec

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from liccs.checks.crossdecode import cross_decode
+from liccs.core.errors import InputError
 from liccs.data import load_batch, open_source
 from liccs.engines.autoregressive import single_thread
 from liccs.engines.base import Runner
@@ -14,7 +15,6 @@ from liccs.engines.bitstream import BitstreamError, unframe
 from liccs.engines.codec import DeployedCodec, bpp
 from liccs.engines.factory import runner_for
 from liccs.engines.int8_fit import plan_keep_fp32, rd_cost
-from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import codec_graphs
 from liccs.families import MSE_LAMBDAS

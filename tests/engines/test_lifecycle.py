@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from liccs.core.errors import LiccsError, RunnerInactive
 from liccs.engines import ENGINES, runner_for
 from liccs.engines.codec import DeployedCodec
-from liccs.errors import LiccsError, RunnerInactive
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import GraphSpec, TensorSpec
 from tests.engines.helpers import codec

@@ -10,17 +10,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from liccs.core.errors import InputError
+from liccs.core.paths import PROJECT_ROOT
 from liccs.engines import ENGINES, runner_for
 from liccs.engines.codec import DeployedCodec
 from liccs.engines.int8_fit import rd_cost
 from liccs.engines.openvino import OV_COMPUTE_OPS, ov_compute_ops
 from liccs.engines.ort import onnx_source
-from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
 from liccs.export.errors import ArtifactError, ExportError
 from liccs.export.graphs import classifier_graph, codec_graphs
 from liccs.export.quantize import resolve_onnx
-from liccs.paths import PROJECT_ROOT
 from liccs.zoo import load_codec
 
 SKIP = "needs OpenVINO (pip install 'liccs[openvino]'); not installed here"

@@ -6,9 +6,9 @@ import pytest
 import torch
 from onnx import TensorProto, helper, save
 
+from liccs.core.errors import InputError
 from liccs.engines import ENGINES, runner_for
 from liccs.engines.ov_replica import OvReplica
-from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import classifier_graph, codec_graphs
 from liccs.zoo import load_codec

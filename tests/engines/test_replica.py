@@ -13,10 +13,10 @@ from onnx import TensorProto, helper
 
 from liccs.attack.base import create_attack
 from liccs.attack.ensemble import Ensemble
+from liccs.core.errors import InputError
 from liccs.data import load_batch, open_source
 from liccs.engines import ENGINES, runner_for
 from liccs.engines.replica import OnnxReplica, output_step
-from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import classifier_graph, codec_graphs
 from liccs.export.onnx import OnnxFromTorch

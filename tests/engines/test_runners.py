@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from liccs.core.errors import InputError
+from liccs.core.paths import PROJECT_ROOT
 from liccs.engines import ENGINES, EngineUnavailable, available_engines, get_engine, runner_for
-from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
 from liccs.export.graphs import codec_graphs, stage_feeds
-from liccs.paths import PROJECT_ROOT
 from tests.engines.helpers import codec
 
 ISSUE_ENGINES = {"torch", "torch-fp16", "torch-bf16", "torch-compile", "aoti", "ort-cpu", "ort-cpu-int8", "ort-cuda",

@@ -18,8 +18,8 @@ import torch
 
 import liccs.engines.tensorrt as te
 import liccs.export.tensorrt as tx
+from liccs.core.errors import InputError
 from liccs.engines.base import ENGINES, EngineUnavailable, available_engines, get_engine
-from liccs.errors import InputError
 from liccs.export.cache import Artifact, ArtifactCache
 from tests.export.test_tensorrt_export import PROFILE, qdq_onnx, tiny_onnx
 

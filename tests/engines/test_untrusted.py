@@ -76,7 +76,7 @@ def test_decoding_the_crafted_files_allocates_no_more_than_a_real_decode(issue_f
     files = [str(issue_file)] + [str(crafted(issue_file, n)) for n in sorted(CRAFTED)]
     script = (
         "import json, resource, sys\n"
-        "from liccs.errors import LiccsError\n"
+        "from liccs.core.errors import LiccsError\n"
         "from liccs.jobs.codec_files import decode_files\n"
         "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
         "out, rows = sys.argv[2], {}\n"

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from liccs.core.errors import InputError
 from liccs.engines.bitstream import unframe
 from liccs.engines.codec import DeployedCodec
 from liccs.engines.factory import runner_for
-from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
 from liccs.export.errors import ExportError
 from liccs.export.graphs import codec_graphs

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto
 
+from liccs.core.errors import InputError
 from liccs.engines import runner_for
-from liccs.errors import InputError
 from liccs.export.cache import ArtifactCache
 from liccs.export.errors import ExportError
 from liccs.export.graphs import codec_graphs, stage_feeds

@@ -20,11 +20,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import liccs.export.tensorrt as tx
-from liccs.errors import EngineUnavailable, InputError
+from liccs.core.errors import EngineUnavailable, InputError
+from liccs.core.paths import PROJECT_ROOT
 from liccs.export.cache import ArtifactCache, key_digest
 from liccs.export.errors import ArtifactError
 from liccs.export.onnx import load_onnx, onnx_inputs
-from liccs.paths import PROJECT_ROOT
 
 PROFILE = {"x": ((1, 3, 64, 64), (2, 3, 128, 128), (8, 3, 256, 256))}
 
@@ -127,7 +127,7 @@ def test_profile_from_a_real_onnx(tiny, tmp_path):
     inputs = onnx_inputs(load_onnx(tiny))
     assert inputs == {"x": ("N", 3, "H", "W")}
     assert tx.resolve_profile(inputs, PROFILE) == PROFILE
-    lists = {"x": [list(s) for s in PROFILE["x"]]}  # what liccs.engines.factory.trt_profile gives
+    lists = {"x": [list(s) for s in PROFILE["x"]]}  # what liccs.engines.tensorrt.trt_profile gives
     assert tx.resolve_profile(inputs, lists) == PROFILE
     static = onnx_inputs(load_onnx(tiny_onnx(tmp_path / "s.onnx", static=True)))
     assert tx.resolve_profile(static, None) == {"x": ((1, 3, 32, 32),) * 3}

@@ -14,15 +14,15 @@ import pytest
 import torch
 from torch import nn
 
-from liccs import stats
 from liccs.config import ConfigError, load_config
+from liccs.core import stats
 from liccs.jobs.run_setup import RunError
-from liccs.papers import paper_a
-from liccs.papers.paper_a_cells import Cells, Setting, ladder_pairs
-from liccs.papers.paper_a_claims import claims
-from liccs.papers.paper_a_outcomes import IMAGE_SETS, recompute_claims
-from liccs.papers.paper_a_sampling import ablation, common_targets, percentile, unit_percentiles
-from liccs.papers.paper_a_tables import BudgetError
+from liccs.papers.a import stage as paper_a
+from liccs.papers.a.cells import Cells, Setting, ladder_pairs
+from liccs.papers.a.claims import claims
+from liccs.papers.a.outcomes import IMAGE_SETS, recompute_claims
+from liccs.papers.a.sampling import ablation, common_targets, percentile, unit_percentiles
+from liccs.papers.a.tables import BudgetError
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "liccs" / "configs" / "paper-a.toml"
@@ -112,7 +112,7 @@ def test_sampling_percentile_and_ablation() -> None:
     for i, m in enumerate(["q1+q2", "q1+q3", "q2+q3"]):
         r = {"k": 2, "members": m, "set": m, "grad_evals": 40, "heldout_asr_nonmember": [0.2, 0.5, 0.4][i],
              "heldout_asr_other_arch": [0.1, 0.3, 0.2][i]}
-        from liccs.attack.saliency import INTERPOLATIONS, SCORES
+        from liccs.papers.a.saliency import INTERPOLATIONS, SCORES
 
         for s in SCORES:
             for ip in INTERPOLATIONS:
@@ -138,7 +138,7 @@ def test_each_unit_ranks_its_own_sets_and_the_claim_tests_their_percentiles() ->
 
 
 def test_unequal_budgets_are_refused() -> None:
-    from liccs.papers.paper_a_sampling import check_budget, label
+    from liccs.papers.a.sampling import check_budget, label
 
     check_budget(pd.DataFrame({"k": [2, 2, 3], "members": ["a", "b", "c"], "grad_evals": [40, 40, 60]}))
     with pytest.raises(BudgetError, match="differ"):
@@ -150,7 +150,7 @@ def test_unequal_budgets_are_refused() -> None:
 
 def test_counting_ensemble_counts_member_gradient_evaluations() -> None:
     from liccs.attack.base import create_attack
-    from liccs.papers.paper_a_attacks import CountingEnsemble
+    from liccs.papers.a.attacks import CountingEnsemble
 
     torch.manual_seed(0)
     members = [nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)) for _ in range(3)]

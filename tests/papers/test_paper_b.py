@@ -1,4 +1,4 @@
-"""Paper B's stage (liccs.papers.paper_b): the quick variant end to end writes every table and report file (the
+"""Paper B's stage (liccs.papers.b.stage): the quick variant end to end writes every table and report file (the
 random defense, its oracle, the controls, the adaptive attacks, one claims row per declared claim, the replay on the
 deployed codec), one scoring gives every K's choice exactly as KWayDefense.encode, BD-rate on known cases, the
 deployed defense chooses as PyTorch's and its streams decode exactly on a second fp32 engine, and bad [defense] keys
@@ -15,8 +15,8 @@ import pytest
 
 from liccs.cli import main
 from liccs.config import ConfigError, load_config
-from liccs.papers import paper_b
-from liccs.papers.paper_b_tables import bd_rate
+from liccs.papers.b import stage as paper_b
+from liccs.papers.b.tables import bd_rate
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "liccs" / "configs" / "paper-b.toml"
@@ -134,7 +134,7 @@ def test_paper_b_on_ray_crafts_every_attack_as_a_task_and_gives_the_serial_image
 
 
 def test_claims_replicate_only_where_every_training_seed_agrees() -> None:
-    from liccs.papers.paper_b_claims import TOO_CLOSE, replication_table
+    from liccs.papers.b.claims import TOO_CLOSE, replication_table
 
     base, rep, other = "mini-nat-mbt2018-mean@q4", "mini-nat-s2-mbt2018-mean@q4", "mini-nat-bmshj2018-hyperprior@q1"
     rows = [("attack-lowers-psnr", base, 1.0, "holds"), ("attack-lowers-psnr", rep, 0.8, "holds"),

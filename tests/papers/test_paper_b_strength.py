@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from liccs.attack.adaptive_select import SelectionAware
-from liccs.attack.defense_random import RandomKWayDefense
 from liccs.attack.objectives import parse_objective
-from liccs.papers.paper_b_claims import claims_table
-from liccs.papers.paper_b_strength import adaptive_check_table, ratio_ci, share_table
+from liccs.papers.b.adaptive_select import SelectionAware
+from liccs.papers.b.claims import claims_table
+from liccs.papers.b.defense_random import RandomKWayDefense
+from liccs.papers.b.strength import adaptive_check_table, ratio_ci, share_table
 from tests.attack.conftest import tiny_codec
 
 N = 12

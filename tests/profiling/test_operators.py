@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from liccs.core.errors import InputError
 from liccs.engines.base import Runner
-from liccs.errors import InputError
 from liccs.profiling.op_runner import profile_runner
 from liccs.profiling.op_tables import coverage, operator_table, shape_flops, trace_of
 from liccs.profiling.operators import (

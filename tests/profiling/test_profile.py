@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
+from liccs.core.errors import InputError
 from liccs.engines.base import Runner, TensorMeta
-from liccs.errors import InputError
 from liccs.profiling.flops import (
     add_rates,
     ceiling_moved,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 from liccs.profiling.timer import (
     Stats,
     TimerConfig,

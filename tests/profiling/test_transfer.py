@@ -18,7 +18,7 @@ from liccs.checks.transfer import (
     transfer_gap,
     transfer_matrix,
 )
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 
 LABELS = [0, 1, 2, 3, 4, 5]
 CLEAN = [0, 1, 2, 3, 9, 9]  # images 0-3 correct when clean, 4-5 wrong

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 from liccs.report.figures_engines import (
     pareto_front,
     rd_latency_figure,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from liccs.errors import InputError
+from liccs.core.errors import InputError
 from liccs.report import Report, write_report
 from liccs.report.tables import parquet_available, to_markdown
 

@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from liccs.errors import WeightsError
+from liccs.core.errors import WeightsError
 from liccs.zoo import load_classifier, load_codec
 from liccs.zoo import mini as mini_mod
-from liccs.zoo import mini_store as store
-from liccs.zoo.mini import CLASSIFIER_CONFIGS, LADDER_CONFIGS
-from liccs.zoo.train_classifier import ClassifierTrainConfig, accuracy, train_classifier
-from liccs.zoo.train_codec import LadderConfig, batches, build_codec, train_quality
+from liccs.zoo.mini import CLASSIFIER_CONFIGS, LADDER_CONFIGS, resolve, store, training
+from liccs.zoo.mini.train_classifier import ClassifierTrainConfig, accuracy, train_classifier
+from liccs.zoo.mini.train_codec import LadderConfig, batches, build_codec, train_quality
 from liccs.zoo.weights import sha256_of
 
 TINY_CLF = "mini-tiny-cifar-resnet"
@@ -35,7 +34,7 @@ def zoo_cache(tmp_path_factory, shared_data):
 
 @pytest.fixture(scope="module")
 def cifar_small(zoo_cache):
-    from liccs.zoo.train_data import cifar10_tensors
+    from liccs.zoo.mini.train_data import cifar10_tensors
 
     return cifar10_tensors("train", 20, progress=False)
 
@@ -63,7 +62,7 @@ def test_codec_training_is_deterministic_with_a_seed(cifar_small):
 
 
 def test_tiny_classifier_trains_on_demand_and_beats_chance(zoo_cache):
-    from liccs.zoo.train_data import cifar10_tensors
+    from liccs.zoo.mini.train_data import cifar10_tensors
 
     clf = load_classifier(TINY_CLF)
     assert clf.liccs_weights.source == "mini-zoo"
@@ -78,8 +77,8 @@ def test_trained_entries_reload_from_the_cache_without_training(zoo_cache, monke
     def fail(*a, **k):
         raise AssertionError("the cache was not used")
 
-    monkeypatch.setattr(mini_mod, "train_mini_ladder", fail)
-    monkeypatch.setattr(mini_mod, "train_mini_classifier", fail)
+    monkeypatch.setattr(resolve, "train_mini_ladder", fail)
+    monkeypatch.setattr(resolve, "train_mini_classifier", fail)
     again = load_codec(f"{TINY_CODEC}@q1")
     assert again.liccs_weights == first.liccs_weights and again.liccs_weights.source == "mini-zoo"
     assert load_codec(f"{TINY_CODEC}@q6").liccs_weights.source == "mini-zoo"  # the chain trained both
@@ -115,7 +114,7 @@ def test_committed_fp16_weights_are_verified(zoo_cache, monkeypatch, tmp_path):
     def reached_training(*a, **k):
         raise _ReachedTraining
 
-    monkeypatch.setattr(mini_mod, "train_mini_classifier", reached_training)
+    monkeypatch.setattr(resolve, "train_mini_classifier", reached_training)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(_ReachedTraining):  # the tampered file is not loaded: training is next
@@ -158,9 +157,9 @@ def _default_run_models() -> list[str]:
 
 
 def test_the_default_run_needs_only_committed_models():
-    from liccs.zoo.mini_train import COMMITTED
+    from liccs.zoo.mini.zoo_train import COMMITTED
 
-    index = json.loads((Path(store.__file__).parent / "weights" / "index.json").read_text())
+    index = json.loads((Path(store.__file__).parents[1] / "weights" / "index.json").read_text())
     assert set(_default_run_models()) <= set(COMMITTED) == set(index)
 
 
@@ -168,17 +167,16 @@ def test_the_default_run_needs_only_committed_models():
 def test_committed_weights_load_on_an_empty_cache_without_training(name, tmp_path, monkeypatch):
     """The committed fp16 weights are found by their config key: a change of the key form must not make a
     fresh machine retrain (it once did, after the key's JSON formatting changed)."""
-    import liccs.zoo.mini as mini
     from liccs.zoo import load_classifier, load_codec
 
     monkeypatch.setenv("LICCS_CACHE", str(tmp_path / "empty-cache"))
-    monkeypatch.setattr(store, "COMMITTED_DIR", Path(store.__file__).parent / "weights")  # the package's own
+    monkeypatch.setattr(store, "COMMITTED_DIR", Path(store.__file__).parents[1] / "weights")  # the package's own
 
     def no_training(*args, **kwargs):
         raise AssertionError(f"{name} was trained instead of loaded from the committed weights")
 
-    monkeypatch.setattr(mini, "train_mini_classifier", no_training)
-    monkeypatch.setattr(mini, "train_mini_ladder", no_training)
+    monkeypatch.setattr(resolve, "train_mini_classifier", no_training)
+    monkeypatch.setattr(resolve, "train_mini_ladder", no_training)
     model = load_classifier(name) if "@" not in name else load_codec(name)
     assert model.liccs_weights.source == "mini-zoo" and model.liccs_weights.sha256
 
@@ -202,13 +200,13 @@ def test_ladder_trains_only_the_chain_asked_for_and_resumes_from_cached_parents(
     ml = mini_mod.MiniLadder("mini-test-middle", replace(LADDER_CONFIGS[TINY_CODEC].config, qualities=(1, 3, 6),
                                                          base_quality=3), "test ladder")
     trained: list[int] = []
-    real = mini_mod.train_ladder
+    real = training.train_ladder
 
     def spy(cfg, *a, only=None, **k):
         trained.extend(sorted(only))
         return real(cfg, *a, only=only, **k)
 
-    monkeypatch.setattr(mini_mod, "train_ladder", spy)
+    monkeypatch.setattr(training, "train_ladder", spy)
     paths = mini_mod.train_mini_ladder(ml, progress=False, only=1)
     assert trained == [1, 3] and set(paths) == {1, 3}  # q6 is not on q1's chain
     meta = store.read_meta(ml.entry_name(1), ml.key)
@@ -222,8 +220,8 @@ def test_ladder_trains_only_the_chain_asked_for_and_resumes_from_cached_parents(
 
 
 def test_export_makes_the_committed_set_exactly_the_entries_asked_for(zoo_cache, tmp_path):
-    from liccs.errors import UnknownNameError
-    from liccs.zoo.mini_train import export_committed
+    from liccs.core.errors import UnknownNameError
+    from liccs.zoo.mini.zoo_train import export_committed
 
     export_committed([TINY_CLF, f"{TINY_CODEC}@q6"], tmp_path)
     first = json.loads((tmp_path / "index.json").read_text())
@@ -237,7 +235,7 @@ def test_export_makes_the_committed_set_exactly_the_entries_asked_for(zoo_cache,
 
 @pytest.mark.parametrize("h,w", [(333, 400), (150, 128), (1000, 129), (100, 90), (127, 300)])
 def test_crop_rescale_never_falls_below_the_crop_size(h, w):
-    from liccs.zoo.train_data import rescale
+    from liccs.zoo.mini.train_data import rescale
 
     img = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
     s = 128 / min(h, w) - 1e-9  # the smallest scale natural_crops draws, minus rounding: floor gives 127

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from liccs.zoo.mini_report import compare_to_jpeg
-from liccs.zoo.mini_report_render import _training_order, render
+from liccs.zoo.mini.report import compare_to_jpeg
+from liccs.zoo.mini.report_render import _training_order, render
 
 JPEG = [{"quality": q, "bpp": b, "psnr": p} for q, b, p in ((10, 0.2, 24.0), (30, 0.6, 30.0), (70, 1.2, 34.0))]
 

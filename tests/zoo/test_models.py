@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from liccs.errors import UnknownNameError, WeightsError
+from liccs.core.errors import UnknownNameError, WeightsError
 from liccs.pipeline import codec_forward
 from liccs.zoo import CLASSIFIERS, CODECS, load_classifier, load_codec
 from liccs.zoo.codecs import _COMPRESSAI
@@ -87,7 +87,7 @@ def test_pretrained_from_the_hub_cache(tmp_cache):
 
     from compressai.zoo.image import model_urls
 
-    from liccs.paths import hub_checkpoint_dir
+    from liccs.core.paths import hub_checkpoint_dir
 
     url = model_urls["bmshj2018-factorized"]["mse"][1]
     dst = hub_checkpoint_dir() / Path(url).name

@@ -1,7 +1,7 @@
 import pytest
 
 from liccs.core import Registry
-from liccs.errors import DuplicateNameError, InputError, UnknownNameError
+from liccs.core.errors import DuplicateNameError, InputError, UnknownNameError
 from liccs.zoo import CODECS, codec_names, list_classifiers, list_codecs, parse_codec
 
 COMPRESSAI_ARCHS = ["bmshj2018-factorized", "bmshj2018-factorized-relu", "bmshj2018-hyperprior", "mbt2018-mean",

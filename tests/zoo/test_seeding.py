@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from liccs.zoo.mini import LADDER_CONFIGS
-from liccs.zoo.train_codec import build_codec
+from liccs.zoo.mini.train_codec import build_codec
 
 
 def _scratch() -> list[tuple[str, int, int]]:
