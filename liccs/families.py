@@ -148,11 +148,16 @@ class CodecFamily:
     def stage_feeds(self, codec: nn.Module, x: Tensor) -> dict[str, dict[str, Tensor]]:
         """The input of every stage graph but ``g_a`` when ``codec`` encodes padded images ``x``, as its coder does:
         ``h_a``'s, ``ẑ = Q(z − m) + m``, and ``ŷ`` as :meth:`quantize_y` gives it."""
+        return self._coded_feeds(codec, x)[0]
+
+    def _coded_feeds(self, codec: nn.Module, x: Tensor) -> tuple[dict[str, dict[str, Tensor]], Tensor]:
+        """:meth:`stage_feeds` of the hyperprior path, and ``h_s(ẑ)`` beside them."""
         y = codec.g_a(x)
         h_in = self.hyper_input(y)
         z_hat = quantize(codec.h_a(h_in), torch.round, medians(codec.entropy_bottleneck))
-        y_hat = self.quantize_y(codec, y, codec.h_s(z_hat), torch.round)
-        return {"h_a": {"y": h_in}, "h_s": {"z_hat": z_hat}, "g_s": {"y_hat": y_hat}}
+        params = codec.h_s(z_hat)
+        y_hat = self.quantize_y(codec, y, params, torch.round)
+        return {"h_a": {"y": h_in}, "h_s": {"z_hat": z_hat}, "g_s": {"y_hat": y_hat}}, params
 
     def train_forward(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
         """(x̂, estimated bpp per image) with mixed quantization: the likelihoods see CompressAI's own
@@ -259,9 +264,8 @@ class Autoregressive(CodecFamily):
         """The hyperprior path's feeds, and the context model's inputs of CompressAI's forward (``ŷ = Q(y)``, which
         have the statistics of the real ones): three ``context_window``² windows of ``ŷ`` and the entropy
         parameters' input."""
-        feeds = super().stage_feeds(codec, x)
+        feeds, params = self._coded_feeds(codec, x)
         y_hat = feeds["g_s"]["y_hat"]
-        params = codec.h_s(feeds["h_s"]["z_hat"])
         cp = codec.context_prediction
         ctx = F.conv2d(y_hat, cp.weight * cp.mask, cp.bias, padding=cp.padding)
         k, (h, w) = self.context_window, y_hat.shape[-2:]

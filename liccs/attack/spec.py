@@ -5,7 +5,7 @@ what each attack takes (as torchattacks' and AutoAttack's attacks each take thei
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -60,6 +60,3 @@ class AttackSpec:
         (:class:`~liccs.core.errors.InputError` naming ``key``); returns the attack's class."""
         return check_attack(self.name, self.params, key, **self.kwargs())
 
-    def with_(self, **changes: Any) -> AttackSpec:
-        """A copy with ``changes``."""
-        return replace(self, **changes)

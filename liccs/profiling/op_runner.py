@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from liccs.engines.base import Runner
+from liccs.engines.chain import ChainRunner
 from liccs.engines.openvino import OvRunner
 from liccs.engines.ort import OrtRunner
 from liccs.engines.tensorrt import TrtRunner
@@ -110,8 +111,8 @@ def profile_runner(runner: Runner, feed: Mapping[str, Any], *, iterations: int =
         raise OperatorProfileUnavailable(f"{engine}: a torch.compile'd module's operators are Inductor's generated "
                                          "kernels; profile the eager torch engine instead")
     if not isinstance(runner, OrtRunner | OvRunner | TorchRunner):
-        raise OperatorProfileUnavailable(f"{engine}: no per-operator profiler for a {type(runner).__name__} "
-                                         "(a chain of engines: profile each engine on its own)")
+        hint = " (a chain of engines: profile each engine on its own)" if isinstance(runner, ChainRunner) else ""
+        raise OperatorProfileUnavailable(f"{engine}: no per-operator profiler for a {type(runner).__name__}{hint}")
     if isinstance(runner, OrtRunner | OvRunner) and runner.path is None:
         with runner:  # resolves (builds) the file the runner runs; the profiler opens its own session
             pass

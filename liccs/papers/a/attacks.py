@@ -147,7 +147,8 @@ def heldout_images(ctx: Context, n: int, avoid: frozenset[str] = frozenset(),
     has none left. ``purpose`` names what they are for in the note."""
     source = open_source(ctx.cfg.data.source)
     used = set(ctx.image_names)
-    free = [i for i in range(len(source)) if source.describe(i)[0] not in used | avoid]
+    taken = used | avoid
+    free = [i for i in range(len(source)) if source.describe(i)[0] not in taken]
     if not free:
         return (ctx.images[:n], ctx.labels[:n],
                 f"{purpose}: {ctx.cfg.data.source} has no image beyond the run's {len(used)} and the {len(avoid)} "
