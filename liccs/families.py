@@ -29,7 +29,7 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from liccs.core.errors import InputError
+from liccs.core.errors import DuplicateNameError, InputError
 from liccs.core.rounding import Surrogate, get_surrogate
 
 #: The straight-through rounding of the training forward's decoder input.
@@ -290,12 +290,28 @@ FAMILIES: dict[str, CodecFamily] = {f.name: f for f in (FACTORIZED, SCALE_HYPERP
 
 #: CompressAI model class → family, subclasses before their bases (JointAutoregressiveHierarchicalPriors
 #: subclasses MeanScaleHyperprior, which subclasses ScaleHyperprior; Cheng2020 models subclass the first).
-_BY_CLASS: tuple[tuple[type[nn.Module], CodecFamily], ...] = (
+_BY_CLASS: list[tuple[type[nn.Module], CodecFamily]] = [
     (cm.JointAutoregressiveHierarchicalPriors, AUTOREGRESSIVE),
     (cm.MeanScaleHyperprior, MEAN_SCALE),
     (cm.ScaleHyperprior, SCALE_HYPERPRIOR),
     (cm.FactorizedPrior, FACTORIZED),
-)
+]
+
+
+def register_family(family: CodecFamily, *classes: type[nn.Module]) -> CodecFamily:
+    """Add ``family`` to :data:`FAMILIES` and make it the family of ``classes`` (model classes, found before the
+    built-in ones, so a subclass of a CompressAI model becomes the new family); a taken name is refused."""
+    if family.name in FAMILIES:
+        raise DuplicateNameError(f"codec family {family.name!r} is already registered; taken: {', '.join(FAMILIES)}")
+    FAMILIES[family.name] = family
+    _BY_CLASS[:0] = [(cls, family) for cls in classes]
+    return family
+
+
+def unregister_family(name: str) -> None:
+    """Remove the family ``name`` and its classes (an extension's tests clean up with it)."""
+    family = FAMILIES.pop(name, None)
+    _BY_CLASS[:] = [(cls, f) for cls, f in _BY_CLASS if f is not family]
 
 
 def family_of(codec: nn.Module) -> CodecFamily:
