@@ -98,8 +98,12 @@ class CodecFamily:
     stages: ClassVar[tuple[str, ...]]
     #: the latents the coder writes, one string list each, in CompressAI's order
     latents: ClassVar[tuple[str, ...]] = ("y", "z")
-    #: the coder is a loop over latent positions: no single reconstruct graph
+    #: the coder is a loop over latent positions (descriptive: callers ask the members below or the coder)
     is_sequential: ClassVar[bool] = False
+    #: why the whole codec cannot be one graph (``reconstruct``, codec → classifier); None where it can
+    single_graph_refusal: ClassVar[str | None] = None
+    #: a forward with hard rounding reconstructs what the family's decoder does
+    forward_is_decode: ClassVar[bool] = True
     #: the module-level name of the singleton (copies and pickles of a family are the family itself)
     _global: ClassVar[str]
 
@@ -116,6 +120,10 @@ class CodecFamily:
     def hyperprior(self) -> bool:
         """Whether the model has a hyperprior (a ``z`` latent, ``h_a``/``h_s``)."""
         return "z" in self.latents
+
+    def hyper_latent(self, codec: nn.Module, y: Tensor) -> Tensor | None:
+        """``z = h_a(·)`` of ``y`` (before quantization); None for a family without a hyperprior."""
+        return codec.h_a(self.hyper_input(y))
 
     def hyper_input(self, y: Tensor) -> Tensor:
         """What ``h_a`` analyses: ``y``."""
@@ -184,6 +192,10 @@ class Factorized(CodecFamily):
     def hyper_input(self, y: Tensor) -> Tensor:
         raise InputError("a factorized-prior codec has no hyperprior (no h_a)")
 
+    def hyper_latent(self, codec: nn.Module, y: Tensor) -> Tensor | None:
+        """None: the factorized prior has no hyperprior."""
+        return None
+
     def split_params(self, params: Tensor) -> tuple[Tensor, Tensor | None]:
         raise InputError("a factorized-prior codec has no Gaussian parameters (no h_s)")
 
@@ -245,6 +257,11 @@ class Autoregressive(CodecFamily):
     name = "autoregressive"
     stages = ("g_a", "h_a", "h_s", "g_s", "context_prediction", "context_step", "entropy_parameters")
     is_sequential = True
+    single_graph_refusal = ("the deployed decoder of an autoregressive model is a sequential loop over latent "
+                            "positions (context_prediction → entropy_parameters → entropy decode, one position at a "
+                            "time); it cannot be one graph. Its stages are exported and liccs.engines.codec runs the "
+                            "loop.")
+    forward_is_decode = False  # the coder quantizes y − μ position by position; CompressAI's forward rounds y
     _global = "AUTOREGRESSIVE"
 
     def quantize_y(self, codec: nn.Module, y: Tensor, params: Tensor | None, q: Surrogate) -> Tensor:
@@ -314,9 +331,14 @@ def unregister_family(name: str) -> None:
     _BY_CLASS[:] = [(cls, f) for cls, f in _BY_CLASS if f is not family]
 
 
+def family_of_class(cls: type[nn.Module]) -> CodecFamily:
+    """The family of a model class (the one table liccs keeps: the zoo and the trainer read it too)."""
+    for base, family in _BY_CLASS:
+        if issubclass(cls, base):
+            return family
+    raise InputError(f"codec of class {cls.__name__} is not a supported CompressAI image model")
+
+
 def family_of(codec: nn.Module) -> CodecFamily:
     """The family of a CompressAI image model, from its class; other modules raise :class:`InputError`."""
-    for cls, family in _BY_CLASS:
-        if isinstance(codec, cls):
-            return family
-    raise InputError(f"codec of class {type(codec).__name__} is not a supported CompressAI image model")
+    return family_of_class(type(codec))

@@ -90,7 +90,7 @@ class LICCS(nn.Module):
             raise InputError(f"LICCS expects float images [B, 3, H, W] in [0, 1], got {tuple(x.shape)} {x.dtype}")
         if self.codec is None:
             return CodecOutput(x, {})
-        if self.rounding == "hard" and self.family.is_sequential:
+        if self.rounding == "hard" and not self.family.forward_is_decode:
             x_hat, _ = codec_roundtrip(self.codec, x)
             return CodecOutput(x_hat, {})
         xp, size = pad_to_multiple(x, PAD_MULTIPLE)

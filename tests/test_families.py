@@ -4,8 +4,10 @@ and its training forward against its differentiable forward."""
 
 from __future__ import annotations
 
+import ast
 import copy
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -191,3 +193,15 @@ def test_mse_lambda_is_compressais_for_the_quality_in_the_name(name, expected):
     """The λ the int8 fit and the defense weigh distortion by: CompressAI's MSE table, none where the name has no
     quality in 1-8 or names another metric."""
     assert mse_lambda(name) == expected
+
+
+def test_no_caller_branches_on_the_family_flags():
+    """Callers ask the family (its members and methods) or its coder what to do; the structural flags
+    (``hyperprior``, ``is_sequential``) are read only inside ``liccs/families.py`` and ``liccs/engines/coders.py``."""
+    package = Path(__file__).resolve().parents[1] / "liccs"
+    owners = {package / "families.py", package / "engines" / "coders.py"}
+    found = [f"{path.relative_to(package.parent)}:{node.lineno} .{node.attr}"
+             for path in sorted(package.rglob("*.py")) if path not in owners
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Attribute) and node.attr in ("hyperprior", "is_sequential")]
+    assert not found, found

@@ -249,7 +249,7 @@ class DeployedCodec:
         if c.fingerprint != self.fingerprint:
             raise BitstreamError(f"{where} was written by another model (weights fingerprint {c.fingerprint.hex()}); "
                                  f"this decoder is {self.name} (weights fingerprint {self.fingerprint.hex()})")
-        check_header(c, self.codec, where, pixel_budget(max_pixels))
+        check_header(c, self.codec, where, pixel_budget(max_pixels), self.coder)
         try:
             out = self.decompress([[s] for s in c.strings], c.shape, c.size, on_mismatch)
         except BitstreamError as e:

@@ -85,6 +85,11 @@ class Coder:
         strings = eb.compress(y)
         return {"entropy_encode": lambda: eb_enc(y), "entropy_decode": lambda: eb_dec(strings, y.shape[-2:])}
 
+    def expected_checks(self, latent: str, y_rows: int) -> int:
+        """How many entropy-table checks the frame of ``latent`` carries as this coder writes it (an image of
+        ``y_rows`` rows of ``y``): none, the bottleneck's tables are the model's."""
+        return 0
+
     def check_capacity(self, dc: Deployed, parsed: list[Frames], shape: tuple[int, ...]) -> None:
         """Refuse a string too short for the symbols of ``shape`` (the bottleneck's latent: one table per
         channel)."""
@@ -139,6 +144,10 @@ class HyperpriorCoder(Coder):
                 "entropy_encode": lambda: (eb_enc(z), gc_enc(y, indexes, means)),
                 "entropy_decode": lambda: (eb_dec(z_strings, z.shape[-2:]), gc_dec(y_strings, indexes, means))}
 
+    def expected_checks(self, latent: str, y_rows: int) -> int:
+        """One check of the Gaussian's tables on ``y``'s frame; none on ``z``'s."""
+        return 1 if latent == "y" else 0
+
     def check_capacity(self, dc: Deployed, parsed: list[Frames], shape: tuple[int, ...]) -> None:
         """The bottleneck's latent as :meth:`Coder.check_capacity`, and ``y`` at least its cheapest table's bits."""
         super().check_capacity(dc, parsed, shape)
@@ -183,6 +192,10 @@ class HyperpriorCoder(Coder):
 class SequentialCoder(HyperpriorCoder):
     """``y`` by CompressAI's sequential loop around the ``context_step``/``entropy_parameters`` runners, one table
     checksum per latent row (:mod:`.autoregressive`)."""
+
+    def expected_checks(self, latent: str, y_rows: int) -> int:
+        """A check per row of ``y`` (the loop codes a row at a time); none on ``z``'s frame."""
+        return y_rows if latent == "y" else 0
 
     def profile_calls(self, codec: Any, d: Deployed, x: Tensor,
                       compressai: bool = False) -> dict[str, Callable[[], Any]]:

@@ -20,6 +20,7 @@ import os
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ from torch import nn
 from liccs.core.errors import InputError
 from liccs.engines.autoregressive import single_thread
 from liccs.engines.bitstream import BitstreamError, Container, unframe
-from liccs.families import CodecFamily, family_of
+from liccs.families import family_of
 from liccs.pipeline import PAD_MULTIPLE
 
 #: Pillow refuses images above ~89 megapixels by default; a liccs decode needs far more memory per pixel (the
@@ -111,8 +112,7 @@ def geometry(codec: nn.Module) -> Geometry:
     g_s = _widest(codec.g_s, y) * (y.shape[-2] * y.shape[-1]) / PAD_MULTIPLE**2
     z_stride = z_channels = None
     h_s = 0.0
-    if family.hyperprior:
-        z = codec.h_a(family.hyper_input(y))
+    if (z := family.hyper_latent(codec, y)) is not None:
         z_stride, z_channels = PAD_MULTIPLE // z.shape[-1], z.shape[1]
         h_s = _widest(codec.h_s, z)
     out = Geometry(y_stride, y.shape[1], z_stride, z_channels, g_s, h_s)
@@ -172,16 +172,10 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**27 else f"{n / 2**20:.1f} MiB"
 
 
-def expected_checks(family: CodecFamily, latent: str, y_rows: int) -> int:
-    """How many entropy-table checks the frame of ``latent`` carries as ``family``'s deployed encoder writes it."""
-    if latent == "z" or not family.hyperprior:
-        return 0
-    return y_rows if family.is_sequential else 1
-
-
-def check_header(c: Container, codec: nn.Module, where: str, pixels: int) -> int:
+def check_header(c: Container, codec: nn.Module, where: str, pixels: int, coder: Any) -> int:
     """Raise :class:`BitstreamError` naming ``where`` and the field unless ``c``'s header is one ``codec`` wrote
-    for an image within ``pixels``; returns the estimated peak decode memory (bytes)."""
+    for an image within ``pixels`` (the entropy-table checks each string's frame carries: ``coder.expected_checks``,
+    :mod:`liccs.engines.coders`); returns the estimated peak decode memory (bytes)."""
     h, w = c.size
     if h < 1 or w < 1:
         raise BitstreamError(f"{where}: header field 'image size' is {h}×{w}; an image has at least one pixel")
@@ -199,9 +193,9 @@ def check_header(c: Container, codec: nn.Module, where: str, pixels: int) -> int
     y_rows = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE // geom.y_stride
     for i, (lat, s) in enumerate(zip(latents, c.strings)):
         n = len(unframe(s, f"{where}: string {i}")[1])
-        if n != expected_checks(family, lat, y_rows):
+        if n != (want_checks := coder.expected_checks(lat, y_rows)):
             raise BitstreamError(f"{where}: string {i} (latent {lat}): frame field 'n checks' is {n}; this codec "
-                                 f"writes {expected_checks(family, lat, y_rows)}")
+                                 f"writes {want_checks}")
     peak = decode_peak_bytes(geom, (h, w))
     if h * w > pixels:
         raise BitstreamError(

@@ -61,9 +61,6 @@ _IO = {  # stage: (input name, input stride, output name)
 }
 #: The context model's window (CompressAI's autoregressive models use a 5×5 masked convolution).
 CONTEXT_WINDOW = AUTOREGRESSIVE.context_window
-SEQUENTIAL_REASON = ("the deployed decoder of an autoregressive model is a sequential loop over latent positions "
-                     "(context_prediction → entropy_parameters → entropy decode, one position at a time); it "
-                     "cannot be one graph. Its stages are exported and liccs.engines.codec runs the loop.")
 
 
 @dataclass(frozen=True)
@@ -245,8 +242,8 @@ def codec_graphs(codec: nn.Module, with_reconstruct: bool = True,
                                   module_hash(body, stage, key(stage)),
                                   notes=_form_notes(changed.get(stage, 0), transposed), reference=_Stage(ref).eval())
     skipped: dict[str, str] = {}
-    if family.is_sequential:
-        skipped["reconstruct"] = SEQUENTIAL_REASON
+    if family.single_graph_refusal:
+        skipped["reconstruct"] = family.single_graph_refusal
     elif with_reconstruct:
         graphs["reconstruct"] = GraphSpec(model, "reconstruct", Reconstruct(inf).eval(),
                                           (TensorSpec("x", 3, value_range=(0.0, 1.0)),), ("x_hat",),
@@ -313,8 +310,8 @@ def _crop_hw(classifier: nn.Module) -> tuple[int, int]:
 
 def liccs_graph(codec: nn.Module, classifier: nn.Module) -> GraphSpec | str:
     """codec → classifier as one graph, or the reason it cannot be one (autoregressive codecs)."""
-    if family_of(codec).is_sequential:
-        return SEQUENTIAL_REASON
+    if why := family_of(codec).single_graph_refusal:
+        return why
     inf = inference_form(codec)
     model = f"{getattr(codec, 'liccs_name', type(codec).__name__)}+{getattr(classifier, 'liccs_name', 'classifier')}"
     module = LiccsGraph(inf, classifier).eval()

@@ -17,7 +17,7 @@ from torch import nn
 
 from liccs.core import Registry
 from liccs.core.errors import InputError, UnknownNameError, WeightsError
-from liccs.families import AUTOREGRESSIVE, FACTORIZED, MEAN_SCALE, SCALE_HYPERPRIOR, CodecFamily
+from liccs.families import CodecFamily, family_of_class
 from liccs.zoo.weights import ResolvedWeights, resolve_pretrained
 
 METRICS = ("mse", "ms-ssim")
@@ -91,20 +91,22 @@ def convert_compressai_state(state: dict) -> dict:
     return load_pretrained(state)
 
 
-_COMPRESSAI: dict[str, tuple[type[nn.Module], CodecFamily, str]] = {
-    # arch: (class, family, paper)
-    "bmshj2018-factorized": (cm.FactorizedPrior, FACTORIZED, "Ballé et al., ICLR 2018 (factorized prior)"),
-    "bmshj2018-factorized-relu": (cm.FactorizedPriorReLU, FACTORIZED, "Ballé et al., ICLR 2018, GDN→ReLU"),
-    "bmshj2018-hyperprior": (cm.ScaleHyperprior, SCALE_HYPERPRIOR, "Ballé et al., ICLR 2018 (scale hyperprior)"),
-    "mbt2018-mean": (cm.MeanScaleHyperprior, MEAN_SCALE, "Minnen et al., NeurIPS 2018 (mean-scale hyperprior)"),
-    "mbt2018": (cm.JointAutoregressiveHierarchicalPriors, AUTOREGRESSIVE, "Minnen et al., NeurIPS 2018 (joint AR)"),
-    "cheng2020-anchor": (cm.Cheng2020Anchor, AUTOREGRESSIVE, "Cheng et al., CVPR 2020 (anchor)"),
-    "cheng2020-attn": (cm.Cheng2020Attention, AUTOREGRESSIVE, "Cheng et al., CVPR 2020 (attention)"),
+#: CompressAI's image architectures: arch → (model class, paper); each one's family is its class's
+#: (:func:`liccs.families.family_of_class`). The mini zoo trains three of them (``liccs.zoo.mini.train_codec``).
+COMPRESSAI_ARCHS: dict[str, tuple[type[nn.Module], str]] = {
+    "bmshj2018-factorized": (cm.FactorizedPrior, "Ballé et al., ICLR 2018 (factorized prior)"),
+    "bmshj2018-factorized-relu": (cm.FactorizedPriorReLU, "Ballé et al., ICLR 2018, GDN→ReLU"),
+    "bmshj2018-hyperprior": (cm.ScaleHyperprior, "Ballé et al., ICLR 2018 (scale hyperprior)"),
+    "mbt2018-mean": (cm.MeanScaleHyperprior, "Minnen et al., NeurIPS 2018 (mean-scale hyperprior)"),
+    "mbt2018": (cm.JointAutoregressiveHierarchicalPriors, "Minnen et al., NeurIPS 2018 (joint AR)"),
+    "cheng2020-anchor": (cm.Cheng2020Anchor, "Cheng et al., CVPR 2020 (anchor)"),
+    "cheng2020-attn": (cm.Cheng2020Attention, "Cheng et al., CVPR 2020 (attention)"),
 }
 
 
 def _register_compressai() -> None:
-    for arch, (cls, family, paper) in _COMPRESSAI.items():
+    for arch, (cls, paper) in COMPRESSAI_ARCHS.items():
+        family = family_of_class(cls)
         cfg = cz.cfgs[arch]
         metrics = tuple(m for m in METRICS if m in cz.model_urls.get(arch, {})) or ("mse",)
 

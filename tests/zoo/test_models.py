@@ -8,10 +8,10 @@ import torch
 from liccs.core.errors import UnknownNameError, WeightsError
 from liccs.pipeline import codec_forward
 from liccs.zoo import CLASSIFIERS, CODECS, load_classifier, load_codec
-from liccs.zoo.codecs import _COMPRESSAI
+from liccs.zoo.codecs import COMPRESSAI_ARCHS
 from liccs.zoo.weights import sha256_of
 
-EXTREMES = [f"{a}@q{q}" for a in _COMPRESSAI for q in (min(CODECS.get(a).qualities), max(CODECS.get(a).qualities))]
+EXTREMES = [f"{a}@q{q}" for a in COMPRESSAI_ARCHS for q in (min(CODECS.get(a).qualities), max(CODECS.get(a).qualities))]
 
 
 @pytest.mark.parametrize("name", EXTREMES)

@@ -20,21 +20,20 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from compressai.models import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
 from torch import Tensor, nn
 
 from liccs.core import resize_center_crop
 from liccs.core.progress import tqdm
-from liccs.families import FACTORIZED, MEAN_SCALE, MSE_LAMBDAS, SCALE_HYPERPRIOR, CodecFamily
+from liccs.families import MSE_LAMBDAS, CodecFamily, family_of_class
 from liccs.pipeline import codec_roundtrip, psnr  # lazily: liccs.pipeline imports liccs.zoo
+from liccs.zoo.codecs import COMPRESSAI_ARCHS
 
 #: CompressAI's λ per quality for MSE (q1..q8).
 LAMBDAS: dict[int, float] = MSE_LAMBDAS
 
 ARCHS: dict[str, tuple[type[nn.Module], CodecFamily]] = {
-    "bmshj2018-factorized": (FactorizedPrior, FACTORIZED),
-    "bmshj2018-hyperprior": (ScaleHyperprior, SCALE_HYPERPRIOR),
-    "mbt2018-mean": (MeanScaleHyperprior, MEAN_SCALE),
+    arch: (COMPRESSAI_ARCHS[arch][0], family_of_class(COMPRESSAI_ARCHS[arch][0]))
+    for arch in ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean")
 }
 
 
