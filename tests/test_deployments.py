@@ -11,7 +11,13 @@ from liccs.config import ConfigError, RunConfig
 from liccs.engines.codec import DeployedCodec
 from liccs.export.cache import ArtifactCache
 from liccs.profiling.timer import TimerConfig
-from liccs.stages.deployments import build_deployments, classifier_engine, device_engine, parse_deployments
+from liccs.stages.deployments import (
+    build_deployments,
+    classifier_engine,
+    device_engine,
+    emulated_engine,
+    parse_deployments,
+)
 from liccs.zoo import load_codec
 
 FAST = TimerConfig(warmup=1, min_iters=2, min_duration_s=0.0)
@@ -89,3 +95,12 @@ def test_deployments_are_built_as_configured_and_decode_anywhere(tmp_path, kodak
         for d in (deployed["fast"][name], deployed["mine"][name], deployed["pinned"][name]):
             out = ref.decompress(**d.compress(x))
             assert all(out["tables_match"]) and out["x_hat"].shape == x.shape
+
+
+def test_emulated_engines_and_deployments_on_them_are_named_for_the_profiles() -> None:
+    cfg = _cfg({"mixed": {"g_a": "torch-cpu-bf16-emu", "default": "ort-cpu"}, "plain": {"default": "ort-cpu"},
+                "fast": "auto"}, engines=("torch", "ort-cpu", "torch-cpu-bf16-emu"))
+    assert emulated_engine(cfg, "torch-cpu-bf16-emu") == "torch-cpu-bf16-emu"
+    assert emulated_engine(cfg, "mixed") == "torch-cpu-bf16-emu"
+    assert emulated_engine(cfg, "plain") is None and emulated_engine(cfg, "ort-cpu") is None
+    assert emulated_engine(cfg, "fast") is None  # auto chooses among fp32 engines only

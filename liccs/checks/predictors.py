@@ -161,7 +161,8 @@ def _build(out: Routes, ctx: Context, engine: str, exports: Exports, targets: li
     clf = out.own(runner_for(engine, classifier_graph(ctx.classifier), cache,
                              calibration=[{"x": host_geometry(calib, pre).numpy()}]))
     at_crop = tuple(ctx.images.shape[-2:]) == (pre.crop, pre.crop)
-    twin = get_engine(engine).extra.get("fp32_twin")
+    spec = get_engine(engine)
+    twin = spec.fp32_twin if spec.precision == "int8" else ""  # the int8 plan's fp32 layers (bf16: none)
     built: dict[str, DeployedCodec] = {}
 
     def deployed(t: str) -> DeployedCodec:  # the export stage's, or built here (once) in a task's worker

@@ -182,6 +182,12 @@ class EngineSpec:
     :mod:`liccs.engines.ov_replica`), so it can be the target of an engine-aware attack. ``prepare(graph, options)
     -> (artifact, options)``: how :func:`~liccs.engines.factory.runner_for` turns a liccs graph into what
     ``make_runner`` takes (None: the graph itself, with ``cache``, ``exporter`` and ``calibration``).
+    ``fp32_twin``: the fp32 engine a deployed codec on this reduced-precision engine runs its entropy-table stages
+    on, so that fp32 decoders pick the tables its encoder picked (:data:`liccs.engines.codec.TABLE_STAGES`).
+    ``transposed``: the form a deployed codec exports its transposed convolutions in on this engine unless told
+    otherwise (:mod:`liccs.export.phases`; OpenVINO's CPU plugin has no bf16 transposed-convolution kernel, so its
+    bf16 engine runs them as four ordinary convolutions). ``emulated``: computes a precision's numerics on a CPU
+    that lacks it (for quality and transfer, never timed: profiles and the per-stage choice leave it out).
     """
 
     name: str
@@ -197,6 +203,9 @@ class EngineSpec:
     native: str = ""
     replica: bool = False
     prepare: Callable[[Any, dict[str, Any]], tuple[Any, dict[str, Any]]] | None = None
+    fp32_twin: str = ""
+    transposed: str = "native"
+    emulated: bool = False
 
     def unavailable_reason(self) -> str | None:
         """None when this machine can run the engine, else why not and what to install."""

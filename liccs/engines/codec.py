@@ -20,8 +20,8 @@ from torch import Tensor, nn
 
 from liccs.core import check_images, crop_to, pad_to_multiple
 from liccs.core.errors import InputError, RunnerInactive
-from liccs.engines.address import parse_split
-from liccs.engines.base import Runner, get_engine
+from liccs.engines.address import EngineAddress, parse_split
+from liccs.engines.base import ENGINES, Runner, get_engine
 from liccs.engines.bitstream import BitstreamError, Container, unframe
 from liccs.engines.coders import coder_for
 from liccs.engines.factory import runner_for
@@ -36,6 +36,16 @@ LOOP_STAGES = ("context_step", "entropy_parameters")
 #: the stages that choose the entropy tables (and ``h_a``, the hyper path's other half): an int8 engine's deployed
 #: codec runs them on its fp32 twin, so that every decoder picks the tables its encoder picked
 TABLE_STAGES = ("h_a", "h_s", "context_step", "entropy_parameters")
+
+
+def engine_forms(per_stage: Mapping[str, str], stages: Sequence[str]) -> dict[str, str]:
+    """Each stage's transposed-convolution form when none is asked for: its engine's (``EngineSpec.transposed``;
+    a split stage's head engine's); ``per_stage`` maps stages (and ``"default"``) to engines."""
+    out = {}
+    for s in stages:
+        head = EngineAddress.parse(per_stage.get(s, per_stage.get("default", "torch"))).head
+        out[s] = ENGINES.get(head).transposed
+    return out
 
 
 class DeployedCodec:
@@ -101,27 +111,38 @@ class DeployedCodec:
     def on_engine(cls, codec: nn.Module, engine: str | Mapping[str, str], cache: Any = None, *,
                   exporter: str = "auto", calibration_images: Tensor | None = None,
                   hyper_fp32: bool = True, int8_tolerance: float | None = 0.02, int8_lambda: float | None = None,
-                  transposed: str | Mapping[str, str] = "native") -> DeployedCodec:
+                  transposed: str | Mapping[str, str] | None = None) -> DeployedCodec:
         """Every stage of ``codec`` on ``engine`` (int8 engines calibrate on ``calibration_images``).
 
         ``engine`` may map stages to engines (``{"g_a": "ort-cpu", "g_s": "ov-cpu"}``; a stage it leaves out
         runs on its ``"default"`` entry, else ``torch``): a codec whose stages run where each is fastest.
         ``"A>B"`` runs a stage's output layer on B and the rest on A (:mod:`liccs.engines.chain`).
-        An int8 engine quantizes the transforms (``g_a``, ``g_s``) and runs :data:`TABLE_STAGES` on its fp32 twin
-        (``ort-cpu-int8`` → ``ort-cpu``, the engine's ``extra["fp32_twin"]``): int8 hyper networks choose other
-        entropy tables than an fp32 decoder, so their streams decoded nowhere else. ``hyper_fp32=False`` keeps
-        every stage in int8. With calibration images, each layer of ``g_a`` and ``g_s`` is measured alone in int8,
+        A reduced-precision engine (int8, bf16) runs the transforms (``g_a``, ``g_s``) in its precision and
+        :data:`TABLE_STAGES` on its fp32 twin (``ort-cpu-int8`` → ``ort-cpu``, ``ov-cpu-bf16`` → ``ov-cpu``: the
+        engine's ``fp32_twin``): reduced-precision hyper networks choose other entropy tables than an fp32 decoder,
+        so their streams decoded nowhere else. ``hyper_fp32=False`` keeps every stage in the engine's precision.
+        With calibration images, an int8 engine's each layer of ``g_a`` and ``g_s`` is measured alone in int8,
         then layers go to int8 in order of rate-distortion cost per multiply-add while the real bitstreams of those
         images cost at most ``int8_tolerance`` of the fp32 rate more (``J = bpp + λ·255²·MSE``, λ: ``int8_lambda``
         or CompressAI's for the codec's quality; :func:`~liccs.engines.int8_fit.fit_int8`, the plan in
         ``int8_plan``); ``None`` quantizes every layer. ``transposed`` (one form, or stage → form) exports
-        transposed convolutions natively, ``"four-phase"`` or ``"sub-pixel-output"`` (:mod:`liccs.export.phases`).
+        transposed convolutions natively, ``"four-phase"`` or ``"sub-pixel-output"`` (:mod:`liccs.export.phases`);
+        None (default): each stage in its engine's form (``EngineSpec.transposed``: ``ov-cpu-bf16`` runs them
+        four-phase, the others natively).
 
         The codec comes back active; its owner releases it (``with DeployedCodec.on_engine(...) as d:``, ``d.close()``).
         """
+        per_stage = dict(engine) if isinstance(engine, Mapping) else {"default": engine}
+        plain = isinstance(engine, str) and not parse_split(engine)
+        spec = get_engine(engine) if plain else None
+        twin = spec.fp32_twin if spec is not None else ""
+        stages = family_of(codec).stages
+        if twin and hyper_fp32:
+            per_stage |= {s: twin for s in TABLE_STAGES if s in stages}
+        if transposed is None:  # each stage in its engine's own form (the padded context graph is for parity)
+            transposed = engine_forms(per_stage, [s for s in stages if s != "context_prediction"])
         forms = dict(transposed) if isinstance(transposed, Mapping) else {"default": transposed}
         default_form = forms.get("default", "native")
-        stages = family_of(codec).stages
         by_form = {f: codec_graphs(codec, with_reconstruct=False, transposed=f)[0]
                    for f in {forms.get(s, default_form) for s in stages}}  # only the forms some stage runs in
         graphs = {s: by_form[forms.get(s, default_form)][s] for s in stages if s in by_form[forms.get(s, default_form)]}
@@ -130,11 +151,6 @@ class DeployedCodec:
         if unknown:
             raise InputError(f"transposed forms for unknown stage(s) {sorted(unknown)}; stages of this codec: "
                              f"{', '.join(graphs)} (and 'default')")
-        per_stage = dict(engine) if isinstance(engine, Mapping) else {"default": engine}
-        plain = isinstance(engine, str) and not parse_split(engine)
-        twin = get_engine(engine).extra.get("fp32_twin") if plain else None
-        if twin and hyper_fp32:
-            per_stage |= {s: twin for s in TABLE_STAGES if s in graphs}
         unknown = set(per_stage) - set(graphs) - {"default"}
         if unknown:
             raise InputError(f"engines for unknown stage(s) {sorted(unknown)}; stages of this codec: "
@@ -152,7 +168,8 @@ class DeployedCodec:
         label += "".join(f"; {s} {f}" for s, f in sorted(forms.items()) if f != "native")
         out = cls(codec, runners, label)
         out.transposed = {s: forms.get(s, default_form) for s in graphs}
-        fit = bool(twin and hyper_fp32 and calibration_images is not None and int8_tolerance is not None)
+        fit = bool(spec is not None and spec.precision == "int8" and twin and hyper_fp32
+                   and calibration_images is not None and int8_tolerance is not None)
         lmbda = int8_lambda if int8_lambda is not None else mse_lambda(out.name)
         if fit and lmbda is None:
             raise InputError(f"{out.name}: the int8 fit weighs distortion by the codec's λ, and this codec's name "

@@ -233,6 +233,7 @@ for _name, _prec, _requires in (("ov-cpu", "fp32", ("openvino",)), ("ov-cpu-bf16
                                 ("ov-cpu-int8", "int8", ("openvino", "nncf"))):
     ENGINES.register(_name, EngineSpec(_name, "openvino", _prec, "cpu", _factory(_name, _prec),
                                        requires=_requires, install_hint=INSTALL_HINT,
-                                       extra={"artifact": "onnx", "inference_precision": OV_HINTS[_prec]}
-                                       | ({"fp32_twin": "ov-cpu"} if _prec == "int8" else {}),
-                                       native="bf16" if _prec == "bf16" else "", replica=True))
+                                       extra={"artifact": "onnx", "inference_precision": OV_HINTS[_prec]},
+                                       native="bf16" if _prec == "bf16" else "", replica=True,
+                                       fp32_twin="" if _prec == "fp32" else "ov-cpu",
+                                       transposed="four-phase" if _prec == "bf16" else "native"))

@@ -187,8 +187,8 @@ for _name, _prec, _dev, _prov, _variant, _needs in (
                                        requires=("onnxruntime",), needs_cuda=_dev == "cuda", providers=_needs,
                                        install_hint=GPU_HINT if _dev == "cuda" else "pip install onnxruntime",
                                        extra={"artifact": "onnx"}
-                                       | ({"fp32_twin": "ort-cpu", "int8_weights": INT8_WEIGHTS} if _prec == "int8"
-                                          else {}), replica=True))
+                                       | ({"int8_weights": INT8_WEIGHTS} if _prec == "int8" else {}), replica=True,
+                                       fp32_twin="ort-cpu" if _prec == "int8" else ""))
 
 
 def _trt_factory():

@@ -175,6 +175,16 @@ def classifier_engine(cfg: RunConfig, key: str) -> str:
     return spec.get("classifier", "torch") if isinstance(spec, Mapping) else "torch"
 
 
+def emulated_engine(cfg: RunConfig, key: str) -> str | None:
+    """The emulated engine ``key`` (an engine or a deployment) runs on, if any: its times say nothing of the
+    precision it emulates, so profiles leave it out (``EngineSpec.emulated``)."""
+    spec = cfg.export.deployments.get(key)
+    names = [key] if spec is None else auto_candidates(cfg) if spec == AUTO else (
+        list(spec.values()) if isinstance(spec, Mapping) else list(spec))
+    parts = [p for n in names for p in EngineAddress.parse(n).engines if p in ENGINES.names()]
+    return next((p for p in parts if ENGINES.get(p).emulated), None)
+
+
 def device_engine(cfg: RunConfig, key: str) -> str:
     """An engine whose device stands for ``key``'s (an engine or a deployment) in the matmul ceiling: a deployment's
     first engine on a GPU, else its first engine."""

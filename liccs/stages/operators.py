@@ -78,7 +78,10 @@ def run_operators(ctx: Context, results: Results) -> tuple[dict[str, pd.DataFram
     pre = ctx.classifier.preprocess.cfg
     x = sweep_images(b, hw)
     tables, rows, skipped = [], [], {}
-    jobs = [(e, n) for e, ds in exports.deployed.items() if e in ENGINES.names() for n in _profiled(ctx) if n in ds]
+    jobs = [(e, n) for e, ds in exports.deployed.items() if e in ENGINES.names() and not ENGINES.get(e).emulated
+            for n in _profiled(ctx) if n in ds]
+    skipped |= {f"operators:{e}": "an emulated precision: its operator times say nothing of the precision it "
+                "emulates" for e in exports.deployed if e in ENGINES.names() and ENGINES.get(e).emulated}
     skipped |= {f"operators:{e}": "a deployment (stages on several engines): its operators are those of its "
                 "engines, profiled where the run deploys them alone"
                 for e in exports.deployed if e not in ENGINES.names()}

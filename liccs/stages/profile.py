@@ -27,7 +27,7 @@ from liccs.profiling.flops import PRECISION_DTYPES, add_rates, ceiling_skip_reas
 from liccs.profiling.profile import dominant_stages, growth_table, in_sequence, sweep
 from liccs.profiling.timer import TimerConfig
 from liccs.stage import Context, Exports, Names, Results, StageBase, StageResult, TableSpec, register
-from liccs.stages.deployments import classifier_engine, device_engine
+from liccs.stages.deployments import classifier_engine, device_engine, emulated_engine
 from liccs.stages.profile_copy import copy_compute_table
 from liccs.zoo.classifiers import host_geometry, to_geometry
 
@@ -78,7 +78,8 @@ def run_profiles(ctx: Context, exports: Exports, progress: bool = True) -> dict[
     wanted = set(p.stages)
     frames: list[pd.DataFrame] = []
     sequences: list[dict[str, Any]] = []
-    jobs = [(e, n) for e, ds in exports.deployed.items() for n in _profiled(ctx) if n in ds]
+    jobs = [(e, n) for e, ds in exports.deployed.items() if not emulated_engine(ctx.cfg, e)
+            for n in _profiled(ctx) if n in ds]
     for engine, name in tqdm(jobs, desc="profile", disable=not progress):
         d = exports.deployed[engine][name]
         codec = ctx.codecs[name]
@@ -222,7 +223,9 @@ class ProfileStage(StageBase):
         tables = run_profiles(ctx, results.exports, ctx.progress)
         dominant = tables.get("dominant")
         notes = ["Dominant stage: " + "; ".join(dominant["summary"])] if dominant is not None and len(dominant) else []
-        return StageResult(tables, notes=notes)
+        skipped = {f"profile:{e}": f"runs on {emu}, an emulated precision: its times say nothing of the precision "
+                   "it emulates" for e in results.exports.deployed if (emu := emulated_engine(ctx.cfg, e))}
+        return StageResult(tables, notes=notes, skipped=skipped)
 
 
 register(ProfileStage())
