@@ -71,12 +71,14 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def bench_model(name: str, images: list[torch.Tensor], cache: ArtifactCache, stage_images: int,
                 engine: str = "ort-cpu", candidates: tuple[str, ...] = (),
-                forms: tuple[str, ...] = ("native",)) -> dict[str, Any]:
+                forms: tuple[str, ...] = ("native",), rd_budget: float | None = None) -> dict[str, Any]:
     codec = load_codec(name, "random")
     choice = None
     if engine == "auto":  # the fastest candidate per stage and form, measured on the first image (cached per machine)
-        choice = choose_stage_engines(codec, candidates, images[0], cache=cache, forms=forms)
-    d = DeployedCodec.on_engine(codec, choice["engines"] if choice else engine, cache, calibration_images=None,
+        choice = choose_stage_engines(codec, candidates, images[0], cache=cache, forms=forms, rd_budget=rd_budget,
+                                      calibration_images=images[0])
+    d = DeployedCodec.on_engine(codec, choice["engines"] if choice else engine, cache,
+                                calibration_images=images[0] if choice else None,  # an int8 stage's calibration
                                 transposed=choice["transposed"] if choice else "native")
     ref = {"encode": [], "decode": []}
     dep = {"encode": [], "decode": []}
@@ -156,7 +158,7 @@ def claims(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for goal in (TARGET, GOAL):
             claim = Claim(f"{r['model']}: end to end ≥ {goal}×", f"per-image CompressAI time / deployed time − {goal}",
                           sesoi=0.05)
-            pairs.append((claim, paired(ratio, [goal] * len(ratio), what="end-to-end ratio")))
+            pairs.append((claim, paired(ratio, [goal] * len(ratio), kind="continuous", what="end-to-end ratio")))
     return decide(pairs)
 
 
@@ -207,12 +209,19 @@ def choice_lines(rows: list[dict[str, Any]]) -> list[str]:
         c = r["stage_choice"]
         if not c:
             continue
+        precision, rd = c.get("precision", {}), c.get("rd_cost", {})
         lines += [f"Stages on (auto, the fastest candidate per stage, measured on the first image): {r['model']}: "
                   + ", ".join(f"{k} = {v}" + ("" if c["transposed"].get(k, "native") == "native"
-                                              else f" ({c['transposed'][k]})") for k, v in c["engines"].items())
+                                              else f" ({c['transposed'][k]})")
+                              + (f" [{precision[k]}]" if k in precision else "") for k, v in c["engines"].items())
                   + ". Candidates, p50 ms: " + "; ".join(
                       f"{st}: " + ", ".join(f"{e} {ms:.1f}" for e, ms in sorted(t.items(), key=lambda kv: kv[1]))
-                      for st, t in c["p50_ms"].items()) + ".", ""]
+                      for st, t in c["p50_ms"].items()) + "."
+                  + (" Rate-distortion cost of the reduced-precision stages (relative J on the first image; random "
+                     "weights: not a trained model's cost, which is precision_cost.py's): "
+                     + ", ".join(f"{k} {v:+.2%}" for k, v in rd.items()) + "." if rd else "")
+                  + (" Skipped: " + "; ".join(f"{k} ({v})" for k, v in c["skipped"].items()) + "."
+                     if c.get("skipped") else ""), ""]
     return lines
 
 
@@ -283,6 +292,8 @@ def main() -> None:
                     help="engines per stage; A>B runs a stage's output layer on B (liccs.engines.chain)")
     ap.add_argument("--forms", nargs="+", default=["native", "four-phase", "sub-pixel-output"],
                     help="transposed-convolution forms tried per candidate (auto only)")
+    ap.add_argument("--rd-budget", type=float, default=None,
+                    help="auto only: the relative RD cost a reduced-precision (bf16, int8) stage may add, e.g. 0.01")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     commit = git_commit()  # before this script writes its (tracked) results
@@ -291,8 +302,8 @@ def main() -> None:
     images = [to_float(src.read(i))[None] for i in range(min(args.images, len(src)))]
     cache = ArtifactCache()
     c0 = robust_ceiling()
-    rows = [bench_model(m, images, cache, args.stage_images, args.engine, tuple(args.candidates), tuple(args.forms))
-            for m in tqdm(args.models, desc="models")]
+    rows = [bench_model(m, images, cache, args.stage_images, args.engine, tuple(args.candidates), tuple(args.forms),
+                        args.rd_budget) for m in tqdm(args.models, desc="models")]
     c1 = robust_ceiling()
     ceiling = max(c0["gflops"], c1["gflops"])  # load only ever lowers it
     for r in rows:
@@ -300,6 +311,7 @@ def main() -> None:
     load1 = os.getloadavg()
     config = {"models": args.models, "images": len(images), "stage_images": args.stage_images, "engine": args.engine,
               "candidates": args.candidates if args.engine == "auto" else None, "weights": "random",
+              "rd_budget": args.rd_budget,
               "forms": args.forms if args.engine == "auto" else ["native"],
               "stage_choice": {r["model"]: r["stage_choice"] and r["stage_choice"]["engines"] for r in rows}}
     stem = "deployed_codec" + ("" if args.engine == "ort-cpu" else f"_{args.engine}")
