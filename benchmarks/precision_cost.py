@@ -130,10 +130,11 @@ def markdown(summary: list[dict[str, Any]], skipped: dict[str, str], verdicts: l
              "over the qualities (PCHIP), its mean, and the BD-rate of the mean curves (pooled). Emulated engines "
              "compute bf16 operands with fp32 accumulation (liccs.engines.bf16_emulation), not a native engine's "
              "kernels.", "",
-             "| engine | ladder | images | BD-rate mean % | BD-rate pooled % | bf16 streams read by every fp32 "
-             "decoder | max abs PSNR change dB |", "|---|---|---|---|---|---|---|"]
-    for s in summary:
+             "| engine | ladder | images | BD-rate mean % | images without a BD-rate | BD-rate pooled % | bf16 streams "
+             "read by every fp32 decoder | max abs PSNR change dB |", "|---|---|---|---|---|---|---|---|"]
+    for s in summary:  # an image's BD-rate is undefined where its PSNR does not rise with the quality
         lines.append(f"| {s['engine']} | {s['ladder']} | {s['images']} | {s['bd_rate_mean_pct']:+.3f} | "
+                     f"{s['bd_rate_undefined']} | "
                      f"{s['bd_rate_pooled_pct']:+.3f} | {s['read_by_all_fp32']}/{s['streams']} | "
                      f"{s['max_abs_psnr_change_db']:.3f} |")
     lines += ["", "Skipped:", ""] + [f"- {e}: {why}" for e, why in skipped.items()] if skipped else []
