@@ -104,3 +104,17 @@ def test_emulated_engines_and_deployments_on_them_are_named_for_the_profiles() -
     assert emulated_engine(cfg, "mixed") == "torch-cpu-bf16-emu"
     assert emulated_engine(cfg, "plain") is None and emulated_engine(cfg, "ort-cpu") is None
     assert emulated_engine(cfg, "fast") is None  # auto chooses among fp32 engines only
+
+
+def test_auto_over_precisions_is_declared_and_checked() -> None:
+    engines = ("torch", "ort-cpu", "ort-cpu-int8", "torch-cpu-bf16-emu")
+    cfg = _cfg({"fast": "auto"}, engines=engines)
+    assert parse_deployments(cfg)["fast"] == ["torch", "ort-cpu"]  # fp32 only unless asked
+    cfg.export.auto_precisions = ["fp32", "int8", "bf16"]
+    assert parse_deployments(cfg)["fast"] == ["torch", "ort-cpu", "ort-cpu-int8"]  # never the emulated one
+    cfg.export.auto_precisions = ["fp33"]
+    with pytest.raises(ConfigError, match=r"export.auto_precisions\[0\].*fp33.*valid: bf16, fp16, fp32, int8"):
+        parse_deployments(cfg)
+    cfg.export.auto_precisions, cfg.export.auto_rd_budget = ["fp32"], -0.1
+    with pytest.raises(ConfigError, match="export.auto_rd_budget"):
+        parse_deployments(cfg)

@@ -56,6 +56,10 @@ class ExportSection:
     min_top1_agreement: float = 0.99
     calibration_images: int = 16
     deployments: dict[str, Any] = field(default_factory=dict)  # stages on other engines: liccs.stages.deployments
+    # "auto" chooses among the engines of these precisions; a reduced one (bf16, int8) wins a stage only within
+    # auto_rd_budget, the relative rate-distortion cost it may add (liccs.profiling.choose)
+    auto_precisions: list[str] = _cv(["fp32"])
+    auto_rd_budget: float = 0.01
     codecs: list[str] = _cv([])  # the codecs of models.codecs to export and deploy; [] = every one
 
 

@@ -4,6 +4,7 @@
 
     [export.deployments]
     fastest = "auto"                                     # each stage on the fastest fp32 engine of export.engines
+                                                         # (export.auto_precisions: bf16/int8 too, within a budget)
     among = ["ort-cpu", "ov-cpu", "ov-cpu>ort-cpu"]      # each stage on the fastest of these
     mine = { g_a = "ort-cpu", g_s = "ov-cpu>ort-cpu" }   # named per stage; the rest on "default", else torch
 
@@ -21,6 +22,7 @@ which engine ran each stage, and for a choice the times it came from. The classi
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -78,9 +80,11 @@ def _engine(key: str, name: Any, form: bool = False) -> str:
 
 
 def auto_candidates(cfg: RunConfig) -> list[str]:
-    """``"auto"``'s candidates: the fp32 engines of ``export.engines`` (a choice among int8 engines would change
-    the codec, not only its speed)."""
-    return [e for e in cfg.export.engines if ENGINES.get(e).precision == "fp32"]
+    """``"auto"``'s candidates: the engines of ``export.engines`` in ``export.auto_precisions`` (default fp32 only:
+    a reduced precision changes the codec, not only its speed, so it competes within ``export.auto_rd_budget``);
+    never an emulated engine (its times say nothing of the precision it emulates)."""
+    return [e for e in cfg.export.engines if ENGINES.get(e).precision in cfg.export.auto_precisions
+            and not ENGINES.get(e).emulated]
 
 
 def parse_deployments(cfg: RunConfig) -> dict[str, list[str] | dict[str, str]]:
@@ -88,6 +92,12 @@ def parse_deployments(cfg: RunConfig) -> dict[str, list[str] | dict[str, str]]:
     the key: a name that is an engine's or not an identifier, an unknown engine or stage, an empty choice."""
     out: dict[str, list[str] | dict[str, str]] = {}
     stages = stage_names()
+    have = sorted({ENGINES.get(e).precision for e in ENGINES.names()})
+    for i, p in enumerate(cfg.export.auto_precisions):
+        if p not in have:
+            raise ConfigError(f"export.auto_precisions[{i}]: unknown precision {p!r}; valid: {', '.join(have)}")
+    if not (cfg.export.auto_rd_budget >= 0 and math.isfinite(cfg.export.auto_rd_budget)):
+        raise ConfigError(f"export.auto_rd_budget: a relative cost ≥ 0 (0.01: 1%), got {cfg.export.auto_rd_budget}")
     for name, value in cfg.export.deployments.items():
         key = f"export.deployments.{name}"
         if not _NAME.match(name) or name in ENGINES.names():
@@ -96,8 +106,9 @@ def parse_deployments(cfg: RunConfig) -> dict[str, list[str] | dict[str, str]]:
         if value == AUTO:
             out[name] = auto_candidates(cfg)
             if not out[name]:
-                raise ConfigError(f"{key}: 'auto' chooses among the fp32 engines of export.engines, and there are "
-                                  f"none ({', '.join(cfg.export.engines)})")
+                raise ConfigError(f"{key}: 'auto' chooses among the engines of export.engines in "
+                                  f"export.auto_precisions ({', '.join(cfg.export.auto_precisions)}), and there "
+                                  f"are none ({', '.join(cfg.export.engines)})")
         elif isinstance(value, list):
             if not value:
                 raise ConfigError(f"{key}: an empty list of candidates; give engines, or 'auto'")
@@ -121,6 +132,8 @@ def _rows(deployment: str, codec: str, d: DeployedCodec, choice: dict[str, Any] 
         times = (choice or {}).get("p50_ms", {}).get(stage, {})
         engine = EngineAddress.parse(d.runners[stage].name).engine
         rows.append({"deployment": deployment, "codec": codec, "stage": stage, "engine": engine,
+                     "precision": "+".join(sorted({ENGINES.get(e).precision
+                                                   for e in EngineAddress.parse(engine).engines})),
                      "transposed": d.transposed.get(stage, "native"),
                      "p50_ms": min(times.values()) if times else None,
                      "candidates_p50_ms": json.dumps({k: round(v, 3) for k, v in sorted(times.items())})
@@ -149,7 +162,8 @@ def build_deployments(cfg: RunConfig, codecs: Mapping[str, nn.Module], images: T
             choice = None
             if isinstance(spec, list):
                 choice = choose_stage_engines(codec, spec, images[:1], cache=cache, config=timer,
-                                              calibration_images=calibration, exporter=exporter, forms=AUTO_FORMS)
+                                              calibration_images=calibration, exporter=exporter, forms=AUTO_FORMS,
+                                              rd_budget=cfg.export.auto_rd_budget)
                 engines, forms = choice["engines"], choice["transposed"]
             else:
                 # a stage this codec's family lacks (h_a of a factorized codec) is another codec's entry
