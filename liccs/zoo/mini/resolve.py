@@ -44,11 +44,10 @@ def _on_demand(what: str, minutes: str) -> None:
                 "(about %s on a 2-core CPU; `liccs zoo train` trains the whole zoo ahead of time)", what, minutes)
 
 
-def _shipped(name: str, key: str, cache_hint: str) -> ResolvedWeights:
+def _shipped(name: str, found: store.Found, cache_hint: str) -> ResolvedWeights:
     """The shipped file of ``name``; a cache entry under the same name from another training is named, not used."""
-    path = store.committed(name, key)
+    path, other = found.shipped, found.cached
     assert path is not None
-    other = store.cached(name, key)
     note = None
     if other is not None and not store.same_training(other, path):
         note = (f"{name}: the liccs cache holds other weights ({other}, sha256 {sha256_of(other)[:12]}) than the "
@@ -58,8 +57,7 @@ def _shipped(name: str, key: str, cache_hint: str) -> ResolvedWeights:
     return ResolvedWeights(path, "shipped", note)
 
 
-def _from_cache(name: str, key: str, path: Path, reason: str | None) -> ResolvedWeights:
-    shipped = store.committed(name, key)
+def _from_cache(name: str, shipped: Path | None, path: Path, reason: str | None) -> ResolvedWeights:
     note = reason
     if shipped is not None:
         note = f"{name}: from the liccs cache ({path}), not the shipped {shipped}" + (f": {reason}" if reason else "")
@@ -71,15 +69,16 @@ def resolve_classifier(name: str) -> ResolvedWeights:
     """Weights of a mini-zoo classifier: shipped, else cache, else trained now (``$LICCS_MINI_WEIGHTS`` forces one)."""
     mc = CLASSIFIER_CONFIGS[name]
     pref = source_preference()
-    if store.committed(name, mc.key) is not None and pref != "cache":
-        return _shipped(name, mc.key, f"{SOURCE_ENV}=cache")
+    found = store.locate(name, mc.key)
+    if found.shipped is not None and pref != "cache":
+        return _shipped(name, found, f"{SOURCE_ENV}=cache")
     if pref == "shipped":
         raise WeightsError(f"{SOURCE_ENV}=shipped, but the package ships no weights for {name}")
-    path = store.cached(name, mc.key)
+    path = found.cached
     if path is None:
         _on_demand(name, "seconds" if "tiny" in name else "5 minutes")
         path = train_mini_classifier(mc)
-    return _from_cache(name, mc.key, path, f"{SOURCE_ENV}={pref}" if pref != "auto" else None)
+    return _from_cache(name, found.shipped, path, f"{SOURCE_ENV}={pref}" if pref != "auto" else None)
 
 
 def ladder_source(name: str, qualities: Iterable[int]) -> tuple[str, str | None]:
@@ -114,13 +113,14 @@ def resolve_codec(name: str, quality: int, source: tuple[str, str | None] | None
     ml = LADDER_CONFIGS[name]
     entry = ml.entry_name(quality)
     where, reason = source or ladder_source(name, [quality])
+    found = store.locate(entry, ml.key)
     if where == "shipped":
-        return _shipped(entry, ml.key, f"{SOURCE_ENV}=cache")
-    path = store.cached(entry, ml.key)
+        return _shipped(entry, found, f"{SOURCE_ENV}=cache")
+    path = found.cached
     if path is None:
         _on_demand(entry, "seconds" if "tiny" in name else "10-15 minutes")
         path = train_mini_ladder(ml, only=quality)[quality]
-    return _from_cache(entry, ml.key, path, reason)
+    return _from_cache(entry, found.shipped, path, reason)
 
 
 def resolve_models(names: Iterable[str]) -> dict[str, ResolvedWeights]:

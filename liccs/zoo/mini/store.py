@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 import warnings
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,19 @@ def committed(name: str, key: str) -> Path | None:
                       "they will not be loaded", MiniZooWarning, stacklevel=3)
         return None
     return path
+
+
+@dataclass(frozen=True)
+class Found:
+    """Where a mini-zoo model's bytes are, each verified: the shipped (committed) file and the liccs cache's."""
+
+    shipped: Path | None
+    cached: Path | None
+
+
+def locate(name: str, key: str) -> Found:
+    """One lookup of ``name`` under recipe ``key`` in both stores (:func:`committed`, :func:`cached`)."""
+    return Found(committed(name, key), cached(name, key))
 
 
 def fp16_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
