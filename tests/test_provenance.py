@@ -11,7 +11,7 @@ from liccs.cli import main
 from liccs.core import provenance
 from liccs.core.errors import InputError
 from liccs.core.provenance import code_record, staleness
-from liccs.jobs.reports import reports_status
+from liccs.jobs.reports import STANDING, _judged, record_standing, reports_status
 
 
 def _report(folder: Path, code: dict | None, commit: str = "0" * 40) -> Path:
@@ -27,7 +27,9 @@ def test_the_record_holds_every_imported_liccs_module_with_its_hash():
     assert rec["files"]["liccs/core/provenance.py"] == provenance.source_hash(p) and len(rec["all"]) == 64
 
 
-def test_a_changed_or_removed_module_makes_a_report_stale_and_names_it(tmp_path, capsys):
+@pytest.fixture()
+def checkout(tmp_path) -> tuple[Path, Path, Path, Path]:
+    """(checkout root, its liccs/a.py, its liccs/b.py, a report whose code record holds both as they are now)."""
     root = tmp_path / "checkout"
     (root / "liccs").mkdir(parents=True)
     a, b = root / "liccs" / "a.py", root / "liccs" / "b.py"
@@ -35,7 +37,11 @@ def test_a_changed_or_removed_module_makes_a_report_stale_and_names_it(tmp_path,
     b.write_text("y = 2\n")
     record = {"method": provenance.METHOD,
               "files": {"liccs/a.py": provenance.source_hash(a), "liccs/b.py": provenance.source_hash(b)}}
-    rep = _report(tmp_path / "reports" / "run", record)
+    return root, a, b, _report(tmp_path / "reports" / "run", record)
+
+
+def test_a_changed_or_removed_module_makes_a_report_stale_and_names_it(checkout):
+    root, a, b, rep = checkout
     assert staleness(rep, root).status == "current"
     a.write_text('"""Documented now."""\n\n# a comment\nx  =  1\n')  # documentation and layout: still current
     assert staleness(rep, root).status == "current"
@@ -65,17 +71,8 @@ def test_every_committed_report_is_current_or_says_why_not():
     assert all(r.changed for r in rows if r.status in ("stale", "stands"))
 
 
-def test_a_stale_report_judged_to_stand_stays_so_until_its_modules_change_again(tmp_path, capsys):
-    from liccs.jobs.reports import STANDING, record_standing
-
-    root = tmp_path / "checkout"
-    (root / "liccs").mkdir(parents=True)
-    a, b = root / "liccs" / "a.py", root / "liccs" / "b.py"
-    a.write_text("x = 1\n")
-    b.write_text("y = 2\n")
-    record = {"method": provenance.METHOD,
-              "files": {"liccs/a.py": provenance.source_hash(a), "liccs/b.py": provenance.source_hash(b)}}
-    rep = _report(tmp_path / "reports" / "run", record)
+def test_a_stale_report_judged_to_stand_stays_so_until_its_modules_change_again(checkout):
+    root, a, b, rep = checkout
     with pytest.raises(InputError, match="current.*only a stale report"):
         record_standing(rep, "nothing changed", root)
     a.write_text("x = 3\n")
@@ -84,8 +81,5 @@ def test_a_stale_report_judged_to_stand_stays_so_until_its_modules_change_again(
     row = record_standing(rep, "a refactor: the same results", root)
     assert row.status == "stands" and "judged to stand: a refactor" in row.why and (rep / STANDING).is_file()
     b.write_text("y = 4\n")  # another module changes after the judgement: stale again, naming it
-    row = provenance.staleness(rep, root)
-    from liccs.jobs.reports import _judged
-
-    row = _judged(row, root)
+    row = _judged(provenance.staleness(rep, root), root)
     assert row.status == "stale" and "predates changes to liccs/b.py" in row.why
