@@ -25,21 +25,21 @@ from liccs.config.sections import (
     EXTENSION_SECTIONS,
     AttackSection,
     DataSection,
-    DefenseSection,
     ExportSection,
     ModelsSection,
+    PaperASection,
+    PaperBSection,
     ProfileSection,
     ReportSection,
     RobustnessSection,
     RunConfig,
     RunSection,
-    SamplingSection,
     TransferSection,
 )
 from liccs.core.errors import LiccsError
 
-__all__ = ["ConfigError", "AttackSection", "DataSection", "DefenseSection", "ExportSection", "ModelsSection",
-           "ProfileSection", "ReportSection", "RobustnessSection", "RunConfig", "RunSection", "SamplingSection",
+__all__ = ["ConfigError", "AttackSection", "DataSection", "PaperBSection", "ExportSection", "ModelsSection",
+           "ProfileSection", "ReportSection", "RobustnessSection", "RunConfig", "RunSection", "PaperASection",
            "TransferSection", "apply_overrides", "from_dict", "load_config", "parse_override", "register_section",
            "with_quick"]
 
@@ -62,7 +62,7 @@ _RANGES: dict[str, list[tuple[str, Any, str]]] = {
                  "non-empty, each [height, width] > 0"), ("matmul_n", lambda v: v >= 16, ">= 16")],
     "attack": [("eps", lambda v: 0 < v and math.isfinite(v), "> 0"), ("step_size", _POS, "> 0"),
                ("steps", _POS, "> 0"), ("eot_samples", _POS, "> 0")],
-    "sampling": [("k", lambda v: v and all(x > 0 for x in v) and len(set(v)) == len(v),
+    "paper_a": [("k", lambda v: v and all(x > 0 for x in v) and len(set(v)) == len(v),
                   "non-empty, each > 0, without repeats"), ("images", _POS, "> 0"),
                  ("eps", lambda v: v and all(0 < x <= 1 for x in v), "non-empty, each in (0, 1]"),
                  ("steps", lambda v: v and all(x > 0 for x in v) and len(set(v)) == len(v),
@@ -71,7 +71,7 @@ _RANGES: dict[str, list[tuple[str, Any, str]]] = {
                   '"steepest" or a number in (0, 1]'), ("far_dq", lambda v: v >= 2, ">= 2"),
                  ("sesoi_percentile", lambda v: 0 <= v < 0.5, "in [0, 0.5)"),
                  ("alpha", lambda v: 0 < v < 1, "in (0, 1)")],
-    "defense": [("k", lambda v: v and all(x > 0 for x in v), "non-empty, each > 0"),
+    "paper_b": [("k", lambda v: v and all(x > 0 for x in v), "non-empty, each > 0"),
                 ("lmbda", lambda v: v == "codec" or (isinstance(v, float) and math.isfinite(v) and v >= 0),
                  'a number >= 0 or "codec"'),
                 ("eps", lambda v: v and all(0 < x <= 1 for x in v), "non-empty, each in (0, 1]"),
@@ -81,7 +81,7 @@ _RANGES: dict[str, list[tuple[str, Any, str]]] = {
                 ("max_shift", _NONNEG, ">= 0"), ("kway_k", _NONNEG, ">= 0 (0: none)"),
                 ("strength_steps", lambda v: all(x > 0 for x in v) and len(set(v)) == len(v), "each > 0, no repeats"),
                 ("tau", lambda v: v and all(x > 0 for x in v), "non-empty, each > 0"),
-                ("adaptive_steps", _NONNEG, ">= 0 (0: defense.steps)"), ("alpha", lambda v: 0 < v < 1, "in (0, 1)"),
+                ("adaptive_steps", _NONNEG, ">= 0 (0: paper_b.steps)"), ("alpha", lambda v: 0 < v < 1, "in (0, 1)"),
                 ("deployed_engines", lambda v: all(v) and len(set(v)) == len(v),
                  "engine names (each of export.engines), without repeats"),
                 ("claims", lambda v: all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0

@@ -111,7 +111,7 @@ class AttackSection:
 
 
 @dataclass
-class SamplingSection:
+class PaperASection:
     """Paper A's stage (``liccs.papers.a.stage``): the eps × steps sweep over one codec ladder, the quality
     transfer matrix, the lineage control, the classifier alone, and the saliency score against every k-set.
 
@@ -157,7 +157,7 @@ class SamplingSection:
 
 
 @dataclass
-class DefenseSection:
+class PaperBSection:
     """Paper B (:mod:`liccs.papers.b.stage`): attacks, the random K-way defense (``k``; the fixed one at ``kway_k``),
     controls, adaptive attacks at ``focus_eps``, and ``claims`` (name → smallest effect of interest).
 
@@ -257,8 +257,8 @@ class RunConfig:
     export: ExportSection = field(default_factory=ExportSection)
     profile: ProfileSection = field(default_factory=ProfileSection)
     attack: AttackSection = field(default_factory=AttackSection)
-    sampling: SamplingSection = field(default_factory=SamplingSection)
-    defense: DefenseSection = field(default_factory=DefenseSection)
+    paper_a: PaperASection = field(default_factory=PaperASection)
+    paper_b: PaperBSection = field(default_factory=PaperBSection)
     transfer: TransferSection = field(default_factory=TransferSection)
     robustness: RobustnessSection = field(default_factory=RobustnessSection)
     report: ReportSection = field(default_factory=ReportSection)

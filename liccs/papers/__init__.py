@@ -1,7 +1,7 @@
 """Paper reproductions, each a registered stage of ``liccs run`` (:class:`liccs.stage.Stage`).
 
-A config turns a paper's stage on by its section: ``[sampling]`` runs paper A (:mod:`.a`, *Transferable
-learned-image-compression-resistant adversarial perturbations*), ``[defense]`` runs paper B (:mod:`.b`, *A
+A config turns a paper's stage on by its section: ``[paper_a]`` runs paper A (:mod:`.a`, *Transferable
+learned-image-compression-resistant adversarial perturbations*), ``[paper_b]`` runs paper B (:mod:`.b`, *A
 training-free defense framework for robust learned image compression*); each driver registers a
 :class:`~liccs.papers.driver.PaperStage`. They import the stage contract (:mod:`liccs.stage`) and the
 layers below it, never the run job or the generic stages.
@@ -17,7 +17,7 @@ from importlib import import_module
 from typing import Any
 
 #: Each paper's config section → its driver module.
-PAPERS: dict[str, str] = {"sampling": "liccs.papers.a.stage", "defense": "liccs.papers.b.stage"}
+PAPERS: dict[str, str] = {"paper_a": "liccs.papers.a.stage", "paper_b": "liccs.papers.b.stage"}
 
 
 def load(cfg: Any = None) -> None:

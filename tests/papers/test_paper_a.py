@@ -166,28 +166,28 @@ def test_bad_sampling_config_is_refused_before_any_work(monkeypatch: pytest.Monk
     import liccs.jobs.run as run_job
 
     monkeypatch.setattr(run_job, "load_context", lambda *a, **k: pytest.fail("work started"))
-    with pytest.raises(ConfigError, match=r"sampling\.k\[1\].*k=3 is more than the 2 candidate"):
-        run_job.run_config(CONFIG, quick=True, overrides=["sampling.k=[1, 3]"], progress=False)
-    with pytest.raises(ConfigError, match=r"sampling\.arch.*valid: mini-tiny-bmshj2018-hyperprior"):
-        run_job.run_config(CONFIG, quick=True, overrides=['sampling.arch="nope"'], progress=False)
-    with pytest.raises(ConfigError, match=r"sampling\.units\[0\]"):
-        run_job.run_config(CONFIG, quick=True, overrides=['sampling.units=["mini-tiny-bmshj2018-hyperprior"]'],
+    with pytest.raises(ConfigError, match=r"paper_a\.k\[1\].*k=3 is more than the 2 candidate"):
+        run_job.run_config(CONFIG, quick=True, overrides=["paper_a.k=[1, 3]"], progress=False)
+    with pytest.raises(ConfigError, match=r"paper_a\.arch.*valid: mini-tiny-bmshj2018-hyperprior"):
+        run_job.run_config(CONFIG, quick=True, overrides=['paper_a.arch="nope"'], progress=False)
+    with pytest.raises(ConfigError, match=r"paper_a\.units\[0\]"):
+        run_job.run_config(CONFIG, quick=True, overrides=['paper_a.units=["mini-tiny-bmshj2018-hyperprior"]'],
                            progress=False)
-    with pytest.raises(ConfigError, match=r"sampling\.candidates\[0\]: q5"):
-        run_job.run_config(CONFIG, quick=True, overrides=["sampling.candidates=[5]"], progress=False)
+    with pytest.raises(ConfigError, match=r"paper_a\.candidates\[0\]: q5"):
+        run_job.run_config(CONFIG, quick=True, overrides=["paper_a.candidates=[5]"], progress=False)
     for engines, why in [('["nope"]', r"deployed_engines\[0\].*unknown engine 'nope'. Valid engines: .*ort-cpu"),
                          ('["torch"]', r"deployed_engines\[0\]: 'torch' is the reference engine")]:
         with pytest.raises(ConfigError, match=why):
-            run_job.run_config(CONFIG, quick=True, overrides=[f"sampling.deployed_engines={engines}"], progress=False)
-    with pytest.raises(ConfigError, match=r"sampling\.focus_images: -1"):
-        run_job.run_config(CONFIG, quick=True, overrides=["sampling.focus_images=-1"], progress=False)
+            run_job.run_config(CONFIG, quick=True, overrides=[f"paper_a.deployed_engines={engines}"], progress=False)
+    with pytest.raises(ConfigError, match=r"paper_a\.focus_images: -1"):
+        run_job.run_config(CONFIG, quick=True, overrides=["paper_a.focus_images=-1"], progress=False)
     with pytest.raises(RunError, match="export.enabled is false"):
         run_job.run_config(CONFIG, quick=True, overrides=["attack.enabled=true", "transfer.enabled=true"],
                              progress=False)
-    with pytest.raises(ConfigError, match=r"sampling\.images"):
-        load_config(CONFIG, quick=True, overrides=["sampling.images=0"])
-    with pytest.raises(ConfigError, match=r"sampling\.focus_eps"):
-        load_config(CONFIG, quick=True, overrides=['sampling.focus_eps="flattest"'])
+    with pytest.raises(ConfigError, match=r"paper_a\.images"):
+        load_config(CONFIG, quick=True, overrides=["paper_a.images=0"])
+    with pytest.raises(ConfigError, match=r"paper_a\.focus_eps"):
+        load_config(CONFIG, quick=True, overrides=['paper_a.focus_eps="flattest"'])
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +223,7 @@ def test_quick_run_writes_every_table_and_the_claims(quick_run: Path) -> None:
     cfg = load_config(CONFIG, quick=True)
     # the focus-selection images at every eps, the run's images at the focus eps and every number of steps
     sel, run = sweep[sweep["images"] == "focus selection"], sweep[sweep["images"] == "run"]
-    assert len(sel) == len(cfg.sampling.eps) and len(run) == len(cfg.sampling.steps)
+    assert len(sel) == len(cfg.paper_a.eps) and len(run) == len(cfg.paper_a.steps)
     assert sel["focus"].sum() == 1 and run["focus"].sum() == 1
     outcomes = pd.read_csv(quick_run / "tables" / "paper_a_outcomes.csv.gz")
     assert outcomes.groupby("images")["image"].nunique().to_dict() == {"focus selection": 4, "held-out": 6, "run": 8}
@@ -251,12 +251,12 @@ def test_the_claims_recompute_from_the_committed_per_image_outcomes(quick_run: P
 def test_every_set_is_scored_on_the_same_targets(quick_run: Path) -> None:
     """The saliency claim's held-out targets: one list, the same for every set, none of them a member of any."""
     cfg = load_config(CONFIG, quick=True)
-    sets = pd.read_csv(quick_run / "tables" / "paper_a_sampling.csv").query(f"unit == '{cfg.sampling.arch}'")
+    sets = pd.read_csv(quick_run / "tables" / "paper_a_sampling.csv").query(f"unit == '{cfg.paper_a.arch}'")
     held = pd.read_csv(quick_run / "tables" / "paper_a_outcomes.csv.gz").query("images == 'held-out'")
-    ladder = sorted(c for c in cfg.models.codecs if c.startswith(cfg.sampling.arch + "@"))
-    lineage = [c for c in cfg.models.codecs if c.split("@")[0] in cfg.sampling.lineage_archs]
+    ladder = sorted(c for c in cfg.models.codecs if c.startswith(cfg.paper_a.arch + "@"))
+    lineage = [c for c in cfg.models.codecs if c.split("@")[0] in cfg.paper_a.lineage_archs]
     others = [c for c in cfg.models.codecs if c not in ladder and c not in lineage]
-    candidates = ladder  # sampling.candidates = [] in the quick run: every quality
+    candidates = ladder  # paper_a.candidates = [] in the quick run: every quality
     common = common_targets(ladder, candidates, lineage, others)
     assert common == [*lineage, *others] and not set(common) & set(candidates)
     for src in sets["set"]:
@@ -273,7 +273,7 @@ def test_quick_run_enumerates_every_set_with_equal_budgets(quick_run: Path) -> N
     # per unit (the swept ladder, the mean-scale one): two qualities, so two 1-sets and one 2-set
     assert list(sets.groupby(["unit", "k"]).size()) == [2, 1, 2, 1]
     for k, g in sets.groupby("k"):
-        assert set(g["grad_evals"]) == {k * cfg.sampling.steps[0] * cfg.sampling.images}
+        assert set(g["grad_evals"]) == {k * cfg.paper_a.steps[0] * cfg.paper_a.images}
 
 
 def test_paper_a_on_ray_gives_the_serial_tables(quick_run: Path, tmp_path: Path, ray_session) -> None:

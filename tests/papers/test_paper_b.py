@@ -1,7 +1,7 @@
 """Paper B's stage (liccs.papers.b.stage): the quick variant end to end writes every table and report file (the
 random defense, its oracle, the controls, the adaptive attacks, one claims row per declared claim, the replay on the
 deployed codec), one scoring gives every K's choice exactly as KWayDefense.encode, BD-rate on known cases, the
-deployed defense chooses as PyTorch's and its streams decode exactly on a second fp32 engine, and bad [defense] keys
+deployed defense chooses as PyTorch's and its streams decode exactly on a second fp32 engine, and bad [paper_b] keys
 are refused naming the key."""
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ CONFIG = ROOT / "liccs" / "configs" / "paper-b.toml"
 #: two fp32 engines (the replay on ort-cpu, its defended streams decoded on torch), two eps, one attacked codec. The
 #: quick variant itself (both ladders, trained tiny models, the int8 engines) runs with `liccs run paper-b --quick`.
 FAST = ['models.codecs=["mini-tiny-bmshj2018-hyperprior@q1", "mini-tiny-bmshj2018-hyperprior@q6"]',
-        'export.engines=["torch", "ort-cpu"]', 'defense.deployed_engines=["ort-cpu"]', 'models.weights="random"',
-        "run.threads=1", "data.images=3", 'defense.eps=["2/255", "4/255"]',
-        'defense.attack_codecs=["mini-tiny-bmshj2018-hyperprior@q6"]',
+        'export.engines=["torch", "ort-cpu"]', 'paper_b.deployed_engines=["ort-cpu"]', 'models.weights="random"',
+        "run.threads=1", "data.images=3", 'paper_b.eps=["2/255", "4/255"]',
+        'paper_b.attack_codecs=["mini-tiny-bmshj2018-hyperprior@q6"]',
         'export.codecs=["mini-tiny-bmshj2018-hyperprior@q6"]']
 
 
@@ -54,7 +54,7 @@ def test_quick_run_writes_every_table_and_report_file(quick: Path) -> None:
     assert "Paper B pgd on distortion-clean" in md and "Paper B claim defense-raises-psnr" in md
     assert "Paper B share of the damage recovered" in md
     man = json.loads((quick / "manifest.json").read_text())
-    assert man["config"]["defense"]["enabled"] and not man["config"]["attack"]["enabled"]
+    assert man["config"]["paper_b"]["enabled"] and not man["config"]["attack"]["enabled"]
     images = pd.read_csv(quick / "tables" / "paper_b_images.csv")
     assert set(images["attack"]) == {"none", "pgd", "noise", "eot", "select-0.005", "select-0.05"}
     assert set(images["defense"]) == {"none", "random", "oracle", "oracle-rd", "kway"}
@@ -65,7 +65,7 @@ def test_quick_run_writes_every_table_and_report_file(quick: Path) -> None:
     assert set(images[(images["attack"] == "pgd") & (images["defense"] == "random")]["k"]) == {2, 4}
     assert images["bpp"].gt(0).all() and images["psnr_clean"].between(5, 100).all()
     claims = pd.read_csv(quick / "tables" / "paper_b_claims.csv")
-    declared = list(load_config(CONFIG).defense.claims)
+    declared = list(load_config(CONFIG).paper_b.claims)
     assert list(claims["claim"].str.split(" ").str[0]) == declared  # one attacked codec: one row per claim
     assert set(claims["codec"]) == {"mini-tiny-bmshj2018-hyperprior@q6"}
     check = pd.read_csv(quick / "tables" / "paper_b_adaptive_check.csv")
@@ -161,22 +161,22 @@ def test_bd_rate_known_cases() -> None:
 
 
 @pytest.mark.parametrize("override, key", [
-    ('defense.focus_eps="3/255"', "defense.focus_eps"),
-    ('defense.transforms=["hflip", "rot45"]', "defense.transforms"),
-    ("defense.k=[2, 40]", "defense.k[1]"),
-    ("defense.kway_k=9", "defense.kway_k"),
-    ("defense.claims={bogus=1.0}", "defense.claims"),
-    ('defense.attack_codecs=["mini-tiny-mbt2018-mean@q2"]', "defense.attack_codecs[0]"),
-    ('defense.rate="likelihood"', "defense.rate"),
-    ('defense.lmbda="auto"', "defense.lmbda"),
-    ('defense.objectives=["ce"]', "defense.objectives[0]"),
-    ("defense.strength_steps=[10, 10]", "defense.strength_steps"),
-    ("defense.focus_k=3", "defense.focus_k"),
-    ("defense.tau=0.02", "defense.tau"),
-    ("defense.eps=[]", "defense.eps"),
-    ('defense.deployed_engines=["ort-cpu"]', "defense.deployed_engines[0]"),  # not one of export.engines
-    ('defense.deployed_engines=["torch", "torch"]', "defense.deployed_engines"),
-    ("export.enabled=false", "defense.deployed_engines"),  # the config's int8 engines, with no export to build them
+    ('paper_b.focus_eps="3/255"', "paper_b.focus_eps"),
+    ('paper_b.transforms=["hflip", "rot45"]', "paper_b.transforms"),
+    ("paper_b.k=[2, 40]", "paper_b.k[1]"),
+    ("paper_b.kway_k=9", "paper_b.kway_k"),
+    ("paper_b.claims={bogus=1.0}", "paper_b.claims"),
+    ('paper_b.attack_codecs=["mini-tiny-mbt2018-mean@q2"]', "paper_b.attack_codecs[0]"),
+    ('paper_b.rate="likelihood"', "paper_b.rate"),
+    ('paper_b.lmbda="auto"', "paper_b.lmbda"),
+    ('paper_b.objectives=["ce"]', "paper_b.objectives[0]"),
+    ("paper_b.strength_steps=[10, 10]", "paper_b.strength_steps"),
+    ("paper_b.focus_k=3", "paper_b.focus_k"),
+    ("paper_b.tau=0.02", "paper_b.tau"),
+    ("paper_b.eps=[]", "paper_b.eps"),
+    ('paper_b.deployed_engines=["ort-cpu"]', "paper_b.deployed_engines[0]"),  # not one of export.engines
+    ('paper_b.deployed_engines=["torch", "torch"]', "paper_b.deployed_engines"),
+    ("export.enabled=false", "paper_b.deployed_engines"),  # the config's int8 engines, with no export to build them
 ])
 def test_bad_defense_keys_are_refused_naming_the_key(override: str, key: str) -> None:
     from liccs.jobs.run import check_names

@@ -14,13 +14,13 @@ The family (Holm-corrected together, :func:`liccs.core.stats.decide`), all at th
 - ``saliency beats the average set (k=K)``: the saliency-chosen set's outcome on the common targets (the same for
   every set: :func:`~liccs.papers.a.sampling.common_targets`) − the mean over every k-set of their outcome
   on them, on the held-out images.
-- ``saliency ranks above the median set across units (k=K)``: with ``sampling.units``, the selection repeated on
+- ``saliency ranks above the median set across units (k=K)``: with ``paper_a.units``, the selection repeated on
   each ladder (its own candidates and common targets): the chosen set's percentile among its unit's k-sets − 0.5,
   over the units (the unit, not the image, is the sample here).
 - ``codec-aware beats codec-blind``: LICCS perturbations from a neighbouring quality − the classifier-alone
   perturbations, on every quality of the ladder (the paper's reason for crafting through the codec).
 
-- with ``sampling.deployed_engines``, two claims per engine (:mod:`liccs.papers.a.deployed`): the neighbour
+- with ``paper_a.deployed_engines``, two claims per engine (:mod:`liccs.papers.a.deployed`): the neighbour
   contrast on the engine, and the engine's ASR non-inferior to PyTorch's on the same cells.
 
 The three lineage claims are contrasts over replicates × images (:func:`liccs.core.stats.paired_replicated`: the CI
@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from liccs.config import SamplingSection
+from liccs.config import PaperASection
 from liccs.core import stats
 from liccs.papers.a.cells import Cells, Setting, ladder_pairs
 from liccs.papers.a.sampling import chosen, unit_percentiles
@@ -56,7 +56,7 @@ def _replicated(cells: Cells, focus: Setting, replicates: list[list[str]],
 
 
 def claims(cells: Cells, focus: Setting, ladder: list[str], replicates: list[list[str]], classifier: str,
-           sets: pd.DataFrame | None, per_set: dict | None, sc: SamplingSection,
+           sets: pd.DataFrame | None, per_set: dict | None, sc: PaperASection,
            extra: Sequence[tuple[stats.Claim, stats.PairedResult]] = ()) -> tuple[pd.DataFrame, list[str]]:
     """The claims table (one row per claim) and its verdict lines; ``replicates``: the lineage-control ladders,
     one per seed; ``extra``: more claims of the family (the deployed engines', :mod:`.deployed`)."""

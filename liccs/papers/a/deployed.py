@@ -1,8 +1,8 @@
 """Paper A on deployed engines ("Transferable learned image compression-resistant adversarial perturbations"): do
 its transfer findings survive deployment?
 
-The focus setting's ladder cells (every quality of ``sampling.arch`` as source; the ladder and the classifier alone
-as targets) are replayed on each engine of ``sampling.deployed_engines``: the same adversarial images (crafted
+The focus setting's ladder cells (every quality of ``paper_a.arch`` as source; the ladder and the classifier alone
+as targets) are replayed on each engine of ``paper_a.deployed_engines``: the same adversarial images (crafted
 through the PyTorch models, rounded to 8 bits) go through the targets as that engine runs them
 (:func:`liccs.checks.predictors.routes`: an int8 engine's codec graph quantized as its deployed codec runs). Per
 cell, engine − PyTorch ASR paired over the images both count (exact McNemar, Holm over the engine's cells), and two
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from liccs.checks.predictors import predictors
-from liccs.config import SamplingSection
+from liccs.config import PaperASection
 from liccs.core import stats
 from liccs.core.progress import tqdm
 from liccs.papers.a.attacks import craft
@@ -74,7 +74,7 @@ def cell_table(torch_cells: Cells, engine_cells: Cells, focus: Setting, engine: 
 
 
 def deployed_claims(torch_cells: Cells, engine_cells: Cells, focus: Setting, ladder: list[str], engine: str,
-                    sc: SamplingSection) -> list[tuple[stats.Claim, stats.PairedResult]]:
+                    sc: PaperASection) -> list[tuple[stats.Claim, stats.PairedResult]]:
     """The two declared claims of one engine (module docstring), undecided until :func:`liccs.core.stats.decide`."""
     near = engine_cells.per_image(focus, ladder_pairs(ladder, lambda d: d == 1))
     far = engine_cells.per_image(focus, ladder_pairs(ladder, lambda d: d >= sc.far_dq))

@@ -3,7 +3,7 @@ image compression-resistant adversarial perturbations").
 
 ``paper_a_outcomes`` (``tables/paper_a_outcomes.csv.gz``) has one row per image set (``run``: the run's images;
 ``held-out``: the sampling experiment's; ``focus selection``: those that chose the focus eps) × engine (the
-reference engine, and each of ``sampling.deployed_engines`` for the replayed cells) × setting × source × target ×
+reference engine, and each of ``paper_a.deployed_engines`` for the replayed cells) × setting × source × target ×
 image: ``success`` 1 (the target
 classified the clean image correctly and the adversarial one wrongly) or 0, empty where the clean image was
 already misclassified (not counted), and ``clean_correct``. :func:`recompute_claims` rebuilds the claims table
@@ -27,7 +27,7 @@ from liccs.papers.a.deployed import deployed_claims
 from liccs.papers.a.sampling import arch_ladders, candidates_of, common_targets, set_outcomes
 
 #: The image sets of the table: the run's images, the sampling experiment's held-out images, and the images that
-#: chose the focus eps (``sampling.focus_images``; disjoint from both).
+#: chose the focus eps (``paper_a.focus_images``; disjoint from both).
 IMAGE_SETS = ("run", "held-out", "focus selection")
 COLUMNS = ["images", "engine", "eps_255", "steps", "source", "target", "image", "clean_correct", "success"]
 
@@ -73,7 +73,7 @@ def recompute_claims(folder: str | Path) -> pd.DataFrame:
         cfg = from_dict(json.loads((folder / "manifest.json").read_text())["config"])
     except (OSError, KeyError, json.JSONDecodeError) as e:
         raise InputError(f"{folder / 'manifest.json'}: not a report manifest with its config ({e})") from e
-    sc, clf = cfg.sampling, cfg.models.classifier
+    sc, clf = cfg.paper_a, cfg.models.classifier
     outcomes = _read(folder, "paper_a_outcomes.csv.gz")
     sweep = _read(folder, "paper_a_sweep.csv")
     row = sweep[sweep["focus"].astype(bool)].iloc[-1]  # the run images' row (last) where the sweep has two

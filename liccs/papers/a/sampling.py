@@ -61,7 +61,7 @@ def label(members: tuple[str, ...]) -> str:
 
 
 def candidates_of(ladder: list[str], wanted: list[int]) -> list[str]:
-    """The qualities of ``ladder`` the ensembles are drawn from: those of ``wanted`` (``sampling.candidates``;
+    """The qualities of ``ladder`` the ensembles are drawn from: those of ``wanted`` (``paper_a.candidates``;
     empty: all)."""
     return [c for c in ladder if not wanted or codec_parts(c)[1] in wanted]
 
@@ -78,7 +78,7 @@ def run_sampling(ctx: Context, out: Path, cells: Cells, setting: Setting, ladder
                  ) -> tuple[pd.DataFrame, Cells, dict[tuple[str, ...], dict[str, np.ndarray]]]:
     """(one row per enumerated set: k, members, every score variant, held-out ASRs, budget; the held-out cells;
     per set, the per-image outcome on non-member qualities and on the other architectures)."""
-    sc = ctx.cfg.sampling
+    sc = ctx.cfg.paper_a
     matrix = asr_matrix(cells, setting, candidates, ladder)
     held = Cells(images, labels, fns, ctx.cfg.transfer.batch_size)
     rows, per_image = [], {}

@@ -1,19 +1,19 @@
 """Paper A's driver: "Transferable learned image compression-resistant adversarial perturbations", run as the
-``[sampling]`` stage of ``liccs run``. Self-contained: it crafts its own attacks (the run's ``[attack]`` settings
+``[paper_a]`` stage of ``liccs run``. Self-contained: it crafts its own attacks (the run's ``[attack]`` settings
 with its own eps and steps) and evaluates them on the reference engine, per image, so that every claim is a
 paired contrast (:mod:`liccs.papers.a.claims`).
 
-1. **Sweep**: the attack through every quality of the ladder ``sampling.arch`` at each ``sampling.eps`` with
-   ``steps[0]`` steps, on ``sampling.focus_images`` images that test no claim, evaluated on the ladder and the
+1. **Sweep**: the attack through every quality of the ladder ``paper_a.arch`` at each ``paper_a.eps`` with
+   ``steps[0]`` steps, on ``paper_a.focus_images`` images that test no claim, evaluated on the ladder and the
    classifier alone; the focus eps is the one whose off-diagonal ASR falls fastest with |Δq| (declared rule
    ``"steepest"``) or a given one; on the run's images the focus eps runs every one of ``steps``.
 2. **At the focus setting**: the quality-transfer matrix, the other architectures as targets, the
-   lineage-control ladders (``sampling.lineage_archs``: qualities trained from scratch, no shared weights, one
+   lineage-control ladders (``paper_a.lineage_archs``: qualities trained from scratch, no shared weights, one
    ladder per seed) as
    sources and targets, the classifier alone as source.
 3. **Sampling**: every k-set of the candidate qualities as an ensemble on held-out images; every score variant's
    chosen set with its exact percentile and the score/ASR rank correlation (:mod:`.sampling`).
-4. **Deployed engines** (``sampling.deployed_engines``): the focus setting's ladder cells replayed on each
+4. **Deployed engines** (``paper_a.deployed_engines``): the focus setting's ladder cells replayed on each
    engine, with two claims per engine (:mod:`.deployed`).
 5. **Claims**: the declared family with CIs, Holm-adjusted p and minimum detectable effects; every transfer table
    has both models' bpp beside it, and the transfer at matched rate is tabulated (:mod:`.rates`).
@@ -83,13 +83,13 @@ _TABLES: list[tuple[str, str, list[str] | None]] = [
      "qualities, the lineage-control models, the other architectures), on its own non-member qualities and on the "
      "other architectures, its exact percentile among all k-sets, and Spearman ρ (p) of score vs held-out ASR "
      "across sets.", None),
-    ("paper_a_sampling_units", "Paper A, the saliency selection per replication unit (sampling.arch and "
-     "sampling.units, each ladder with its own candidates and common targets): the primary score's chosen set, its "
+    ("paper_a_sampling_units", "Paper A, the saliency selection per replication unit (paper_a.arch and "
+     "paper_a.units, each ladder with its own candidates and common targets): the primary score's chosen set, its "
      "held-out ASR on the unit's common targets and its percentile among the unit's k-sets (0.5: the median set).",
      None),
     ("paper_a_sampling", "Paper A, every k-set of the candidate qualities crafted as an ensemble on the held-out "
      "images (equal budget per k): held-out ASRs and every score variant.", None),
-    ("paper_a_deployed", "Paper A on deployed engines (sampling.deployed_engines): the focus setting's ladder "
+    ("paper_a_deployed", "Paper A on deployed engines (paper_a.deployed_engines): the focus setting's ladder "
      "cells replayed on each engine (the same 8-bit adversarial images; how: the route each target runs), PyTorch "
      "and engine ASR, engine − PyTorch over the images both count with its CI at the level 1 − α/cells and exact "
      "McNemar p (raw, Holm over the engine's cells), and how often the engine's clean top-1 correctness agrees with "
@@ -107,7 +107,7 @@ TABLES = (*(TableSpec(n, c, tuple(cols) if cols else None, order=0) for n, c, co
 
 def check_config(cfg: RunConfig, names: Names) -> None:
     """Before any work: what paper A's stage needs from the run; a :class:`ConfigError` names the key."""
-    sc = cfg.sampling
+    sc = cfg.paper_a
     if cfg.attack.objective != "classification":
         raise ConfigError(f"attack.objective: paper A measures attack success on the classifier; "
                           f"'classification' is needed, got {cfg.attack.objective!r}")
@@ -116,39 +116,39 @@ def check_config(cfg: RunConfig, names: Names) -> None:
     ladders = arch_ladders(names.codecs)
     for key, a in [("arch", sc.arch), *((f"lineage_archs[{i}]", x) for i, x in enumerate(sc.lineage_archs))]:
         if a not in ladders or (key != "arch" and a == sc.arch):
-            raise ConfigError(f"sampling.{key}: {a!r} is not an architecture of models.codecs other than the "
+            raise ConfigError(f"paper_a.{key}: {a!r} is not an architecture of models.codecs other than the "
                               f"swept one; valid: {', '.join(ladders)}")
     ladder = ladders[sc.arch]
     if len(ladder) < 2:
-        raise ConfigError(f"sampling.arch: {sc.arch} has {len(ladder)} quality in models.codecs; a ladder needs 2+")
+        raise ConfigError(f"paper_a.arch: {sc.arch} has {len(ladder)} quality in models.codecs; a ladder needs 2+")
     have = {codec_parts(c)[1] for c in ladder}
     for i, q in enumerate(sc.candidates):
         if q not in have:
-            raise ConfigError(f"sampling.candidates[{i}]: q{q} is not a quality of {sc.arch} in models.codecs "
+            raise ConfigError(f"paper_a.candidates[{i}]: q{q} is not a quality of {sc.arch} in models.codecs "
                               f"({', '.join(f'q{x}' for x in sorted(have))})")
     n = len(sc.candidates or have)
     for i, k in enumerate(sc.k):
         if k > n:
-            raise ConfigError(f"sampling.k[{i}]: k={k} is more than the {n} candidate qualities")
+            raise ConfigError(f"paper_a.k[{i}]: k={k} is more than the {n} candidate qualities")
     for i, u in enumerate(sc.units):
         if u not in ladders or u == sc.arch or u in sc.lineage_archs:
-            raise ConfigError(f"sampling.units[{i}]: {u!r} is not a ladder of models.codecs other than sampling.arch "
+            raise ConfigError(f"paper_a.units[{i}]: {u!r} is not a ladder of models.codecs other than paper_a.arch "
                               f"and the lineage ladders; valid: {', '.join(ladders)}")
         if len(candidates_of(ladders[u], sc.candidates)) < max(sc.k):
-            raise ConfigError(f"sampling.units[{i}]: {u} has fewer of the candidate qualities than k={max(sc.k)}")
+            raise ConfigError(f"paper_a.units[{i}]: {u} has fewer of the candidate qualities than k={max(sc.k)}")
     for i, e in enumerate(sc.deployed_engines):
         if e == cfg.transfer.reference_engine:
-            raise ConfigError(f"sampling.deployed_engines[{i}]: {e!r} is the reference engine the claims are "
+            raise ConfigError(f"paper_a.deployed_engines[{i}]: {e!r} is the reference engine the claims are "
                               "measured on (transfer.reference_engine); name the engines to replay them on")
         try:
             get_engine(e)
         except LiccsError as err:
-            raise ConfigError(f"sampling.deployed_engines[{i}]: {err}") from err
+            raise ConfigError(f"paper_a.deployed_engines[{i}]: {err}") from err
     if sc.focus_images < 0:
-        raise ConfigError(f"sampling.focus_images: {sc.focus_images} is negative (0: choose the focus on the run's "
+        raise ConfigError(f"paper_a.focus_images: {sc.focus_images} is negative (0: choose the focus on the run's "
                           "images)")
     if isinstance(sc.focus_eps, float) and not any(math.isclose(sc.focus_eps, e) for e in sc.eps):
-        raise ConfigError(f"sampling.focus_eps: {sc.focus_eps * 255:g}/255 must be one of sampling.eps")
+        raise ConfigError(f"paper_a.focus_eps: {sc.focus_eps * 255:g}/255 must be one of paper_a.eps")
 
 
 def _sweep_row(cells: Cells, st: Setting, ladder: list[str], far_dq: int) -> dict:
@@ -182,7 +182,7 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
 def _run_stage(ctx: Context, fns: dict[str, Any], exports: Exports, out: Path,
                progress: bool) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """:func:`run_stage` with the reference engine's predictors ``fns``."""
-    cfg, sc = ctx.cfg, ctx.cfg.sampling
+    cfg, sc = ctx.cfg, ctx.cfg.paper_a
     clf, ref = cfg.models.classifier, cfg.transfer.reference_engine
     ladders = arch_ladders(ctx.names.codecs)
     ladder, replicates = ladders[sc.arch], [ladders[a] for a in sc.lineage_archs]
@@ -306,6 +306,6 @@ def _ablation_lines(ab: pd.DataFrame, sc: object) -> list[str]:
     return lines
 
 
-#: Paper A as a stage of ``liccs run``, on by ``[sampling]``.
-register(PaperStage("paper-a", "sampling", 50, TABLES, check_config,
+#: Paper A as a stage of ``liccs run``, on by ``[paper_a]``.
+register(PaperStage("paper-a", "paper_a", 50, TABLES, check_config,
                     lambda ctx, r: run_stage(ctx, r.exports, r.adversarial, ctx.out, ctx.progress, tables=r.tables)))

@@ -1,11 +1,11 @@
 """Paper B's claims ("A training-free defense framework for robust learned image compression"), each one primary
 contrast paired over images (:mod:`liccs.core.stats`), declared with its smallest effect of interest in the config
-(``defense.claims``) before the run, decided together (Holm) by :func:`liccs.core.stats.decide`.
+(``paper_b.claims``) before the run, decided together (Holm) by :func:`liccs.core.stats.decide`.
 
 Every contrast is taken per attacked codec (no pooling over codecs: one claim row per codec), at
-``defense.focus_eps`` on the claims' objective ``defense.claim_objective`` (``distortion-clean``: the decoded image
+``paper_b.focus_eps`` on the claims' objective ``paper_b.claim_objective`` (``distortion-clean``: the decoded image
 against the clean image), at the adaptive attacks' steps, with the random defense at the K of its oracles
-(``defense.focus_k``):
+(``paper_b.focus_k``):
 
 - ``attack-lowers-psnr``: plain codec, PSNR (vs the clean image) of the clean image − of the attacked image;
 - ``defense-raises-psnr``: under the attack, the defense's PSNR vs clean − the plain codec's;
@@ -144,7 +144,7 @@ def replication_lines(table: pd.DataFrame) -> list[str]:
 def claim_lines(table: pd.DataFrame) -> list[str]:
     """One verdict line per claim (:func:`liccs.core.stats.fmt_claim`)."""
     return [f"Paper B claim {stats.fmt_claim(r)}." for r in table.to_dict("records")] \
-        or ["Paper B claims: none declared (defense.claims)."]
+        or ["Paper B claims: none declared (paper_b.claims)."]
 
 
 def check(declared: dict[str, Any]) -> list[str]:

@@ -1,6 +1,6 @@
 """Paper B on the deployed codec ("A training-free defense framework for robust learned image compression"; issue
 31, item 7): the defense and the attacks replayed on the codecs the export stage built (``results.exports``), on
-each engine of ``defense.deployed_engines``.
+each engine of ``paper_b.deployed_engines``.
 
 For each attacked codec, the replayed image sets are the clean images, the plain attack on the claims' objective
 and the rate attack (at ``focus_eps`` and the adaptive steps), and the strongest adaptive attack on the claims'
@@ -326,7 +326,7 @@ def findings(t: pd.DataFrame, cross: pd.DataFrame) -> list[str]:
 
 
 def engines(names: list[str], exports: Exports, codecs: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Engine → {codec: deployed codec} of each engine of ``names`` (``defense.deployed_engines``) that the export
+    """Engine → {codec: deployed codec} of each engine of ``names`` (``paper_b.deployed_engines``) that the export
     stage built codecs on, and a note for each attacked codec an engine lacks (unavailable here, or failed)."""
     out: dict[str, dict[str, Any]] = {}
     notes = []

@@ -40,7 +40,7 @@ def centre_crop(x: Tensor, side: int) -> Tensor:
 
 def load_images(cfg: RunConfig) -> Images:
     """``data.images`` images of ``data.source`` (evenly spaced, as the run's own), centre-cropped to
-    ``defense.crop`` at full resolution (``0``: whole images). The run's own images are at the classifier's
+    ``paper_b.crop`` at full resolution (``0``: whole images). The run's own images are at the classifier's
     geometry, which a codec-only experiment does not use."""
     source = open_source(cfg.data.source)
     n = min(cfg.data.images, len(source))
@@ -49,6 +49,6 @@ def load_images(cfg: RunConfig) -> Images:
     for i in idx:
         s = source.load(i)
         x = to_float(s.image)[None] if s.image.dtype == torch.uint8 else s.image[None].float()
-        xs.append(centre_crop(x, cfg.defense.crop) if cfg.defense.crop else x.contiguous())
+        xs.append(centre_crop(x, cfg.paper_b.crop) if cfg.paper_b.crop else x.contiguous())
         names.append(s.name)
     return Images(xs, names)

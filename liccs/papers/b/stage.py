@@ -1,25 +1,25 @@
 """Paper B's driver: "A training-free defense framework for robust learned image compression", run as the
-``[defense]`` stage of ``liccs run``.
+``[paper_b]`` stage of ``liccs run``.
 
 The paper's defense (:class:`~liccs.papers.b.defense_random.RandomKWayDefense`): per image and request, identity +
 K−1 transforms drawn from a family (dihedral, circular shifts; each keeps the frame), the lowest RD loss
 kept, its family index in a ``⌈log2 |family|⌉``-bit header; the deterministic K-way defense
-(:class:`~liccs.papers.b.defense.KWayDefense`) at ``defense.kway_k`` beside it. On the run's images
-(``data.source``, centre-cropped to ``defense.crop``), for each attacked codec:
+(:class:`~liccs.papers.b.defense.KWayDefense`) at ``paper_b.kway_k`` beside it. On the run's images
+(``data.source``, centre-cropped to ``paper_b.crop``), for each attacked codec:
 
-1. PGD (L∞) on every objective of ``defense.objectives`` × ``defense.eps`` at ``defense.steps``, the strength
-   ladder ``defense.strength_steps`` (distortion) at ``focus_eps``, and the sign-noise control;
-2. every image set through the plain codec, the random defense (every K of ``defense.k``), its oracle (the
+1. PGD (L∞) on every objective of ``paper_b.objectives`` × ``paper_b.eps`` at ``paper_b.steps``, the strength
+   ladder ``paper_b.strength_steps`` (distortion) at ``focus_eps``, and the sign-noise control;
+2. every image set through the plain codec, the random defense (every K of ``paper_b.k``), its oracle (the
    candidate of lowest true distortion against the clean image) and the K-way defense, with PSNR against the
    clean image, the attacked image and the plain codec's clean reconstruction;
 3. the adaptive attacks (EoT over the defense's own draws with its arg-min, the selection-aware attack at each
    τ) on the random defense at its largest K, each checked against the plain attack
    (:mod:`liccs.papers.b.strength`);
-4. the defense's gain as a share of the damage, and the declared claims (``defense.claims``) per attacked codec,
+4. the defense's gain as a share of the damage, and the declared claims (``paper_b.claims``) per attacked codec,
    decided over images (:mod:`liccs.papers.b.claims`).
 
 Clean images go through every codec of [models] (the cost, BD-rate over the qualities). With ``[export]`` on and
-``defense.deployed_engines`` set, the clean images, the plain attacks on the claims' objective and the rate and the
+``paper_b.deployed_engines`` set, the clean images, the plain attacks on the claims' objective and the rate and the
 strongest adaptive attack are replayed on each of those engines' deployed codecs (the export stage's), through the
 plain codec and the random defense at ``focus_k`` (:mod:`liccs.papers.b.deployed`).
 """
@@ -89,7 +89,7 @@ _TABLES: list[tuple[str, str, list[str] | None]] = [
      "replicate ladders): effect and verdict per seed, and the replicated verdict (too close to call where the "
      "seeds disagree).", None),
     ("paper_b_images", "Paper B, every measurement per image (CSV: all rows).", None),
-    ("paper_b_deployed", "Paper B on the deployed codec (defense.deployed_engines): the clean images, the plain "
+    ("paper_b_deployed", "Paper B on the deployed codec (paper_b.deployed_engines): the clean images, the plain "
      "attacks on the claims' objective and the rate, and the strongest adaptive attack, through the plain deployed "
      "codec and the random defense at focus_k (PyTorch's request seeds): the share of images where it chose "
      "PyTorch's candidate, bpp and PSNR vs clean beside PyTorch's, encode time over the plain deployed encode (×K), "
@@ -116,52 +116,52 @@ def _fail(key: str, msg: str) -> ConfigError:
 
 
 def check_config(cfg: RunConfig, names: Names) -> None:
-    """Before any work (``liccs run`` calls it after the names): ``[defense]`` cross-checked against the run;
+    """Before any work (``liccs run`` calls it after the names): ``[paper_b]`` cross-checked against the run;
     raises :class:`ConfigError` naming the key. The types and ranges are checked when the config loads."""
     attacked_codecs(cfg, names.codecs)
 
 
 def attacked_codecs(cfg: RunConfig, codecs: list[str]) -> list[str]:
-    """The codecs paper B attacks (``defense.attack_codecs``, or every codec), after checking ``[defense]``."""
-    d = cfg.defense
+    """The codecs paper B attacks (``paper_b.attack_codecs``, or every codec), after checking ``[paper_b]``."""
+    d = cfg.paper_b
     try:
         pool = [t for t in get_transforms(d.transforms) if t.name != "identity"]
         family = transform_family(d.max_shift)
     except InputError as e:
-        raise _fail("defense.transforms", str(e)) from None
+        raise _fail("paper_b.transforms", str(e)) from None
     for i, k in enumerate(d.k):
         if not 1 <= k <= len(family):
-            raise _fail(f"defense.k[{i}]", f"K={k} is outside [1, {len(family)}] (the family's size)")
+            raise _fail(f"paper_b.k[{i}]", f"K={k} is outside [1, {len(family)}] (the family's size)")
     if d.focus_k and d.focus_k not in d.k:
-        raise _fail("defense.focus_k", f"K={d.focus_k} is not one of defense.k ({', '.join(map(str, d.k))})")
+        raise _fail("paper_b.focus_k", f"K={d.focus_k} is not one of paper_b.k ({', '.join(map(str, d.k))})")
     if d.kway_k > len(pool) + 1:
-        raise _fail("defense.kway_k",
-                    f"K={d.kway_k} needs {d.kway_k - 1} transforms; defense.transforms has {len(pool)}")
+        raise _fail("paper_b.kway_k",
+                    f"K={d.kway_k} needs {d.kway_k - 1} transforms; paper_b.transforms has {len(pool)}")
     if not any(math.isclose(d.focus_eps, e, rel_tol=1e-9) for e in d.eps):
-        raise _fail("defense.focus_eps", f"{d.focus_eps * 255:g}/255 must be one of defense.eps "
+        raise _fail("paper_b.focus_eps", f"{d.focus_eps * 255:g}/255 must be one of paper_b.eps "
                     f"({', '.join(f'{e * 255:g}/255' for e in d.eps)})")
     if unknown := C.check(d.claims):
-        raise _fail("defense.claims", f"unknown claim(s) {unknown}; valid: {', '.join(C.CLAIMS)}")
+        raise _fail("paper_b.claims", f"unknown claim(s) {unknown}; valid: {', '.join(C.CLAIMS)}")
     for i, e in enumerate(d.deployed_engines):
         if not cfg.export.enabled:
-            raise _fail("defense.deployed_engines", "replays on the deployed codecs that the export stage builds: "
-                        "set export.enabled = true, or defense.deployed_engines = []")
+            raise _fail("paper_b.deployed_engines", "replays on the deployed codecs that the export stage builds: "
+                        "set export.enabled = true, or paper_b.deployed_engines = []")
         if e not in cfg.export.engines:
-            raise _fail(f"defense.deployed_engines[{i}]", f"{e!r} is not one of export.engines "
+            raise _fail(f"paper_b.deployed_engines[{i}]", f"{e!r} is not one of export.engines "
                         f"({', '.join(cfg.export.engines)}), which the export stage builds deployed codecs on")
     if d.deployed_engines and cfg.export.codecs:
         for i, c in enumerate(d.attack_codecs):
             if c not in cfg.export.codecs:
-                raise _fail(f"defense.attack_codecs[{i}]", f"{c!r} is replayed on the deployed codecs "
-                            "(defense.deployed_engines) but is not one of export.codecs "
+                raise _fail(f"paper_b.attack_codecs[{i}]", f"{c!r} is replayed on the deployed codecs "
+                            "(paper_b.deployed_engines) but is not one of export.codecs "
                             f"({', '.join(cfg.export.codecs)})")
     if d.rate != "bytes":
-        raise _fail("defense.rate", "paper B's stage scores candidates by their real bytes ('bytes'); "
+        raise _fail("paper_b.rate", "paper B's stage scores candidates by their real bytes ('bytes'); "
                     f"{d.rate!r} is not supported here")
     if d.lmbda == "codec":
         for c in codecs:
             if mse_lambda(c) is None:
-                raise _fail("defense.lmbda", f'"codec" takes CompressAI\'s MSE λ of the quality, which {c!r} has '
+                raise _fail("paper_b.lmbda", f'"codec" takes CompressAI\'s MSE λ of the quality, which {c!r} has '
                             "not; set a number")
 
     attacked = []
@@ -169,9 +169,9 @@ def attacked_codecs(cfg: RunConfig, codecs: list[str]) -> list[str]:
         try:
             name = str(parse_codec(c))
         except LiccsError as e:
-            raise _fail(f"defense.attack_codecs[{i}]", str(e)) from None
+            raise _fail(f"paper_b.attack_codecs[{i}]", str(e)) from None
         if name not in codecs:
-            raise _fail(f"defense.attack_codecs[{i}]", f"{c!r} is not a codec of [models]; valid: {', '.join(codecs)}")
+            raise _fail(f"paper_b.attack_codecs[{i}]", f"{c!r} is not a codec of [models]; valid: {', '.join(codecs)}")
         attacked.append(name)
     return attacked or list(codecs)
 
@@ -193,21 +193,21 @@ class _Clock:
 
 
 def focus_k(cfg: RunConfig) -> int:
-    """The random defense's K of the claims, the adaptive attacks and the oracles: ``defense.focus_k``, or the
-    largest of ``defense.k``."""
-    return cfg.defense.focus_k or max(cfg.defense.k)
+    """The random defense's K of the claims, the adaptive attacks and the oracles: ``paper_b.focus_k``, or the
+    largest of ``paper_b.k``."""
+    return cfg.paper_b.focus_k or max(cfg.paper_b.k)
 
 
 def adaptive_steps(cfg: RunConfig) -> int:
-    """The adaptive attacks' steps: ``defense.adaptive_steps``, or ``defense.steps``."""
-    return cfg.defense.adaptive_steps or cfg.defense.steps
+    """The adaptive attacks' steps: ``paper_b.adaptive_steps``, or ``paper_b.steps``."""
+    return cfg.paper_b.adaptive_steps or cfg.paper_b.steps
 
 
 def _specs(cfg: RunConfig, kmax: int) -> list[AttackSpec]:
     """Every attack of an attacked codec: the gradient attack's sweep, its strength ladder on the claims'
     objective, the noise control, and the adaptive attacks on the claims' objective and the rate; the plain
     attack at the adaptive attacks' steps too (the adaptive check's baseline)."""
-    d, seed, m = cfg.defense, cfg.run.seed, cfg.defense.method
+    d, seed, m = cfg.paper_b, cfg.run.seed, cfg.paper_b.method
     co, steps = d.claim_objective, adaptive_steps(cfg)
     specs = [AttackSpec("pgd", o, e, d.steps, d.surrogate, seed, method=m) for o in d.objectives for e in d.eps]
     ladder = [n for n in dict.fromkeys([*d.strength_steps, steps]) if n != d.steps] if co in d.objectives else []
@@ -238,7 +238,7 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
               progress: bool = True) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Paper B's experiments (see the module docstring): its tables by name, and one-line findings."""
 
-    cfg, d = ctx.cfg, ctx.cfg.defense
+    cfg, d = ctx.cfg, ctx.cfg.paper_b
     attacked = attacked_codecs(cfg, ctx.names.codecs)
     images = load_images(cfg)
     bs, kmax, steps = cfg.data.batch_size, focus_k(cfg), adaptive_steps(cfg)
@@ -330,6 +330,6 @@ def run_stage(ctx: Context, exports: Exports, adversarial: dict[str, Tensor], ou
     return tables, flagged + notes + findings(tables) + C.replication_lines(replication) + dep_lines
 
 
-#: Paper B as a stage of ``liccs run``, on by ``[defense]``.
-register(PaperStage("paper-b", "defense", 60, TABLES, check_config,
+#: Paper B as a stage of ``liccs run``, on by ``[paper_b]``.
+register(PaperStage("paper-b", "paper_b", 60, TABLES, check_config,
                     lambda ctx, r: run_stage(ctx, r.exports, r.adversarial, ctx.out, ctx.progress)))

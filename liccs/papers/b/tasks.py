@@ -22,8 +22,8 @@ from liccs.stage import Context, task_resources
 
 
 def defenses(cfg: RunConfig, codec: Any) -> tuple[dict[int, RandomKWayDefense], KWayDefense | None]:
-    """The random K-way defense at every K of ``defense.k``, and the fixed K-way one (None when ``kway_k`` is 0)."""
-    d = cfg.defense
+    """The random K-way defense at every K of ``paper_b.k``, and the fixed K-way one (None when ``kway_k`` is 0)."""
+    d = cfg.paper_b
     lmbda = None if d.lmbda == "codec" else float(d.lmbda)
     try:
         fam = transform_family(d.max_shift)
@@ -31,7 +31,7 @@ def defenses(cfg: RunConfig, codec: Any) -> tuple[dict[int, RandomKWayDefense], 
         kway = (KWayDefense(codec, d.kway_k, transforms=d.transforms, lmbda=lmbda, seed=cfg.run.seed)
                 if d.kway_k else None)
     except InputError as e:
-        raise ConfigError(f"defense.lmbda: {e} (set a number)") from None
+        raise ConfigError(f"paper_b.lmbda: {e} (set a number)") from None
     return randoms, kway
 
 
