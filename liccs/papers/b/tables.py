@@ -25,7 +25,9 @@ def bd_rate(rate_a: Sequence[float], psnr_a: Sequence[float], rate_b: Sequence[f
             psnr_b: Sequence[float]) -> float:
     """Bjøntegaard delta rate (VCEG-M33, 2001) of curve B against anchor A, in %: the mean log-rate difference
     over the overlapping quality interval, each curve's log rate fitted as a polynomial of quality (cubic
-    with 4+ points, degree n−1 below). NaN with fewer than 2 distinct points per curve or no overlap."""
+    with 4+ points, degree n−1 below). NaN with fewer than 2 distinct points per curve or no overlap. Unlike
+    :func:`liccs.checks.rd.bd_rate` (PCHIP, NaN unless PSNR rises strictly with the rate), it accepts a curve whose
+    PSNR dips between qualities, as a defended codec's can."""
     curves = []
     for r, q in ((rate_a, psnr_a), (rate_b, psnr_b)):
         r, q = np.asarray(r, dtype=float), np.asarray(q, dtype=float)
