@@ -160,7 +160,6 @@ def choose_stage_engines(codec: nn.Module, candidates: Sequence[str], images: Te
     return record | {"cached": False}
 
 
-
 def _rd(codec: nn.Module, picks: dict[str, str], images: Tensor, cache: Any, exporter: str, lmbda: float,
         calibration: Tensor | None) -> float:
     """J of ``images`` through the deployed codec with stage → candidate ``picks`` (real bitstreams)."""
