@@ -15,7 +15,9 @@ os.environ.setdefault("LICCS_OFFLINE", "1")  # tests never download
 # Every test session starts from an empty liccs cache: no state left by earlier runs, nothing written to the
 # user's own cache, and the suite's time is a fresh machine's.
 os.environ["LICCS_CACHE"] = tempfile.mkdtemp(prefix="liccs-test-cache-")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under pytest-xdist the cores are shared among its workers: each takes its share, at most 2 threads.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -33,6 +35,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(
                 reason="needs TensorRT with its builder (pip install 'liccs[tensorrt]' from NVIDIA's index); "
                        "not installable on this machine"))
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: a worker per core, at most 4 (each imports torch and holds its own models and cache)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @pytest.fixture(scope="session")
