@@ -287,3 +287,38 @@ def test_paper_a_on_ray_gives_the_serial_tables(quick_run: Path, tmp_path: Path,
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=spec.name)
     tasks = json.loads((out / "manifest.json").read_text())["executor"]["tasks"]
     assert tasks and {t["status"] for t in tasks} == {"done"} and {t["stage"] for t in tasks} == {"paper-a"}
+
+
+def test_predictions_are_kept_so_an_interrupted_run_does_not_evaluate_again(tmp_path: Path) -> None:
+    from liccs.papers.a.memo import PredictionMemo
+
+    torch.manual_seed(0)
+    images, labels = torch.rand(6, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    calls: list[str] = []
+
+    def fn(name: str, w: torch.Tensor):
+        def f(x: torch.Tensor) -> torch.Tensor:
+            calls.append(name)
+            return x.flatten(1)[:, :3] @ w
+        return f
+
+    fns = {"t": fn("t", torch.eye(3)), "u": fn("u", torch.eye(3).flip(0))}
+    adv = (images + 0.1).clamp(0, 1)
+    memo = PredictionMemo(tmp_path, {"t": "sha-t", "u": "sha-u"}, batch_size=4)
+    first = Cells(images, labels, fns, 4, memo)
+    first.add(ST, "s", adv, ["t", "u"])
+    assert calls  # evaluated once ...
+    calls.clear()
+    again = Cells(images, labels, fns, 4, PredictionMemo(tmp_path, {"t": "sha-t", "u": "sha-u"}, batch_size=4))
+    again.add(ST, "s", adv, ["t", "u"])
+    assert not calls  # ... and read back, not evaluated again
+    for t in ("t", "u"):
+        np.testing.assert_array_equal(first.get(ST, "s", t), again.get(ST, "s", t))
+    plain = Cells(images, labels, fns, 4)
+    plain.add(ST, "s", adv, ["t", "u"])
+    for t in ("t", "u"):
+        np.testing.assert_array_equal(plain.get(ST, "s", t), again.get(ST, "s", t))  # the same outcomes
+    calls.clear()
+    other = Cells(images, labels, fns, 4, PredictionMemo(tmp_path, {"t": "other-weights", "u": "sha-u"}, 4))
+    other.add(ST, "s", adv, ["t"])
+    assert calls == ["t"] * 4  # other weights: clean and adversarial images evaluated again (two batches each)

@@ -24,6 +24,9 @@ from torch import Tensor
 from liccs.checks.transfer import as_uint8_variant, top1
 from liccs.papers.a.tables import codec_parts
 
+#: top-1 of (target, images) from a store, else from the callable: :class:`liccs.papers.a.memo.PredictionMemo`
+Memo = Callable[[str, Tensor, Callable[[], np.ndarray]], np.ndarray]
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -61,9 +64,9 @@ class Cells:
     """Per-image outcomes of every evaluated cell on one image set (``images``, ``labels``)."""
 
     def __init__(self, images: Tensor, labels: Tensor, fns: dict[str, Callable[[Tensor], Any]],
-                 batch_size: int) -> None:
+                 batch_size: int, memo: Memo | None = None) -> None:
         self.images, self.labels = images, labels.numpy()
-        self.fns, self.batch_size = fns, batch_size
+        self.fns, self.batch_size, self.memo = fns, batch_size, memo
         self._clean: dict[str, np.ndarray] = {}
         self.outcome: dict[tuple[Setting, str, str], np.ndarray] = {}
 
@@ -74,9 +77,14 @@ class Cells:
         cells.outcome = dict(outcome)
         return cells
 
+    def predict(self, target: str, images: Tensor) -> np.ndarray:
+        """Top-1 of ``target`` on ``images``, through the memo where there is one."""
+        compute = lambda: predict(self.fns[target], images, self.batch_size)  # noqa: E731
+        return compute() if self.memo is None else self.memo(target, images, compute)
+
     def clean_correct(self, target: str) -> np.ndarray:
         if target not in self._clean:
-            self._clean[target] = predict(self.fns[target], self.images, self.batch_size) == self.labels
+            self._clean[target] = self.predict(target, self.images) == self.labels
         return self._clean[target]
 
     def add(self, setting: Setting, source: str, adversarial: Tensor, targets: Iterable[str],
@@ -88,7 +96,7 @@ class Cells:
             if (setting, source, t) in self.outcome:
                 continue
             pred = (predictions or {}).get(t)
-            wrong = (pred if pred is not None else predict(self.fns[t], x, self.batch_size)) != self.labels
+            wrong = (pred if pred is not None else self.predict(t, x)) != self.labels
             self.outcome[(setting, source, t)] = np.where(self.clean_correct(t), wrong.astype(float), np.nan)
 
     def get(self, setting: Setting, source: str, target: str) -> np.ndarray:

@@ -80,7 +80,7 @@ def run_sampling(ctx: Context, out: Path, cells: Cells, setting: Setting, ladder
     per set, the per-image outcome on non-member qualities and on the other architectures)."""
     sc = ctx.cfg.paper_a
     matrix = asr_matrix(cells, setting, candidates, ladder)
-    held = Cells(images, labels, fns, ctx.cfg.transfer.batch_size)
+    held = Cells(images, labels, fns, ctx.cfg.transfer.batch_size, cells.memo)
     rows, per_image = [], {}
     jobs = [(k, s) for k in sc.k for s in enumerate_sets(candidates, k)]
     scores = {(sv, iv): {k: score_sets(matrix, enumerate_sets(candidates, k), interpolation=iv, score=sv)

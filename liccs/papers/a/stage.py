@@ -45,6 +45,7 @@ from liccs.papers.a.cells import (
 )
 from liccs.papers.a.claims import claims
 from liccs.papers.a.deployed import cell_table, deployed_claims, replay
+from liccs.papers.a.memo import memo_for
 from liccs.papers.a.outcomes import outcomes_frame
 from liccs.papers.a.rates import models_table, rate_matched, with_bpp
 from liccs.papers.a.sampling import ablation, arch_ladders, candidates_of, run_sampling, unit_percentiles
@@ -189,11 +190,12 @@ def _run_stage(ctx: Context, fns: dict[str, Any], exports: Exports, out: Path,
     lineage = [c for r in replicates for c in r]
     others = [c for c in ctx.names.codecs if c not in ladder and c not in lineage]
     bs = cfg.transfer.batch_size
-    cells = Cells(ctx.images, ctx.labels, fns, bs)
+    memo = memo_for(ctx, out)  # the reference engine's predictions, kept: an interrupted run resumes them
+    cells = Cells(ctx.images, ctx.labels, fns, bs, memo)
     images, labels, note, held_names = heldout_images(ctx, sc.images)
     if sc.focus_images:  # the focus eps is chosen on images that test no claim
         fx, fy, fnote, _ = heldout_images(ctx, sc.focus_images, frozenset(held_names), "focus selection")
-        sel, sel_set = Cells(fx, fy, fns, bs), "focus selection"
+        sel, sel_set = Cells(fx, fy, fns, bs, memo), "focus selection"
     else:
         sel, sel_set = cells, "run"
         fnote = "focus selection: on the run's own images, which also test the claims"
