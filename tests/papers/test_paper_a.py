@@ -287,6 +287,14 @@ def test_paper_a_on_ray_gives_the_serial_tables(quick_run: Path, tmp_path: Path,
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=spec.name)
     tasks = json.loads((out / "manifest.json").read_text())["executor"]["tasks"]
     assert tasks and {t["status"] for t in tasks} == {"done"} and {t["stage"] for t in tasks} == {"paper-a"}
+    # three batches: the sweep with every clean top-1, all the focus setting's sets, the replay per (engine, target)
+    batches = {b: [t["label"] for t in tasks if t["batch"] == b] for b in sorted({t["batch"] for t in tasks})}
+    assert len(batches) == 3
+    first, focus, replay = batches.values()
+    assert any(x.startswith("clean ") for x in first) and not any(x.startswith("clean ") for x in focus)
+    cfg = load_config(CONFIG, quick=True)
+    assert sorted(replay) == sorted(f"ort-cpu {t}" for t in [*cfg.models.codecs[:2], cfg.models.classifier])
+    assert any("+" in x for x in focus)  # the sampling's k-sets run beside the focus setting's single sources
 
 
 def test_predictions_are_kept_so_an_interrupted_run_does_not_evaluate_again(tmp_path: Path) -> None:

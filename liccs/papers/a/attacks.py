@@ -13,7 +13,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -22,13 +21,10 @@ from liccs.attack.diversity import InputDiversity
 from liccs.attack.ensemble import Ensemble, EnsembleOutput
 from liccs.attack.eot import EoT
 from liccs.attack.spec import AttackSpec
-from liccs.checks.predictors import predictors
-from liccs.checks.transfer import as_uint8_variant
-from liccs.core.executor import Task
 from liccs.core.fileio import json_digest, load_keyed, save_keyed
 from liccs.data import load_batch, open_source
-from liccs.papers.a.cells import Setting, predict
-from liccs.stage import ATTACK_OBJECTIVES, Context, Exports, device_key, task_resources
+from liccs.papers.a.cells import Setting
+from liccs.stage import ATTACK_OBJECTIVES, Context, device_key
 from liccs.zoo import image_geometry
 
 
@@ -82,43 +78,6 @@ def stored_as(ctx: Context, out: Path, members: list[str], images: Tensor, label
     if setting:
         tag = f"e{setting.eps_255:g}s{setting.steps}-{tag}"
     return out / "adversarial" / "paper-a" / f"{tag[:120]}-{key[:16]}.pt", key
-
-
-def predict_targets(ctx: Context, adversarial: Tensor, targets: list[str]) -> dict[str, np.ndarray]:
-    """Top-1 of every target on ``adversarial`` rounded to 8 bits, on PyTorch (the reference engine paper A's
-    tasks evaluate on; another reference engine: {}, the driver evaluates)."""
-    if not targets or ctx.cfg.transfer.reference_engine != "torch":
-        return {}
-    x = as_uint8_variant(adversarial)
-    with predictors(ctx, "torch", Exports()) as (fns, _):
-        return {t: predict(fns[t], x, ctx.cfg.transfer.batch_size) for t in targets}
-
-
-def _craft_task(ctx: Context, out: Path, members: list[str], images: Tensor, labels: Tensor,
-                setting: Setting | None, targets: list[str]) -> tuple[bool, dict[str, np.ndarray]]:
-    adv, _, cached = craft(ctx, out, members, images, labels, setting=setting)
-    return cached, predict_targets(ctx, adv, targets)
-
-
-def precraft(ctx: Context, out: Path, jobs: list[tuple[list[str], Tensor, Tensor, Setting | None, list[str]]],
-             stage: str) -> tuple[set[tuple[str, ...]], dict[tuple[str, ...], dict[str, np.ndarray]]]:
-    """On a parallel executor, every job (members, images, labels, setting, targets) as a task: craft its images
-    unless stored (each stores them under its key, where :func:`craft` then reads them) and evaluate them on its
-    targets; returns (the member sets crafted now, their top-1 per target). On the serial executor nothing:
-    :func:`craft` crafts on demand and the driver evaluates, in one pass."""
-    if ctx.executor.in_process:
-        return set(), {}
-    tasks = [Task(stored_as(ctx, out, members, images, labels, setting=setting)[1], "+".join(members), _craft_task,
-                  (ctx, out, list(members), images, labels, setting, list(targets)), **task_resources(ctx.cfg))
-             for members, images, labels, setting, targets in jobs]
-    done = ctx.executor.run(tasks, stage, ctx.progress)
-    fresh, preds = set(), {}
-    for t in tasks:
-        if t.key in done:
-            cached, preds[tuple(t.args[2])] = done[t.key]
-            if not cached:
-                fresh.add(tuple(t.args[2]))
-    return fresh, preds
 
 
 def craft(ctx: Context, out: Path, members: list[str], images: Tensor, labels: Tensor, *,

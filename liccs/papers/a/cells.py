@@ -64,10 +64,11 @@ class Cells:
     """Per-image outcomes of every evaluated cell on one image set (``images``, ``labels``)."""
 
     def __init__(self, images: Tensor, labels: Tensor, fns: dict[str, Callable[[Tensor], Any]],
-                 batch_size: int, memo: Memo | None = None) -> None:
+                 batch_size: int, memo: Memo | None = None, clean_top1: dict[str, np.ndarray] | None = None) -> None:
+        """``clean_top1``: targets' top-1 on the clean images already known (an executor task's)."""
         self.images, self.labels = images, labels.numpy()
         self.fns, self.batch_size, self.memo = fns, batch_size, memo
-        self._clean: dict[str, np.ndarray] = {}
+        self._clean: dict[str, np.ndarray] = {t: np.asarray(p) == self.labels for t, p in (clean_top1 or {}).items()}
         self.outcome: dict[tuple[Setting, str, str], np.ndarray] = {}
 
     @classmethod

@@ -16,28 +16,62 @@ declared claims per engine join paper A's family (:func:`claims`):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from liccs.checks.predictors import predictors
+from liccs.checks.transfer import as_uint8_variant
 from liccs.config import PaperASection
 from liccs.core import stats
+from liccs.core.executor import Task
 from liccs.core.progress import tqdm
+from liccs.export.cache import ArtifactCache
 from liccs.papers.a.attacks import craft
-from liccs.papers.a.cells import Cells, Setting, ladder_pairs, nanmean
+from liccs.papers.a.cells import Cells, Setting, ladder_pairs, nanmean, predict
 from liccs.papers.a.tables import codec_parts
-from liccs.stage import Context, Exports
+from liccs.stage import Context, Exports, task_resources
 
 KIND = "continuous"  # per-image means over cells (as paper A's other claims)
 
 
+def _replay_key(engine: str, target: str, focus: Setting) -> str:
+    return f"replay:{engine}:{target}:{focus.eps_255:g}:{focus.steps}"
+
+
+def _replay_task(ctx: Context, cache: ArtifactCache, out: Path, focus: Setting, ladder: list[str], engine: str,
+                 target: str) -> tuple[str, np.ndarray, dict[str, np.ndarray]]:
+    """One target on ``engine``: (how it runs there, its clean top-1, its top-1 on every source's images)."""
+    bs = ctx.cfg.transfer.batch_size
+    with predictors(ctx, engine, Exports(cache=cache), targets=[target]) as (fns, how):
+        clean = predict(fns[target], ctx.images, bs)
+        adv = {s: as_uint8_variant(craft(ctx, out, [s], ctx.images, ctx.labels, setting=focus)[0]) for s in ladder}
+        return how[target], clean, {s: predict(fns[target], x, bs) for s, x in adv.items()}
+
+
+def replay_tasks(ctx: Context, exports: Exports, out: Path, focus: Setting, ladder: list[str],
+                 engines: list[str]) -> list[Task]:
+    """The replay as executor tasks, one per (engine, target): each builds its target's runners on the engine (the
+    artifact cache shared) and reads the sources' images from the crafting cache."""
+    targets = [*ladder, ctx.cfg.models.classifier]
+    return [Task(_replay_key(e, t, focus), f"{e} {t}", _replay_task, (ctx, exports.cache, out, focus, ladder, e, t),
+                 **task_resources(ctx.cfg)) for e in engines for t in targets]
+
+
 def replay(ctx: Context, exports: Exports, out: Path, focus: Setting, ladder: list[str], engine: str,
-           progress: bool = True) -> tuple[Cells, dict[str, str]]:
+           progress: bool = True, done: dict[str, Any] | None = None) -> tuple[Cells, dict[str, str]]:
     """The ladder's focus-setting cells on ``engine`` (the adversarial images from the crafting cache), and how each
-    target runs there."""
+    target runs there; from the :func:`replay_tasks` results in ``done`` where every target has one."""
     clf = ctx.cfg.models.classifier
     targets = [*ladder, clf]
+    got = {t: (done or {}).get(_replay_key(engine, t, focus)) for t in targets}
+    if all(v is not None for v in got.values()):
+        cells = Cells(ctx.images, ctx.labels, {}, ctx.cfg.transfer.batch_size,
+                      clean_top1={t: v[1] for t, v in got.items()})
+        for s in ladder:
+            cells.add(focus, s, ctx.images, targets, {t: v[2][s] for t, v in got.items()})
+        return cells, {t: v[0] for t, v in got.items()}
     with predictors(ctx, engine, exports, targets=targets) as (fns, how):
         cells = Cells(ctx.images, ctx.labels, fns, ctx.cfg.transfer.batch_size)
         for s in tqdm(ladder, desc=f"paper A deployed ({engine})", disable=not progress):

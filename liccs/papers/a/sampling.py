@@ -25,7 +25,7 @@ from scipy.stats import spearmanr
 from torch import Tensor
 
 from liccs.core.progress import tqdm
-from liccs.papers.a.attacks import craft, precraft
+from liccs.papers.a.attacks import craft, stored_as
 from liccs.papers.a.cells import Cells, Setting, nanmean
 from liccs.papers.a.saliency import (
     INTERPOLATIONS,
@@ -74,10 +74,11 @@ def common_targets(ladder: list[str], candidates: list[str], lineage: list[str],
 
 def run_sampling(ctx: Context, out: Path, cells: Cells, setting: Setting, ladder: list[str], candidates: list[str],
                  others: list[str], fns: dict[str, Callable[[Tensor], Any]], images: Tensor, labels: Tensor,
-                 progress: bool = True, lineage: list[str] | None = None,
+                 progress: bool = True, lineage: list[str] | None = None, fresh: frozenset[str] = frozenset(),
                  ) -> tuple[pd.DataFrame, Cells, dict[tuple[str, ...], dict[str, np.ndarray]]]:
     """(one row per enumerated set: k, members, every score variant, held-out ASRs, budget; the held-out cells;
-    per set, the per-image outcome on non-member qualities and on the other architectures)."""
+    per set, the per-image outcome on non-member qualities and on the other architectures). ``fresh``: the keys of
+    the sets an executor's tasks crafted in this run (:func:`sampling_jobs`), not counted as found stored."""
     sc = ctx.cfg.paper_a
     matrix = asr_matrix(cells, setting, candidates, ladder)
     held = Cells(images, labels, fns, ctx.cfg.transfer.batch_size, cells.memo)
@@ -88,16 +89,15 @@ def run_sampling(ctx: Context, out: Path, cells: Cells, setting: Setting, ladder
     index = {k: 0 for k in sc.k}
     common = common_targets(ladder, candidates, lineage or [], others)
     targets = [*ladder, *(lineage or []), *others]
-    fresh, preds = precraft(ctx, out, [(list(m), images, labels, setting, targets) for _, m in jobs],
-                            "paper A sampling (tasks)")
     for k, members in tqdm(jobs, desc="paper A sampling (every k-set)", disable=not progress):
         adv, evals, cached = craft(ctx, out, list(members), images, labels, setting=setting)
-        held.add(setting, "+".join(members), adv, targets, preds.get(tuple(members)))
+        held.add(setting, "+".join(members), adv, targets)
         src = "+".join(members)
+        fresh_now = not cached or stored_as(ctx, out, list(members), images, labels, setting=setting)[1] in fresh
         per_image[members] = set_outcomes(held, setting, members, ladder, others, common)
         row = {"unit": codec_parts(ladder[0])[0], "k": k, "members": label(members), "set": src,
                "grad_evals": evals, "steps": setting.steps,
-               "images": len(images), "cached": cached and tuple(members) not in fresh,
+               "images": len(images), "cached": not fresh_now,
                "heldout_asr_common": nanmean(per_image[members]["common"]),
                "heldout_asr_nonmember": nanmean(per_image[members]["nonmember"]),
                "heldout_asr_other_arch": nanmean(per_image[members]["other_arch"])}
@@ -108,6 +108,16 @@ def run_sampling(ctx: Context, out: Path, cells: Cells, setting: Setting, ladder
     sets = pd.DataFrame(rows)
     check_budget(sets)
     return sets, held, per_image
+
+
+def sampling_jobs(ctx: Context, setting: Setting, ladder: list[str], candidates: list[str], others: list[str],
+                  images: Tensor, labels: Tensor, lineage: list[str] | None = None,
+                  ) -> list[tuple[list[str], Tensor, Tensor, Setting, list[str]]]:
+    """Every k-set of :func:`run_sampling` as a craft job (members, images, labels, setting, targets), for an
+    executor's tasks (:mod:`liccs.papers.a.tasks`)."""
+    targets = [*ladder, *(lineage or []), *others]
+    return [(list(m), images, labels, setting, targets)
+            for k in ctx.cfg.paper_a.k for m in enumerate_sets(candidates, k)]
 
 
 def set_outcomes(held: Cells, setting: Setting, members: tuple[str, ...], ladder: list[str],

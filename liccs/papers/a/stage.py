@@ -35,7 +35,7 @@ from liccs.config import ConfigError, RunConfig
 from liccs.core.errors import LiccsError
 from liccs.core.progress import tqdm
 from liccs.engines.base import get_engine
-from liccs.papers.a.attacks import craft, heldout_images, precraft
+from liccs.papers.a.attacks import craft, heldout_images
 from liccs.papers.a.cells import (
     Cells,
     Setting,
@@ -44,12 +44,20 @@ from liccs.papers.a.cells import (
     nanmean,
 )
 from liccs.papers.a.claims import claims
-from liccs.papers.a.deployed import cell_table, deployed_claims, replay
+from liccs.papers.a.deployed import cell_table, deployed_claims, replay, replay_tasks
 from liccs.papers.a.memo import memo_for
 from liccs.papers.a.outcomes import outcomes_frame
 from liccs.papers.a.rates import models_table, rate_matched, with_bpp
-from liccs.papers.a.sampling import ablation, arch_ladders, candidates_of, run_sampling, unit_percentiles
+from liccs.papers.a.sampling import (
+    ablation,
+    arch_ladders,
+    candidates_of,
+    run_sampling,
+    sampling_jobs,
+    unit_percentiles,
+)
 from liccs.papers.a.tables import codec_parts
+from liccs.papers.a.tasks import clean_tasks, craft_tasks, fresh_sets, run_tasks
 from liccs.papers.driver import PaperStage
 from liccs.stage import Context, Exports, Names, TableSpec, register
 
@@ -202,12 +210,17 @@ def _run_stage(ctx: Context, fns: dict[str, Any], exports: Exports, out: Path,
 
     def attack(st: Setting, sources: list[str], targets: list[str], desc: str, on: Cells = cells) -> None:
         x, y = on.images, torch.as_tensor(on.labels)
-        _, preds = precraft(ctx, out, [([s], x, y, st, targets) for s in sources], f"paper A {desc} ({st.label()})")
         for s in tqdm(sources, desc=f"paper A {desc} ({st.label()})", disable=not progress):
             adv, _, _ = craft(ctx, out, [s], x, y, setting=st)
-            on.add(st, s, adv, targets, preds.get((s,)))
+            on.add(st, s, adv, targets)
 
+    codecs = [*ladder, *lineage, *others]
     base = [Setting(e, sc.steps[0]) for e in sc.eps]
+    sel_y = torch.as_tensor(sel.labels)
+    run_tasks(ctx, [*craft_tasks(ctx, out, [([s], sel.images, sel_y, st, [*ladder, clf]) for st in base
+                                            for s in ladder]),
+                    *clean_tasks(ctx, out, [(ctx.images, [*codecs, clf]), (sel.images, [*ladder, clf]),
+                                            (images, codecs)])], "paper A sweep + clean top-1 (tasks)")
     for st in base:
         attack(st, ladder, [*ladder, clf], "sweep", sel)
     sweep = pd.DataFrame([_sweep_row(sel, st, ladder, sc.far_dq) for st in base]).assign(images=sel_set)
@@ -217,6 +230,18 @@ def _run_stage(ctx: Context, fns: dict[str, Any], exports: Exports, out: Path,
     else:
         focus = next(st for st in base if math.isclose(st.eps, float(sc.focus_eps)))
     extra = [Setting(focus.eps, s) for s in sc.steps[1:]]
+    y = torch.as_tensor(cells.labels)
+    units = {u: (ladders[u], [c for c in ctx.names.codecs if c not in ladders[u] and c not in lineage])
+             for u in sc.units}
+    jobs = [*(([s], ctx.images, y, focus, [*codecs, clf]) for s in ladder),
+            *(([s], ctx.images, y, st, [*ladder, clf]) for st in extra for s in ladder),
+            *(([s], ctx.images, y, focus, [*ladder, *lineage, clf]) for s in [*lineage, clf]),
+            *sampling_jobs(ctx, focus, ladder, candidates_of(ladder, sc.candidates), others, images, labels, lineage),
+            *(([s], ctx.images, y, focus, unit) for unit, _ in units.values() for s in unit),
+            *(j for unit, rest in units.values()
+              for j in sampling_jobs(ctx, focus, unit, candidates_of(unit, sc.candidates), rest, images, labels,
+                                     lineage))]
+    fresh = fresh_sets(run_tasks(ctx, craft_tasks(ctx, out, jobs), f"paper A at {focus.label()} (tasks)"))
     attack(focus, ladder, [*ladder, *lineage, *others, clf], "focus")
     for st in extra:
         attack(st, ladder, [*ladder, clf], "steps")
@@ -227,17 +252,17 @@ def _run_stage(ctx: Context, fns: dict[str, Any], exports: Exports, out: Path,
     attack(focus, [*lineage, clf], [*ladder, *lineage, clf], "lineage + classifier")
 
     sets, held, per_set = run_sampling(ctx, out, cells, focus, ladder, candidates_of(ladder, sc.candidates), others,
-                                       fns, images, labels, progress, lineage)
+                                       fns, images, labels, progress, lineage, fresh)
     helds = [held]
-    for u in sc.units:  # the selection repeated on each replication unit's ladder
-        unit = ladders[u]
+    for u, (unit, rest) in units.items():  # the selection repeated on each replication unit's ladder
         attack(focus, unit, unit, f"unit {u}")
-        rest = [c for c in ctx.names.codecs if c not in unit and c not in lineage]
         s_u, h_u, p_u = run_sampling(ctx, out, cells, focus, unit, candidates_of(unit, sc.candidates), rest, fns,
-                                     images, labels, progress, lineage)
+                                     images, labels, progress, lineage, fresh)
         sets, per_set = pd.concat([sets, s_u], ignore_index=True), per_set | p_u
         helds.append(h_u)
-    deployed = {e: replay(ctx, exports, out, focus, ladder, e, progress) for e in sc.deployed_engines}
+    done = run_tasks(ctx, replay_tasks(ctx, exports, out, focus, ladder, sc.deployed_engines),
+                     "paper A deployed replay (tasks)")
+    deployed = {e: replay(ctx, exports, out, focus, ladder, e, progress, done) for e in sc.deployed_engines}
     extra = [c for e, (ec, _) in deployed.items() for c in deployed_claims(cells, ec, focus, ladder, e, sc)]
     claim_table, claim_lines = claims(cells, focus, ladder, replicates, clf, sets, per_set, sc, extra)
     frame = cells.frame(clf)
