@@ -14,10 +14,10 @@ its profiled nodes.
 ONNX Runtime, ``ov-cpu>ort-cpu``), timed unprofiled in interleaved rounds (one call of each per round,
 :func:`liccs.profiling.timer.measure_interleaved`), median and best of the rounds. The ceiling is a best of repeats
 (robust to load: load only lowers it), so ``of ceiling (best)`` compares a stage's best with the ceiling's best;
-``of ceiling (median)`` is the stricter figure. (The best-of column was added in issue 18's third session, after
-the median stage times on this shared CPU had been seen to swing by 10-15% between runs.)
+``of ceiling (median)`` is the stricter figure. (The best-of column was added
+after the median stage times on this shared CPU had been seen to swing by 10-15% between runs.)
 
-"g_s, output layer free" (added in issue 18's fifth session): ``g_s`` with its 128 → 3 output layer replaced by a
+"g_s, output layer free": ``g_s`` with its 128 → 3 output layer replaced by a
 pixel shuffle of its input's first channels (the same output shape, next to no work), timed in the same rounds and
 divided by the real ``g_s``'s FLOPs. No rewrite of the output layer (sub-pixel, four-phase, Col2Im, padded
 channels, another engine) can make ``g_s`` faster than this, so its ``of ceiling`` bounds what they can reach.

@@ -1,4 +1,4 @@
-"""Which layers of an int8 codec's transforms stay in fp32, chosen by measured rate-distortion cost (issue 18).
+"""Which layers of an int8 codec's transforms stay in fp32, chosen by measured rate-distortion cost.
 
 The accuracy-aware loop of NNCF's ``quantize_with_accuracy_control`` (rank the quantized layers by what each
 costs, return the worst to fp32 one at a time until the metric is within a bound), with a codec's metric:

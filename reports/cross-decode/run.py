@@ -1,4 +1,4 @@
-"""Cross-engine decodability (issue 3): encode with engine A, decode with engine B and with CompressAI's own
+"""Cross-engine decodability: encode with engine A, decode with engine B and with CompressAI's own
 PyTorch ``decompress``; per image whether the entropy tables matched and the PSNR against A's own decode.
 
 ``python reports/cross-decode/run.py`` writes cross_decode.json, parity.json (stage ``codec``) and summary.md

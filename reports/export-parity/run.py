@@ -1,4 +1,4 @@
-"""Acceptance of issue 3: every registered codec at its lowest and highest quality, exported with the default
+"""Export parity: every registered codec at its lowest and highest quality, exported with the default
 exporter (dynamo, TorchScript fallback) and checked on ort-cpu (x̂ max abs error ≤ 1e-3) and ort-cpu-int8.
 
 ``python reports/export-parity/run.py`` runs ``liccs export`` (artifacts in a temporary folder) and writes

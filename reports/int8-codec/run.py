@@ -1,10 +1,10 @@
-"""The int8 deployed codec on the 24 Kodak images (issue 18): its rate-distortion cost against the fp32 codec (BD-rate,
+"""The int8 deployed codec on the 24 Kodak images: its rate-distortion cost against the fp32 codec (BD-rate,
 from real bitstreams), its streams on the fp32 decoders and theirs on it, and its speed.
 
 Models: the natural-image mini ladders ``mini-nat-bmshj2018-hyperprior`` and ``mini-nat-mbt2018-mean`` at q1–q4
 (trained by liccs on imagenet-samples crops; Kodak is never trained on). Two engine pairs, each an fp32 codec (every
 stage on the fp32 engine) against its int8 codec: ``ort-cpu`` / ``ort-cpu-int8`` (QDQ on the compute nodes, 7-bit
-weights) and ``ov-cpu`` / ``ov-cpu-int8`` (NNCF on the compute nodes; added in the third session of issue 18, its
+weights) and ``ov-cpu`` / ``ov-cpu-int8`` (NNCF on the compute nodes; added after the ONNX Runtime pair had run, its
 contrasts declared before its first run). int8 codec: ``DeployedCodec.on_engine(codec, INT8, calibration_images=...)``:
 ``g_a``/``g_s`` int8, the table stages on the fp32 twin, and the layers of ``g_a``/``g_s`` whose int8 RD cost does
 not fit in 2% of the fp32 rate kept in fp32, as measured on the calibration images (8 imagenet-samples images,
@@ -55,7 +55,7 @@ from liccs.pipeline import psnr  # noqa: E402
 from liccs.stats import Claim, decide, fmt_claim, paired  # noqa: E402
 from liccs.zoo import load_codec  # noqa: E402
 
-MARGIN = 5.0  # BD-rate points: the issue's goal
+MARGIN = 5.0  # BD-rate points: the declared margin
 PAIRS = {"ort-cpu-int8": "ort-cpu", "ov-cpu-int8": "ov-cpu"}  # int8 engine → its fp32 engine
 CLAIMS = {"bd": lambda m: Claim(f"{m}: int8 BD-rate within {MARGIN:g}%",
                                 f"per-image BD-rate(int8 vs fp32) − {MARGIN:g} points", sesoi=1.0, direction=-1),

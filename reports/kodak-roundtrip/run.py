@@ -1,4 +1,4 @@
-"""Acceptance of issue 3: the deployed codec on ort-cpu round-trips all 24 Kodak images with bpp within 1 % of
+"""Kodak round trip: the deployed codec on ort-cpu round-trips all 24 Kodak images with bpp within 1 % of
 CompressAI's own ``compress()`` and PSNR within 0.05 dB of its ``decompress()``.
 
 Run from the project root: ``python reports/kodak-roundtrip/run.py`` (writes result.json, result.md and
