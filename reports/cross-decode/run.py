@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 from liccs.cli import main as liccs  # noqa: E402
-from liccs.manifest import write_json  # noqa: E402
+from liccs.manifest import git_commit, manifest, write_json  # noqa: E402
 from tests.engines.helpers import stress_checkpoint  # noqa: E402
 
 
@@ -46,7 +47,8 @@ def main() -> None:
     p.add_argument("--models", default="bmshj2018-hyperprior@q3,mbt2018-mean@q3,mbt2018@q1")
     p.add_argument("--engine", default="torch,ort-cpu,ort-cpu-int8")
     args = p.parse_args()
-    crosses, parity = [], []
+    commit = git_commit()  # before this script writes its (tracked) results
+    t0, crosses, parity = time.time(), [], []
     with tempfile.TemporaryDirectory() as d:
         for m in args.models.split(","):
             ckpt = stress_checkpoint(m, Path(d) / f"{m}.pt")
@@ -57,6 +59,8 @@ def main() -> None:
             parity.append(json.loads((out / "parity.json").read_text()))
     write_json(HERE / "cross_decode.json", {"config": vars(args), "records": crosses})
     write_json(HERE / "parity.json", {"runs": parity})
+    write_json(HERE / "manifest.json", manifest({**vars(args), "seconds": round(time.time() - t0, 1)},
+                                                started_at=commit))
     (HERE / "summary.md").write_text(summary(crosses))
     print((HERE / "summary.md").read_text())
 

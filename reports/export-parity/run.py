@@ -13,6 +13,7 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 from liccs.cli import main as liccs  # noqa: E402
+from liccs.manifest import git_commit, manifest, write_json  # noqa: E402
 from tests.engines.helpers import lowest_highest  # noqa: E402
 
 
@@ -57,6 +59,7 @@ def main() -> None:
     p.add_argument("--from", dest="src", default=None, help="an existing `liccs export --out` folder")
     p.add_argument("--engine", default="ort-cpu,ort-cpu-int8")
     args = p.parse_args()
+    commit, t0 = git_commit(), time.time()  # before this script writes its (tracked) results
     with tempfile.TemporaryDirectory() as d:
         src = Path(args.src) if args.src else Path(d)
         if not args.src:
@@ -67,6 +70,8 @@ def main() -> None:
     parity = json.loads((HERE / "parity.json").read_text())
     report = json.loads((HERE / "export_report.json").read_text())
     (HERE / "summary.md").write_text(summary(parity, report))
+    write_json(HERE / "manifest.json", manifest({**vars(args), "seconds": round(time.time() - t0, 1)},
+                                                started_at=commit))
     print((HERE / "summary.md").read_text())
 
 
