@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 from liccs.cli import main as liccs  # noqa: E402
-from liccs.manifest import git_commit, manifest, write_json  # noqa: E402
+from liccs.core.manifest import git_commit, manifest, write_json  # noqa: E402
 from tests.engines.helpers import stress_checkpoint  # noqa: E402
 
 

@@ -13,7 +13,7 @@ int8 codec instead kept ``g_s``'s first k layers in fp32 by PSNR (that report: B
 (framing included, the same on both sides); PSNR against the original image.
 
 Declared before the run (contrasts over the 24 images, Holm across the family — every claim of every engine pair —,
-liccs.stats rules):
+liccs.core.stats rules):
 
 - ``BD-rate within 5%`` (per engine pair and ladder): d = per-image BD-rate of int8 against fp32 (PCHIP over the four qualities,
   liccs.checks.rd) − 5 points; predicted d < 0; smallest effect of interest 1 point. An image whose curve is not
@@ -50,9 +50,9 @@ from liccs.checks.rd import bd_rate  # noqa: E402
 from liccs.data import imagenet_samples, kodak, prepare, to_float  # noqa: E402
 from liccs.engines.codec import DeployedCodec  # noqa: E402
 from liccs.export.cache import ArtifactCache  # noqa: E402
-from liccs.manifest import git_commit, manifest, write_json  # noqa: E402
+from liccs.core.manifest import git_commit, manifest, write_json  # noqa: E402
 from liccs.pipeline import psnr  # noqa: E402
-from liccs.stats import Claim, decide, fmt_claim, paired  # noqa: E402
+from liccs.core.stats import Claim, decide, fmt_claim, paired  # noqa: E402
 from liccs.zoo import load_codec  # noqa: E402
 
 MARGIN = 5.0  # BD-rate points: the declared margin

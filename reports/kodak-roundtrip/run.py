@@ -27,7 +27,7 @@ from liccs.data import kodak  # noqa: E402
 from liccs.engines.bitstream import Container, unframe  # noqa: E402
 from liccs.engines.codec import DeployedCodec  # noqa: E402
 from liccs.export.cache import ArtifactCache  # noqa: E402
-from liccs.manifest import git_commit, manifest, write_json  # noqa: E402
+from liccs.core.manifest import git_commit, manifest, write_json  # noqa: E402
 from liccs.pipeline import psnr  # noqa: E402
 from liccs.zoo import load_codec  # noqa: E402
 from liccs.zoo.weights import sha256_of  # noqa: E402
