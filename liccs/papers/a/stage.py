@@ -17,6 +17,9 @@ paired contrast (:mod:`liccs.papers.a.claims`).
    engine, with two claims per engine (:mod:`.deployed`).
 5. **Claims**: the declared family with CIs, Holm-adjusted p and minimum detectable effects; every transfer table
    has both models' bpp beside it, and the transfer at matched rate is tabulated (:mod:`.rates`).
+
+On a parallel executor the crafting, the reference engine's evaluations and the replay run first as three batches
+of tasks (:mod:`.tasks`); the steps above then read their results from the run folder.
 """
 
 from __future__ import annotations
