@@ -22,6 +22,7 @@ sys.path.insert(0, str(HERE.parent.parent))
 
 from liccs.cli import main as liccs  # noqa: E402
 from liccs.core.manifest import git_commit, manifest, write_json  # noqa: E402
+from liccs.core.provenance import code_record  # noqa: E402
 from tests.engines.helpers import lowest_highest  # noqa: E402
 
 
@@ -71,7 +72,7 @@ def main() -> None:
     report = json.loads((HERE / "export_report.json").read_text())
     (HERE / "summary.md").write_text(summary(parity, report))
     write_json(HERE / "manifest.json", manifest({**vars(args), "seconds": round(time.time() - t0, 1)},
-                                                started_at=commit))
+                                                started_at=commit, code=code_record()))
     print((HERE / "summary.md").read_text())
 
 

@@ -51,6 +51,7 @@ from liccs.data import imagenet_samples, kodak, prepare, to_float  # noqa: E402
 from liccs.engines.codec import DeployedCodec  # noqa: E402
 from liccs.export.cache import ArtifactCache  # noqa: E402
 from liccs.core.manifest import git_commit, manifest, write_json  # noqa: E402
+from liccs.core.provenance import code_record  # noqa: E402
 from liccs.pipeline import psnr  # noqa: E402
 from liccs.core.stats import Claim, decide, fmt_claim, paired  # noqa: E402
 from liccs.zoo import load_codec  # noqa: E402
@@ -187,8 +188,8 @@ def main() -> None:
     config = vars(args) | {"out": str(args.out), "margin_bd_points": MARGIN, "pairs": {e: PAIRS[e] for e in args.engines},
                            "calibration_source": "imagenet-samples[:n] 256 centre crop"}
     write_json(args.out / "result.json", {"results": results, "claims": claims, "loadavg": [load0, load1]})
-    write_json(args.out / "manifest.json", manifest(config, started_at=commit, report="int8-codec",
-                                                    command="nice python " + " ".join(sys.argv)))
+    write_json(args.out / "manifest.json", manifest(config, started_at=commit, code=code_record(),
+                                                    report="int8-codec", command="nice python " + " ".join(sys.argv)))
     md = markdown(results, claims, (load0, load1))
     (args.out / "result.md").write_text(md, encoding="utf-8")
     print(md)

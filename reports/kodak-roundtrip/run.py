@@ -28,6 +28,7 @@ from liccs.engines.bitstream import Container, unframe  # noqa: E402
 from liccs.engines.codec import DeployedCodec  # noqa: E402
 from liccs.export.cache import ArtifactCache  # noqa: E402
 from liccs.core.manifest import git_commit, manifest, write_json  # noqa: E402
+from liccs.core.provenance import code_record  # noqa: E402
 from liccs.pipeline import psnr  # noqa: E402
 from liccs.zoo import load_codec  # noqa: E402
 from liccs.zoo.weights import sha256_of  # noqa: E402
@@ -99,7 +100,7 @@ def main() -> None:
                 results.append(one_model(name, w, args.engine, cache, images, Path(d)))
     config = {**vars(args), "seconds": round(time.time() - t0, 1)}
     write_json(HERE / "result.json", {"config": config, "results": results})
-    write_json(HERE / "manifest.json", manifest(config, started_at=commit))
+    write_json(HERE / "manifest.json", manifest(config, started_at=commit, code=code_record()))
     (HERE / "result.md").write_text("# Kodak round trip: deployed codec vs CompressAI\n\n" + markdown(results))
     print(markdown(results))
 
