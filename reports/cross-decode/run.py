@@ -22,6 +22,7 @@ sys.path.insert(0, str(HERE.parent.parent))
 
 from liccs.cli import main as liccs  # noqa: E402
 from liccs.core.manifest import git_commit, manifest, write_json  # noqa: E402
+from liccs.core.provenance import code_record  # noqa: E402
 from tests.engines.helpers import stress_checkpoint  # noqa: E402
 
 
@@ -60,7 +61,7 @@ def main() -> None:
     write_json(HERE / "cross_decode.json", {"config": vars(args), "records": crosses})
     write_json(HERE / "parity.json", {"runs": parity})
     write_json(HERE / "manifest.json", manifest({**vars(args), "seconds": round(time.time() - t0, 1)},
-                                                started_at=commit))
+                                                started_at=commit, code=code_record()))
     (HERE / "summary.md").write_text(summary(crosses))
     print((HERE / "summary.md").read_text())
 
