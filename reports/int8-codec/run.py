@@ -180,9 +180,9 @@ def main() -> None:
     pairs = []
     for r in results:
         bd = np.asarray(r["per_image_bd_rate_pct"])
-        pairs.append((CLAIMS["bd"](f"{r['engine']} {r['arch']}"), paired(bd, np.full_like(bd, MARGIN), what="BD-rate")))
+        pairs.append((CLAIMS["bd"](f"{r['engine']} {r['arch']}"), paired(bd, np.full_like(bd, MARGIN), kind="continuous", what="BD-rate")))
         ratio = np.asarray(r["fp32_s"]) / np.asarray(r["int8_s"])
-        pairs.append((CLAIMS["speed"](f"{r['engine']} {r['arch']}"), paired(ratio, np.ones_like(ratio), what="speed")))
+        pairs.append((CLAIMS["speed"](f"{r['engine']} {r['arch']}"), paired(ratio, np.ones_like(ratio), kind="continuous", what="speed")))
     claims = decide(pairs)
     load1 = os.getloadavg()[0]
     config = vars(args) | {"out": str(args.out), "margin_bd_points": MARGIN, "pairs": {e: PAIRS[e] for e in args.engines},
