@@ -300,3 +300,16 @@ def test_a_ladder_comes_whole_from_one_source(zoo_cache, monkeypatch, tmp_path):
     monkeypatch.setenv(mini_mod.SOURCE_ENV, "newest")
     with pytest.raises(WeightsError, match="LICCS_MINI_WEIGHTS='newest'.*valid: auto, shipped, cache"):
         mini_mod.resolve_models([q1])
+
+
+def test_the_zoo_report_records_the_sha256_of_every_cached_model_it_evaluated(zoo_cache):
+    from liccs.zoo.mini.report import weights_record
+
+    load_classifier(TINY_CLF)
+    clf, lad = CLASSIFIER_CONFIGS[TINY_CLF], LADDER_CONFIGS[TINY_CODEC]
+    load_codec(f"{TINY_CODEC}@q1")  # the ladder's chain up to q1 is cached; its other rungs may not be
+    rec = weights_record([clf, lad])
+    assert rec[TINY_CLF] == {"key": clf.key, "sha256": sha256_of(store.cached(TINY_CLF, clf.key))}
+    assert rec[f"{TINY_CODEC}@q1"]["sha256"] == sha256_of(store.cached(f"{TINY_CODEC}@q1", lad.key))
+    cached = [q for q in lad.config.qualities if store.cached(lad.entry_name(q), lad.key) is not None]
+    assert sorted(k for k in rec if k.startswith(TINY_CODEC)) == sorted(lad.entry_name(q) for q in cached)

@@ -20,6 +20,7 @@ from torch import nn
 
 from liccs.core.manifest import manifest, write_json
 from liccs.core.progress import tqdm
+from liccs.core.provenance import code_record
 from liccs.data import kodak, to_float
 from liccs.pipeline import codec_forward, psnr
 from liccs.zoo import load_classifier, load_codec
@@ -175,5 +176,18 @@ def write_report(members: list[MiniClassifier | MiniLadder], out_dir: str | Path
     config = {"members": [{"name": m.name, "key": m.key, "config": m.config} for m in members],
               "eval_images_cifar": len(sub), "code_version": store.CODE_VERSION}
     write_json(out / "results.json", results)
-    write_json(out / "manifest.json", manifest(config, report="mini-zoo training report"))
+    write_json(out / "manifest.json", manifest(config, report="mini-zoo training report", code=code_record(),
+                                               weights=weights_record(members)))
     return results
+
+
+def weights_record(members: list[MiniClassifier | MiniLadder]) -> dict[str, dict[str, str]]:
+    """The recipe key and sha256 of every cached model the report evaluated (``NAME`` or ``NAME@qN``)."""
+    entries = [(m.name, m.key) for m in members if isinstance(m, MiniClassifier)]
+    entries += [(m.entry_name(q), m.key) for m in members if isinstance(m, MiniLadder) for q in m.config.qualities]
+    out = {}
+    for name, key in entries:
+        meta = store.read_meta(name, key) if store.cached(name, key) is not None else None
+        if meta is not None:
+            out[name] = {"key": key, "sha256": meta["sha256"]}
+    return out
