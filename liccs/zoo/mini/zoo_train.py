@@ -14,9 +14,11 @@ from pathlib import Path
 import torch
 
 from liccs.core.errors import InputError
+from liccs.core.isa import this_cpu
 from liccs.zoo.codecs import parse_codec
 from liccs.zoo.mini import store
 from liccs.zoo.mini.recipes import CLASSIFIER_CONFIGS, LADDER_CONFIGS, MiniClassifier, MiniLadder
+from liccs.zoo.mini.resolve import SOURCE_ENV, source_preference
 from liccs.zoo.mini.training import train_mini_classifier, train_mini_ladder
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,13 @@ def train_zoo(members: list[MiniClassifier | MiniLadder], device: str = "cpu",
         t = time.perf_counter()
         if isinstance(m, MiniClassifier):
             if store.cached(m.name, m.key) is None:
+                if store.committed(m.name, m.key) is not None and source_preference() != "cache":
+                    print(f"{m.name}: shipped with the package for this recipe ({m.key}), so not trained "
+                          f"({SOURCE_ENV}=cache trains it into the cache)", flush=True)
+                    continue
+                slow = emulated_bf16(m, device)
+                if slow:
+                    log.warning("%s", slow)
                 log.warning("training %s", m.name)
                 train_mini_classifier(m, device, progress)
         else:
@@ -69,6 +78,13 @@ def train_zoo(members: list[MiniClassifier | MiniLadder], device: str = "cpu",
         walls[m.name] = time.perf_counter() - t
         print(f"{m.name}: ready ({walls[m.name]:.0f} s in this run)", flush=True)
     return walls
+
+
+def emulated_bf16(m: MiniClassifier | MiniLadder, device: str) -> str | None:
+    """Why training ``m`` on ``device`` will be slow, when its recipe asks for bf16 autocast that this CPU emulates."""
+    why = this_cpu().missing("bf16") if device == "cpu" and getattr(m.config, "bf16", False) else None
+    return None if why is None else (f"{m.name}'s recipe trains in bf16 autocast and {why}: expect hours of training "
+                                     "rather than minutes")
 
 
 def export_committed(entries: list[str], out_dir: Path = store.COMMITTED_DIR) -> dict:
