@@ -302,14 +302,23 @@ def test_a_ladder_comes_whole_from_one_source(zoo_cache, monkeypatch, tmp_path):
         mini_mod.resolve_models([q1])
 
 
-def test_the_zoo_report_records_the_sha256_of_every_cached_model_it_evaluated(zoo_cache):
-    from liccs.zoo.mini.report import weights_record
+def test_the_zoo_report_evaluates_a_ladder_from_one_source_and_records_each_model_s_sha256(zoo_cache, monkeypatch,
+                                                                                            tmp_path):
+    """A ladder of which the package ships one quality is evaluated whole from the cache (as every run loads it), and
+    the manifest names the origin and sha256 of every model evaluated."""
+    from liccs.zoo.mini.report import write_report
 
     load_classifier(TINY_CLF)
     clf, lad = CLASSIFIER_CONFIGS[TINY_CLF], LADDER_CONFIGS[TINY_CODEC]
-    load_codec(f"{TINY_CODEC}@q1")  # the ladder's chain up to q1 is cached; its other rungs may not be
-    rec = weights_record([clf, lad])
-    assert rec[TINY_CLF] == {"key": clf.key, "sha256": sha256_of(store.cached(TINY_CLF, clf.key))}
-    assert rec[f"{TINY_CODEC}@q1"]["sha256"] == sha256_of(store.cached(f"{TINY_CODEC}@q1", lad.key))
+    q = min(lad.config.qualities)
+    load_codec(lad.entry_name(q))  # with its chain from the base
+    monkeypatch.setattr(store, "COMMITTED_DIR", tmp_path / "shipped")
+    store.export_fp16([(lad.entry_name(q), lad.key)], tmp_path / "shipped", replace=True)
+    assert store.committed(lad.entry_name(q), lad.key) is not None
+    write_report([clf, lad], tmp_path / "report", {}, eval_images=20, progress=False)
+    weights = json.loads((tmp_path / "report" / "manifest.json").read_text())["weights"]
     cached = [q for q in lad.config.qualities if store.cached(lad.entry_name(q), lad.key) is not None]
-    assert sorted(k for k in rec if k.startswith(TINY_CODEC)) == sorted(lad.entry_name(q) for q in cached)
+    assert sorted(weights) == sorted([TINY_CLF, *(lad.entry_name(q) for q in cached)]) and len(cached) > 1
+    for name, rec in weights.items():
+        key = clf.key if name == TINY_CLF else lad.key
+        assert rec == {"origin": "cache", "sha256": sha256_of(store.cached(name, key))}, name

@@ -23,7 +23,7 @@ from liccs.core.progress import tqdm
 from liccs.core.provenance import code_record
 from liccs.data import kodak, to_float
 from liccs.pipeline import codec_forward, psnr
-from liccs.zoo import load_classifier, load_codec
+from liccs.zoo import load_classifier, load_codecs
 from liccs.zoo.mini import store
 from liccs.zoo.mini.recipes import MiniClassifier, MiniLadder
 from liccs.zoo.mini.report_render import render
@@ -81,13 +81,14 @@ def _curve_log(meta: dict[str, Any]) -> list[dict[str, float]]:
 
 def evaluate_classifier(mc: MiniClassifier, x: torch.Tensor, y: torch.Tensor, progress: bool) -> dict[str, Any]:
     """Clean top-1 on all of ``x``; also at the CIFAR-LICCS geometry (64×64 up, the classifier's own resize down)."""
-    meta = store.read_meta(mc.name, mc.key) or {}
     clf = load_classifier(mc.name)
+    meta = (store.read_meta(mc.name, mc.key) or {}) if clf.liccs_weights.origin == "cache" else {}
     acc = accuracy(clf, x, y, progress=progress, desc="classifier on cifar10-test")
     acc64 = accuracy(lambda t: clf(cifar_to_codec_input((t * 255).round().to(torch.uint8))), x, y)
     return {"name": mc.name, "top1": acc, "top1_at_64": acc64, "train_wall_s": meta.get("wall_s"),
             "train_cpu_s": meta.get("cpu_s"), "train_threads": meta.get("threads"),
-            "weights": str(clf.liccs_weights), "config": meta.get("config"), "log": _curve_log(meta)}
+            "weights": clf.liccs_weights.origin, "sha256": clf.liccs_weights.sha256, "config": meta.get("config"),
+            "log": _curve_log(meta)}
 
 
 def _evaluate_ladder(ml: MiniLadder, desc: str, progress: bool,
@@ -96,16 +97,19 @@ def _evaluate_ladder(ml: MiniLadder, desc: str, progress: bool,
     get ``trained: False``), with the ladder's training wall and CPU time and loss curves."""
     rows, cpus, logs = [], [], {}
     walls: float | None = 0.0
+    trained = [q for q in ml.config.qualities if available(ml.entry_name(q), ml.key)]
+    codecs = dict(zip(trained, load_codecs([ml.entry_name(q) for q in trained])))  # the ladder from one source
     for q in tqdm(ml.config.qualities, desc=desc, disable=not progress, leave=False):
-        if not available(ml.entry_name(q), ml.key):
+        if q not in codecs:
             rows.append({"quality": q, "trained": False})
             continue
-        meta = store.read_meta(ml.entry_name(q), ml.key) or {}  # {}: committed weights, no training record
+        w = codecs[q].liccs_weights
+        meta = (store.read_meta(ml.entry_name(q), ml.key) or {}) if w.origin == "cache" else {}  # shipped: no log
         walls = None if walls is None or "wall_s" not in meta else walls + meta["wall_s"]
         cpus.append(meta.get("cpu_s"))
         logs[q] = _curve_log(meta)
-        rows.append({"quality": q, "trained": True, "lambda": LAMBDAS[q],
-                     **evaluate(load_codec(ml.entry_name(q)), meta)})
+        rows.append({"quality": q, "trained": True, "lambda": LAMBDAS[q], **evaluate(codecs[q], meta),
+                     "weights": w.origin, "sha256": w.sha256})
     cpu = sum(cpus) if cpus and None not in cpus else None
     return {"name": ml.name, "rows": rows, "train_wall_s": walls, "train_cpu_s": cpu, "logs": logs}
 
@@ -120,8 +124,7 @@ def evaluate_cifar_ladder(ml: MiniLadder, clf: torch.nn.Module, x: torch.Tensor,
         with torch.no_grad():
             est = torch.cat([codec_forward(codec, xin[i : i + 200], "hard").bpp() for i in range(0, len(xin), 200)])
         return {"bpp": r["bpp"], "bpp_likelihood_estimate": est.mean().item(), "psnr": r["psnr"],
-                "liccs_top1": (r["pred"] == y).float().mean().item(), "train_wall_s": meta.get("wall_s"),
-                "weights": "cache" if meta else "committed"}
+                "liccs_top1": (r["pred"] == y).float().mean().item(), "train_wall_s": meta.get("wall_s")}
 
     return _evaluate_ladder(ml, f"evaluating {ml.name}", progress, measure)
 
@@ -177,17 +180,15 @@ def write_report(members: list[MiniClassifier | MiniLadder], out_dir: str | Path
               "eval_images_cifar": len(sub), "code_version": store.CODE_VERSION}
     write_json(out / "results.json", results)
     write_json(out / "manifest.json", manifest(config, report="mini-zoo training report", code=code_record(),
-                                               weights=weights_record(members)))
+                                               weights=weights_record(results)))
     return results
 
 
-def weights_record(members: list[MiniClassifier | MiniLadder]) -> dict[str, dict[str, str]]:
-    """The recipe key and sha256 of every cached model the report evaluated (``NAME`` or ``NAME@qN``)."""
-    entries = [(m.name, m.key) for m in members if isinstance(m, MiniClassifier)]
-    entries += [(m.entry_name(q), m.key) for m in members if isinstance(m, MiniLadder) for q in m.config.qualities]
-    out = {}
-    for name, key in entries:
-        meta = store.read_meta(name, key) if store.cached(name, key) is not None else None
-        if meta is not None:
-            out[name] = {"key": key, "sha256": meta["sha256"]}
+def weights_record(results: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The origin (``shipped`` or ``cache``) and sha256 of every model the report evaluated (``NAME`` or
+    ``NAME@qN``), as loaded."""
+    out = {c["name"]: {"origin": c["weights"], "sha256": c["sha256"]} for c in results["classifiers"]}
+    for lad in results["cifar_ladders"] + results["natural_ladders"]:
+        out.update({f"{lad['name']}@q{r['quality']}": {"origin": r["weights"], "sha256": r["sha256"]}
+                    for r in lad["rows"] if r["trained"]})
     return out
