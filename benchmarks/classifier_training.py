@@ -44,10 +44,13 @@ def step_seconds(bf16: bool, steps: int, x, y) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=4, help="steps per training (the first is left out)")
+    ap.add_argument("--steps", type=int, default=5, help="steps per training (the first is left out; at least 5, "
+                    "the fewest the recipe's one-cycle schedule takes)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    if args.steps < 5:
+        ap.error(f"--steps {args.steps}: at least 5 (the one-cycle schedule warms up over a quarter of the steps)")
     per_class = RECIPE.config.batch_size * args.steps // 10 + 1
     x, y = cifar10_tensors("train", per_class, progress=False)
     full = (50_000 // RECIPE.config.batch_size) * RECIPE.config.epochs

@@ -101,7 +101,7 @@ def _nat(arch: str, seed: int = 0) -> LadderConfig:
     # 64×64 crops keep a training step as cheap as a CIFAR one (the whole zoo must train on a 2-core CPU).
     # 8000 base steps: at 4000 the q4 base underfit (Kodak 27.66 dB at 0.491 bpp, 1.28 dB under JPEG); 4000 more
     # steps gave 28.87 dB at 0.514 bpp (0.32 dB under JPEG). Upward fine-tuning, a cosine lr and 128×128 crops
-    # at batch 4 did not help (reports/zoo/STATUS.md).
+    # at batch 4 did not help.
     return LadderConfig(arch, N=48, M=64, data="imagenet-crops-64", qualities=_NAT_Q, base_steps=8000,
                         finetune_steps=400, batch_size=16, lr=2e-3, train_limit=16, seed=seed)
 
